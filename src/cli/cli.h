@@ -1,0 +1,25 @@
+/* The command-line front end: the only code that prints to stdout or exits. Each
+ * subcommand is a function taking its own argv (argv[0] is its name). */
+#ifndef VKA_CLI_H
+#define VKA_CLI_H
+
+#define CLI_USAGE 2 /* exit status of a usage error */
+
+int cli_devices(int argc, char **argv);
+int cli_selftest(int argc, char **argv);
+
+/* Prints "vkaccum CMD: MSG" and the hint to run --help, returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* getopt_long with its own messages off; reports an unknown option or a missing value
+ * as a usage error naming it. shortopts must start with ':'. Returns the option, -1 at
+ * the end, or '?' after reporting. */
+struct option;
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+#endif

@@ -1,0 +1,130 @@
+/* vkaccum devices: every Vulkan device, as a table or JSON. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+#include "log.h"
+#include "vk/vk.h"
+
+static const char help[] =
+    "usage: vkaccum devices [--json]\n"
+    "\n"
+    "Lists every Vulkan device: index, name, type, driver, API version, memory heaps and\n"
+    "budget, subgroup size, workgroup limits, f16/int8 support. '*' marks the device\n"
+    "that vkaccum picks by default (discrete GPU, then integrated, virtual, CPU); pick\n"
+    "another with --device N or a part of its name on any command.\n"
+    "\n"
+    "  --json    one JSON array instead of the table\n"
+    "  --help    this text\n";
+
+static void version_str(uint32_t v, char *buf, size_t size)
+{
+    snprintf(buf, size, "%u.%u.%u", VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v),
+             VK_API_VERSION_PATCH(v));
+}
+
+static cJSON *device_json(const struct vka_device_info *d, bool chosen)
+{
+    char api[32];
+    version_str(d->api_version, api, sizeof(api));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", d->index);
+    cJSON_AddStringToObject(o, "name", d->name);
+    cJSON_AddStringToObject(o, "type", vka_device_type_name(d->type));
+    cJSON_AddStringToObject(o, "driver", d->driver);
+    cJSON_AddStringToObject(o, "api_version", api);
+    cJSON_AddBoolToObject(o, "default", chosen);
+    cJSON *heaps = cJSON_AddArrayToObject(o, "heaps");
+    for (uint32_t i = 0; i < d->heap_count; i++) {
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddNumberToObject(h, "size", (double)d->heap_size[i]);
+        cJSON_AddNumberToObject(h, "budget", (double)d->heap_budget[i]);
+        cJSON_AddBoolToObject(h, "device_local", d->heap_device_local[i]);
+        cJSON_AddItemToArray(heaps, h);
+    }
+    cJSON_AddBoolToObject(o, "memory_budget_ext", d->has_memory_budget);
+    cJSON_AddNumberToObject(o, "subgroup_size", d->subgroup_size);
+    cJSON_AddNumberToObject(o, "max_workgroup_invocations", d->max_wg_invocations);
+    cJSON *wg = cJSON_AddArrayToObject(o, "max_workgroup_size");
+    for (int i = 0; i < 3; i++)
+        cJSON_AddItemToArray(wg, cJSON_CreateNumber(d->max_wg_size[i]));
+    cJSON_AddNumberToObject(o, "max_storage_buffer_range", d->max_storage_range);
+    cJSON_AddNumberToObject(o, "max_texel_buffer_elements", d->max_texel_elements);
+    cJSON_AddBoolToObject(o, "float16", d->f16_arith);
+    cJSON_AddBoolToObject(o, "int8", d->int8_arith);
+    cJSON_AddBoolToObject(o, "storage_16bit", d->storage16);
+    cJSON_AddBoolToObject(o, "buffer_device_address", d->bda);
+    cJSON_AddBoolToObject(o, "texel_rgba32f", d->texel_rgba32f);
+    cJSON_AddBoolToObject(o, "timestamps", d->timestamps);
+    return o;
+}
+
+static void print_table(const struct vka_device_info *infos, uint32_t n, uint32_t chosen)
+{
+    printf("  # %-34s %-10s %-26s %-7s %-18s %-7s %-5s %-8s %s\n", "name", "type", "driver",
+           "api", "heaps MiB (budget)", "subgrp", "maxwg", "f16/i8", "");
+    for (uint32_t i = 0; i < n; i++) {
+        const struct vka_device_info *d = &infos[i];
+        char api[32], heaps[128] = "";
+        version_str(d->api_version, api, sizeof(api));
+        size_t used = 0;
+        for (uint32_t h = 0; h < d->heap_count && used < sizeof(heaps); h++)
+            used += (size_t)snprintf(heaps + used, sizeof(heaps) - used, "%s%llu (%llu)",
+                                     h ? ", " : "",
+                                     (unsigned long long)(d->heap_size[h] >> 20),
+                                     (unsigned long long)(d->heap_budget[h] >> 20));
+        printf("%c%2u %-34.34s %-10s %-26.26s %-7s %-18s %-7u %-5u %s/%s\n",
+               i == chosen ? '*' : ' ', d->index, d->name, vka_device_type_name(d->type),
+               d->driver, api, heaps, d->subgroup_size, d->max_wg_invocations,
+               d->f16_arith ? "yes" : "no", d->int8_arith ? "yes" : "no");
+    }
+}
+
+int cli_devices(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = cli_getopt("devices", argc, argv, ":h", opts)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return CLI_USAGE;
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("devices", "unexpected argument '%s'", argv[optind]);
+
+    struct vka_device_info *infos;
+    uint32_t n;
+    if (vka_devices_query(&infos, &n) < 0)
+        return 1;
+    uint32_t chosen = UINT32_MAX;
+    if (n)
+        vka_device_select(infos, n, NULL, &chosen);
+    if (json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (uint32_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(arr, device_json(&infos[i], i == chosen));
+        char *s = cJSON_Print(arr);
+        puts(s);
+        free(s);
+        cJSON_Delete(arr);
+    } else if (n == 0) {
+        fprintf(stderr, "vkaccum devices: no Vulkan device found: install one "
+                        "(Debian: apt-get install mesa-vulkan-drivers)\n");
+        free(infos);
+        return 1;
+    } else {
+        print_table(infos, n, chosen);
+    }
+    free(infos);
+    return 0;
+}

@@ -1,0 +1,66 @@
+/* Leveled logger: stderr, a level set once by the CLI or the environment
+ * (VKACCUM_LOG=error|warn|info|debug), and the last error kept per thread. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static enum vka_log_level log_level = VKA_LOG_WARN;
+static int log_level_from_env = 0;
+static _Thread_local char last_error[1024];
+
+static void level_from_env(void)
+{
+    if (log_level_from_env)
+        return;
+    log_level_from_env = 1;
+    const char *s = getenv("VKACCUM_LOG");
+    if (!s)
+        return;
+    static const char *names[] = { "error", "warn", "info", "debug" };
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i]))
+            log_level = (enum vka_log_level)i;
+}
+
+void vka_log_set_level(enum vka_log_level level)
+{
+    log_level_from_env = 1;
+    log_level = level;
+}
+
+enum vka_log_level vka_log_get_level(void)
+{
+    level_from_env();
+    return log_level;
+}
+
+void vka_log(enum vka_log_level level, const char *fmt, ...)
+{
+    static const char *prefix[] = { "error", "warning", "info", "debug" };
+    va_list ap;
+    if (level == VKA_LOG_ERROR) {
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof(last_error), fmt, ap);
+        va_end(ap);
+    }
+    if (level > vka_log_get_level())
+        return;
+    char line[2048];
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "vkaccum: %s: %s\n", prefix[level], line);
+}
+
+const char *vka_last_error(void)
+{
+    return last_error;
+}
+
+void vka_clear_error(void)
+{
+    last_error[0] = '\0';
+}

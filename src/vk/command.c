@@ -1,0 +1,443 @@
+/* The command recorder: one command buffer, its descriptor sets, the barriers between
+ * its commands, optional timestamps, and the buffers it owns until its work is done.
+ * A recording is submitted with a fence and a timeout, and can be replayed. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "vk/internal.h"
+
+#define SETS_PER_POOL 256
+
+struct vka_cmd {
+    struct vka_ctx *ctx;
+    VkCommandBuffer cb;
+    VkFence fence;
+    bool recording, ended, submitted_once;
+    bool after_work; /* a dispatch or copy was recorded: the next one needs a barrier */
+
+    VkDescriptorPool *pools;
+    uint32_t npools, pool_used; /* sets taken from pools[npools - 1] */
+
+    struct vka_buf **owned;
+    uint32_t nowned, cap_owned;
+
+    VkQueryPool queries;
+    uint32_t max_timed, ntimed;
+    double *ms;
+    uint32_t nms;
+};
+
+int vka_cmd_create(struct vka_ctx *ctx, const struct vka_cmd_params *params,
+                   struct vka_cmd **out)
+{
+    int ret = 0;
+    struct vka_cmd *c = calloc(1, sizeof(*c));
+    *out = NULL;
+    if (!c)
+        return -ENOMEM;
+    c->ctx = ctx;
+    VkCommandBufferAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = ctx->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VK(vkAllocateCommandBuffers(ctx->dev, &ai, &c->cb));
+    VkFenceCreateInfo fci = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
+    VK(vkCreateFence(ctx->dev, &fci, NULL, &c->fence));
+    if (params && params->timing) {
+        if (!ctx->info.timestamps) {
+            vka_err("device %s has no timestamps on its compute queue: timing is off",
+                    ctx->info.name);
+            ret = -ENOTSUP;
+            goto fail;
+        }
+        c->max_timed = params->max_timed ? params->max_timed : 1024;
+        VkQueryPoolCreateInfo qci = {
+            .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+            .queryType = VK_QUERY_TYPE_TIMESTAMP,
+            .queryCount = 2 * c->max_timed,
+        };
+        VK(vkCreateQueryPool(ctx->dev, &qci, NULL, &c->queries));
+        c->ms = calloc(c->max_timed, sizeof(*c->ms));
+        if (!c->ms) {
+            ret = -ENOMEM;
+            goto fail;
+        }
+    }
+    *out = c;
+    return 0;
+fail:
+    vka_cmd_destroy(&c);
+    return ret;
+}
+
+static void release_owned(struct vka_cmd *c)
+{
+    for (uint32_t i = 0; i < c->nowned; i++)
+        vka_buf_destroy(&c->owned[i]);
+    c->nowned = 0;
+}
+
+void vka_cmd_destroy(struct vka_cmd **pc)
+{
+    struct vka_cmd *c = *pc;
+    if (!c)
+        return;
+    VkDevice dev = c->ctx->dev;
+    if (c->submitted_once)
+        vkWaitForFences(dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+    release_owned(c);
+    free(c->owned);
+    for (uint32_t i = 0; i < c->npools; i++)
+        vkDestroyDescriptorPool(dev, c->pools[i], NULL);
+    free(c->pools);
+    if (c->queries)
+        vkDestroyQueryPool(dev, c->queries, NULL);
+    free(c->ms);
+    if (c->fence)
+        vkDestroyFence(dev, c->fence, NULL);
+    if (c->cb)
+        vkFreeCommandBuffers(dev, c->ctx->cmd_pool, 1, &c->cb);
+    free(c);
+    *pc = NULL;
+}
+
+int vka_cmd_begin(struct vka_cmd *c)
+{
+    int ret = 0;
+    VkDevice dev = c->ctx->dev;
+    if (c->submitted_once)
+        VK(vkWaitForFences(dev, 1, &c->fence, VK_TRUE, UINT64_MAX));
+    release_owned(c);
+    /* Keep the first descriptor pool, reset; later ones grow again if needed. */
+    for (uint32_t i = 1; i < c->npools; i++)
+        vkDestroyDescriptorPool(dev, c->pools[i], NULL);
+    c->npools = c->npools ? 1 : 0;
+    if (c->npools)
+        VK(vkResetDescriptorPool(dev, c->pools[0], 0));
+    c->pool_used = c->npools ? 0 : SETS_PER_POOL;
+    VK(vkResetCommandBuffer(c->cb, 0));
+    VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
+    VK(vkBeginCommandBuffer(c->cb, &bi));
+    if (c->queries)
+        vkCmdResetQueryPool(c->cb, c->queries, 0, 2 * c->max_timed);
+    c->recording = true;
+    c->ended = false;
+    c->after_work = false;
+    c->ntimed = 0;
+    c->nms = 0;
+    return 0;
+fail:
+    return ret;
+}
+
+/* Orders this command after every earlier dispatch and copy of the recorder: their
+ * writes (shader or transfer) become visible to its reads and writes (read-after-write,
+ * write-after-write and write-after-read hazards all closed by one global barrier). */
+static void barrier(struct vka_cmd *c)
+{
+    if (!c->after_work)
+        return;
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+    };
+    VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                                  VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vkCmdPipelineBarrier(c->cb, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+}
+
+static int check_recording(struct vka_cmd *c, const char *what)
+{
+    if (!c->recording) {
+        vka_err("%s: the recorder is not recording (call vka_cmd_begin first)", what);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int descriptor_set(struct vka_cmd *c, VkDescriptorSetLayout dsl, VkDescriptorSet *set)
+{
+    int ret = 0;
+    VkDevice dev = c->ctx->dev;
+    if (c->pool_used == SETS_PER_POOL) {
+        VkDescriptorPool *pools = realloc(c->pools, (c->npools + 1) * sizeof(*pools));
+        if (!pools)
+            return -ENOMEM;
+        c->pools = pools;
+        VkDescriptorPoolSize sizes[] = {
+            { VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, SETS_PER_POOL * VKA_MAX_BINDINGS },
+            { VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, SETS_PER_POOL * VKA_MAX_BINDINGS },
+        };
+        VkDescriptorPoolCreateInfo ci = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+            .maxSets = SETS_PER_POOL,
+            .poolSizeCount = 2,
+            .pPoolSizes = sizes,
+        };
+        VK(vkCreateDescriptorPool(dev, &ci, NULL, &c->pools[c->npools]));
+        c->npools++;
+        c->pool_used = 0;
+    }
+    VkDescriptorSetAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+        .descriptorPool = c->pools[c->npools - 1],
+        .descriptorSetCount = 1,
+        .pSetLayouts = &dsl,
+    };
+    VK(vkAllocateDescriptorSets(dev, &ai, set));
+    c->pool_used++;
+    return 0;
+fail:
+    return ret;
+}
+
+int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_binding *b,
+                     const void *push, const uint32_t groups[3])
+{
+    struct vka_ctx *ctx = c->ctx;
+    int ret = check_recording(c, pipe->variant);
+    if (ret < 0)
+        return ret;
+    for (int i = 0; i < 3; i++)
+        if (groups[i] > ctx->info.max_wg_count[i]) {
+            vka_err("%s: %u workgroups along %c pass the device's %u", pipe->variant,
+                    groups[i], "xyz"[i], ctx->info.max_wg_count[i]);
+            return -EINVAL;
+        }
+    if (!groups[0] || !groups[1] || !groups[2])
+        return 0;
+
+    VkDescriptorSet set;
+    ret = descriptor_set(c, pipe->dsl, &set);
+    if (ret < 0)
+        return ret;
+    VkWriteDescriptorSet w[VKA_MAX_BINDINGS];
+    VkDescriptorBufferInfo bi[VKA_MAX_BINDINGS];
+    VkBufferView views[VKA_MAX_BINDINGS];
+    for (uint32_t i = 0; i < pipe->params.nbind; i++) {
+        const struct vka_binding *bd = &b[i];
+        bool texel = pipe->params.bind[i] == VKA_BIND_IN && ctx->profile.load == VKA_LOAD_TEXEL;
+        VkDeviceSize range = bd->range ? bd->range : bd->buf->size - bd->offset;
+        if (bd->offset > bd->buf->size || range > bd->buf->size - bd->offset) {
+            vka_err("%s: binding %u (%" PRIu64 " bytes at %" PRIu64 ") passes the end of a "
+                    "%" PRIu64 "-byte buffer", pipe->variant, i, (uint64_t)range,
+                    (uint64_t)bd->offset, (uint64_t)bd->buf->size);
+            return -EINVAL;
+        }
+        w[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = i,
+            .descriptorCount = 1,
+        };
+        if (texel) {
+            if (bd->offset) {
+                vka_err("%s: binding %u is a texel view of the whole buffer; pass the "
+                        "offset in push constants", pipe->variant, i);
+                return -EINVAL;
+            }
+            ret = vka_buf_texel_view(bd->buf, &views[i]);
+            if (ret < 0)
+                return ret;
+            w[i].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+            w[i].pTexelBufferView = &views[i];
+        } else {
+            if (range > ctx->info.max_storage_range) {
+                vka_err("%s: binding %u spans %" PRIu64 " bytes, past the device's storage "
+                        "range of %u; the op must split it", pipe->variant, i,
+                        (uint64_t)range, ctx->info.max_storage_range);
+                return -EINVAL;
+            }
+            bi[i] = (VkDescriptorBufferInfo){ bd->buf->buf, bd->offset, range };
+            w[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+            w[i].pBufferInfo = &bi[i];
+        }
+    }
+    vkUpdateDescriptorSets(ctx->dev, pipe->params.nbind, w, 0, NULL);
+
+    barrier(c);
+    bool timed = c->queries && c->ntimed < c->max_timed;
+    if (timed)
+        vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, c->queries,
+                            2 * c->ntimed);
+    vkCmdBindPipeline(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->pipe);
+    vkCmdBindDescriptorSets(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->layout, 0, 1, &set,
+                            0, NULL);
+    if (pipe->params.push_size)
+        vkCmdPushConstants(c->cb, pipe->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                           pipe->params.push_size, push);
+    vkCmdDispatch(c->cb, groups[0], groups[1], groups[2]);
+    if (timed) {
+        vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries,
+                            2 * c->ntimed + 1);
+        c->ntimed++;
+    }
+    c->after_work = true;
+    return 0;
+}
+
+int vka_cmd_dispatch_1d(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_binding *b,
+                        const void *push, uint64_t n)
+{
+    uint32_t wg = pipe->params.wg_size ? pipe->params.wg_size : c->ctx->profile.wg_size;
+    uint64_t groups = (n + wg - 1) / wg;
+    uint32_t maxx = c->ctx->info.max_wg_count[0];
+    uint64_t gy = (groups + maxx - 1) / maxx;
+    uint64_t gx = gy > 1 ? maxx : groups;
+    if (gy > c->ctx->info.max_wg_count[1]) {
+        vka_err("%s: %" PRIu64 " invocations are too many for one dispatch", pipe->variant, n);
+        return -EINVAL;
+    }
+    return vka_cmd_dispatch(c, pipe, b, push, (uint32_t[3]){ (uint32_t)gx, (uint32_t)gy, 1 });
+}
+
+int vka_cmd_copy(struct vka_cmd *c, struct vka_buf *src, VkDeviceSize src_off,
+                 struct vka_buf *dst, VkDeviceSize dst_off, VkDeviceSize size)
+{
+    int ret = check_recording(c, "vka_cmd_copy");
+    if (ret < 0)
+        return ret;
+    if (src_off > src->size || size > src->size - src_off || dst_off > dst->size ||
+        size > dst->size - dst_off) {
+        vka_err("vka_cmd_copy: %" PRIu64 " bytes from %" PRIu64 " (of %" PRIu64 ") to %"
+                PRIu64 " (of %" PRIu64 ") pass a buffer's end", (uint64_t)size,
+                (uint64_t)src_off, (uint64_t)src->size, (uint64_t)dst_off,
+                (uint64_t)dst->size);
+        return -EINVAL;
+    }
+    if (!size)
+        return 0;
+    barrier(c);
+    VkBufferCopy region = { src_off, dst_off, size };
+    vkCmdCopyBuffer(c->cb, src->buf, dst->buf, 1, &region);
+    c->after_work = true;
+    return 0;
+}
+
+struct vka_ctx *vka_cmd_ctx(struct vka_cmd *c)
+{
+    return c->ctx;
+}
+
+int vka_cmd_own(struct vka_cmd *c, struct vka_buf *buf)
+{
+    if (c->nowned == c->cap_owned) {
+        uint32_t cap = c->cap_owned ? 2 * c->cap_owned : 8;
+        struct vka_buf **o = realloc(c->owned, cap * sizeof(*o));
+        if (!o)
+            return -ENOMEM;
+        c->owned = o;
+        c->cap_owned = cap;
+    }
+    c->owned[c->nowned++] = buf;
+    return 0;
+}
+
+int vka_cmd_end(struct vka_cmd *c)
+{
+    int ret = 0;
+    if (c->ended)
+        return 0;
+    ret = check_recording(c, "vka_cmd_end");
+    if (ret < 0)
+        return ret;
+    /* Make the last writes visible to the host reads that follow the fence wait. */
+    if (c->after_work) {
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+            .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
+        };
+        vkCmdPipelineBarrier(c->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                             VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1,
+                             &mb, 0, NULL, 0, NULL);
+    }
+    VK(vkEndCommandBuffer(c->cb));
+    c->recording = false;
+    c->ended = true;
+    return 0;
+fail:
+    return ret;
+}
+
+int vka_cmd_submit_wait(struct vka_cmd *c, uint64_t timeout_ms)
+{
+    int ret = 0;
+    struct vka_ctx *ctx = c->ctx;
+    if (!c->ended) {
+        vka_err("vka_cmd_submit_wait: nothing recorded (call vka_cmd_end first)");
+        return -EINVAL;
+    }
+    if (c->submitted_once)
+        VK(vkWaitForFences(ctx->dev, 1, &c->fence, VK_TRUE, UINT64_MAX));
+    VK(vkResetFences(ctx->dev, 1, &c->fence));
+    VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &c->cb,
+    };
+    VkResult r = vkQueueSubmit(ctx->queue, 1, &si, c->fence);
+    if (r == VK_ERROR_DEVICE_LOST) {
+        vka_err("the device %s was lost at submission (a driver crash or reset)",
+                ctx->info.name);
+        return -EIO;
+    }
+    VK(r);
+    c->submitted_once = true;
+    r = vkWaitForFences(ctx->dev, 1, &c->fence, VK_TRUE, timeout_ms * 1000000ull);
+    if (r == VK_TIMEOUT) {
+        vka_err("the device %s did not finish its work within %" PRIu64 " ms "
+                "(VKACCUM_TIMEOUT_MS sets the limit)", ctx->info.name, timeout_ms);
+        return -ETIMEDOUT;
+    }
+    if (r == VK_ERROR_DEVICE_LOST) {
+        vka_err("the device %s was lost while running (a driver crash or reset)",
+                ctx->info.name);
+        return -EIO;
+    }
+    VK(r);
+    c->nms = 0;
+    if (c->queries && c->ntimed) {
+        uint64_t *ts = calloc(2 * c->ntimed, sizeof(*ts));
+        if (!ts)
+            return -ENOMEM;
+        r = vkGetQueryPoolResults(ctx->dev, c->queries, 0, 2 * c->ntimed,
+                                  2 * c->ntimed * sizeof(*ts), ts, sizeof(*ts),
+                                  VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+        if (r == VK_SUCCESS)
+            for (uint32_t i = 0; i < c->ntimed; i++)
+                c->ms[i] = (double)(ts[2 * i + 1] - ts[2 * i]) *
+                           ctx->info.timestamp_period * 1e-6;
+        free(ts);
+        VK(r);
+        c->nms = c->ntimed;
+    }
+    return 0;
+fail:
+    return ret;
+}
+
+uint32_t vka_cmd_timings(struct vka_cmd *c, double *ms, uint32_t max)
+{
+    uint32_t n = c->nms < max ? c->nms : max;
+    memcpy(ms, c->ms, n * sizeof(*ms));
+    return n;
+}
+
+int vka_cmd_run(struct vka_cmd *c)
+{
+    static uint64_t timeout_ms;
+    if (!timeout_ms) {
+        const char *s = getenv("VKACCUM_TIMEOUT_MS");
+        timeout_ms = s && atoll(s) > 0 ? (uint64_t)atoll(s) : 600000;
+    }
+    int ret = vka_cmd_end(c);
+    return ret < 0 ? ret : vka_cmd_submit_wait(c, timeout_ms);
+}

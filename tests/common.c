@@ -1,0 +1,102 @@
+/* Test helpers; see common.h. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+
+static uint64_t rng;
+
+void test_seed(const char *name)
+{
+    const char *s = getenv("VKACCUM_TEST_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)clock();
+    rng = seed ? seed : 1;
+    cr_log_info("%s: seed %llu (set VKACCUM_TEST_SEED to repeat)", name,
+                (unsigned long long)seed);
+    fprintf(stderr, "%s: VKACCUM_TEST_SEED=%llu\n", name, (unsigned long long)seed);
+}
+
+uint64_t test_rand_u64(void)
+{
+    /* xorshift64* */
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545f4914f6cdd1dull;
+}
+
+float test_rand_uniform(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((test_rand_u64() >> 40) * (1.0 / (1ull << 24)));
+}
+
+uint32_t test_rand_range(uint32_t lo, uint32_t hi)
+{
+    return lo + (uint32_t)(test_rand_u64() % ((uint64_t)hi - lo + 1));
+}
+
+struct vka_ctx *test_ctx_params(const struct vka_ctx_params *params)
+{
+    struct vka_ctx *ctx = NULL;
+    int ret = vka_ctx_create(params, &ctx);
+    cr_assert_eq(ret, 0, "vka_ctx_create failed (%d): %s", ret, vka_last_error());
+    cr_assert(ctx->validation, "the validation layer is off");
+    return ctx;
+}
+
+struct vka_ctx *test_ctx(void)
+{
+    return test_ctx_params(&(struct vka_ctx_params){ .validation = 1 });
+}
+
+void test_ctx_done(struct vka_ctx **ctx)
+{
+    unsigned n = vka_ctx_validation_count(*ctx);
+    uint32_t live = (*ctx)->mem.live_buffers - ((*ctx)->staging != NULL);
+    vka_ctx_destroy(ctx);
+    cr_assert_eq(n, 0, "the validation layer reported %u messages", n);
+    cr_assert_eq(live, 0, "%u buffers leaked", live);
+}
+
+struct vka_tensor test_flat_guarded(struct vka_ctx *ctx, uint64_t off, uint64_t n,
+                                    const float *data)
+{
+    struct vka_buf *buf = NULL;
+    uint64_t total = off + n + TEST_GUARD;
+    int ret = vka_buf_create(ctx, &(struct vka_buf_params){ .size = total * 4 }, &buf);
+    cr_assert_eq(ret, 0, "%s", vka_last_error());
+    float *init = malloc(total * 4);
+    cr_assert(init);
+    for (uint64_t i = 0; i < total; i++)
+        init[i] = i >= off && i < off + n && data ? data[i - off] : TEST_SENTINEL;
+    cr_assert_eq(vka_buf_upload(buf, 0, init, total * 4), 0, "%s", vka_last_error());
+    free(init);
+    struct vka_tensor t = vka_tensor_flat(buf, off, n);
+    t.owns_buf = true;
+    return t;
+}
+
+void test_flat_check_guard(const struct vka_tensor *t, float *data)
+{
+    uint64_t n = vka_tensor_stored(t), total = t->off + n + TEST_GUARD;
+    float *all = malloc(total * 4);
+    cr_assert(all);
+    cr_assert_eq(vka_buf_download(t->buf, 0, all, total * 4), 0, "%s", vka_last_error());
+    for (uint64_t i = 0; i < total; i++)
+        if (i < t->off || i >= t->off + n)
+            cr_assert_eq(all[i], TEST_SENTINEL, "stray write at element %llu (tensor "
+                         "%llu..%llu)", (unsigned long long)i, (unsigned long long)t->off,
+                         (unsigned long long)(t->off + n));
+    if (data)
+        memcpy(data, all + t->off, n * 4);
+    free(all);
+}
+
+void test_run(struct vka_cmd *cmd)
+{
+    int ret = vka_cmd_run(cmd);
+    cr_assert_eq(ret, 0, "submission failed (%d): %s", ret, vka_last_error());
+}

@@ -1,0 +1,37 @@
+/* Shared by the Criterion tests: a context with the validation layer on (its message
+ * count is checked at the end of every test), a seeded RNG whose seed is printed and
+ * settable (VKACCUM_TEST_SEED), and NaN/guard helpers that catch unwritten and stray
+ * elements. */
+#ifndef VKA_TEST_COMMON_H
+#define VKA_TEST_COMMON_H
+
+#include <criterion/criterion.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "tensor.h"
+
+/* Opens a context on the default device with validation on; fails the test if none. */
+struct vka_ctx *test_ctx(void);
+struct vka_ctx *test_ctx_params(const struct vka_ctx_params *params);
+/* Asserts that the validation layer said nothing, then destroys the context. */
+void test_ctx_done(struct vka_ctx **ctx);
+
+/* Seeds from VKACCUM_TEST_SEED or the clock and prints the seed with the test's name. */
+void test_seed(const char *name);
+uint64_t test_rand_u64(void);
+float test_rand_uniform(float lo, float hi);
+uint32_t test_rand_range(uint32_t lo, uint32_t hi); /* inclusive */
+
+/* A flat tensor in its own buffer, with GUARD elements of sentinel after it. */
+#define TEST_GUARD 64
+#define TEST_SENTINEL 12345.678f
+struct vka_tensor test_flat_guarded(struct vka_ctx *ctx, uint64_t off, uint64_t n,
+                                    const float *data);
+/* Downloads the n elements and checks the guard; data may be NULL. */
+void test_flat_check_guard(const struct vka_tensor *t, float *data);
+
+/* Runs recorded work and asserts it succeeded. */
+void test_run(struct vka_cmd *cmd);
+
+#endif

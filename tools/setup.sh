@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vkaccum needs to build, test and run (bookworm), only
+# when some are missing. Run as root (or with sudo available).
+set -euo pipefail
+
+pkgs=(
+  build-essential pkg-config meson ninja-build python3
+  libvulkan-dev vulkan-tools mesa-vulkan-drivers vulkan-validationlayers
+  glslc spirv-headers
+  libstb-dev libcjson-dev zlib1g-dev libspng-dev
+  libcriterion-dev
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#pkgs[@]} packages present"
+fi
