@@ -25,9 +25,9 @@ int vka_tensor_create(struct vka_ctx *ctx, const struct vka_tensor_params *p,
                       struct vka_tensor *t)
 {
     memset(t, 0, sizeof(*t));
-    if (p->dtype != VKA_F32) {
-        vka_err("tensor (%u,%u,%u,%u): only f32 tensors exist yet (f16 is reserved)", p->n,
-                p->c, p->h, p->w);
+    if (p->dtype == VKA_F16 || (p->dtype == VKA_I32 && p->layout != VKA_LAYOUT_FLAT)) {
+        vka_err("tensor (%u,%u,%u,%u): only f32 tensors and flat i32 tensors exist (f16 is "
+                "reserved)", p->n, p->c, p->h, p->w);
         return -ENOTSUP;
     }
     t->dtype = p->dtype;
@@ -93,7 +93,7 @@ void vka_nhwc4_to_nchw(const float *src, float *dst, uint32_t n, uint32_t c, uin
 static int transfer(const struct vka_tensor *t, float *nchw, bool up)
 {
     uint64_t stored = vka_tensor_stored(t);
-    size_t bytes = (size_t)stored * sizeof(float);
+    size_t bytes = (size_t)stored * sizeof(float); /* i32 elements are 4 bytes too */
     VkDeviceSize off = t->off * sizeof(float);
     if (t->layout == VKA_LAYOUT_FLAT)
         return up ? vka_buf_upload(t->buf, off, nchw, bytes)
@@ -114,12 +114,12 @@ static int transfer(const struct vka_tensor *t, float *nchw, bool up)
     return ret;
 }
 
-int vka_tensor_upload(const struct vka_tensor *t, const float *nchw)
+int vka_tensor_upload(const struct vka_tensor *t, const void *nchw)
 {
     return transfer(t, (float *)nchw, true);
 }
 
-int vka_tensor_download(const struct vka_tensor *t, float *nchw)
+int vka_tensor_download(const struct vka_tensor *t, void *nchw)
 {
     return transfer(t, nchw, false);
 }

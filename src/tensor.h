@@ -13,6 +13,7 @@
 enum vka_dtype {
     VKA_F32,
     VKA_F16, /* reserved for 16-bit storage; no op reads or writes it yet */
+    VKA_I32, /* class ids (loss targets), FLAT only */
 };
 
 enum vka_layout {
@@ -47,9 +48,10 @@ struct vka_tensor vka_tensor_flat(struct vka_buf *buf, uint64_t off, uint64_t co
 uint64_t vka_tensor_numel(const struct vka_tensor *t);  /* N*C*H*W */
 uint64_t vka_tensor_stored(const struct vka_tensor *t); /* elements in memory */
 
-/* Host NCHW floats in and out; they convert to and from the tensor's layout. */
-int vka_tensor_upload(const struct vka_tensor *t, const float *nchw);
-int vka_tensor_download(const struct vka_tensor *t, float *nchw);
+/* Host NCHW data in and out (float, or int32 for VKA_I32); they convert to and from the
+ * tensor's layout. */
+int vka_tensor_upload(const struct vka_tensor *t, const void *nchw);
+int vka_tensor_download(const struct vka_tensor *t, void *nchw);
 
 /* The layout conversions themselves (host side). */
 void vka_nchw_to_nhwc4(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,

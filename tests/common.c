@@ -100,3 +100,80 @@ void test_run(struct vka_cmd *cmd)
     int ret = vka_cmd_run(cmd);
     cr_assert_eq(ret, 0, "submission failed (%d): %s", ret, vka_last_error());
 }
+
+struct vka_tensor test_act(struct vka_ctx *ctx, uint32_t n, uint32_t c, uint32_t h,
+                           uint32_t w, const float *nchw)
+{
+    struct vka_tensor t;
+    int ret = vka_tensor_create(ctx, &(struct vka_tensor_params){
+        .n = n, .c = c, .h = h, .w = w, .layout = VKA_LAYOUT_NHWC4,
+        .cat = VKA_MEM_ACTIVATIONS }, &t);
+    cr_assert_eq(ret, 0, "%s", vka_last_error());
+    if (nchw) {
+        cr_assert_eq(vka_tensor_upload(&t, nchw), 0, "%s", vka_last_error());
+    } else {
+        uint64_t m = vka_tensor_stored(&t);
+        float *nan = malloc((m ? m : 1) * 4);
+        for (uint64_t i = 0; i < m; i++)
+            nan[i] = NAN;
+        cr_assert_eq(vka_buf_upload(t.buf, 0, nan, m * 4), 0, "%s", vka_last_error());
+        free(nan);
+    }
+    return t;
+}
+
+void test_act_read(const struct vka_tensor *t, float *nchw)
+{
+    uint64_t m = vka_tensor_stored(t);
+    float *raw = malloc((m ? m : 1) * 4);
+    cr_assert_eq(vka_buf_download(t->buf, t->off * 4, raw, m * 4), 0, "%s", vka_last_error());
+    for (uint64_t i = 0; i < m; i++)
+        if (i % t->cs >= t->c)
+            cr_assert_eq(raw[i], 0.0f, "padding channel %u of pixel %llu holds %g, not 0",
+                         (unsigned)(i % t->cs), (unsigned long long)(i / t->cs), raw[i]);
+    vka_nhwc4_to_nchw(raw, nchw, t->n, t->c, t->h, t->w);
+    free(raw);
+}
+
+struct vka_tensor test_flat(struct vka_ctx *ctx, uint64_t n, const float *data)
+{
+    struct vka_tensor t;
+    int ret = vka_tensor_create(ctx, &(struct vka_tensor_params){
+        .n = (uint32_t)n, .c = 1, .h = 1, .w = 1, .layout = VKA_LAYOUT_FLAT,
+        .cat = VKA_MEM_OTHER }, &t);
+    cr_assert_eq(ret, 0, "%s", vka_last_error());
+    float *init = malloc((n ? n : 1) * 4);
+    for (uint64_t i = 0; i < n; i++)
+        init[i] = data ? data[i] : NAN;
+    cr_assert_eq(vka_tensor_upload(&t, init), 0, "%s", vka_last_error());
+    free(init);
+    return t;
+}
+
+float *test_rand_floats(size_t n, float lo, float hi)
+{
+    float *a = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        a[i] = test_rand_uniform(lo, hi);
+    return a;
+}
+
+double *test_to_double(const float *a, size_t n)
+{
+    double *d = malloc((n ? n : 1) * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        d[i] = a[i];
+    return d;
+}
+
+void test_assert_close(const char *what, const float *got, const double *ref, size_t n,
+                       double atol, double rtol)
+{
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - ref[i]);
+        if (!(err <= atol + rtol * fabs(ref[i])))
+            cr_assert_fail("%s: element %zu of %zu: got %.9g, reference %.9g (|diff| %.3g > "
+                           "atol %.3g + rtol %.3g * |ref|)", what, i, n, got[i], ref[i], err,
+                           atol, rtol);
+    }
+}

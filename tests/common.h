@@ -31,6 +31,23 @@ struct vka_tensor test_flat_guarded(struct vka_ctx *ctx, uint64_t off, uint64_t 
 /* Downloads the n elements and checks the guard; data may be NULL. */
 void test_flat_check_guard(const struct vka_tensor *t, float *data);
 
+/* An NHWC4 activation (N,C,H,W) in its own buffer. With nchw NULL every stored element,
+ * padding channels included, is NaN (so an unwritten output element fails a check). */
+struct vka_tensor test_act(struct vka_ctx *ctx, uint32_t n, uint32_t c, uint32_t h,
+                           uint32_t w, const float *nchw);
+/* Downloads to NCHW and asserts that the padding channels hold 0 (writes must zero them). */
+void test_act_read(const struct vka_tensor *t, float *nchw);
+/* A FLAT f32 tensor (n elements) in its own buffer, from data (NULL: NaN). */
+struct vka_tensor test_flat(struct vka_ctx *ctx, uint64_t n, const float *data);
+
+float *test_rand_floats(size_t n, float lo, float hi); /* malloc'ed */
+double *test_to_double(const float *a, size_t n);     /* malloc'ed */
+
+/* Asserts |got - ref| <= atol + rtol * |ref| element by element, naming what and the
+ * first index that fails, with both values. */
+void test_assert_close(const char *what, const float *got, const double *ref, size_t n,
+                       double atol, double rtol);
+
 /* Runs recorded work and asserts it succeeded. */
 void test_run(struct vka_cmd *cmd);
 

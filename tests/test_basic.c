@@ -155,9 +155,9 @@ static void check_sum(const char *load)
         float again = device_sum(ctx, cmd, &tx, &tout);
         cr_assert_eq(memcmp(&got, &again, 4), 0, "sum n=%llu changed between runs: %a %a",
                      (unsigned long long)n, got, again);
-        /* and the same when the tensor is split into 4 KiB bindings */
+        /* and the same when the tensor is split into 8 KiB bindings */
         uint64_t saved = ctx->profile.max_binding;
-        ctx->profile.max_binding = 4096;
+        ctx->profile.max_binding = 8192;
         float split = device_sum(ctx, cmd, &tx, &tout);
         ctx->profile.max_binding = saved;
         cr_assert_eq(memcmp(&got, &split, 4), 0, "sum n=%llu differs when chunked: %a %a",
@@ -172,10 +172,10 @@ static void check_sum(const char *load)
 
 Test(basic, fill_scale_texel) { test_seed("fill_scale_texel"); check_fill_scale("texel", 0); }
 Test(basic, fill_scale_storage) { test_seed("fill_scale_storage"); check_fill_scale("storage", 0); }
-Test(basic, fill_scale_chunked) { test_seed("fill_scale_chunked"); check_fill_scale("storage", 4096); }
+Test(basic, fill_scale_chunked) { test_seed("fill_scale_chunked"); check_fill_scale("storage", 8192); }
 Test(basic, axpy_texel) { test_seed("axpy_texel"); check_axpy("texel", 0); }
 Test(basic, axpy_storage) { test_seed("axpy_storage"); check_axpy("storage", 0); }
-Test(basic, axpy_chunked_texel) { test_seed("axpy_chunked_texel"); check_axpy("texel", 4096); }
-Test(basic, axpy_chunked_storage) { test_seed("axpy_chunked_storage"); check_axpy("storage", 4096); }
+Test(basic, axpy_chunked_texel) { test_seed("axpy_chunked_texel"); check_axpy("texel", 8192); }
+Test(basic, axpy_chunked_storage) { test_seed("axpy_chunked_storage"); check_axpy("storage", 8192); }
 Test(basic, sum_texel) { test_seed("sum_texel"); check_sum("texel"); }
 Test(basic, sum_storage) { test_seed("sum_storage"); check_sum("storage"); }

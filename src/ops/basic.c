@@ -1,15 +1,14 @@
 /* fill, scale, axpy (shaders/eltwise.comp) and sum (shaders/reduce.comp).
  *
- * Storage outputs are bound at a 256-byte-aligned offset (a valid
- * minStorageBufferOffsetAlignment everywhere) and addressed from there by a base in
- * push constants; inputs on the texel path are bound whole and addressed by a base in
- * vec4s. Chunks are multiples of 256 bytes and of the reduction block, so splitting
- * changes neither the addresses seen by a kernel's arithmetic nor the sum's tree. */
+ * Tensors are bound through vka_op_bind_in/out (ops/common.c). Chunks are multiples of
+ * 256 bytes and of the reduction block, so splitting a long tensor changes neither the
+ * addresses seen by a kernel's arithmetic nor the sum's tree. */
 #include <errno.h>
 #include <inttypes.h>
 
 #include "log.h"
 #include "ops/basic.h"
+#include "ops/ops.h"
 
 struct eltwise_push {
     uint32_t n;
@@ -24,8 +23,6 @@ struct sum_push {
     uint32_t out_idx;
 };
 
-enum { ALIGN_ELEMS = 64 }; /* 256 bytes */
-
 uint64_t vka_sum_block(const struct vka_ctx *ctx)
 {
     return (uint64_t)ctx->profile.wg_size * 4 * ctx->profile.reduce_items;
@@ -33,9 +30,12 @@ uint64_t vka_sum_block(const struct vka_ctx *ctx)
 
 static uint64_t chunk_elems(const struct vka_ctx *ctx)
 {
-    uint64_t c = ctx->profile.max_binding / sizeof(float);
+    /* less the up to 63 elements a binding starts before its range (256-byte alignment) */
+    uint64_t c = ctx->profile.max_binding / sizeof(float) - 64;
     uint64_t block = vka_sum_block(ctx);
     c -= c % block;
+    if (c == 0)
+        c = block; /* a max_binding below two blocks: vka_op_bind_out reports it */
     if (c > (1ull << 30))
         c = 1ull << 30; /* keeps n and the bases in 32-bit push constants */
     return c;
@@ -58,35 +58,6 @@ static int check_flat(const char *op, const struct vka_tensor *t, const char *na
         return -EINVAL;
     }
     return 0;
-}
-
-/* The binding and base for elements [first, first + count) of t, read or written
- * through storage. */
-static struct vka_binding out_binding(const struct vka_tensor *t, uint64_t first,
-                                      uint64_t count, uint32_t *base)
-{
-    uint64_t e = t->off + first;
-    uint64_t aligned = e - e % ALIGN_ELEMS;
-    *base = (uint32_t)(e - aligned);
-    uint64_t end = (e + count) * 4;
-    end = (end + 15) & ~(uint64_t)15;
-    if (end > t->buf->size)
-        end = t->buf->size;
-    return (struct vka_binding){ t->buf, aligned * 4, end - aligned * 4 };
-}
-
-/* The same for an input read through the load path, in vec4 units. */
-static struct vka_binding in_binding(struct vka_ctx *ctx, const struct vka_tensor *t,
-                                     uint64_t first, uint64_t count, uint32_t *base4)
-{
-    if (ctx->profile.load == VKA_LOAD_TEXEL) {
-        *base4 = (uint32_t)((t->off + first) / 4);
-        return (struct vka_binding){ t->buf, 0, 0 };
-    }
-    uint32_t base;
-    struct vka_binding b = out_binding(t, first, count, &base);
-    *base4 = base / 4;
-    return b;
 }
 
 static int eltwise(struct vka_cmd *cmd, const char *shader, float a, const struct vka_tensor *x,
@@ -114,10 +85,9 @@ static int eltwise(struct vka_cmd *cmd, const char *shader, float a, const struc
         struct eltwise_push pc = { .n = (uint32_t)count, .a = a };
         struct vka_binding b[2];
         int yi = x ? 1 : 0;
-        if (x)
-            b[0] = in_binding(ctx, x, first, count, &pc.x_base);
-        b[yi] = out_binding(y, first, count, &pc.y_base);
-        ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (count + 3) / 4);
+        if ((x && (ret = vka_op_bind_in(ctx, x, first, count, &b[0], &pc.x_base)) < 0) ||
+            (ret = vka_op_bind_out(ctx, y, first, count, &b[yi], &pc.y_base)) < 0 ||
+            (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (count + 3) / 4)) < 0)
         if (ret < 0)
             return ret;
     }
@@ -184,10 +154,9 @@ int vka_sum(struct vka_cmd *cmd, const struct vka_tensor *x, const struct vka_te
             uint64_t part0 = first / block, nparts = (count + block - 1) / block;
             struct sum_push pc = { .n = (uint32_t)count };
             struct vka_binding b[2];
-            b[0] = in_binding(ctx, &src, first, count, &pc.x_base);
-            b[1] = out_binding(&dst, part0, nparts, &pc.out_idx);
-            ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, nparts * ctx->profile.wg_size);
-            if (ret < 0)
+            if ((ret = vka_op_bind_in(ctx, &src, first, count, &b[0], &pc.x_base)) < 0 ||
+                (ret = vka_op_bind_out(ctx, &dst, part0, nparts, &b[1], &pc.out_idx)) < 0 ||
+                (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, nparts * ctx->profile.wg_size)) < 0)
                 return ret;
         }
         if (parts == 1)

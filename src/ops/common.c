@@ -1,0 +1,102 @@
+/* Helpers every op family uses: shape checks with messages that name the op and the
+ * shapes, and bindings of tensor ranges for the two load paths. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "ops/ops.h"
+
+enum { ALIGN_ELEMS = 64 }; /* 256 bytes: a valid minStorageBufferOffsetAlignment anywhere */
+
+void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size)
+{
+    if (!t) {
+        snprintf(buf, size, "missing");
+        return;
+    }
+    snprintf(buf, size, "(%u,%u,%u,%u) %s%s", t->n, t->c, t->h, t->w,
+             t->layout == VKA_LAYOUT_NHWC4 ? "nhwc4" : "flat",
+             t->dtype == VKA_I32 ? " i32" : "");
+}
+
+static int check_fits(const char *op, const char *name, const struct vka_tensor *t)
+{
+    uint64_t end = (t->off + vka_tensor_stored(t)) * 4;
+    if (!t->buf || end > t->buf->size) {
+        vka_err("%s: %s (%" PRIu64 " elements at element %" PRIu64 ") passes the end of its "
+                "%" PRIu64 "-byte buffer", op, name, vka_tensor_stored(t), t->off,
+                t->buf ? (uint64_t)t->buf->size : 0);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int vka_op_check(const char *op, const char *name, const struct vka_tensor *t,
+                 enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w)
+{
+    char have[64];
+    vka_op_shape_str(t, have, sizeof(have));
+    if (!t || t->dtype != VKA_F32 || t->layout != layout || (n && t->n != n) ||
+        (c && t->c != c) || (h && t->h != h) || (w && t->w != w)) {
+        char want[96], num[4][16];
+        const uint32_t d[4] = { n, c, h, w };
+        for (int i = 0; i < 4; i++)
+            snprintf(num[i], sizeof(num[i]), d[i] ? "%u" : "*", d[i]);
+        snprintf(want, sizeof(want), "(%s,%s,%s,%s) %s f32", num[0], num[1], num[2], num[3],
+                 layout == VKA_LAYOUT_NHWC4 ? "nhwc4" : "flat");
+        vka_err("%s: %s is %s, needs %s", op, name, have, want);
+        return -EINVAL;
+    }
+    return check_fits(op, name, t);
+}
+
+int vka_op_check_i32(const char *op, const char *name, const struct vka_tensor *t,
+                     uint64_t count)
+{
+    char have[64];
+    vka_op_shape_str(t, have, sizeof(have));
+    if (!t || t->dtype != VKA_I32 || t->layout != VKA_LAYOUT_FLAT ||
+        vka_tensor_stored(t) != count) {
+        vka_err("%s: %s is %s, needs %" PRIu64 " flat i32 class ids", op, name, have, count);
+        return -EINVAL;
+    }
+    return check_fits(op, name, t);
+}
+
+int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                    uint64_t count, struct vka_binding *b, uint32_t *base)
+{
+    uint64_t e = t->off + first;
+    uint64_t aligned = e - e % ALIGN_ELEMS;
+    uint64_t end = ((e + count) * 4 + 15) & ~(uint64_t)15;
+    if (end > t->buf->size)
+        end = t->buf->size;
+    if (end - aligned * 4 > ctx->profile.max_binding) {
+        vka_err("a binding of %" PRIu64 " bytes passes this device's storage range of %"
+                PRIu64 " bytes", end - aligned * 4, ctx->profile.max_binding);
+        return -E2BIG;
+    }
+    *b = (struct vka_binding){ t->buf, aligned * 4, end - aligned * 4 };
+    *base = (uint32_t)(e - aligned);
+    return 0;
+}
+
+int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                   uint64_t count, struct vka_binding *b, uint32_t *base4)
+{
+    if ((t->off + first) % 4) {
+        vka_err("an input range starts at element %" PRIu64 ", not a whole vec4",
+                t->off + first);
+        return -EINVAL;
+    }
+    if (ctx->profile.load == VKA_LOAD_TEXEL) {
+        *b = (struct vka_binding){ t->buf, 0, 0 };
+        *base4 = (uint32_t)((t->off + first) / 4);
+        return 0;
+    }
+    uint32_t base;
+    int ret = vka_op_bind_out(ctx, t, first, count, b, &base);
+    *base4 = base / 4;
+    return ret;
+}

@@ -1,0 +1,127 @@
+/* The op library (layer 3): conventions shared by every op family and the op table.
+ *
+ * Layouts. Activations (x, y, dx, dy of every op but linear) are NHWC4 tensors: C
+ * padded to a multiple of 4, padding channels zero on output. linear's x/y are NHWC4
+ * with H = W = 1 (so (N, features)). Parameters (conv/linear weights, biases, gamma,
+ * beta), running statistics, saved statistics and loss accumulators are FLAT f32
+ * tensors; conv weights are stored in the GEMM order the kernels want (see conv.h), not
+ * PyTorch's, and converted at the checkpoint boundary. Loss targets are FLAT i32 class
+ * ids (N*H*W), or NHWC4 f32 for BCE/MSE/L1.
+ *
+ * Backward. Every backward recorder ADDS into every gradient it is given (dx, dw, db,
+ * dgamma, ...), it never overwrites; a NULL gradient is not computed. The caller zeroes
+ * gradient buffers once (activation gradients before a backward pass, parameter
+ * gradients once per accumulation window).
+ *
+ * Determinism. Parameter gradients and loss accumulators are reduced per sample in a
+ * fixed order (no float atomics) and the per-sample partials are added into the
+ * accumulator in sample order, acc = ((acc + p_0) + p_1) + ..., so that a batch gives the
+ * same bits however it is split into micro-batches.
+ *
+ * Shapes. Each op's shape rule checks its inputs and gives its output's logical shape;
+ * a mismatch is -EINVAL with a message naming the op and the shapes. fwd and bwd check
+ * the shapes of every tensor they get before recording anything, so no kernel is
+ * dispatched with sizes that pass a buffer's end. */
+#ifndef VKA_OPS_H
+#define VKA_OPS_H
+
+#include "tensor.h"
+
+struct vka_conv_desc {
+    uint32_t stride[2];  /* h, w */
+    uint32_t pad[2];
+    uint32_t out_pad[2]; /* conv_transpose2d only */
+};
+
+struct vka_norm_desc {
+    uint32_t groups;     /* group_norm */
+    float eps;           /* 1e-5 */
+    float momentum;      /* batch_norm running statistics, 0.1 */
+    bool training;       /* batch_norm: batch statistics and running update */
+};
+
+struct vka_pool_desc {
+    uint32_t k, stride, pad; /* max_pool2d: 2, 2, 0 */
+};
+
+struct vka_resize_desc {
+    uint32_t oh, ow;     /* output size */
+};
+
+struct vka_loss_desc {
+    int32_t ignore_index; /* cross-entropy, dice: -100 in PyTorch, 255 for masks */
+    float scale;          /* bwd: gradient factor (1 / the window's total count) */
+};
+
+union vka_op_params {
+    struct vka_conv_desc conv;
+    struct vka_norm_desc norm;
+    struct vka_pool_desc pool;
+    struct vka_resize_desc resize;
+    struct vka_loss_desc loss;
+    float slope;  /* leaky_relu */
+    float alpha;  /* scale */
+};
+
+/* What one op node records. Which slot holds what is listed per op in ops.def. */
+struct vka_op_args {
+    union vka_op_params p;
+    const struct vka_tensor *x[3];     /* inputs */
+    const struct vka_tensor *y;        /* output (losses: FLAT accumulator, += ) */
+    const struct vka_tensor *saved[2]; /* written by fwd, read by bwd */
+    const struct vka_tensor *state[2]; /* running statistics (batch_norm) */
+    const struct vka_tensor *dy;       /* bwd: gradient of y (losses: NULL) */
+    const struct vka_tensor *dx[3];    /* bwd: gradients of x[i], += ; NULL = not wanted */
+};
+
+typedef int (*vka_op_shape_fn)(const struct vka_op_args *a, uint32_t shape[4]);
+typedef int (*vka_op_rec_fn)(struct vka_cmd *cmd, const struct vka_op_args *a);
+
+struct vka_op_info {
+    const char *name;
+    vka_op_shape_fn shape;
+    vka_op_rec_fn fwd;
+    vka_op_rec_fn bwd;
+};
+
+enum vka_op {
+#define VKA_OP(name, family) VKA_OP_##name,
+#include "ops/ops.def"
+#undef VKA_OP
+    VKA_OP_COUNT
+};
+
+#define VKA_OP(name, family)                                                            \
+    int vka_##name##_shape(const struct vka_op_args *a, uint32_t shape[4]);             \
+    int vka_##name##_fwd(struct vka_cmd *cmd, const struct vka_op_args *a);             \
+    int vka_##name##_bwd(struct vka_cmd *cmd, const struct vka_op_args *a);
+#include "ops/ops.def"
+#undef VKA_OP
+
+extern const struct vka_op_info vka_ops[VKA_OP_COUNT];
+
+/* ---- helpers for op implementations (common.c) ----------------------------------- */
+
+/* Checks that t exists, is f32 (i32 when want_i32) with the layout and logical shape
+ * given, and lies inside its buffer; -EINVAL with "op: name is (..) LAYOUT, needs (..)"
+ * otherwise. A shape entry of 0 matches any size. */
+int vka_op_check(const char *op, const char *name, const struct vka_tensor *t,
+                 enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w);
+int vka_op_check_i32(const char *op, const char *name, const struct vka_tensor *t,
+                     uint64_t count);
+/* "(N,C,H,W) nhwc4" for messages. */
+void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size);
+
+/* Elements [first, first + count) of t bound for storage access (outputs, and inputs
+ * that a kernel must read as floats): the binding starts at a 256-byte aligned offset
+ * and *base is the index of element `first` in it. -EINVAL when the range passes the
+ * profile's max_binding (the op must split its dispatch). */
+int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                    uint64_t count, struct vka_binding *b, uint32_t *base);
+/* The same for an input read through the profile's load path (LOAD4 in common.glsl),
+ * *base4 counting vec4s: on the texel path the whole buffer is bound. t->off + first
+ * must be a multiple of 4. */
+int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                   uint64_t count, struct vka_binding *b, uint32_t *base4);
+
+#endif
