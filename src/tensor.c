@@ -18,7 +18,8 @@ uint64_t vka_tensor_numel(const struct vka_tensor *t)
 
 uint64_t vka_tensor_stored(const struct vka_tensor *t)
 {
-    return (uint64_t)t->n * t->cs * t->h * t->w;
+    uint64_t n = t->layout == VKA_LAYOUT_WEIGHT ? round4(t->n) : t->n;
+    return n * t->cs * t->h * t->w;
 }
 
 int vka_tensor_create(struct vka_ctx *ctx, const struct vka_tensor_params *p,
@@ -36,7 +37,7 @@ int vka_tensor_create(struct vka_ctx *ctx, const struct vka_tensor_params *p,
     t->c = p->c;
     t->h = p->h;
     t->w = p->w;
-    t->cs = p->layout == VKA_LAYOUT_NHWC4 ? round4(p->c) : p->c;
+    t->cs = p->layout == VKA_LAYOUT_FLAT ? p->c : round4(p->c);
     if ((double)p->n * t->cs * p->h * p->w > (double)(1ull << 40)) {
         vka_err("tensor (%u,%u,%u,%u) is too large", p->n, p->c, p->h, p->w);
         return -EINVAL;
@@ -90,6 +91,30 @@ void vka_nhwc4_to_nchw(const float *src, float *dst, uint32_t n, uint32_t c, uin
                         src[(((size_t)in * h + y) * w + x) * cs + ic];
 }
 
+void vka_nchw_to_weight(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,
+                        uint32_t w)
+{
+    uint32_t cs = round4(c), ns = round4(n);
+    for (uint32_t r = 0; r < h; r++)
+        for (uint32_t s = 0; s < w; s++)
+            for (uint32_t ic = 0; ic < cs; ic++)
+                for (uint32_t in = 0; in < ns; in++)
+                    dst[(((size_t)r * w + s) * cs + ic) * ns + in] =
+                        ic < c && in < n ? src[(((size_t)in * c + ic) * h + r) * w + s] : 0.0f;
+}
+
+void vka_weight_to_nchw(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,
+                        uint32_t w)
+{
+    uint32_t cs = round4(c), ns = round4(n);
+    for (uint32_t in = 0; in < n; in++)
+        for (uint32_t ic = 0; ic < c; ic++)
+            for (uint32_t r = 0; r < h; r++)
+                for (uint32_t s = 0; s < w; s++)
+                    dst[(((size_t)in * c + ic) * h + r) * w + s] =
+                        src[(((size_t)r * w + s) * cs + ic) * ns + in];
+}
+
 static int transfer(const struct vka_tensor *t, float *nchw, bool up)
 {
     uint64_t stored = vka_tensor_stored(t);
@@ -102,13 +127,14 @@ static int transfer(const struct vka_tensor *t, float *nchw, bool up)
     if (!tmp)
         return -ENOMEM;
     int ret;
+    bool weight = t->layout == VKA_LAYOUT_WEIGHT;
     if (up) {
-        vka_nchw_to_nhwc4(nchw, tmp, t->n, t->c, t->h, t->w);
+        (weight ? vka_nchw_to_weight : vka_nchw_to_nhwc4)(nchw, tmp, t->n, t->c, t->h, t->w);
         ret = vka_buf_upload(t->buf, off, tmp, bytes);
     } else {
         ret = vka_buf_download(t->buf, off, tmp, bytes);
         if (ret == 0)
-            vka_nhwc4_to_nchw(tmp, nchw, t->n, t->c, t->h, t->w);
+            (weight ? vka_weight_to_nchw : vka_nhwc4_to_nchw)(tmp, nchw, t->n, t->c, t->h, t->w);
     }
     free(tmp);
     return ret;

@@ -17,8 +17,12 @@ enum vka_dtype {
 };
 
 enum vka_layout {
-    VKA_LAYOUT_FLAT,  /* N*C*H*W elements in NCHW order */
-    VKA_LAYOUT_NHWC4, /* N*H*W*round_up(C, 4) elements, padding channels zero */
+    VKA_LAYOUT_FLAT,   /* N*C*H*W elements in NCHW order */
+    VKA_LAYOUT_NHWC4,  /* N*H*W*round_up(C, 4) elements, padding channels zero */
+    VKA_LAYOUT_WEIGHT, /* a conv/linear weight of PyTorch shape (N, C, H, W) = OIHW for
+                          conv2d and linear, IOHW for conv_transpose2d, stored as
+                          [H][W][round_up(C, 4)][round_up(N, 4)] (N contiguous in vec4s),
+                          padding zero: the GEMM order of src/ops/conv.c */
 };
 
 struct vka_tensor {
@@ -27,7 +31,7 @@ struct vka_tensor {
     enum vka_dtype dtype;
     enum vka_layout layout;
     uint32_t n, c, h, w;
-    uint32_t cs;    /* stored channels: c, or c rounded up to 4 for NHWC4 */
+    uint32_t cs;    /* stored channels: c, or c rounded up to 4 for NHWC4 and WEIGHT */
     bool owns_buf;
 };
 
@@ -53,7 +57,11 @@ uint64_t vka_tensor_stored(const struct vka_tensor *t); /* elements in memory */
 int vka_tensor_upload(const struct vka_tensor *t, const void *nchw);
 int vka_tensor_download(const struct vka_tensor *t, void *nchw);
 
-/* The layout conversions themselves (host side). */
+/* The layout conversions themselves (host side); the weight ones take PyTorch's order. */
+void vka_nchw_to_weight(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,
+                        uint32_t w);
+void vka_weight_to_nchw(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,
+                        uint32_t w);
 void vka_nchw_to_nhwc4(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,
                        uint32_t w);
 void vka_nhwc4_to_nchw(const float *src, float *dst, uint32_t n, uint32_t c, uint32_t h,

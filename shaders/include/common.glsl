@@ -19,6 +19,9 @@
 
 #define OUT_BUFFER(binding_, name_) \
     layout(set = 0, binding = binding_, std430) buffer name_##_ssbo { float name_[]; };
+// The same storage seen as vec4s, for outputs whose ranges start at a whole vec4.
+#define OUT_BUFFER4(binding_, name_) \
+    layout(set = 0, binding = binding_, std430) buffer name_##_ssbo { vec4 name_[]; };
 
 // Workgroup size along x; dispatches are 2-D grids of 1-D workgroups so that more than
 // maxComputeWorkGroupCount[0] groups fit (see vka_cmd_dispatch_1d).

@@ -9,6 +9,11 @@
 
 enum { ALIGN_ELEMS = 64 }; /* 256 bytes: a valid minStorageBufferOffsetAlignment anywhere */
 
+static const char *layout_name(enum vka_layout l)
+{
+    return l == VKA_LAYOUT_NHWC4 ? "nhwc4" : l == VKA_LAYOUT_WEIGHT ? "weight" : "flat";
+}
+
 void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size)
 {
     if (!t) {
@@ -16,7 +21,7 @@ void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size)
         return;
     }
     snprintf(buf, size, "(%u,%u,%u,%u) %s%s", t->n, t->c, t->h, t->w,
-             t->layout == VKA_LAYOUT_NHWC4 ? "nhwc4" : "flat",
+             layout_name(t->layout),
              t->dtype == VKA_I32 ? " i32" : "");
 }
 
@@ -44,7 +49,7 @@ int vka_op_check(const char *op, const char *name, const struct vka_tensor *t,
         for (int i = 0; i < 4; i++)
             snprintf(num[i], sizeof(num[i]), d[i] ? "%u" : "*", d[i]);
         snprintf(want, sizeof(want), "(%s,%s,%s,%s) %s f32", num[0], num[1], num[2], num[3],
-                 layout == VKA_LAYOUT_NHWC4 ? "nhwc4" : "flat");
+                 layout_name(layout));
         vka_err("%s: %s is %s, needs %s", op, name, have, want);
         return -EINVAL;
     }

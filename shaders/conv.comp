@@ -1,0 +1,268 @@
+#version 450
+// Convolution as implicit GEMM, register-blocked (lavapipe.md: one invocation computes
+// TM output pixels x TN4 vec4s of output channels from vec4 loads along the reduction).
+//
+// Tensors are NHWC4; weights are "RSAB4": w[(r*S + s)*A4*4 + a][b] with b (the output
+// side) contiguous in vec4s, A4/B4 the vec4 counts of a and b.
+//
+// CONV_GEMM      y[n,o,:] (=, or += with ACCUM) sum over r,s,a of x[n,i(o,r,s),a] * w[r,s,a,:]
+//                  GEOM 0 (gather): i = o*stride - pad + r            conv2d fwd, convT dgrad
+//                  GEOM 1 (scatter turned gather): i = (o + pad - r) / stride, where
+//                  exact; one dispatch per output parity class (oh0, ow0), so the r
+//                  loop visits only the taps that can hit               conv2d dgrad, convT fwd
+// CONV_WGRAD     part[n][chunk][r,s,a,b] = sum over the chunk's pixels o of
+//                  g[n, o*stride - pad + r, a] * d[n, o, b]           (dw, per sample)
+//                  (bases: g at x_base, d at w_base)
+// CONV_BGRAD     part[n][chunk][b] = sum over the chunk's pixels of d[n, o, b]
+// CONV_REDUCE    acc[e] += sum over chunks of part[n][chunk][e], for n in order (acc holds
+//                  m_count floats): the
+//                  per-sample partials reach the accumulator in sample order, so any
+//                  split of a batch into micro-batches gives the same bits
+// CONV_TRANSPOSE dst[r,s,b,a] = src[r,s,a,b] (RSAB4 -> RSBA4), for the taps that need
+//                  the weights the other way round (conv2d dgrad, convT fwd)
+#include "common.glsl"
+
+layout(constant_id = 1) const uint TM = 16;  // pixels per invocation
+layout(constant_id = 2) const uint TN4 = 2;  // output vec4s per invocation
+
+layout(push_constant) uniform PC {
+    uint N, H, W, A4;        // source (gathered) tensor
+    uint P, Q, B4;           // output tensor (GEMM), or pixel-space tensor (WGRAD)
+    uint R, S;
+    uint sh, sw, ph, pw;
+    uint oh0, ow0, Pc, Qc;   // GEOM 1: parity class origin and grid
+    uint x_base, w_base, b_base, y_base;
+    uint m0, m_count;        // output pixels [m0, m0 + m_count) in this dispatch
+    uint o0;                 // GEMM: the output pixel at y_base (first of the binding)
+    uint flags;              // GEMM: 1 bias, 2 accumulate into y
+    uint chunk;              // WGRAD/BGRAD: pixels per chunk; REDUCE: chunks per sample
+    uint aux;                // GEMM: true b count (bias lanes past it are 0); WGRAD: true
+                             // a count; REDUCE: accumulator vec4s
+} pc;
+
+#if defined(CONV_GEMM)
+IN_BUFFER(0, X)
+IN_BUFFER(1, Wt)
+IN_BUFFER(2, Bias)
+OUT_BUFFER4(3, Y)
+
+void main()
+{
+    uint gid = flat_id();
+    uint nkb = (pc.B4 + TN4 - 1u) / TN4;
+    uint kb = gid % nkb;
+    uint mb = gid / nkb;
+    if (mb * TM >= pc.m_count)
+        return;
+
+    vec4 acc[TM][TN4];
+    int pn[TM], ph0[TM], pw0[TM];
+    bool live[TM];
+    for (uint i = 0u; i < TM; i++) {
+        uint m = mb * TM + i;
+        live[i] = m < pc.m_count;
+        m = pc.m0 + min(m, pc.m_count - 1u);
+#if GEOM == 0
+        uint ow = m % pc.Q, oh = (m / pc.Q) % pc.P, n = m / (pc.Q * pc.P);
+        ph0[i] = int(oh * pc.sh) - int(pc.ph);
+        pw0[i] = int(ow * pc.sw) - int(pc.pw);
+#else
+        uint ww = m % pc.Qc, hh = (m / pc.Qc) % pc.Pc, n = m / (pc.Qc * pc.Pc);
+        ph0[i] = int(pc.oh0 + hh * pc.sh + pc.ph);   // (o + pad), divided after the tap
+        pw0[i] = int(pc.ow0 + ww * pc.sw + pc.pw);
+#endif
+        pn[i] = int(n * pc.H * pc.W);
+        for (uint j = 0u; j < TN4; j++) {
+            uint k4 = kb * TN4 + j;
+            vec4 init = vec4(0.0);
+            if ((pc.flags & 1u) != 0u && k4 < pc.B4) {
+                init = LOAD4(Bias, pc.b_base + k4);
+                bvec4 real = lessThan(uvec4(k4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.aux));
+                init = mix(vec4(0.0), init, real);
+            }
+            acc[i][j] = init;
+        }
+    }
+
+#if GEOM == 0
+    uint r0 = 0u, s0 = 0u, rstep = 1u, sstep = 1u;
+#else
+    uint r0 = (pc.oh0 + pc.ph) % pc.sh, s0 = (pc.ow0 + pc.pw) % pc.sw;
+    uint rstep = pc.sh, sstep = pc.sw;
+#endif
+    for (uint r = r0; r < pc.R; r += rstep) {
+        for (uint s = s0; s < pc.S; s += sstep) {
+            uint xi[TM];
+            bool ok[TM];
+            for (uint i = 0u; i < TM; i++) {
+#if GEOM == 0
+                int ih = ph0[i] + int(r), iw = pw0[i] + int(s);
+#else
+                int ih = (ph0[i] - int(r)) / int(pc.sh), iw = (pw0[i] - int(s)) / int(pc.sw);
+#endif
+                ok[i] = live[i] && ih >= 0 && ih < int(pc.H) && iw >= 0 && iw < int(pc.W);
+                xi[i] = ok[i] ? pc.x_base + uint(pn[i] + ih * int(pc.W) + iw) * pc.A4 : 0u;
+            }
+            uint wrow = pc.w_base + (r * pc.S + s) * pc.A4 * 4u * pc.B4 + kb * TN4;
+            for (uint a4 = 0u; a4 < pc.A4; a4++) {
+                vec4 xv[TM];
+                for (uint i = 0u; i < TM; i++)
+                    xv[i] = ok[i] ? LOAD4(X, xi[i] + a4) : vec4(0.0);
+                for (uint c = 0u; c < 4u; c++) {
+                    uint wi = wrow + (a4 * 4u + c) * pc.B4;
+                    for (uint j = 0u; j < TN4; j++) {
+                        vec4 wv = LOAD4(Wt, wi + min(j, pc.B4 - 1u - kb * TN4));
+                        for (uint i = 0u; i < TM; i++)
+                            acc[i][j] = fma(vec4(xv[i][c]), wv, acc[i][j]);
+                    }
+                }
+            }
+        }
+    }
+
+    for (uint i = 0u; i < TM; i++) {
+        if (!live[i])
+            continue;
+        uint m = pc.m0 + mb * TM + i;
+#if GEOM == 0
+        uint opix = m;
+#else
+        uint ww = m % pc.Qc, hh = (m / pc.Qc) % pc.Pc, n = m / (pc.Qc * pc.Pc);
+        uint opix = (n * pc.P + pc.oh0 + hh * pc.sh) * pc.Q + pc.ow0 + ww * pc.sw;
+#endif
+        for (uint j = 0u; j < TN4; j++) {
+            uint k4 = kb * TN4 + j;
+            if (k4 >= pc.B4)
+                break;
+            uint yi = pc.y_base + (opix - pc.o0) * pc.B4 + k4;
+            Y[yi] = (pc.flags & 2u) != 0u ? Y[yi] + acc[i][j] : acc[i][j];
+        }
+    }
+}
+
+#elif defined(CONV_WGRAD)
+// One invocation: tap (r,s), TM/4 vec4s of a (TM channels) and TN4 vec4s of b, over one
+// chunk of one sample's pixels. Grid: (sample, chunk, r*S+s, a-block, b-block).
+IN_BUFFER(0, G)   // gathered operand (N, H, W, A4 vec4)
+IN_BUFFER(1, D)   // pixel operand (N, P, Q, B4 vec4)
+OUT_BUFFER4(2, Part)
+
+void main()
+{
+    uint gid = flat_id();
+    uint TA4 = TM / 4u;
+    uint nab = (pc.A4 + TA4 - 1u) / TA4, nbb = (pc.B4 + TN4 - 1u) / TN4;
+    uint nchunks = (pc.P * pc.Q + pc.chunk - 1u) / pc.chunk;
+    uint bb = gid % nbb;
+    uint ab = (gid / nbb) % nab;
+    uint rs = (gid / (nbb * nab)) % (pc.R * pc.S);
+    uint ch = (gid / (nbb * nab * pc.R * pc.S)) % nchunks;
+    uint n = gid / (nbb * nab * pc.R * pc.S * nchunks);
+    if (n >= pc.N)
+        return;
+    uint r = rs / pc.S, s = rs % pc.S;
+
+    vec4 acc[TM][TN4];
+    for (uint i = 0u; i < TM; i++)
+        for (uint j = 0u; j < TN4; j++)
+            acc[i][j] = vec4(0.0);
+    uint pix0 = ch * pc.chunk, pix1 = min(pix0 + pc.chunk, pc.P * pc.Q);
+    for (uint pix = pix0; pix < pix1; pix++) {
+        uint p = pix / pc.Q, q = pix % pc.Q;
+        int ih = int(p * pc.sh + r) - int(pc.ph), iw = int(q * pc.sw + s) - int(pc.pw);
+        if (ih < 0 || ih >= int(pc.H) || iw < 0 || iw >= int(pc.W))
+            continue;
+        uint gi = pc.x_base + ((n * pc.H + uint(ih)) * pc.W + uint(iw)) * pc.A4 + ab * TA4;
+        uint di = pc.w_base + (n * pc.P * pc.Q + pix) * pc.B4 + bb * TN4;
+        vec4 dv[TN4];
+        for (uint j = 0u; j < TN4; j++)
+            dv[j] = LOAD4(D, di + min(j, pc.B4 - 1u - bb * TN4));
+        for (uint a4 = 0u; a4 < TA4; a4++) {
+            vec4 gv = LOAD4(G, gi + min(a4, pc.A4 - 1u - ab * TA4));
+            for (uint c = 0u; c < 4u; c++)
+                for (uint j = 0u; j < TN4; j++)
+                    acc[a4 * 4u + c][j] = fma(vec4(gv[c]), dv[j], acc[a4 * 4u + c][j]);
+        }
+    }
+
+    // part[n][ch] holds this chunk's RSAB4 block; rows past the true a count (pc.aux)
+    // stay 0, as the weights' padding rows do
+    uint per = pc.R * pc.S * pc.A4 * 4u * pc.B4;    // vec4s per (sample, chunk)
+    uint base = (n * nchunks + ch) * per;
+    for (uint i = 0u; i < TM; i++) {
+        uint a = ab * TM + i;
+        if (a >= pc.A4 * 4u)
+            break;
+        for (uint j = 0u; j < TN4; j++) {
+            uint b4 = bb * TN4 + j;
+            if (b4 < pc.B4)
+                Part[base + (rs * pc.A4 * 4u + a) * pc.B4 + b4] = a < pc.aux ? acc[i][j] : vec4(0.0);
+        }
+    }
+}
+
+#elif defined(CONV_BGRAD)
+// One invocation: one vec4 of b over one chunk of one sample's pixels.
+IN_BUFFER(0, D)
+OUT_BUFFER4(1, Part)
+
+void main()
+{
+    uint gid = flat_id();
+    uint nchunks = (pc.P * pc.Q + pc.chunk - 1u) / pc.chunk;
+    uint b4 = gid % pc.B4, ch = (gid / pc.B4) % nchunks, n = gid / (pc.B4 * nchunks);
+    if (n >= pc.N)
+        return;
+    vec4 acc = vec4(0.0);
+    uint pix0 = ch * pc.chunk, pix1 = min(pix0 + pc.chunk, pc.P * pc.Q);
+    for (uint pix = pix0; pix < pix1; pix++)
+        acc += LOAD4(D, pc.w_base + (n * pc.P * pc.Q + pix) * pc.B4 + b4);
+    Part[(n * nchunks + ch) * pc.B4 + b4] = acc;
+}
+
+#elif defined(CONV_REDUCE)
+// One invocation per accumulator vec4: the samples' partials in sample order.
+IN_BUFFER(0, Part)
+OUT_BUFFER4(1, Acc)
+
+void main()
+{
+    uint e = flat_id();
+    if (e >= pc.aux)
+        return;
+    vec4 acc = Acc[pc.y_base + e];
+    for (uint n = 0u; n < pc.N; n++) {
+        vec4 sample_sum = vec4(0.0);
+        for (uint ch = 0u; ch < pc.chunk; ch++)
+            sample_sum += LOAD4(Part, pc.x_base + (n * pc.chunk + ch) * pc.aux + e);
+        acc += sample_sum;
+    }
+    // a vector of m_count floats (a bias) ends inside its last vec4: write only its lanes
+    if (e * 4u + 4u <= pc.m_count) {
+        Acc[pc.y_base + e] = acc;
+    } else {
+        for (uint l = 0u; e * 4u + l < pc.m_count; l++)
+            Acc[pc.y_base + e][l] = acc[l];
+    }
+}
+
+#elif defined(CONV_TRANSPOSE)
+// One invocation per destination vec4: dst RSBA4 from src RSAB4 (A = pc.A4 * 4 rows).
+IN_BUFFER(0, Src)
+OUT_BUFFER4(1, Dst)
+
+void main()
+{
+    uint e = flat_id();
+    uint per = pc.B4 * 4u * pc.A4;   // dst vec4s per tap
+    if (e >= pc.R * pc.S * per)
+        return;
+    uint rs = e / per, rem = e % per, b = rem / pc.A4, a4 = rem % pc.A4;
+    vec4 v;
+    for (uint l = 0u; l < 4u; l++) {
+        vec4 src = LOAD4(Src, pc.x_base + (rs * pc.A4 * 4u + a4 * 4u + l) * pc.B4 + b / 4u);
+        v[l] = src[b % 4u];
+    }
+    Dst[pc.y_base + e] = v;
+}
+#endif

@@ -1,0 +1,456 @@
+/* conv2d, conv_transpose2d and linear, forward and backward, as the implicit GEMMs of
+ * shaders/conv.comp. Weights are VKA_LAYOUT_WEIGHT tensors: PyTorch's logical shape,
+ * stored [R][S][round4(C)][round4(N)] so that the reduction runs along whole vec4s.
+ *
+ * Which kernel does what ("gather" = GEOM 0, "scatter" = GEOM 1; x small side for convT):
+ *   conv2d            fwd: gather(x, w)          dx: scatter(dy, w^T)    dw: wgrad(x, dy)
+ *   conv_transpose2d  fwd: scatter(x, w^T)       dx: gather(dy, w)       dw: wgrad(dy, x)
+ *   linear            conv2d with R = S = H = W = 1
+ * w^T is a transposed copy made per call (weights are small next to activations).
+ * dw and db are reduced per sample over fixed 4096-pixel chunks and added into the
+ * accumulator in sample order (conv_reduce), so they do not depend on the micro-batch. */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "log.h"
+#include "ops/ops.h"
+
+enum {
+    TM = 16,              /* pixels per GEMM invocation; a-channels per wgrad invocation */
+    WGRAD_CHUNK = 4096,   /* pixels per per-sample partial of dw and db */
+};
+
+struct conv_push {
+    uint32_t N, H, W, A4;
+    uint32_t P, Q, B4;
+    uint32_t R, S;
+    uint32_t sh, sw, ph, pw;
+    uint32_t oh0, ow0, Pc, Qc;
+    uint32_t x_base, w_base, b_base, y_base;
+    uint32_t m0, m_count;
+    uint32_t o0;
+    uint32_t flags, chunk, aux;
+};
+
+/* A GEMM's geometry: the source tensor (N, H, W, A channels) is read at
+ * o*stride - pad + r (gather) from output pixels o of (P, Q) with B channels. */
+struct geom {
+    uint32_t N, H, W, A, P, Q, B, R, S, sh, sw, ph, pw;
+};
+
+static uint32_t div4(uint32_t c)
+{
+    return (c + 3) / 4;
+}
+
+static uint32_t tn4_for(uint32_t b4)
+{
+    return b4 >= 32 ? 4 : b4 >= 2 ? 2 : 1;
+}
+
+static void push_geom(struct conv_push *pc, const struct geom *g)
+{
+    *pc = (struct conv_push){
+        .N = g->N, .H = g->H, .W = g->W, .A4 = div4(g->A),
+        .P = g->P, .Q = g->Q, .B4 = div4(g->B), .R = g->R, .S = g->S,
+        .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw,
+    };
+}
+
+static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tn4,
+                    struct vka_pipe **pipe)
+{
+    struct vka_pipe_params pp = {
+        .shader = shader, .nbind = nbind, .push_size = sizeof(struct conv_push),
+        .nspec = 2, .spec = { TM, tn4 },
+    };
+    for (uint32_t i = 0; i < nbind; i++)
+        pp.bind[i] = i + 1 < nbind ? VKA_BIND_IN : VKA_BIND_OUT;
+    return vka_pipe_get(ctx, &pp, pipe);
+}
+
+/* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B), plus bias. */
+static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
+                const struct vka_tensor *x, const struct vka_tensor *w,
+                const struct vka_tensor *bias, const struct vka_tensor *y, bool accumulate)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    struct conv_push pc;
+    push_geom(&pc, g);
+    uint32_t tn4 = tn4_for(pc.B4);
+    uint32_t nkb = (pc.B4 + tn4 - 1) / tn4;
+    struct vka_pipe *pipe;
+    int ret = pipe_for(ctx, scatter ? "conv_gemm1" : "conv_gemm0", 4, tn4, &pipe);
+    if (ret < 0)
+        return ret;
+    struct vka_binding b[4];
+    if ((ret = vka_op_bind_in(ctx, x, 0, vka_tensor_stored(x), &b[0], &pc.x_base)) < 0 ||
+        (ret = vka_op_bind_in(ctx, w, 0, vka_tensor_stored(w), &b[1], &pc.w_base)) < 0)
+        return ret;
+    const struct vka_tensor *bt = bias ? bias : w;
+    if ((ret = vka_op_bind_in(ctx, bt, 0, vka_tensor_stored(bt), &b[2], &pc.b_base)) < 0)
+        return ret;
+    pc.flags = (bias ? 1u : 0u) | (accumulate ? 2u : 0u);
+    pc.aux = g->B;
+
+    /* Output pixels go in ranges whose binding fits the device's storage range. The
+     * scatter geometry runs one pass per output parity class (oh0, ow0): every pixel of a
+     * class is hit by the same taps r = (oh0 + pad) mod stride (+ stride ...), and a
+     * range of a class's pixels spans rows of the output about stride_h * stride_w times
+     * its length. */
+    uint64_t maxpix = (ctx->profile.max_binding - 256) / ((uint64_t)pc.B4 * 16);
+    uint32_t sh = scatter ? g->sh : 1, sw = scatter ? g->sw : 1;
+    for (uint32_t oh0 = 0; oh0 < sh; oh0++)
+        for (uint32_t ow0 = 0; ow0 < sw; ow0++) {
+            if (oh0 >= g->P || ow0 >= g->Q)
+                continue;
+            pc.oh0 = oh0;
+            pc.ow0 = ow0;
+            pc.Pc = (g->P - oh0 + sh - 1) / sh;
+            pc.Qc = (g->Q - ow0 + sw - 1) / sw;
+            uint64_t M = (uint64_t)g->N * pc.Pc * pc.Qc;
+            uint64_t per = maxpix > 2ull * g->Q * sh ? (maxpix - 2ull * g->Q * sh) / (sh * sw) : 0;
+            per -= per % TM;
+            if (per == 0)
+                per = TM; /* a row longer than the binding: vka_op_bind_out reports it */
+            for (uint64_t m0 = 0; m0 < M; m0 += per) {
+                uint64_t mc = M - m0 < per ? M - m0 : per;
+                /* the first and last output pixels of the range */
+                uint64_t first, last;
+                for (int e = 0; e < 2; e++) {
+                    uint64_t m = e ? m0 + mc - 1 : m0;
+                    uint64_t ww = m % pc.Qc, hh = m / pc.Qc % pc.Pc, n = m / pc.Qc / pc.Pc;
+                    uint64_t o = (n * g->P + oh0 + hh * sh) * g->Q + ow0 + ww * sw;
+                    *(e ? &last : &first) = o;
+                }
+                uint32_t base;
+                ret = vka_op_bind_out(ctx, y, first * pc.B4 * 4, (last - first + 1) * pc.B4 * 4,
+                                      &b[3], &base);
+                if (ret < 0)
+                    return ret;
+                pc.y_base = base / 4;
+                pc.o0 = (uint32_t)first;
+                pc.m0 = (uint32_t)m0;
+                pc.m_count = (uint32_t)mc;
+                ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (mc + TM - 1) / TM * nkb);
+                if (ret < 0)
+                    return ret;
+            }
+        }
+    return 0;
+}
+
+static int scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t)
+{
+    struct vka_buf *buf;
+    int ret = vka_buf_create(vka_cmd_ctx(cmd), &(struct vka_buf_params){
+        .size = floats * 4, .cat = VKA_MEM_OTHER }, &buf);
+    if (ret < 0)
+        return ret;
+    if ((ret = vka_cmd_own(cmd, buf)) < 0) {
+        vka_buf_destroy(&buf);
+        return ret;
+    }
+    *t = vka_tensor_flat(buf, 0, floats);
+    return 0;
+}
+
+/* acc (vec4s) += per-sample sums of part[n][chunk][per], samples in order. */
+static int reduce(struct vka_cmd *cmd, const struct vka_tensor *part, uint32_t N,
+                  uint32_t nchunks, uint32_t per, const struct vka_tensor *acc)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    struct vka_pipe *pipe;
+    struct conv_push pc = { .N = N, .chunk = nchunks, .aux = per,
+                            .m_count = (uint32_t)vka_tensor_stored(acc) };
+    struct vka_binding b[2];
+    uint32_t base;
+    int ret = pipe_for(ctx, "conv_reduce", 2, 1, &pipe);
+    if (ret < 0 ||
+        (ret = vka_op_bind_in(ctx, part, 0, vka_tensor_stored(part), &b[0], &pc.x_base)) < 0 ||
+        (ret = vka_op_bind_out(ctx, acc, 0, vka_tensor_stored(acc), &b[1], &base)) < 0)
+        return ret;
+    if (acc->off % 4) {
+        vka_err("conv: a gradient accumulator starts at element %" PRIu64 ", not a vec4",
+                acc->off);
+        return -EINVAL;
+    }
+    pc.y_base = base / 4;
+    return vka_cmd_dispatch_1d(cmd, pipe, b, &pc, per);
+}
+
+/* dw (RSAB4 of A x B) += sum over samples of sum over pixels o of (P, Q):
+ * gsrc[n, o*stride - pad + r, a] * dpix[n, o, b] */
+static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_tensor *gsrc,
+                 const struct vka_tensor *dpix, const struct vka_tensor *dw)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    struct conv_push pc;
+    push_geom(&pc, g);
+    uint32_t tn4 = 2, ta4 = TM / 4;
+    uint32_t nab = (pc.A4 + ta4 - 1) / ta4, nbb = (pc.B4 + tn4 - 1) / tn4;
+    uint32_t pq = g->P * g->Q, nchunks = (pq + WGRAD_CHUNK - 1) / WGRAD_CHUNK;
+    uint32_t per = g->R * g->S * pc.A4 * 4 * pc.B4;
+    struct vka_tensor part;
+    struct vka_pipe *pipe;
+    struct vka_binding b[3];
+    uint32_t base;
+    int ret = scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
+    if (ret < 0 || (ret = pipe_for(ctx, "conv_wgrad", 3, tn4, &pipe)) < 0 ||
+        (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
+        (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
+        (ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)) < 0)
+        return ret;
+    pc.chunk = WGRAD_CHUNK;
+    pc.aux = g->A;
+    uint64_t n = (uint64_t)g->N * nchunks * g->R * g->S * nab * nbb;
+    if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0)
+        return ret;
+    return reduce(cmd, &part, g->N, nchunks, per, dw);
+}
+
+/* db (B) += sum over samples of sum over pixels of d[n, o, :] */
+static int bgrad(struct vka_cmd *cmd, uint32_t N, uint32_t P, uint32_t Q, uint32_t B,
+                 const struct vka_tensor *d, const struct vka_tensor *db)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    uint32_t nchunks = (P * Q + WGRAD_CHUNK - 1) / WGRAD_CHUNK;
+    struct conv_push pc = { .N = N, .P = P, .Q = Q, .B4 = div4(B), .chunk = WGRAD_CHUNK };
+    struct vka_tensor part;
+    struct vka_pipe *pipe;
+    struct vka_binding b[2];
+    uint32_t base;
+    int ret = scratch(cmd, (uint64_t)N * nchunks * pc.B4 * 4, &part);
+    if (ret < 0 || (ret = pipe_for(ctx, "conv_bgrad", 2, 1, &pipe)) < 0 ||
+        (ret = vka_op_bind_in(ctx, d, 0, vka_tensor_stored(d), &b[0], &pc.w_base)) < 0 ||
+        (ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[1], &base)) < 0)
+        return ret;
+    if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (uint64_t)N * nchunks * pc.B4)) < 0)
+        return ret;
+    return reduce(cmd, &part, N, nchunks, pc.B4, db);
+}
+
+/* wt (RSBA4) = w (RSAB4 of A x B) transposed, in a scratch buffer of the recorder. */
+static int transpose(struct vka_cmd *cmd, uint32_t R, uint32_t S, uint32_t A, uint32_t B,
+                     const struct vka_tensor *w, struct vka_tensor *wt)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    struct conv_push pc = { .R = R, .S = S, .A4 = div4(A), .B4 = div4(B) };
+    uint64_t n4 = (uint64_t)R * S * pc.A4 * pc.B4 * 4;
+    struct vka_pipe *pipe;
+    struct vka_binding b[2];
+    uint32_t base;
+    int ret = scratch(cmd, n4 * 4, wt);
+    if (ret < 0 || (ret = pipe_for(ctx, "conv_transpose", 2, 1, &pipe)) < 0 ||
+        (ret = vka_op_bind_in(ctx, w, 0, vka_tensor_stored(w), &b[0], &pc.x_base)) < 0 ||
+        (ret = vka_op_bind_out(ctx, wt, 0, vka_tensor_stored(wt), &b[1], &base)) < 0)
+        return ret;
+    pc.y_base = base / 4;
+    return vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n4);
+}
+
+/* ---- shape rules ----------------------------------------------------------------- */
+
+static int check_desc(const char *op, const struct vka_conv_desc *d, bool transposed)
+{
+    for (int i = 0; i < 2; i++) {
+        if (d->stride[i] == 0) {
+            vka_err("%s: stride %u,%u must be at least 1", op, d->stride[0], d->stride[1]);
+            return -EINVAL;
+        }
+        if (transposed && d->out_pad[i] >= d->stride[i]) {
+            vka_err("%s: output padding %u,%u must be smaller than the stride %u,%u", op,
+                    d->out_pad[0], d->out_pad[1], d->stride[0], d->stride[1]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Checks x, w, b of conv2d/conv_transpose2d and fills g (source x, output y). */
+static int conv_geom(const char *op, const struct vka_op_args *a, bool transposed,
+                     struct geom *g, uint32_t shape[4])
+{
+    const struct vka_tensor *x = a->x[0], *w = a->x[1], *b = a->x[2];
+    const struct vka_conv_desc *d = &a->p.conv;
+    int ret = check_desc(op, d, transposed);
+    if (ret < 0 || (ret = vka_op_check(op, "input", x, VKA_LAYOUT_NHWC4, 0, 0, 0, 0)) < 0)
+        return ret;
+    /* conv2d weight (K, C, R, S); conv_transpose2d weight (C, K, R, S) */
+    uint32_t in_c = x->c;
+    if ((ret = transposed ? vka_op_check(op, "weight", w, VKA_LAYOUT_WEIGHT, in_c, 0, 0, 0)
+                          : vka_op_check(op, "weight", w, VKA_LAYOUT_WEIGHT, 0, in_c, 0, 0)) < 0)
+        return ret;
+    uint32_t K = transposed ? w->c : w->n, R = w->h, S = w->w;
+    if (b && (ret = vka_op_check(op, "bias", b, VKA_LAYOUT_FLAT, K, 1, 1, 1)) < 0)
+        return ret;
+    int64_t P, Q;
+    if (!transposed) {
+        P = ((int64_t)x->h + 2 * d->pad[0] - R) / d->stride[0] + 1;
+        Q = ((int64_t)x->w + 2 * d->pad[1] - S) / d->stride[1] + 1;
+        if ((int64_t)x->h + 2 * d->pad[0] < R || (int64_t)x->w + 2 * d->pad[1] < S)
+            P = Q = 0;
+    } else {
+        P = ((int64_t)x->h - 1) * d->stride[0] - 2 * (int64_t)d->pad[0] + R + d->out_pad[0];
+        Q = ((int64_t)x->w - 1) * d->stride[1] - 2 * (int64_t)d->pad[1] + S + d->out_pad[1];
+    }
+    if (P < 1 || Q < 1) {
+        vka_err("%s: input (%u,%u,%u,%u) with a %ux%u kernel, stride %u,%u, padding %u,%u "
+                "gives an empty output", op, x->n, x->c, x->h, x->w, R, S, d->stride[0],
+                d->stride[1], d->pad[0], d->pad[1]);
+        return -EINVAL;
+    }
+    shape[0] = x->n;
+    shape[1] = K;
+    shape[2] = (uint32_t)P;
+    shape[3] = (uint32_t)Q;
+    /* the GEMM geometry: conv2d gathers x (H, W) into y (P, Q); conv_transpose2d is the
+     * same map with the big side (P, Q) as the GEMM's "source" */
+    if (!transposed)
+        *g = (struct geom){ x->n, x->h, x->w, x->c, (uint32_t)P, (uint32_t)Q, K, R, S,
+                            d->stride[0], d->stride[1], d->pad[0], d->pad[1] };
+    else
+        *g = (struct geom){ x->n, (uint32_t)P, (uint32_t)Q, K, x->h, x->w, x->c, R, S,
+                            d->stride[0], d->stride[1], d->pad[0], d->pad[1] };
+    return 0;
+}
+
+static int check_out(const char *op, const char *name, const struct vka_tensor *t,
+                     const uint32_t s[4])
+{
+    return vka_op_check(op, name, t, VKA_LAYOUT_NHWC4, s[0], s[1], s[2], s[3]);
+}
+
+int vka_conv2d_shape(const struct vka_op_args *a, uint32_t shape[4])
+{
+    struct geom g;
+    return conv_geom("conv2d", a, false, &g, shape);
+}
+
+int vka_conv_transpose2d_shape(const struct vka_op_args *a, uint32_t shape[4])
+{
+    struct geom g;
+    return conv_geom("conv_transpose2d", a, true, &g, shape);
+}
+
+int vka_linear_shape(const struct vka_op_args *a, uint32_t shape[4])
+{
+    const struct vka_tensor *x = a->x[0], *w = a->x[1], *b = a->x[2];
+    int ret = vka_op_check("linear", "input", x, VKA_LAYOUT_NHWC4, 0, 0, 1, 1);
+    if (ret < 0 || (ret = vka_op_check("linear", "weight", w, VKA_LAYOUT_WEIGHT, 0, x->c, 1, 1)) < 0 ||
+        (b && (ret = vka_op_check("linear", "bias", b, VKA_LAYOUT_FLAT, w->n, 1, 1, 1)) < 0))
+        return ret;
+    shape[0] = x->n;
+    shape[1] = w->n;
+    shape[2] = shape[3] = 1;
+    return 0;
+}
+
+/* ---- recorders --------------------------------------------------------------------- */
+
+static int conv_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char *op,
+                    bool transposed)
+{
+    struct geom g;
+    uint32_t s[4];
+    int ret = conv_geom(op, a, transposed, &g, s);
+    if (ret < 0 || (ret = check_out(op, "output", a->y, s)) < 0)
+        return ret;
+    if (!transposed)
+        return gemm(cmd, &g, 0, a->x[0], a->x[1], a->x[2], a->y, false);
+    /* convT: scatter x (small) into y (big) with the weight as [rs][in][out] */
+    struct vka_tensor wt;
+    struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
+    if ((ret = transpose(cmd, g.R, g.S, g.A, g.B, a->x[1], &wt)) < 0)
+        return ret;
+    return gemm(cmd, &sg, 1, a->x[0], &wt, a->x[2], a->y, false);
+}
+
+static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char *op,
+                    bool transposed)
+{
+    struct geom g;
+    uint32_t s[4];
+    const struct vka_tensor *x = a->x[0], *w = a->x[1];
+    const struct vka_tensor *dx = a->dx[0], *dw = a->dx[1], *db = a->dx[2];
+    int ret = conv_geom(op, a, transposed, &g, s);
+    if (ret < 0 || (ret = check_out(op, "output gradient", a->dy, s)) < 0 ||
+        (dx && (ret = check_out(op, "input gradient", dx,
+                                (uint32_t[4]){ x->n, x->c, x->h, x->w })) < 0) ||
+        (dw && (ret = vka_op_check(op, "weight gradient", dw, VKA_LAYOUT_WEIGHT, w->n, w->c,
+                                   w->h, w->w)) < 0) ||
+        (db && (ret = vka_op_check(op, "bias gradient", db, VKA_LAYOUT_FLAT, s[1], 1, 1, 1)) < 0))
+        return ret;
+    /* g: source (H, W, A) -> output (P, Q, B); for conv2d source = x, for convT source =
+     * y's side, i.e. dy. The "scatter" geometry sg swaps the two sides. */
+    struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
+    const struct vka_tensor *dy = a->dy;
+    if (!transposed) {
+        if (dx) {
+            struct vka_tensor wt;
+            if ((ret = transpose(cmd, g.R, g.S, g.A, g.B, w, &wt)) < 0 ||
+                (ret = gemm(cmd, &sg, 1, dy, &wt, NULL, dx, true)) < 0)
+                return ret;
+        }
+        if (dw && (ret = wgrad(cmd, &g, x, dy, dw)) < 0)
+            return ret;
+    } else {
+        /* convT's dx is the gather of dy (source, big) into x's side (small) */
+        if (dx && (ret = gemm(cmd, &g, 0, dy, w, NULL, dx, true)) < 0)
+            return ret;
+        if (dw && (ret = wgrad(cmd, &g, dy, x, dw)) < 0)
+            return ret;
+    }
+    if (db && (ret = bgrad(cmd, s[0], s[2], s[3], s[1], dy, db)) < 0)
+        return ret;
+    return 0;
+}
+
+int vka_conv2d_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    return conv_fwd(cmd, a, "conv2d", false);
+}
+
+int vka_conv2d_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    return conv_bwd(cmd, a, "conv2d", false);
+}
+
+int vka_conv_transpose2d_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    return conv_fwd(cmd, a, "conv_transpose2d", true);
+}
+
+int vka_conv_transpose2d_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    return conv_bwd(cmd, a, "conv_transpose2d", true);
+}
+
+/* linear is conv2d with a 1x1 kernel on 1x1 images */
+static struct vka_op_args linear_as_conv(const struct vka_op_args *a)
+{
+    struct vka_op_args c = *a;
+    c.p.conv = (struct vka_conv_desc){ .stride = { 1, 1 } };
+    return c;
+}
+
+int vka_linear_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    uint32_t s[4];
+    int ret = vka_linear_shape(a, s);
+    if (ret < 0)
+        return ret;
+    struct vka_op_args c = linear_as_conv(a);
+    return conv_fwd(cmd, &c, "linear", false);
+}
+
+int vka_linear_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    uint32_t s[4];
+    int ret = vka_linear_shape(a, s);
+    if (ret < 0)
+        return ret;
+    struct vka_op_args c = linear_as_conv(a);
+    return conv_bwd(cmd, &c, "linear", false);
+}

@@ -1,0 +1,200 @@
+/* ref_conv.c - reference conv2d, conv_transpose2d and linear (fwd + bwd). */
+#include "ref.h"
+
+#include <stddef.h>
+
+void ref_conv2d_out_size(const struct ref_conv *p, int *P, int *Q)
+{
+    *P = (p->H + 2 * p->pad_h - p->R) / p->stride_h + 1;
+    *Q = (p->W + 2 * p->pad_w - p->S) / p->stride_w + 1;
+}
+
+void ref_conv_transpose2d_out_size(const struct ref_conv *p, int *P, int *Q)
+{
+    *P = (p->H - 1) * p->stride_h - 2 * p->pad_h + p->R + p->out_pad_h;
+    *Q = (p->W - 1) * p->stride_w - 2 * p->pad_w + p->S + p->out_pad_w;
+}
+
+static size_t idx4(int d1, int d2, int d3, int a, int b, int c, int d)
+{
+    return (((size_t)a * d1 + b) * d2 + c) * d3 + d;
+}
+
+void ref_conv2d_fwd(const struct ref_conv *p,
+                    const double *x,   /* (N,C,H,W) */
+                    const double *w,   /* (K,C,R,S) */
+                    const double *b,   /* (K) or NULL */
+                    double *y)         /* (N,K,P,Q) */
+{
+    int P, Q;
+    ref_conv2d_out_size(p, &P, &Q);
+    for (int n = 0; n < p->N; n++)
+        for (int k = 0; k < p->K; k++)
+            for (int op = 0; op < P; op++)
+                for (int oq = 0; oq < Q; oq++) {
+                    double acc = b ? b[k] : 0.0;
+                    for (int c = 0; c < p->C; c++)
+                        for (int r = 0; r < p->R; r++) {
+                            int h = op * p->stride_h - p->pad_h + r;
+                            if (h < 0 || h >= p->H)
+                                continue;
+                            for (int s = 0; s < p->S; s++) {
+                                int ww = oq * p->stride_w - p->pad_w + s;
+                                if (ww < 0 || ww >= p->W)
+                                    continue;
+                                acc += x[idx4(p->C, p->H, p->W, n, c, h, ww)] *
+                                       w[idx4(p->C, p->R, p->S, k, c, r, s)];
+                            }
+                        }
+                    y[idx4(p->K, P, Q, n, k, op, oq)] = acc;
+                }
+}
+
+void ref_conv2d_bwd(const struct ref_conv *p,
+                    const double *x,   /* (N,C,H,W) */
+                    const double *w,   /* (K,C,R,S) */
+                    const double *dy,  /* (N,K,P,Q) */
+                    double *dx,        /* (N,C,H,W) += */
+                    double *dw,        /* (K,C,R,S) += */
+                    double *db)        /* (K) += */
+{
+    int P, Q;
+    ref_conv2d_out_size(p, &P, &Q);
+    for (int n = 0; n < p->N; n++)
+        for (int k = 0; k < p->K; k++)
+            for (int op = 0; op < P; op++)
+                for (int oq = 0; oq < Q; oq++) {
+                    double g = dy[idx4(p->K, P, Q, n, k, op, oq)];
+                    if (db)
+                        db[k] += g;
+                    for (int c = 0; c < p->C; c++)
+                        for (int r = 0; r < p->R; r++) {
+                            int h = op * p->stride_h - p->pad_h + r;
+                            if (h < 0 || h >= p->H)
+                                continue;
+                            for (int s = 0; s < p->S; s++) {
+                                int ww = oq * p->stride_w - p->pad_w + s;
+                                if (ww < 0 || ww >= p->W)
+                                    continue;
+                                size_t xi = idx4(p->C, p->H, p->W, n, c, h, ww);
+                                size_t wi = idx4(p->C, p->R, p->S, k, c, r, s);
+                                if (dx)
+                                    dx[xi] += g * w[wi];
+                                if (dw)
+                                    dw[wi] += g * x[xi];
+                            }
+                        }
+                }
+}
+
+void ref_conv_transpose2d_fwd(const struct ref_conv *p,
+                              const double *x,   /* (N,C,H,W) */
+                              const double *w,   /* (C,K,R,S) */
+                              const double *b,   /* (K) or NULL */
+                              double *y)         /* (N,K,P,Q) */
+{
+    int P, Q;
+    ref_conv_transpose2d_out_size(p, &P, &Q);
+    for (int n = 0; n < p->N; n++)
+        for (int k = 0; k < p->K; k++)
+            for (int i = 0; i < P * Q; i++)
+                y[idx4(p->K, P, Q, n, k, 0, 0) + (size_t)i] = b ? b[k] : 0.0;
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->C; c++)
+            for (int h = 0; h < p->H; h++)
+                for (int ww = 0; ww < p->W; ww++) {
+                    double xv = x[idx4(p->C, p->H, p->W, n, c, h, ww)];
+                    for (int k = 0; k < p->K; k++)
+                        for (int r = 0; r < p->R; r++) {
+                            int op = h * p->stride_h - p->pad_h + r;
+                            if (op < 0 || op >= P)
+                                continue;
+                            for (int s = 0; s < p->S; s++) {
+                                int oq = ww * p->stride_w - p->pad_w + s;
+                                if (oq < 0 || oq >= Q)
+                                    continue;
+                                y[idx4(p->K, P, Q, n, k, op, oq)] +=
+                                    xv * w[idx4(p->K, p->R, p->S, c, k, r, s)];
+                            }
+                        }
+                }
+}
+
+void ref_conv_transpose2d_bwd(const struct ref_conv *p,
+                              const double *x,   /* (N,C,H,W) */
+                              const double *w,   /* (C,K,R,S) */
+                              const double *dy,  /* (N,K,P,Q) */
+                              double *dx,        /* (N,C,H,W) += */
+                              double *dw,        /* (C,K,R,S) += */
+                              double *db)        /* (K) += */
+{
+    int P, Q;
+    ref_conv_transpose2d_out_size(p, &P, &Q);
+    if (db)
+        for (int n = 0; n < p->N; n++)
+            for (int k = 0; k < p->K; k++)
+                for (int i = 0; i < P * Q; i++)
+                    db[k] += dy[idx4(p->K, P, Q, n, k, 0, 0) + (size_t)i];
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->C; c++)
+            for (int h = 0; h < p->H; h++)
+                for (int ww = 0; ww < p->W; ww++) {
+                    size_t xi = idx4(p->C, p->H, p->W, n, c, h, ww);
+                    double acc = 0.0;
+                    for (int k = 0; k < p->K; k++)
+                        for (int r = 0; r < p->R; r++) {
+                            int op = h * p->stride_h - p->pad_h + r;
+                            if (op < 0 || op >= P)
+                                continue;
+                            for (int s = 0; s < p->S; s++) {
+                                int oq = ww * p->stride_w - p->pad_w + s;
+                                if (oq < 0 || oq >= Q)
+                                    continue;
+                                double g = dy[idx4(p->K, P, Q, n, k, op, oq)];
+                                size_t wi = idx4(p->K, p->R, p->S, c, k, r, s);
+                                acc += g * w[wi];
+                                if (dw)
+                                    dw[wi] += g * x[xi];
+                            }
+                        }
+                    if (dx)
+                        dx[xi] += acc;
+                }
+}
+
+void ref_linear_fwd(const struct ref_linear *p,
+                    const double *x,   /* (N,in) */
+                    const double *w,   /* (out,in) */
+                    const double *b,   /* (out) or NULL */
+                    double *y)         /* (N,out) */
+{
+    for (int n = 0; n < p->N; n++)
+        for (int o = 0; o < p->out; o++) {
+            double acc = b ? b[o] : 0.0;
+            for (int i = 0; i < p->in; i++)
+                acc += x[(size_t)n * p->in + i] * w[(size_t)o * p->in + i];
+            y[(size_t)n * p->out + o] = acc;
+        }
+}
+
+void ref_linear_bwd(const struct ref_linear *p,
+                    const double *x,   /* (N,in) */
+                    const double *w,   /* (out,in) */
+                    const double *dy,  /* (N,out) */
+                    double *dx,        /* (N,in) += */
+                    double *dw,        /* (out,in) += */
+                    double *db)        /* (out) += */
+{
+    for (int n = 0; n < p->N; n++)
+        for (int o = 0; o < p->out; o++) {
+            double g = dy[(size_t)n * p->out + o];
+            if (db)
+                db[o] += g;
+            for (int i = 0; i < p->in; i++) {
+                if (dx)
+                    dx[(size_t)n * p->in + i] += g * w[(size_t)o * p->in + i];
+                if (dw)
+                    dw[(size_t)o * p->in + i] += g * x[(size_t)n * p->in + i];
+            }
+        }
+}
