@@ -7,6 +7,7 @@
 
 int cli_devices(int argc, char **argv);
 int cli_selftest(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Prints "vkaccum CMD: MSG" and the hint to run --help, returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)

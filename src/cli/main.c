@@ -16,7 +16,8 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  devices    list the Vulkan devices and what vkaccum sees of them\n"
-    "  selftest   run every built-in shader against its C reference on this device\n"
+    "  selftest   run the built-in shaders against plain C on this device\n"
+    "  bench      GEMM and per-op throughput on this device (gemm, ops)\n"
     "\n"
     "Run 'vkaccum COMMAND --help' for a command's options.\n"
     "Environment: VKACCUM_VALIDATION=1 (Khronos validation layer), VKACCUM_LOG=\n"
@@ -58,6 +59,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         { "devices", cli_devices },
         { "selftest", cli_selftest },
+        { "bench", cli_bench },
     };
     if (argc < 2) {
         fputs(usage, stderr);

@@ -27,8 +27,10 @@ void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size)
 
 static int check_fits(const char *op, const char *name, const struct vka_tensor *t)
 {
+    if (!t->buf && !t->owns_buf)
+        return 0; /* a shape without storage: the graph checks shapes before planning */
     uint64_t end = (t->off + vka_tensor_stored(t)) * 4;
-    if (!t->buf || end > t->buf->size) {
+    if (end > t->buf->size) {
         vka_err("%s: %s (%" PRIu64 " elements at element %" PRIu64 ") passes the end of its "
                 "%" PRIu64 "-byte buffer", op, name, vka_tensor_stored(t), t->off,
                 t->buf ? (uint64_t)t->buf->size : 0);
@@ -69,9 +71,22 @@ int vka_op_check_i32(const char *op, const char *name, const struct vka_tensor *
     return check_fits(op, name, t);
 }
 
+static int check_storage(const struct vka_tensor *t)
+{
+    if (!t->buf) {
+        vka_err("a tensor (%u,%u,%u,%u) without storage was given to a kernel", t->n, t->c,
+                t->h, t->w);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
                     uint64_t count, struct vka_binding *b, uint32_t *base)
 {
+    int ret = check_storage(t);
+    if (ret < 0)
+        return ret;
     uint64_t e = t->off + first;
     uint64_t aligned = e - e % ALIGN_ELEMS;
     uint64_t end = ((e + count) * 4 + 15) & ~(uint64_t)15;
@@ -95,13 +110,16 @@ int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t fir
                 t->off + first);
         return -EINVAL;
     }
+    int ret = check_storage(t);
+    if (ret < 0)
+        return ret;
     if (ctx->profile.load == VKA_LOAD_TEXEL) {
         *b = (struct vka_binding){ t->buf, 0, 0 };
         *base4 = (uint32_t)((t->off + first) / 4);
         return 0;
     }
     uint32_t base;
-    int ret = vka_op_bind_out(ctx, t, first, count, b, &base);
+    ret = vka_op_bind_out(ctx, t, first, count, b, &base);
     *base4 = base / 4;
     return ret;
 }

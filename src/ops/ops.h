@@ -102,9 +102,10 @@ extern const struct vka_op_info vka_ops[VKA_OP_COUNT];
 
 /* ---- helpers for op implementations (common.c) ----------------------------------- */
 
-/* Checks that t exists, is f32 (i32 when want_i32) with the layout and logical shape
- * given, and lies inside its buffer; -EINVAL with "op: name is (..) LAYOUT, needs (..)"
- * otherwise. A shape entry of 0 matches any size. */
+/* Checks that t exists, is f32 with the layout and logical shape given, and lies inside
+ * its buffer; -EINVAL with "op: name is (..) LAYOUT, needs (..)" otherwise. A shape
+ * entry of 0 matches any size. A tensor without a buffer is a bare shape (the graph's
+ * shape inference): only its shape is checked. */
 int vka_op_check(const char *op, const char *name, const struct vka_tensor *t,
                  enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w);
 int vka_op_check_i32(const char *op, const char *name, const struct vka_tensor *t,

@@ -223,7 +223,7 @@ int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_
     VkBufferView views[VKA_MAX_BINDINGS];
     for (uint32_t i = 0; i < pipe->params.nbind; i++) {
         const struct vka_binding *bd = &b[i];
-        bool texel = pipe->params.bind[i] == VKA_BIND_IN && ctx->profile.load == VKA_LOAD_TEXEL;
+        bool texel = pipe->params.bind[i] == VKA_BIND_IN && pipe->texel;
         VkDeviceSize range = bd->range ? bd->range : bd->buf->size - bd->offset;
         if (bd->offset > bd->buf->size || range > bd->buf->size - bd->offset) {
             vka_err("%s: binding %u (%" PRIu64 " bytes at %" PRIu64 ") passes the end of a "

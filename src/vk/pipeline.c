@@ -184,8 +184,15 @@ int vka_pipe_get(struct vka_ctx *ctx, const struct vka_pipe_params *params,
                 params->shader, params->nbind, params->nspec, params->push_size);
         return -EINVAL;
     }
+    /* the variant depends on the profile's load path, which benchmarks switch */
+    bool has_in = false;
+    for (uint32_t i = 0; i < params->nbind; i++)
+        has_in |= params->bind[i] == VKA_BIND_IN;
+    char variant[sizeof(((struct vka_pipe *)0)->variant)];
+    snprintf(variant, sizeof(variant), "%s%s", params->shader,
+             !has_in ? "" : ctx->profile.load == VKA_LOAD_TEXEL ? "_tb" : "_sb");
     for (struct vka_pipe *p = ctx->pipes; p; p = p->next)
-        if (params_equal(&p->params, params)) {
+        if (!strcmp(p->variant, variant) && params_equal(&p->params, params)) {
             *out = p;
             return 0;
         }
@@ -199,11 +206,8 @@ int vka_pipe_get(struct vka_ctx *ctx, const struct vka_pipe_params *params,
         free(p);
         return -ENOMEM;
     }
-    bool has_in = false;
-    for (uint32_t i = 0; i < params->nbind; i++)
-        has_in |= params->bind[i] == VKA_BIND_IN;
-    snprintf(p->variant, sizeof(p->variant), "%s%s", params->shader,
-             !has_in ? "" : ctx->profile.load == VKA_LOAD_TEXEL ? "_tb" : "_sb");
+    memcpy(p->variant, variant, sizeof(variant));
+    p->texel = ctx->profile.load == VKA_LOAD_TEXEL;
     const struct vka_spirv *spv = vka_spirv_find(p->variant);
     if (!spv) {
         vka_err("no embedded shader called %s (a row missing in shaders/meson.build?)",
@@ -214,7 +218,7 @@ int vka_pipe_get(struct vka_ctx *ctx, const struct vka_pipe_params *params,
 
     VkDescriptorSetLayoutBinding binds[VKA_MAX_BINDINGS];
     for (uint32_t i = 0; i < params->nbind; i++) {
-        bool texel = params->bind[i] == VKA_BIND_IN && ctx->profile.load == VKA_LOAD_TEXEL;
+        bool texel = params->bind[i] == VKA_BIND_IN && p->texel;
         binds[i] = (VkDescriptorSetLayoutBinding){
             .binding = i,
             .descriptorType = texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER

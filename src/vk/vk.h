@@ -195,6 +195,7 @@ struct vka_pipe {
     struct vka_pipe *next;
     struct vka_pipe_params params;
     char variant[64];
+    bool texel; /* its VKA_BIND_IN bindings are texel buffers */
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;
     VkPipeline pipe;

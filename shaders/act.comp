@@ -1,0 +1,146 @@
+#version 450
+// The act family on NHWC4 activations (src/ops/act.c): one invocation per output vec4,
+// i.e. 4 channels of one pixel. Inputs A and B are read through LOAD4, the output Y
+// through OUT_BUFFER as floats. Output lanes whose channel is >= c (padding) are written
+// as 0. Variants (A, B -> Y):
+//   OP_RELU, OP_LEAKY_RELU, OP_TANH, OP_SIGMOID, OP_SCALE   x -> y
+//   OP_ADD, OP_MUL                                          x0, x1 -> y
+//   OP_RELU_BWD, OP_LEAKY_RELU_BWD   x, dy -> dx +=
+//   OP_TANH_BWD, OP_SIGMOID_BWD      y, dy -> dx +=   (f' from the forward output)
+//   OP_MUL_BWD                       other factor, dy -> dx += dy * other
+//   OP_AXPY_BWD                      dy -> dx += alpha * dy   (scale; add with alpha 1)
+//   OP_CONCAT                        x0 (C1 = c), x1 (C2 = c1) -> y (C1 + C2)
+//   OP_CONCAT_BWD                    dy -> dx += dy[:, c1 : c1 + c]
+// Elementwise variants see A, B and Y with the same stored channels (cs4 vec4s a pixel).
+#include "common.glsl"
+
+layout(push_constant) uniform PC {
+    uint n4;     // output vec4s in this dispatch (whole pixels)
+    uint c;      // output channels (concat: x0's channels C1)
+    uint cs4;    // output vec4s per pixel
+    uint y_base; // float index of the output's first element in its binding
+    uint a_base; // vec4 index of A's first vec4
+    uint b_base; // vec4 index of B's first vec4
+    uint a4;     // A's vec4s per pixel (concat)
+    uint b4;     // B's vec4s per pixel (concat)
+    uint c1;     // concat: x1's channels C2; concat_bwd: dx's first channel in dy
+    float alpha; // leaky_relu slope, scale factor
+} pc;
+
+#if defined(OP_ADD) || defined(OP_MUL) || defined(OP_CONCAT) || defined(OP_RELU_BWD) || \
+    defined(OP_LEAKY_RELU_BWD) || defined(OP_TANH_BWD) || defined(OP_SIGMOID_BWD) ||  \
+    defined(OP_MUL_BWD)
+#define HAS_B 1
+IN_BUFFER(0, A)
+IN_BUFFER(1, B)
+OUT_BUFFER(2, Y)
+#else
+IN_BUFFER(0, A)
+OUT_BUFFER(1, Y)
+#endif
+
+#if defined(OP_RELU_BWD) || defined(OP_LEAKY_RELU_BWD) || defined(OP_TANH_BWD) || \
+    defined(OP_SIGMOID_BWD) || defined(OP_MUL_BWD) || defined(OP_AXPY_BWD) ||     \
+    defined(OP_CONCAT_BWD)
+#define ACCUMULATE 1
+#endif
+
+#if defined(OP_CONCAT)
+// Lane j holds channel ch = 4k + j of y. With C1 = 4q + r, channel ch >= C1 is channel
+// ch - C1 = 4(k - q) + (j - r) of x1: component j - r of x1's vec4 k - q when j >= r,
+// component j - r + 4 of vec4 k - q - 1 when j < r.
+vec4 compute(uint p, uint k)
+{
+    uint q = pc.c / 4u, r = pc.c % 4u;
+    vec4 lo = k < pc.a4 ? LOAD4(A, pc.a_base + p * pc.a4 + k) : vec4(0.0);
+    int m = int(k) - int(q);
+    uint b = pc.b_base + p * pc.b4;
+    vec4 hi0 = r > 0u && m >= 1 && m - 1 < int(pc.b4) ? LOAD4(B, b + uint(m - 1)) : vec4(0.0);
+    vec4 hi1 = m >= 0 && m < int(pc.b4) ? LOAD4(B, b + uint(m)) : vec4(0.0);
+    vec4 v;
+    for (uint j = 0u; j < 4u; j++) {
+        uint ch = 4u * k + j;
+        v[j] = ch < pc.c ? lo[j] : j >= r ? hi1[j - r] : hi0[j + 4u - r];
+    }
+    return v;
+}
+#elif defined(OP_CONCAT_BWD)
+// dx's lane j is channel c1 + 4k + j of dy; with c1 = 4q + r that is component r + j of
+// dy's vec4 q + k when r + j < 4, else component r + j - 4 of vec4 q + k + 1. Lanes of
+// dx's valid channels always find their vec4 inside dy's pixel.
+vec4 compute(uint p, uint k)
+{
+    uint q = pc.c1 / 4u, r = pc.c1 % 4u;
+    uint m = q + k, a = pc.a_base + p * pc.a4;
+    vec4 d0 = LOAD4(A, a + m);
+    vec4 d1 = r > 0u && m + 1u < pc.a4 ? LOAD4(A, a + m + 1u) : vec4(0.0);
+    vec4 v;
+    for (uint j = 0u; j < 4u; j++)
+        v[j] = r + j < 4u ? d0[r + j] : d1[r + j - 4u];
+    return v;
+}
+#else
+vec4 compute(uint p, uint k)
+{
+    uint i4 = p * pc.cs4 + k;
+    vec4 a = LOAD4(A, pc.a_base + i4);
+#ifdef HAS_B
+    vec4 b = LOAD4(B, pc.b_base + i4);
+#endif
+    bvec4 pos = greaterThan(a, vec4(0.0));
+#if defined(OP_RELU)
+    return mix(vec4(0.0), a, pos);
+#elif defined(OP_LEAKY_RELU)
+    return mix(pc.alpha * a, a, pos);
+#elif defined(OP_TANH)
+    // lavapipe's tanh is (e^2x - 1) / (e^2x + 1), which cancels near 0 (a relative error
+    // of 1.6e-4 measured); below |x| = 1/8 the series to x^9 is exact to 1e-11 relative
+    vec4 a2 = a * a;
+    vec4 series = a * (1.0 + a2 * (-1.0 / 3.0 + a2 * (2.0 / 15.0 + a2 * (-17.0 / 315.0 +
+                                                                   a2 * (62.0 / 2835.0)))));
+    return mix(tanh(a), series, lessThan(abs(a), vec4(0.125)));
+#elif defined(OP_SIGMOID)
+    // exp(-a) overflows to +inf for a < -88, which gives 0, the rounded answer
+    return 1.0 / (1.0 + exp(-a));
+#elif defined(OP_SCALE)
+    return pc.alpha * a;
+#elif defined(OP_ADD)
+    return a + b;
+#elif defined(OP_MUL)
+    return a * b;
+#elif defined(OP_RELU_BWD)
+    return mix(vec4(0.0), b, pos);
+#elif defined(OP_LEAKY_RELU_BWD)
+    return mix(pc.alpha * b, b, pos);
+#elif defined(OP_TANH_BWD)
+    return b * (1.0 - a * a);
+#elif defined(OP_SIGMOID_BWD)
+    return b * (a * (1.0 - a));
+#elif defined(OP_MUL_BWD)
+    return b * a;
+#elif defined(OP_AXPY_BWD)
+    return pc.alpha * a;
+#endif
+}
+#endif
+
+void main()
+{
+    uint i4 = flat_id();
+    if (i4 >= pc.n4)
+        return;
+    uint p = i4 / pc.cs4, k = i4 - p * pc.cs4; // pixel in this dispatch, vec4 in the pixel
+    vec4 v = compute(p, k);
+    uint y = pc.y_base + 4u * i4;
+    for (uint j = 0u; j < 4u; j++) {
+        bool valid = 4u * k + j < pc.c;
+#if defined(OP_CONCAT)
+        valid = 4u * k + j < pc.c + pc.c1;
+#endif
+#ifdef ACCUMULATE
+        Y[y + j] = valid ? Y[y + j] + v[j] : 0.0;
+#else
+        Y[y + j] = valid ? v[j] : 0.0;
+#endif
+    }
+}

@@ -1,0 +1,320 @@
+#version 450
+// batch_norm and group_norm kernels (src/ops/norm.c). Both ops are "one statistic per
+// (segment s, index k) over the channels of k and the P pixels of s":
+//   batch_norm  S = 1, K = C, one channel per statistic, P = N*H*W
+//   group_norm  S = N, K = G, Cg = C/G channels per statistic, P = H*W
+// Activations are NHWC4, so a vec4 is 4 channels of one pixel and the per-pixel
+// kernels work on lanes = channels. Pixels of a segment are cut into blocks of PB = WG
+// * ITEMS; block gb = s * nblk + b.
+//   OP_STATS    workgroup (gb, c4): lane sums of x over the block and M2, the sum of
+//               squares about the block's own mean; PART = [sum | m2], each (S*nblk, Cs)
+//   OP_GRADSUM  workgroup (gb, c4): lane sums of dy and of dy * xhat; PART likewise
+//   OP_FIN      invocation (s, k): blocks and channels combined in a fixed order into
+//               mean, invstd (saved), running statistics, and COEF = [mean | invstd *
+//               gamma | beta], each (S, Cs); with F_EVAL from the running statistics
+//   OP_FINBWD   invocation k, looping over s: per-sample channel sums added into
+//               dgamma/dbeta in sample order, COEF = [mean | a | b | c], each (S, Cs),
+//               dx = a * dy - (x - mean) * b - c
+//   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
+//   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
+// Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
+// sample's bits do not depend on the other samples of its micro-batch.
+#include "common.glsl"
+
+layout(constant_id = 1) const uint ITEMS = 4;
+const uint PB = WG * ITEMS;
+
+// flags
+const uint F_GAMMA = 1u, F_BETA = 2u, F_MEAN = 4u, F_ISTD = 8u, F_RMEAN = 16u,
+           F_RVAR = 32u, F_EVAL = 64u, F_DGAMMA = 128u, F_DBETA = 256u;
+
+#if defined(OP_STATS) || defined(OP_GRADSUM)
+
+layout(push_constant) uniform PC {
+    uint c4s;        // vec4s per pixel
+    uint C;
+    uint K, Cg;      // statistics per segment, channels per statistic
+    uint P;          // pixels per segment
+    uint nblk;       // blocks per segment
+    uint gb0;        // first block of this dispatch
+    uint q0;         // first pixel of the bound x/dy range
+    uint x_base;     // vec4 index of (q0, channel 0) in X
+    uint dy_base;    // the same in DY
+    uint gbs;        // S * nblk
+    uint part_base;  // element index of PART[0]
+    uint mean_base, istd_base;
+    uint flags;      // F_EVAL: ISTD holds the running variance
+    float eps;
+} pc;
+
+IN_BUFFER(0, X)
+#ifdef OP_GRADSUM
+IN_BUFFER(1, DY)
+OUT_BUFFER(2, MEAN)
+OUT_BUFFER(3, ISTD)
+OUT_BUFFER(4, PART)
+#else
+OUT_BUFFER(1, PART)
+#endif
+
+shared vec4 red[WG];
+
+// Sum of v over the workgroup by a fixed tree; every invocation gets it.
+vec4 wg_sum(vec4 v)
+{
+    uint t = gl_LocalInvocationID.x;
+    red[t] = v;
+    barrier();
+    for (uint h = WG / 2u; h > 0u; h >>= 1u) {
+        if (t < h)
+            red[t] += red[t + h];
+        barrier();
+    }
+    vec4 r = red[0];
+    barrier(); // red is written again by the next call
+    return r;
+}
+
+void main()
+{
+    uint t = gl_LocalInvocationID.x;
+    uint gb = pc.gb0 + gl_WorkGroupID.x;
+    uint c4 = gl_WorkGroupID.y;
+    uint s = gb / pc.nblk, first = (gb - s * pc.nblk) * PB;
+    uint n = min(PB, pc.P - first);
+    uint rel = (s * pc.P + first - pc.q0) * pc.c4s + c4; // vec4 of the block's pixel 0
+    vec4 a = vec4(0.0), b = vec4(0.0);
+#ifdef OP_STATS
+    for (uint k = 0u; k < ITEMS; k++) {
+        uint i = k * WG + t;
+        if (i < n)
+            a += LOAD4(X, pc.x_base + rel + i * pc.c4s);
+    }
+    a = wg_sum(a);
+    vec4 mean = a / float(n);
+    for (uint k = 0u; k < ITEMS; k++) {
+        uint i = k * WG + t;
+        if (i < n) {
+            vec4 d = LOAD4(X, pc.x_base + rel + i * pc.c4s) - mean;
+            b += d * d;
+        }
+    }
+    b = wg_sum(b);
+#else
+    vec4 mean = vec4(0.0), istd = vec4(0.0);
+    for (uint j = 0u; j < 4u; j++) {
+        uint c = c4 * 4u + j;
+        if (c < pc.C) {
+            uint at = s * pc.K + c / pc.Cg;
+            float v = ISTD[pc.istd_base + at];
+            mean[j] = MEAN[pc.mean_base + at];
+            istd[j] = (pc.flags & F_EVAL) != 0u ? 1.0 / sqrt(v + pc.eps) : v;
+        }
+    }
+    for (uint k = 0u; k < ITEMS; k++) {
+        uint i = k * WG + t;
+        if (i < n) {
+            vec4 dy = LOAD4(DY, pc.dy_base + rel + i * pc.c4s);
+            vec4 x = LOAD4(X, pc.x_base + rel + i * pc.c4s);
+            a += dy;
+            b += dy * ((x - mean) * istd);
+        }
+    }
+    a = wg_sum(a);
+    b = wg_sum(b);
+#endif
+    if (t == 0u) {
+        uint o0 = pc.part_base + (gb * pc.c4s + c4) * 4u;
+        uint o1 = o0 + pc.gbs * pc.c4s * 4u;
+        for (uint j = 0u; j < 4u; j++) {
+            PART[o0 + j] = a[j];
+            PART[o1 + j] = b[j];
+        }
+    }
+}
+
+#elif defined(OP_FIN) || defined(OP_FINBWD)
+
+layout(push_constant) uniform PC {
+    uint c4s, C;
+    uint S, K, Cg;
+    uint P, nblk;
+    uint flags;
+    float eps, momentum;
+    uint part_base;   // vec4 index of PART[0]
+    uint gamma_base, beta_base, mean_base, istd_base;
+    uint r0_base, r1_base;  // OP_FIN: running mean, var; OP_FINBWD: dgamma, dbeta
+    uint coef_base;
+} pc;
+
+IN_BUFFER(0, PART)
+OUT_BUFFER(1, GAMMA)
+#ifdef OP_FIN
+OUT_BUFFER(2, BETA)
+OUT_BUFFER(3, MEAN)
+OUT_BUFFER(4, ISTD)
+OUT_BUFFER(5, RMEAN)
+OUT_BUFFER(6, RVAR)
+OUT_BUFFER(7, COEF)
+#else
+OUT_BUFFER(2, MEAN)
+OUT_BUFFER(3, ISTD)
+OUT_BUFFER(4, DGAMMA)
+OUT_BUFFER(5, DBETA)
+OUT_BUFFER(6, COEF)
+#endif
+
+// PART array j (0: first sum, 1: second), block gb, channel c
+float part(uint j, uint gb, uint c)
+{
+    return LOAD4(PART, pc.part_base + (j * pc.S * pc.nblk + gb) * pc.c4s + c / 4u)[c & 3u];
+}
+
+float gamma_at(uint c)
+{
+    return (pc.flags & F_GAMMA) != 0u ? GAMMA[pc.gamma_base + c] : 1.0;
+}
+
+#ifdef OP_FIN
+void main()
+{
+    uint id = flat_id();
+    if (id >= pc.S * pc.K)
+        return;
+    uint s = id / pc.K, k = id - s * pc.K;
+    uint c0 = k * pc.Cg;
+    float M = float(pc.P) * float(pc.Cg);
+    precise float mean, var;
+    if ((pc.flags & F_EVAL) != 0u) {
+        mean = RMEAN[pc.r0_base + k];
+        var = RVAR[pc.r1_base + k];
+    } else {
+        precise float sum = 0.0, m2 = 0.0;
+        for (uint c = c0; c < c0 + pc.Cg; c++)
+            for (uint b = 0u; b < pc.nblk; b++)
+                sum += part(0u, s * pc.nblk + b, c);
+        mean = sum / M;
+        // Chan et al.: M2 = sum over blocks of M2_b + n_b * (mean_b - mean)^2
+        for (uint c = c0; c < c0 + pc.Cg; c++)
+            for (uint b = 0u; b + 1u < pc.nblk || b == 0u; b++) {
+                float nb = float(min(PB, pc.P - b * PB));
+                float d = part(0u, s * pc.nblk + b, c) / nb - mean;
+                m2 += part(1u, s * pc.nblk + b, c) + nb * d * d;
+            }
+        var = m2 / M;
+    }
+    float istd = 1.0 / sqrt(var + pc.eps);
+    if ((pc.flags & F_EVAL) == 0u) {
+        if ((pc.flags & F_MEAN) != 0u)
+            MEAN[pc.mean_base + id] = mean;
+        if ((pc.flags & F_ISTD) != 0u)
+            ISTD[pc.istd_base + id] = istd;
+        float m = pc.momentum;
+        if ((pc.flags & F_RMEAN) != 0u)
+            RMEAN[pc.r0_base + k] = (1.0 - m) * RMEAN[pc.r0_base + k] + m * mean;
+        if ((pc.flags & F_RVAR) != 0u)
+            RVAR[pc.r1_base + k] = (1.0 - m) * RVAR[pc.r1_base + k] + m * (var * (M / (M - 1.0)));
+    }
+    uint o = pc.coef_base + s * 3u * pc.c4s * 4u;
+    for (uint c = c0; c < c0 + pc.Cg; c++) {
+        COEF[o + c] = mean;
+        COEF[o + pc.c4s * 4u + c] = istd * gamma_at(c);
+        COEF[o + 2u * pc.c4s * 4u + c] = (pc.flags & F_BETA) != 0u ? BETA[pc.beta_base + c] : 0.0;
+    }
+}
+#else
+void main()
+{
+    uint k = flat_id();
+    if (k >= pc.K)
+        return;
+    uint c0 = k * pc.Cg;
+    float M = float(pc.P) * float(pc.Cg);
+    uint cs = pc.c4s * 4u;
+    for (uint s = 0u; s < pc.S; s++) {
+        uint at = s * pc.K + k;
+        float mean = MEAN[pc.mean_base + at], istd = ISTD[pc.istd_base + at];
+        if ((pc.flags & F_EVAL) != 0u)
+            istd = 1.0 / sqrt(istd + pc.eps);
+        precise float mg = 0.0, mgx = 0.0;
+        for (uint c = c0; c < c0 + pc.Cg; c++) {
+            precise float sdy = 0.0, sdyx = 0.0;
+            for (uint b = 0u; b < pc.nblk; b++) {
+                sdy += part(0u, s * pc.nblk + b, c);
+                sdyx += part(1u, s * pc.nblk + b, c);
+            }
+            // the per-sample partials, added in sample order
+            if ((pc.flags & F_DGAMMA) != 0u)
+                DGAMMA[pc.r0_base + c] += sdyx;
+            if ((pc.flags & F_DBETA) != 0u)
+                DBETA[pc.r1_base + c] += sdy;
+            float g = gamma_at(c);
+            mg += g * sdy;
+            mgx += g * sdyx;
+        }
+        if ((pc.flags & F_EVAL) != 0u) {
+            mg = 0.0; // the running statistics do not depend on x
+            mgx = 0.0;
+        }
+        mg /= M;
+        mgx /= M;
+        uint o = pc.coef_base + s * 4u * cs;
+        for (uint c = c0; c < c0 + pc.Cg; c++) {
+            COEF[o + c] = mean;
+            COEF[o + cs + c] = istd * gamma_at(c);
+            COEF[o + 2u * cs + c] = istd * istd * mgx;
+            COEF[o + 3u * cs + c] = istd * mg;
+        }
+    }
+}
+#endif
+
+#else // OP_APPLY, OP_DX
+
+layout(push_constant) uniform PC {
+    uint n4;         // vec4s in this chunk
+    uint e0;         // vec4 index of the chunk's first vec4 in the tensor
+    uint c4s, C;
+    uint P;          // pixels per segment (a segment has its own coefficients)
+    uint x_base, dy_base, coef_base; // vec4 indices
+    uint out_base;   // element index of y / dx
+} pc;
+
+IN_BUFFER(0, X)
+#ifdef OP_DX
+IN_BUFFER(1, DY)
+IN_BUFFER(2, COEF)
+OUT_BUFFER(3, DX)
+#else
+IN_BUFFER(1, COEF)
+OUT_BUFFER(2, Y)
+#endif
+
+void main()
+{
+    uint i = flat_id();
+    if (i >= pc.n4)
+        return;
+    uint e = pc.e0 + i;
+    uint q = e / pc.c4s, c4 = e - q * pc.c4s;
+    uint s = q / pc.P;
+    vec4 x = LOAD4(X, pc.x_base + i);
+#ifdef OP_DX
+    uint cb = pc.coef_base + s * 4u * pc.c4s + c4;
+    vec4 dy = LOAD4(DY, pc.dy_base + i);
+    vec4 d = LOAD4(COEF, cb + pc.c4s) * dy - (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + 2u * pc.c4s)
+             - LOAD4(COEF, cb + 3u * pc.c4s);
+    uint m = min(4u, pc.C - c4 * 4u);
+    for (uint j = 0u; j < m; j++)
+        DX[pc.out_base + i * 4u + j] += d[j];
+#else
+    uint cb = pc.coef_base + s * 3u * pc.c4s + c4;
+    vec4 y = (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + pc.c4s) + LOAD4(COEF, cb + 2u * pc.c4s);
+    bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
+    y = mix(vec4(0.0), y, live);
+    for (uint j = 0u; j < 4u; j++)
+        Y[pc.out_base + i * 4u + j] = y[j];
+#endif
+}
+
+#endif

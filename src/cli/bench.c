@@ -1,0 +1,264 @@
+/* vkaccum bench: GEMM and per-op throughput on a device, timed with timestamp queries
+ * (median over repeats after a warm-up), for both load paths, printed with ratios. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "log.h"
+#include "ops/ops.h"
+
+static const char help[] =
+    "usage: vkaccum bench gemm|ops [--device D] [--repeats N] [--json]\n"
+    "\n"
+    "  gemm   the device's best GEMM: the conv kernel as a 1x1 convolution with\n"
+    "         M=32768 N=64 K=576 (a conv-shaped GEMM), on both load paths\n"
+    "  ops    GFLOP/s of conv2d (64->64, 3x3, 128x128, batch 4), conv_transpose2d\n"
+    "         (64->32, 2x2 stride 2, 64x64 -> 128x128, batch 4) and linear (1024->1024,\n"
+    "         batch 64): forward, input gradient and weight gradient, each beside the\n"
+    "         best GEMM and the storage-buffer variant of itself\n"
+    "\n"
+    "  --device D    device index or a part of its name\n"
+    "  --repeats N   timed runs per measurement (default 7); the median is printed\n"
+    "  --json        one JSON object instead of the table\n";
+
+enum kind { CONV, CONVT, LINEAR };
+enum pass { FWD, DGRAD, WGRAD };
+
+struct bench_shape {
+    const char *name;
+    enum kind kind;
+    uint32_t N, C, H, W, K, R, S, stride, pad;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static float *randn(size_t n, uint64_t *state)
+{
+    float *a = malloc((n ? n : 1) * 4);
+    for (size_t i = 0; i < n; i++) {
+        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+        a[i] = (float)((*state >> 40) * (1.0 / (1ull << 24))) - 0.5f;
+    }
+    return a;
+}
+
+struct bench_tensors {
+    struct vka_tensor x, w, b, y, dy, dx, dw, db;
+    uint32_t P, Q;
+};
+
+static int make(struct vka_ctx *ctx, const struct bench_shape *s, struct bench_tensors *t)
+{
+    uint64_t rng = 42;
+    uint32_t P, Q;
+    if (s->kind == CONVT) {
+        P = (s->H - 1) * s->stride - 2 * s->pad + s->R;
+        Q = (s->W - 1) * s->stride - 2 * s->pad + s->S;
+    } else {
+        P = (s->H + 2 * s->pad - s->R) / s->stride + 1;
+        Q = (s->W + 2 * s->pad - s->S) / s->stride + 1;
+    }
+    t->P = P;
+    t->Q = Q;
+    uint32_t wn = s->kind == CONVT ? s->C : s->K, wc = s->kind == CONVT ? s->K : s->C;
+    struct { struct vka_tensor *t; struct vka_tensor_params p; } all[] = {
+        { &t->x, { s->N, s->C, s->H, s->W, VKA_LAYOUT_NHWC4, VKA_F32, VKA_MEM_ACTIVATIONS } },
+        { &t->dx, { s->N, s->C, s->H, s->W, VKA_LAYOUT_NHWC4, VKA_F32, VKA_MEM_ACTIVATIONS } },
+        { &t->y, { s->N, s->K, P, Q, VKA_LAYOUT_NHWC4, VKA_F32, VKA_MEM_ACTIVATIONS } },
+        { &t->dy, { s->N, s->K, P, Q, VKA_LAYOUT_NHWC4, VKA_F32, VKA_MEM_ACTIVATIONS } },
+        { &t->w, { wn, wc, s->R, s->S, VKA_LAYOUT_WEIGHT, VKA_F32, VKA_MEM_PARAMS } },
+        { &t->dw, { wn, wc, s->R, s->S, VKA_LAYOUT_WEIGHT, VKA_F32, VKA_MEM_GRADS } },
+        { &t->b, { s->K, 1, 1, 1, VKA_LAYOUT_FLAT, VKA_F32, VKA_MEM_PARAMS } },
+        { &t->db, { s->K, 1, 1, 1, VKA_LAYOUT_FLAT, VKA_F32, VKA_MEM_GRADS } },
+    };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        int ret = vka_tensor_create(ctx, &all[i].p, all[i].t);
+        if (ret < 0)
+            return ret;
+        float *data = randn(vka_tensor_numel(all[i].t), &rng);
+        ret = vka_tensor_upload(all[i].t, data);
+        free(data);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static void destroy(struct bench_tensors *t)
+{
+    struct vka_tensor *all[] = { &t->x, &t->w, &t->b, &t->y, &t->dy, &t->dx, &t->dw, &t->db };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        vka_tensor_destroy(all[i]);
+}
+
+/* Median milliseconds of one pass (all its dispatches) over `repeats` timed replays. */
+static int time_pass(struct vka_ctx *ctx, const struct bench_shape *s, enum pass pass,
+                     struct bench_tensors *t, int repeats, double *ms_out)
+{
+    struct vka_cmd *cmd = NULL;
+    struct vka_op_args a = {
+        .p.conv = { .stride = { s->stride, s->stride }, .pad = { s->pad, s->pad } },
+        .x = { &t->x, &t->w, &t->b }, .y = &t->y, .dy = &t->dy,
+        .dx = { pass == DGRAD ? &t->dx : NULL, pass == WGRAD ? &t->dw : NULL, NULL },
+    };
+    int ret = vka_cmd_create(ctx, &(struct vka_cmd_params){ .timing = true }, &cmd);
+    if (ret < 0)
+        return ret;
+    static const vka_op_rec_fn fwd[] = { vka_conv2d_fwd, vka_conv_transpose2d_fwd, vka_linear_fwd };
+    static const vka_op_rec_fn bwd[] = { vka_conv2d_bwd, vka_conv_transpose2d_bwd, vka_linear_bwd };
+    double *ms = calloc((size_t)repeats, sizeof(double));
+    if ((ret = vka_cmd_begin(cmd)) < 0 ||
+        (ret = (pass == FWD ? fwd : bwd)[s->kind](cmd, &a)) < 0 ||
+        (ret = vka_cmd_run(cmd)) < 0) /* warm-up: pipelines built, caches warm */
+        goto out;
+    for (int r = 0; r < repeats; r++) {
+        if ((ret = vka_cmd_submit_wait(cmd, 600000)) < 0)
+            goto out;
+        double d[64];
+        uint32_t n = vka_cmd_timings(cmd, d, 64);
+        for (uint32_t i = 0; i < n; i++)
+            ms[r] += d[i];
+    }
+    qsort(ms, (size_t)repeats, sizeof(double), cmp_double);
+    *ms_out = ms[repeats / 2];
+out:
+    free(ms);
+    vka_cmd_destroy(&cmd);
+    return ret;
+}
+
+static double flops(const struct bench_shape *s, const struct bench_tensors *t)
+{
+    /* every pass is the same multiply-add count: the conv's */
+    uint32_t small_h = s->kind == CONVT ? s->H : t->P, small_w = s->kind == CONVT ? s->W : t->Q;
+    return 2.0 * s->N * small_h * small_w * s->K * s->C * s->R * s->S;
+}
+
+struct result {
+    const char *name, *pass;
+    double gflops[2]; /* texel, storage */
+};
+
+static int measure(struct vka_ctx *ctx, const struct bench_shape *s, int npass, int repeats,
+                   struct result *res)
+{
+    static const char *pass_names[] = { "forward", "input grad", "weight grad" };
+    struct bench_tensors t = { 0 };
+    int ret = make(ctx, s, &t);
+    for (int p = 0; p < npass && ret == 0; p++) {
+        res[p].name = s->name;
+        res[p].pass = pass_names[p];
+        for (int path = 0; path < 2 && ret == 0; path++) {
+            ctx->profile.load = path == 0 ? VKA_LOAD_TEXEL : VKA_LOAD_STORAGE;
+            double ms = 0;
+            ret = time_pass(ctx, s, (enum pass)p, &t, repeats, &ms);
+            res[p].gflops[path] = ms > 0 ? flops(s, &t) / (ms * 1e6) : 0;
+        }
+    }
+    destroy(&t);
+    return ret;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "device", required_argument, NULL, 'd' },
+        { "repeats", required_argument, NULL, 'r' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *device = NULL;
+    int repeats = 7;
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = cli_getopt("bench", argc, argv, ":h", opts)) != -1) {
+        switch (c) {
+        case 'd': device = optarg; break;
+        case 'r':
+            repeats = atoi(optarg);
+            if (repeats < 1 || repeats > 1000)
+                return cli_usage_error("bench", "--repeats %s: give 1 to 1000", optarg);
+            break;
+        case 'j': json = true; break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return CLI_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error("bench", "say what to measure: gemm or ops");
+    const char *what = argv[optind];
+    if (strcmp(what, "gemm") && strcmp(what, "ops"))
+        return cli_usage_error("bench", "unknown benchmark '%s' (gemm or ops)", what);
+    if (optind + 1 < argc)
+        return cli_usage_error("bench", "unexpected argument '%s'", argv[optind + 1]);
+
+    struct vka_ctx *ctx;
+    if (vka_ctx_create(&(struct vka_ctx_params){ .device = device, .validation = -1 }, &ctx) < 0) {
+        fprintf(stderr, "vkaccum bench: %s\n", vka_last_error());
+        return 1;
+    }
+    if (!ctx->info.timestamps) {
+        fprintf(stderr, "vkaccum bench: device %s has no compute timestamps\n", ctx->info.name);
+        vka_ctx_destroy(&ctx);
+        return 1;
+    }
+    static const struct bench_shape gemm = { "gemm M=32768 N=64 K=576", CONV, 1, 576, 128, 256,
+                                             64, 1, 1, 1, 0 };
+    static const struct bench_shape ops[] = {
+        { "conv2d 64->64 3x3 128x128 b4", CONV, 4, 64, 128, 128, 64, 3, 3, 1, 1 },
+        { "conv_transpose2d 64->32 2x2 s2 b4", CONVT, 4, 64, 64, 64, 32, 2, 2, 2, 0 },
+        { "linear 1024->1024 b64", LINEAR, 64, 1024, 1, 1, 1024, 1, 1, 1, 0 },
+    };
+    struct result res[1 + 3 * 3];
+    int nres = 0, ret = measure(ctx, &gemm, 1, repeats, &res[nres]);
+    nres++;
+    if (!strcmp(what, "ops"))
+        for (size_t i = 0; i < 3 && ret == 0; i++, nres += 3)
+            ret = measure(ctx, &ops[i], 3, repeats, &res[nres]);
+    if (ret < 0) {
+        fprintf(stderr, "vkaccum bench: %s\n", vka_last_error());
+        vka_ctx_destroy(&ctx);
+        return 1;
+    }
+    double best = res[0].gflops[0] > res[0].gflops[1] ? res[0].gflops[0] : res[0].gflops[1];
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "device", ctx->info.name);
+        cJSON_AddNumberToObject(o, "repeats", repeats);
+        cJSON *arr = cJSON_AddArrayToObject(o, "results");
+        for (int i = 0; i < nres; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "op", res[i].name);
+            cJSON_AddStringToObject(r, "pass", res[i].pass);
+            cJSON_AddNumberToObject(r, "gflops_texel", res[i].gflops[0]);
+            cJSON_AddNumberToObject(r, "gflops_storage", res[i].gflops[1]);
+            cJSON_AddItemToArray(arr, r);
+        }
+        char *s = cJSON_Print(o);
+        puts(s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        printf("device %s, median of %d runs, GFLOP/s\n", ctx->info.name, repeats);
+        printf("%-36s %-12s %9s %9s %9s %9s\n", "op", "pass", "texel", "storage",
+               "tex/stor", "/ bestGEMM");
+        for (int i = 0; i < nres; i++)
+            printf("%-36s %-12s %9.2f %9.2f %9.2f %9.2f\n", res[i].name, res[i].pass,
+                   res[i].gflops[0], res[i].gflops[1],
+                   res[i].gflops[1] > 0 ? res[i].gflops[0] / res[i].gflops[1] : 0,
+                   best > 0 ? (res[i].gflops[0] > res[i].gflops[1] ? res[i].gflops[0]
+                                                                    : res[i].gflops[1]) / best
+                            : 0);
+    }
+    vka_ctx_destroy(&ctx);
+    return 0;
+}

@@ -1,0 +1,817 @@
+/* Graph building, shape inference, parameter storage and initialisation, autograd and
+ * the liveness planner; see graph.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph.h"
+#include "log.h"
+#include "ops/basic.h"
+
+#define ALIGN 64 /* elements: 256 bytes, every binding offset stays aligned */
+
+struct vka_plan {
+    struct vka_plan *next;
+    struct vka_graph *g;
+    uint32_t n;
+    bool backward;
+    struct vka_buf *arena;
+    uint64_t *act_off;  /* per value: element offset in the arena, UINT64_MAX = none */
+    uint64_t *grad_off;
+    struct vka_cmd *cmd;
+};
+
+struct vka_graph {
+    struct vka_ctx *ctx;
+    uint64_t seed;
+    struct vka_val *vals;
+    uint32_t nvals, cap_vals;
+    struct vka_node *nodes;
+    uint32_t nnodes, cap_nodes;
+    bool training;
+    /* regions, made by vka_graph_alloc */
+    struct vka_buf *params, *grads, *state, *losses;
+    uint64_t params_len, state_len, losses_len;
+    struct vka_plan *plans;
+};
+
+static uint64_t align_up(uint64_t x)
+{
+    return (x + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+int vka_graph_create(struct vka_ctx *ctx, const struct vka_graph_params *params,
+                     struct vka_graph **out)
+{
+    struct vka_graph *g = calloc(1, sizeof(*g));
+    *out = NULL;
+    if (!g)
+        return -ENOMEM;
+    g->ctx = ctx;
+    g->seed = params ? params->seed : 0;
+    g->training = true;
+    *out = g;
+    return 0;
+}
+
+static void plan_free(struct vka_plan *p)
+{
+    vka_cmd_destroy(&p->cmd);
+    vka_buf_destroy(&p->arena);
+    free(p->act_off);
+    free(p->grad_off);
+    free(p);
+}
+
+void vka_graph_drop_plans(struct vka_graph *g)
+{
+    while (g->plans) {
+        struct vka_plan *p = g->plans;
+        g->plans = p->next;
+        plan_free(p);
+    }
+}
+
+void vka_graph_destroy(struct vka_graph **pg)
+{
+    struct vka_graph *g = *pg;
+    if (!g)
+        return;
+    vka_graph_drop_plans(g);
+    vka_buf_destroy(&g->params);
+    vka_buf_destroy(&g->grads);
+    vka_buf_destroy(&g->state);
+    vka_buf_destroy(&g->losses);
+    free(g->vals);
+    free(g->nodes);
+    free(g);
+    *pg = NULL;
+}
+
+uint32_t vka_graph_nvals(const struct vka_graph *g)
+{
+    return g->nvals;
+}
+
+const struct vka_val *vka_graph_val(const struct vka_graph *g, int v)
+{
+    return v >= 0 && (uint32_t)v < g->nvals ? &g->vals[v] : NULL;
+}
+
+int vka_graph_find(const struct vka_graph *g, const char *name)
+{
+    for (uint32_t i = 0; i < g->nvals; i++)
+        if (!strcmp(g->vals[i].name, name))
+            return (int)i;
+    return -ENOENT;
+}
+
+static int add_val(struct vka_graph *g, const struct vka_val *v)
+{
+    if (g->params) {
+        vka_err("graph: %s added after vka_graph_alloc", v->name);
+        return -EINVAL;
+    }
+    if (v->name[0] && v->kind != VKA_VAL_ACT && vka_graph_find(g, v->name) >= 0) {
+        vka_err("graph: the name %s is taken", v->name);
+        return -EEXIST;
+    }
+    if (g->nvals == g->cap_vals) {
+        uint32_t cap = g->cap_vals ? 2 * g->cap_vals : 64;
+        struct vka_val *vals = realloc(g->vals, cap * sizeof(*vals));
+        if (!vals)
+            return -ENOMEM;
+        g->vals = vals;
+        g->cap_vals = cap;
+    }
+    g->vals[g->nvals] = *v;
+    g->vals[g->nvals].producer = -1;
+    return (int)g->nvals++;
+}
+
+int vka_graph_input(struct vka_graph *g, const char *name, enum vka_dtype dtype,
+                    enum vka_layout layout, uint32_t c, uint32_t h, uint32_t w)
+{
+    struct vka_val v = { .kind = VKA_VAL_INPUT, .layout = layout, .dtype = dtype,
+                         .c = c, .h = h, .w = w };
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    return add_val(g, &v);
+}
+
+int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layout,
+                    uint32_t n, uint32_t c, uint32_t h, uint32_t w, enum vka_init init,
+                    float init_arg)
+{
+    struct vka_val v = { .kind = VKA_VAL_PARAM, .layout = layout, .dtype = VKA_F32,
+                         .n = n, .c = c, .h = h, .w = w, .init = init, .init_arg = init_arg,
+                         .trainable = true, .needs_grad = true };
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    return add_val(g, &v);
+}
+
+int vka_graph_state(struct vka_graph *g, const char *name, uint32_t n, float value)
+{
+    struct vka_val v = { .kind = VKA_VAL_STATE, .layout = VKA_LAYOUT_FLAT, .dtype = VKA_F32,
+                         .n = n, .c = 1, .h = 1, .w = 1,
+                         .init = value ? VKA_INIT_ONE : VKA_INIT_ZERO };
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    return add_val(g, &v);
+}
+
+/* A value as a bare shape (no storage) for shape rules; batched values get N = 1. */
+static struct vka_tensor shape_of(const struct vka_val *v)
+{
+    struct vka_tensor t = { .dtype = v->dtype, .layout = v->layout, .n = v->n ? v->n : 1,
+                            .c = v->c, .h = v->h, .w = v->w };
+    t.cs = v->layout == VKA_LAYOUT_FLAT ? v->c : (v->c + 3) / 4 * 4;
+    return t;
+}
+
+static bool batched(const struct vka_val *v)
+{
+    return v->n == 0;
+}
+
+static bool is_loss(enum vka_op op)
+{
+    return op == VKA_OP_cross_entropy || op == VKA_OP_bce_logits || op == VKA_OP_mse ||
+           op == VKA_OP_l1 || op == VKA_OP_dice;
+}
+
+static int add_act(struct vka_graph *g, const char *name, enum vka_layout layout, bool batch,
+                   uint32_t n, uint32_t c, uint32_t h, uint32_t w)
+{
+    struct vka_val v = { .kind = VKA_VAL_ACT, .layout = layout, .dtype = VKA_F32,
+                         .n = batch ? 0 : n, .c = c, .h = h, .w = w };
+    snprintf(v.name, sizeof(v.name), "%s", name);
+    return add_val(g, &v);
+}
+
+int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_params *p,
+                   int x0, int x1, int x2)
+{
+    const char *opname = vka_ops[op].name;
+    struct vka_node node = { .op = op, .in = { x0, x1, x2 }, .out = -1,
+                             .saved = { -1, -1 }, .state = { -1, -1 } };
+    if (p)
+        node.p = *p;
+    struct vka_tensor shapes[3];
+    struct vka_op_args a = { .p = node.p };
+    bool batch = false, grad = false;
+    for (int i = 0; i < 3; i++) {
+        if (node.in[i] < 0)
+            continue;
+        if ((uint32_t)node.in[i] >= g->nvals) {
+            vka_err("%s: input %d is not a value of the graph", opname, i);
+            return -EINVAL;
+        }
+        const struct vka_val *v = &g->vals[node.in[i]];
+        shapes[i] = shape_of(v);
+        a.x[i] = &shapes[i];
+        batch |= batched(v);
+        grad |= v->needs_grad;
+    }
+    uint32_t s[4];
+    int ret = vka_ops[op].shape(&a, s);
+    if (ret < 0)
+        return ret;
+
+    char name[80];
+    snprintf(name, sizeof(name), "%s.%u", opname, g->nnodes);
+    if (is_loss(op)) {
+        struct vka_val v = { .kind = VKA_VAL_LOSS, .layout = VKA_LAYOUT_FLAT, .dtype = VKA_F32,
+                             .n = s[0], .c = 1, .h = 1, .w = 1 };
+        snprintf(v.name, sizeof(v.name), "%s", name);
+        ret = add_val(g, &v);
+    } else {
+        ret = add_act(g, name, VKA_LAYOUT_NHWC4, batch, s[0], s[1], s[2], s[3]);
+    }
+    if (ret < 0)
+        return ret;
+    node.out = ret;
+    g->vals[ret].needs_grad = grad;
+    g->vals[ret].producer = (int)g->nnodes;
+
+    /* what the forward saves for the backward */
+    const struct vka_val *x = x0 >= 0 ? &g->vals[x0] : NULL;
+    char sname[96];
+    for (int i = 0; i < 2; i++) {
+        snprintf(sname, sizeof(sname), "%s.saved%d", name, i);
+        int sv = -1;
+        if (op == VKA_OP_group_norm)
+            sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, node.p.norm.groups, 1, 1);
+        else if (op == VKA_OP_batch_norm)
+            sv = add_act(g, sname, VKA_LAYOUT_FLAT, false, x->c, 1, 1, 1);
+        else if (op == VKA_OP_max_pool2d && i == 0)
+            sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, s[1], s[2], s[3]);
+        if (sv < -1)
+            return sv;
+        node.saved[i] = sv;
+    }
+    if (g->nnodes == g->cap_nodes) {
+        uint32_t cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
+        struct vka_node *nodes = realloc(g->nodes, cap * sizeof(*nodes));
+        if (!nodes)
+            return -ENOMEM;
+        g->nodes = nodes;
+        g->cap_nodes = cap;
+    }
+    g->nodes[g->nnodes++] = node;
+    return node.out;
+}
+
+/* ---- layers ---------------------------------------------------------------------- */
+
+static int param2(struct vka_graph *g, const char *prefix, const char *what, enum vka_layout l,
+                  uint32_t n, uint32_t c, uint32_t h, uint32_t w, enum vka_init init, float arg)
+{
+    char name[96];
+    snprintf(name, sizeof(name), "%s.%s", prefix, what);
+    return vka_graph_param(g, name, l, n, c, h, w, init, arg);
+}
+
+static int conv_like(struct vka_graph *g, enum vka_op op, const char *prefix, int x,
+                     uint32_t wn, uint32_t wc, uint32_t k, bool bias, uint32_t out_c,
+                     const union vka_op_params *p)
+{
+    /* PyTorch's fan_in is weight.size(1) * kernel area: C_in for conv2d and linear,
+     * C_out for conv_transpose2d (whose weight is (C_in, C_out, k, k)) */
+    float fan_in = (float)wc * k * k;
+    int w = param2(g, prefix, "weight", VKA_LAYOUT_WEIGHT, wn, wc, k, k,
+                   VKA_INIT_KAIMING_UNIFORM, fan_in);
+    if (w < 0)
+        return w;
+    int b = -1;
+    if (bias && (b = param2(g, prefix, "bias", VKA_LAYOUT_FLAT, out_c, 1, 1, 1,
+                            VKA_INIT_UNIFORM_FAN_IN, fan_in)) < 0)
+        return b;
+    return vka_graph_node(g, op, p, x, w, b);
+}
+
+int vka_layer_conv2d(struct vka_graph *g, const char *prefix, int x, uint32_t out_c,
+                     uint32_t k, uint32_t stride, uint32_t pad, bool bias)
+{
+    union vka_op_params p = { .conv = { .stride = { stride, stride }, .pad = { pad, pad } } };
+    return conv_like(g, VKA_OP_conv2d, prefix, x, out_c, g->vals[x].c, k, bias, out_c, &p);
+}
+
+int vka_layer_conv_transpose2d(struct vka_graph *g, const char *prefix, int x, uint32_t out_c,
+                               uint32_t k, uint32_t stride, uint32_t pad, uint32_t out_pad,
+                               bool bias)
+{
+    union vka_op_params p = { .conv = { .stride = { stride, stride }, .pad = { pad, pad },
+                                        .out_pad = { out_pad, out_pad } } };
+    return conv_like(g, VKA_OP_conv_transpose2d, prefix, x, g->vals[x].c, out_c, k, bias,
+                     out_c, &p);
+}
+
+int vka_layer_linear(struct vka_graph *g, const char *prefix, int x, uint32_t out_f, bool bias)
+{
+    return conv_like(g, VKA_OP_linear, prefix, x, out_f, g->vals[x].c, 1, bias, out_f, NULL);
+}
+
+int vka_layer_group_norm(struct vka_graph *g, const char *prefix, int x, uint32_t groups)
+{
+    uint32_t c = g->vals[x].c;
+    int gamma = param2(g, prefix, "weight", VKA_LAYOUT_FLAT, c, 1, 1, 1, VKA_INIT_ONE, 0);
+    if (gamma < 0)
+        return gamma;
+    int beta = param2(g, prefix, "bias", VKA_LAYOUT_FLAT, c, 1, 1, 1, VKA_INIT_ZERO, 0);
+    if (beta < 0)
+        return beta;
+    union vka_op_params p = { .norm = { .groups = groups, .eps = 1e-5f } };
+    return vka_graph_node(g, VKA_OP_group_norm, &p, x, gamma, beta);
+}
+
+int vka_layer_batch_norm(struct vka_graph *g, const char *prefix, int x)
+{
+    uint32_t c = g->vals[x].c;
+    char name[96];
+    int gamma = param2(g, prefix, "weight", VKA_LAYOUT_FLAT, c, 1, 1, 1, VKA_INIT_ONE, 0);
+    if (gamma < 0)
+        return gamma;
+    int beta = param2(g, prefix, "bias", VKA_LAYOUT_FLAT, c, 1, 1, 1, VKA_INIT_ZERO, 0);
+    if (beta < 0)
+        return beta;
+    snprintf(name, sizeof(name), "%s.running_mean", prefix);
+    int rm = vka_graph_state(g, name, c, 0.0f);
+    if (rm < 0)
+        return rm;
+    snprintf(name, sizeof(name), "%s.running_var", prefix);
+    int rv = vka_graph_state(g, name, c, 1.0f);
+    if (rv < 0)
+        return rv;
+    union vka_op_params p = { .norm = { .eps = 1e-5f, .momentum = 0.1f,
+                                        .training = g->training } };
+    int y = vka_graph_node(g, VKA_OP_batch_norm, &p, x, gamma, beta);
+    if (y >= 0) {
+        g->nodes[g->nnodes - 1].state[0] = rm;
+        g->nodes[g->nnodes - 1].state[1] = rv;
+    }
+    return y;
+}
+
+int vka_layer_act(struct vka_graph *g, enum vka_op op, int x, float slope)
+{
+    union vka_op_params p = { .slope = slope };
+    return vka_graph_node(g, op, &p, x, -1, -1);
+}
+
+static void propagate_grads(struct vka_graph *g)
+{
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        const struct vka_node *nd = &g->nodes[i];
+        bool grad = false;
+        for (int k = 0; k < 3; k++)
+            if (nd->in[k] >= 0)
+                grad |= g->vals[nd->in[k]].needs_grad;
+        g->vals[nd->out].needs_grad = grad;
+    }
+}
+
+void vka_graph_set_trainable(struct vka_graph *g, const char *prefix, bool trainable)
+{
+    size_t len = strlen(prefix);
+    for (uint32_t i = 0; i < g->nvals; i++)
+        if (g->vals[i].kind == VKA_VAL_PARAM && !strncmp(g->vals[i].name, prefix, len))
+            g->vals[i].trainable = g->vals[i].needs_grad = trainable;
+    propagate_grads(g);
+    vka_graph_drop_plans(g);
+}
+
+void vka_graph_set_training(struct vka_graph *g, bool training)
+{
+    if (g->training == training)
+        return;
+    g->training = training;
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].op == VKA_OP_batch_norm)
+            g->nodes[i].p.norm.training = training;
+    vka_graph_drop_plans(g);
+}
+
+/* ---- storage ----------------------------------------------------------------------- */
+
+static struct vka_tensor val_view(const struct vka_val *v, struct vka_buf *buf, uint64_t off,
+                                  uint32_t n)
+{
+    struct vka_tensor t = shape_of(v);
+    t.n = n;
+    t.buf = buf;
+    t.off = off;
+    return t;
+}
+
+static uint64_t stored(const struct vka_val *v, uint32_t n)
+{
+    struct vka_tensor t = shape_of(v);
+    t.n = n ? n : 1;
+    return vka_tensor_stored(&t);
+}
+
+/* splitmix64 -> uniform doubles: the initialisation's only randomness */
+static double rng_uniform(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static void init_values(const struct vka_val *v, float *data, uint64_t count, uint64_t *rng)
+{
+    for (uint64_t i = 0; i < count; i++) {
+        double u = rng_uniform(rng), r;
+        switch (v->init) {
+        case VKA_INIT_ONE: r = 1.0; break;
+        case VKA_INIT_KAIMING_UNIFORM:
+        case VKA_INIT_UNIFORM_FAN_IN: r = (2 * u - 1) / sqrt(v->init_arg); break;
+        case VKA_INIT_NORMAL: {
+            double u2 = rng_uniform(rng);
+            r = v->init_arg * sqrt(-2.0 * log(1.0 - u)) * cos(2 * M_PI * u2);
+            break;
+        }
+        default: r = 0.0; break;
+        }
+        data[i] = (float)r;
+    }
+}
+
+static int region(struct vka_graph *g, enum vka_val_kind kind, enum vka_mem_cat cat,
+                  struct vka_buf **buf, uint64_t *len)
+{
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < g->nvals; i++)
+        if (g->vals[i].kind == kind) {
+            g->vals[i].region_off = off;
+            off = align_up(off + stored(&g->vals[i], g->vals[i].n));
+        }
+    *len = off;
+    return vka_buf_create(g->ctx, &(struct vka_buf_params){ .size = (off ? off : 4) * 4,
+                                                            .cat = cat }, buf);
+}
+
+int vka_graph_alloc(struct vka_graph *g)
+{
+    int ret;
+    if (g->params) {
+        vka_err("graph: vka_graph_alloc called twice");
+        return -EINVAL;
+    }
+    uint64_t grads_len;
+    if ((ret = region(g, VKA_VAL_PARAM, VKA_MEM_PARAMS, &g->params, &g->params_len)) < 0 ||
+        (ret = region(g, VKA_VAL_PARAM, VKA_MEM_GRADS, &g->grads, &grads_len)) < 0 ||
+        (ret = region(g, VKA_VAL_STATE, VKA_MEM_PARAMS, &g->state, &g->state_len)) < 0 ||
+        (ret = region(g, VKA_VAL_LOSS, VKA_MEM_OTHER, &g->losses, &g->losses_len)) < 0)
+        return ret;
+    /* parameters in registration order from the seed; every other region zero */
+    uint64_t rng = g->seed * 0x2545f4914f6cdd1dull + 1;
+    struct vka_cmd *cmd = NULL;
+    if ((ret = vka_cmd_create(g->ctx, NULL, &cmd)) < 0 || (ret = vka_cmd_begin(cmd)) < 0)
+        goto out;
+    struct vka_buf *zero[] = { g->params, g->grads, g->state, g->losses };
+    for (int i = 0; i < 4; i++) {
+        struct vka_tensor all = vka_tensor_flat(zero[i], 0, zero[i]->size / 4);
+        if ((ret = vka_fill(cmd, &all, 0.0f)) < 0)
+            goto out;
+    }
+    if ((ret = vka_cmd_run(cmd)) < 0)
+        goto out;
+    for (uint32_t i = 0; i < g->nvals; i++) {
+        const struct vka_val *v = &g->vals[i];
+        if (v->kind != VKA_VAL_PARAM && v->kind != VKA_VAL_STATE)
+            continue;
+        uint64_t count = (uint64_t)v->n * v->c * v->h * v->w;
+        float *data = malloc((count ? count : 1) * sizeof(float));
+        if (!data) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        init_values(v, data, count, &rng);
+        struct vka_tensor t = vka_graph_tensor(g, (int)i);
+        ret = vka_tensor_upload(&t, data);
+        free(data);
+        if (ret < 0)
+            goto out;
+    }
+out:
+    vka_cmd_destroy(&cmd);
+    return ret;
+}
+
+struct vka_tensor vka_graph_params_flat(const struct vka_graph *g)
+{
+    return vka_tensor_flat(g->params, 0, g->params_len);
+}
+
+struct vka_tensor vka_graph_grads_flat(const struct vka_graph *g)
+{
+    return vka_tensor_flat(g->grads, 0, g->params_len);
+}
+
+struct vka_tensor vka_graph_tensor(const struct vka_graph *g, int v)
+{
+    const struct vka_val *val = &g->vals[v];
+    struct vka_buf *buf = val->kind == VKA_VAL_PARAM ? g->params
+                        : val->kind == VKA_VAL_STATE ? g->state
+                        : val->kind == VKA_VAL_LOSS  ? g->losses : NULL;
+    return val_view(val, buf, val->region_off, val->n);
+}
+
+struct vka_tensor vka_graph_grad_tensor(const struct vka_graph *g, int v)
+{
+    const struct vka_val *val = &g->vals[v];
+    return val_view(val, g->grads, val->region_off, val->n);
+}
+
+/* ---- plans --------------------------------------------------------------------------- */
+
+/* One arena item: a value (or a value's gradient) alive over [start, end] in pass time,
+ * where forward node i runs at i and its backward at 2F - 1 - i. */
+struct item {
+    int val;
+    bool grad;
+    uint64_t size; /* elements, aligned */
+    uint32_t start, end;
+    uint64_t off;
+};
+
+static int cmp_items(const void *a, const void *b)
+{
+    const struct item *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    return (x->start > y->start) - (x->start < y->start);
+}
+
+static bool in_arena(const struct vka_val *v)
+{
+    return v->kind == VKA_VAL_INPUT || v->kind == VKA_VAL_ACT;
+}
+
+/* Liveness of every arena value and gradient, then first-fit placement of the largest
+ * first. Returns the arena size in elements. */
+static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_off,
+                 uint64_t *grad_off, uint64_t *total)
+{
+    uint32_t F = g->nnodes, T = backward ? 2 * F : F;
+    struct item *items = calloc(2 * (size_t)g->nvals + 1, sizeof(*items));
+    if (!items)
+        return -ENOMEM;
+    uint32_t *start = malloc(g->nvals * sizeof(uint32_t) * 4);
+    if (!start) {
+        free(items);
+        return -ENOMEM;
+    }
+    uint32_t *end = start + g->nvals, *gstart = end + g->nvals, *gend = gstart + g->nvals;
+    for (uint32_t v = 0; v < g->nvals; v++) {
+        start[v] = g->vals[v].kind == VKA_VAL_INPUT ? 0 : UINT32_MAX;
+        end[v] = 0;
+        gstart[v] = UINT32_MAX;
+        gend[v] = 0;
+    }
+#define USE(v, t) do { if ((t) > end[v]) end[v] = (t); } while (0)
+    for (uint32_t i = 0; i < F; i++) {
+        const struct vka_node *nd = &g->nodes[i];
+        uint32_t tb = 2 * F - 1 - i;
+        start[nd->out] = i;
+        for (int k = 0; k < 2; k++)
+            if (nd->saved[k] >= 0) {
+                start[nd->saved[k]] = i;
+                USE(nd->saved[k], backward ? tb : i);
+            }
+        for (int k = 0; k < 3; k++) {
+            int v = nd->in[k];
+            if (v < 0)
+                continue;
+            USE(v, i);
+            if (backward && g->vals[nd->out].needs_grad) {
+                USE(v, tb); /* inputs are read by the node's backward */
+                if (g->vals[v].needs_grad && g->vals[v].kind == VKA_VAL_ACT) {
+                    if (tb < gstart[v])
+                        gstart[v] = tb;
+                    /* the gradient lives until the producer's backward reads it */
+                    uint32_t tp = 2 * F - 1 - (uint32_t)g->vals[v].producer;
+                    if (tp > gend[v])
+                        gend[v] = tp;
+                }
+            }
+        }
+        if (backward && g->vals[nd->out].needs_grad)
+            USE(nd->out, tb); /* tanh and sigmoid read their output */
+    }
+#undef USE
+    uint32_t nitems = 0;
+    for (uint32_t v = 0; v < g->nvals; v++) {
+        act_off[v] = grad_off[v] = UINT64_MAX;
+        if (!in_arena(&g->vals[v]))
+            continue;
+        if (start[v] == UINT32_MAX)
+            continue; /* never produced: a dangling value */
+        /* values nobody reads (the outputs) live to the end, so they can be read back */
+        uint32_t e = end[v];
+        bool read = false;
+        for (uint32_t i = 0; i < F && !read; i++)
+            for (int k = 0; k < 3; k++)
+                read |= g->nodes[i].in[k] == (int)v;
+        if (!read)
+            e = T - 1;
+        items[nitems++] = (struct item){ (int)v, false, align_up(stored(&g->vals[v], n)),
+                                         start[v], e, 0 };
+        if (gstart[v] != UINT32_MAX)
+            items[nitems++] = (struct item){ (int)v, true, align_up(stored(&g->vals[v], n)),
+                                             gstart[v], gend[v], 0 };
+    }
+    free(start);
+    qsort(items, nitems, sizeof(*items), cmp_items);
+    uint64_t top = 0;
+    for (uint32_t i = 0; i < nitems; i++) {
+        uint64_t off = 0;
+        bool moved = true;
+        while (moved) { /* first fit: bump past every placed item it collides with */
+            moved = false;
+            for (uint32_t j = 0; j < i; j++) {
+                const struct item *o = &items[j];
+                bool time = items[i].start <= o->end && o->start <= items[i].end;
+                bool space = off < o->off + o->size && o->off < off + items[i].size;
+                if (time && space) {
+                    off = o->off + o->size;
+                    moved = true;
+                }
+            }
+        }
+        items[i].off = off;
+        if (off + items[i].size > top)
+            top = off + items[i].size;
+        (items[i].grad ? grad_off : act_off)[items[i].val] = off;
+    }
+    free(items);
+    *total = top;
+    return 0;
+}
+
+int vka_graph_plan_bytes(struct vka_graph *g, uint32_t n, bool backward, uint64_t *bytes)
+{
+    uint64_t *off = malloc(2 * (g->nvals ? g->nvals : 1) * sizeof(uint64_t)), total;
+    if (!off)
+        return -ENOMEM;
+    int ret = place(g, n, backward, off, off + g->nvals, &total);
+    free(off);
+    *bytes = total * 4;
+    return ret;
+}
+
+static struct vka_tensor plan_view(const struct vka_plan *p, int v, bool grad)
+{
+    const struct vka_val *val = &p->g->vals[v];
+    uint64_t off = (grad ? p->grad_off : p->act_off)[v];
+    if (off == UINT64_MAX)
+        return (struct vka_tensor){ 0 };
+    return val_view(val, p->arena, off, batched(val) ? p->n : val->n);
+}
+
+struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v)
+{
+    if (!in_arena(&p->g->vals[v]))
+        return vka_graph_tensor(p->g, v);
+    return plan_view(p, v, false);
+}
+
+struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v)
+{
+    if (p->g->vals[v].kind == VKA_VAL_PARAM)
+        return vka_graph_grad_tensor(p->g, v);
+    return plan_view(p, v, true);
+}
+
+/* The tensors of node i, for its forward (dx all NULL) or its backward. */
+static void node_args(const struct vka_plan *p, const struct vka_node *nd,
+                      struct vka_tensor t[12], struct vka_op_args *a, bool bwd)
+{
+    *a = (struct vka_op_args){ .p = nd->p };
+    for (int k = 0; k < 3; k++)
+        if (nd->in[k] >= 0) {
+            t[k] = vka_plan_tensor(p, nd->in[k]);
+            a->x[k] = &t[k];
+        }
+    t[3] = vka_plan_tensor(p, nd->out);
+    a->y = &t[3];
+    for (int k = 0; k < 2; k++) {
+        if (nd->saved[k] >= 0) {
+            t[4 + k] = vka_plan_tensor(p, nd->saved[k]);
+            a->saved[k] = &t[4 + k];
+        }
+        if (nd->state[k] >= 0) {
+            t[6 + k] = vka_graph_tensor(p->g, nd->state[k]);
+            a->state[k] = &t[6 + k];
+        }
+    }
+    if (!bwd)
+        return;
+    const struct vka_val *out = &p->g->vals[nd->out];
+    if (out->kind != VKA_VAL_LOSS) {
+        t[8] = vka_plan_grad(p, nd->out);
+        a->dy = &t[8];
+    }
+    for (int k = 0; k < 3; k++) {
+        int v = nd->in[k];
+        if (v < 0 || !p->g->vals[v].needs_grad)
+            continue;
+        const struct vka_val *val = &p->g->vals[v];
+        if (val->kind == VKA_VAL_PARAM && !val->trainable)
+            continue;
+        t[9 + k] = vka_plan_grad(p, v);
+        a->dx[k] = &t[9 + k];
+    }
+}
+
+static int record(struct vka_plan *p)
+{
+    struct vka_graph *g = p->g;
+    int ret = vka_cmd_create(g->ctx, NULL, &p->cmd);
+    if (ret < 0 || (ret = vka_cmd_begin(p->cmd)) < 0)
+        return ret;
+    struct vka_tensor t[12];
+    struct vka_op_args a;
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        node_args(p, &g->nodes[i], t, &a, false);
+        if ((ret = vka_ops[g->nodes[i].op].fwd(p->cmd, &a)) < 0)
+            return ret;
+    }
+    if (p->backward) {
+        /* a gradient is zeroed right before the first backward that adds into it (the
+         * backward of its last consumer), since the arena reuses memory */
+        bool *zeroed = calloc(g->nvals, sizeof(bool));
+        if (!zeroed)
+            return -ENOMEM;
+        for (uint32_t i = g->nnodes; i-- > 0 && ret == 0;) {
+            const struct vka_node *nd = &g->nodes[i];
+            if (!g->vals[nd->out].needs_grad)
+                continue;
+            for (int k = 0; k < 3 && ret == 0; k++) {
+                int v = nd->in[k];
+                if (v >= 0 && p->grad_off[v] != UINT64_MAX && !zeroed[v]) {
+                    struct vka_tensor gt = vka_plan_grad(p, v);
+                    struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
+                    ret = vka_fill(p->cmd, &flat, 0.0f);
+                    zeroed[v] = true;
+                }
+            }
+            if (ret == 0) {
+                node_args(p, nd, t, &a, true);
+                ret = vka_ops[nd->op].bwd(p->cmd, &a);
+            }
+        }
+        free(zeroed);
+        if (ret < 0)
+            return ret;
+    }
+    return vka_cmd_end(p->cmd);
+}
+
+int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **out)
+{
+    *out = NULL;
+    if (!g->params) {
+        vka_err("graph: vka_graph_alloc must come before plans");
+        return -EINVAL;
+    }
+    for (struct vka_plan *p = g->plans; p; p = p->next)
+        if (p->n == n && p->backward == backward) {
+            *out = p;
+            return 0;
+        }
+    struct vka_plan *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->g = g;
+    p->n = n;
+    p->backward = backward;
+    p->act_off = malloc((g->nvals ? g->nvals : 1) * sizeof(uint64_t));
+    p->grad_off = malloc((g->nvals ? g->nvals : 1) * sizeof(uint64_t));
+    uint64_t total = 0;
+    int ret = !p->act_off || !p->grad_off ? -ENOMEM
+                                          : place(g, n, backward, p->act_off, p->grad_off, &total);
+    if (ret == 0)
+        ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
+            .size = (total ? total : 4) * 4, .cat = VKA_MEM_ACTIVATIONS }, &p->arena);
+    if (ret == 0)
+        ret = record(p);
+    if (ret < 0) {
+        plan_free(p);
+        return ret;
+    }
+    p->next = g->plans;
+    g->plans = p;
+    *out = p;
+    return 0;
+}
+
+int vka_plan_run(struct vka_plan *p)
+{
+    return vka_cmd_run(p->cmd); /* ended at recording: a replay */
+}

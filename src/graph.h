@@ -1,0 +1,130 @@
+/* The graph (layer 4): a static list of op nodes built once by a model builder, automatic
+ * backward, a parameter registry with PyTorch's names, and plans: for a micro-batch size
+ * and a mode (training or not) a plan places every activation, activation gradient and
+ * saved tensor in one arena by liveness, so the bytes a micro-batch needs are known
+ * before anything is allocated, and records the forward and backward passes once into a
+ * command buffer that every micro-step replays.
+ *
+ * Values are indices. Inputs and activations have the micro-batch as their N; parameters,
+ * running statistics and loss accumulators have fixed shapes and live in buffers of
+ * their own (parameters and their gradient accumulators each in one region, in
+ * registration order, every tensor 64-element aligned).
+ *
+ * Owner: a graph owns its parameters, gradients, state, loss accumulators and plans. */
+#ifndef VKA_GRAPH_H
+#define VKA_GRAPH_H
+
+#include "ops/ops.h"
+
+enum vka_val_kind {
+    VKA_VAL_INPUT,  /* data uploaded per micro-step (N = micro-batch) */
+    VKA_VAL_ACT,    /* computed by a node (N = micro-batch unless fixed) */
+    VKA_VAL_PARAM,  /* trainable parameter */
+    VKA_VAL_STATE,  /* persistent, not trained (running statistics) */
+    VKA_VAL_LOSS,   /* a loss accumulator: FLAT [sum, count] or dice's [inter, card] */
+};
+
+enum vka_init {
+    VKA_INIT_ZERO,
+    VKA_INIT_ONE,
+    VKA_INIT_KAIMING_UNIFORM, /* PyTorch's conv/linear default: U(-1/sqrt(fan_in), ..) */
+    VKA_INIT_NORMAL,          /* N(0, init_arg), e.g. DCGAN's 0.02 */
+    VKA_INIT_UNIFORM_FAN_IN,  /* PyTorch's conv/linear bias: U(-1/sqrt(fan_in), ..) */
+};
+
+struct vka_val {
+    char name[96];
+    enum vka_val_kind kind;
+    enum vka_layout layout;
+    enum vka_dtype dtype;
+    uint32_t n, c, h, w; /* n == 0: the micro-batch */
+    enum vka_init init;
+    float init_arg;      /* NORMAL: std; fan-in inits: fan_in */
+    bool trainable;      /* PARAM: gradients are accumulated (vka_graph_set_trainable) */
+    bool needs_grad;     /* derived: a gradient flows to it */
+    int producer;        /* node index, or -1 */
+    uint64_t region_off; /* PARAM/STATE/LOSS: element offset in its region */
+};
+
+struct vka_node {
+    enum vka_op op;
+    union vka_op_params p;
+    int in[3];     /* value indices, -1 = none */
+    int out;
+    int saved[2];  /* values written by fwd for bwd, -1 = none */
+    int state[2];  /* STATE values (batch_norm running statistics), -1 = none */
+};
+
+struct vka_graph;
+struct vka_plan;
+
+struct vka_graph_params {
+    uint64_t seed; /* parameter initialisation */
+};
+
+int vka_graph_create(struct vka_ctx *ctx, const struct vka_graph_params *params,
+                     struct vka_graph **g);
+void vka_graph_destroy(struct vka_graph **g);
+
+/* ---- building (a negative return is an errno; the message names the op and shapes) -- */
+
+int vka_graph_input(struct vka_graph *g, const char *name, enum vka_dtype dtype,
+                    enum vka_layout layout, uint32_t c, uint32_t h, uint32_t w);
+int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layout,
+                    uint32_t n, uint32_t c, uint32_t h, uint32_t w, enum vka_init init,
+                    float init_arg);
+int vka_graph_state(struct vka_graph *g, const char *name, uint32_t n, float value);
+/* A node; its output (and saved tensors) get their shapes from the op's shape rule. */
+int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_params *p,
+                   int x0, int x1, int x2);
+
+/* Layers: parameters named prefix.weight / prefix.bias as PyTorch's modules name them. */
+int vka_layer_conv2d(struct vka_graph *g, const char *prefix, int x, uint32_t out_c,
+                     uint32_t k, uint32_t stride, uint32_t pad, bool bias);
+int vka_layer_conv_transpose2d(struct vka_graph *g, const char *prefix, int x, uint32_t out_c,
+                               uint32_t k, uint32_t stride, uint32_t pad, uint32_t out_pad,
+                               bool bias);
+int vka_layer_linear(struct vka_graph *g, const char *prefix, int x, uint32_t out_f, bool bias);
+int vka_layer_group_norm(struct vka_graph *g, const char *prefix, int x, uint32_t groups);
+int vka_layer_batch_norm(struct vka_graph *g, const char *prefix, int x);
+int vka_layer_act(struct vka_graph *g, enum vka_op op, int x, float slope);
+
+/* Makes every parameter whose name starts with prefix (all if "") trainable or frozen:
+ * frozen parameters get no gradient; plans are recorded again after a change. */
+void vka_graph_set_trainable(struct vka_graph *g, const char *prefix, bool trainable);
+void vka_graph_set_training(struct vka_graph *g, bool training); /* batch_norm mode */
+
+uint32_t vka_graph_nvals(const struct vka_graph *g);
+const struct vka_val *vka_graph_val(const struct vka_graph *g, int v);
+int vka_graph_find(const struct vka_graph *g, const char *name);
+
+/* ---- storage -------------------------------------------------------------------------- */
+
+/* Allocates and initialises parameters, their gradient accumulators (zeroed), state and
+ * loss accumulators. Called once after building. */
+int vka_graph_alloc(struct vka_graph *g);
+
+/* The parameters and gradient accumulators as flat tensors over their whole regions
+ * (what the optimizer updates), and one value's view. */
+struct vka_tensor vka_graph_params_flat(const struct vka_graph *g);
+struct vka_tensor vka_graph_grads_flat(const struct vka_graph *g);
+struct vka_tensor vka_graph_tensor(const struct vka_graph *g, int v);       /* PARAM/STATE/LOSS */
+struct vka_tensor vka_graph_grad_tensor(const struct vka_graph *g, int v);  /* PARAM */
+
+/* ---- plans ---------------------------------------------------------------------------- */
+
+/* Bytes the arena of a plan for micro-batch n would take, without allocating. */
+int vka_graph_plan_bytes(struct vka_graph *g, uint32_t n, bool backward, uint64_t *bytes);
+/* The plan for (n, backward), made and recorded on first use. backward = false records
+ * the forward pass only (evaluation, prediction, a GAN's frozen generator). */
+int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **plan);
+/* Drops every plan (their arenas and recordings), e.g. before a larger one. */
+void vka_graph_drop_plans(struct vka_graph *g);
+
+/* A value's tensor in a plan (INPUT/ACT), or its gradient (ACT with needs_grad). */
+struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v);
+struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v);
+/* Replays the plan's recording and waits. */
+int vka_plan_run(struct vka_plan *p);
+
+#endif

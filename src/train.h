@@ -1,0 +1,73 @@
+/* The accumulation engine (layer 6): the window logic shared by both trainers.
+ *
+ * A window is the effective batch B, run as micro-batches of at most b samples
+ * (k = ceil(B / b) micro-steps, the last one smaller when b does not divide B). Each
+ * micro-step replays the graph's plan for its size: forward, the loss's unnormalised SUM
+ * and COUNT added into the loss accumulator, backward adding into the gradient
+ * accumulators. At the window boundary the optimizer scales the accumulated gradients
+ * once by 1 / (the window's total count) (valid pixels for cross-entropy, samples for
+ * BCE/MSE: whatever the loss counts), clips, steps, and the accumulators are cleared.
+ * Never a mean of per-micro-batch means. The learning-rate schedule counts optimizer
+ * steps. The last, partial window of an epoch is stepped with its true count (default)
+ * or dropped (drop_last).
+ *
+ * Owner: a trainer owns its optimizer and command recorder; the caller owns the graph. */
+#ifndef VKA_TRAIN_H
+#define VKA_TRAIN_H
+
+#include "graph.h"
+#include "optim.h"
+
+struct vka_trainer_params {
+    uint32_t batch;  /* effective batch B */
+    uint32_t micro;  /* micro-batch b (<= B) */
+    bool drop_last;
+    struct vka_optim_params optim; /* count is filled in by the trainer */
+    struct vka_lr_schedule lr;
+    int loss;        /* the LOSS value whose [sum, count] defines the window's loss */
+    int inputs[4];   /* the INPUT values fed at every micro-step, in this order */
+    uint32_t ninputs;
+};
+
+struct vka_trainer_stats {
+    uint64_t micro_steps;
+    uint64_t opt_steps;      /* windows stepped (skipped ones included) */
+    uint64_t skipped_steps;  /* non-finite gradient norm, or a window with count 0 */
+    uint64_t dropped_windows;
+    uint64_t samples_seen;
+    uint32_t window_samples; /* samples in the open window */
+    uint32_t window_micro;   /* micro-steps in the open window */
+    /* the last closed window */
+    double loss;             /* sum / count */
+    double count;
+    float grad_norm;         /* of the scaled gradient, before clipping */
+    double lr;
+};
+
+struct vka_trainer;
+
+int vka_trainer_create(struct vka_graph *g, const struct vka_trainer_params *params,
+                       struct vka_trainer **t);
+void vka_trainer_destroy(struct vka_trainer **t);
+
+/* How many samples the next micro-step should hold: min(b, B - samples in the window). */
+uint32_t vka_trainer_next_size(const struct vka_trainer *t);
+
+/* One micro-step of n samples (1 <= n <= vka_trainer_next_size): inputs[i] points to
+ * the host data of params->inputs[i] (NCHW float, or int32 for i32 inputs), n samples.
+ * When the window is full, it steps: *stepped (may be NULL) says so, and the caller's
+ * boundary work (logging, evaluation, checkpoints) belongs right after. */
+int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uint32_t n,
+                           bool *stepped);
+
+/* The end of an epoch: a partial window is stepped with its true count, or dropped
+ * (accumulators cleared, no step) with drop_last. *stepped says whether it stepped. */
+int vka_trainer_end_epoch(struct vka_trainer *t, bool *stepped);
+
+void vka_trainer_get_stats(const struct vka_trainer *t, struct vka_trainer_stats *s);
+struct vka_optim *vka_trainer_optim(struct vka_trainer *t);
+
+/* For checkpoints: the counters, restored by vka_trainer_set_stats. */
+void vka_trainer_set_stats(struct vka_trainer *t, const struct vka_trainer_stats *s);
+
+#endif

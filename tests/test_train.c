@@ -1,0 +1,245 @@
+/* The accumulation engine: k micro-batches of b give the gradient and the update of one
+ * batch of k*b bit for bit (a small U-Net-like graph with GroupNorm and cross-entropy
+ * with unevenly ignored pixels), peak memory follows the micro-batch, not the batch. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "train.h"
+
+enum { B = 8, C_IN = 3, HW = 12, CLASSES = 5 };
+
+struct net {
+    struct vka_graph *g;
+    int x, target, logits, loss;
+};
+
+static void build(struct vka_ctx *ctx, struct net *n)
+{
+    cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 7 }, &n->g), 0);
+    struct vka_graph *g = n->g;
+    n->x = vka_graph_input(g, "image", VKA_F32, VKA_LAYOUT_NHWC4, C_IN, HW, HW);
+    n->target = vka_graph_input(g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, HW, HW);
+    int h = vka_layer_conv2d(g, "enc.0", n->x, 8, 3, 1, 1, true);
+    h = vka_layer_group_norm(g, "enc.1", h, 4);
+    int skip = vka_layer_act(g, VKA_OP_relu, h, 0);
+    union vka_op_params pool = { .pool = { 2, 2, 0 } };
+    h = vka_graph_node(g, VKA_OP_max_pool2d, &pool, skip, -1, -1);
+    h = vka_layer_conv2d(g, "mid.0", h, 16, 3, 1, 1, false);
+    h = vka_layer_group_norm(g, "mid.1", h, 8);
+    h = vka_layer_act(g, VKA_OP_relu, h, 0);
+    h = vka_layer_conv_transpose2d(g, "up", h, 8, 2, 2, 0, 0, true);
+    h = vka_graph_node(g, VKA_OP_concat, NULL, h, skip, -1);
+    n->logits = vka_layer_conv2d(g, "head", h, CLASSES, 3, 1, 1, true);
+    union vka_op_params ce = { .loss = { .ignore_index = 255, .scale = 1.0f } };
+    n->loss = vka_graph_node(g, VKA_OP_cross_entropy, &ce, n->logits, n->target, -1);
+    cr_assert_geq(n->loss, 0, "%s", vka_last_error());
+    cr_assert_eq(vka_graph_alloc(g), 0, "%s", vka_last_error());
+}
+
+/* B samples; ignored pixels spread unevenly: sample i has about i * 10 % ignored */
+static void data(float **x, int32_t **t)
+{
+    *x = test_rand_floats((size_t)B * C_IN * HW * HW, -1, 1);
+    *t = malloc(sizeof(int32_t) * B * HW * HW);
+    for (int i = 0; i < B; i++)
+        for (int p = 0; p < HW * HW; p++)
+            (*t)[i * HW * HW + p] = test_rand_range(0, 99) < (uint32_t)i * 10
+                                        ? 255 : (int32_t)test_rand_range(0, CLASSES - 1);
+}
+
+static float *download_all(const struct vka_tensor *t)
+{
+    uint64_t n = vka_tensor_stored(t);
+    float *h = malloc(n * 4);
+    cr_assert_eq(vka_buf_download(t->buf, t->off * 4, h, n * 4), 0);
+    return h;
+}
+
+static const int splits[4][9] = { { 8 }, { 2, 2, 2, 2 }, { 1, 1, 1, 1, 1, 1, 1, 1 },
+                                  { 3, 3, 2 } };
+
+Test(train, window_gradient_is_bitwise_the_same_for_any_split)
+{
+    test_seed("train split");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    float *ref_grads = NULL, ref_loss[2];
+    uint64_t ngrads = 0;
+    for (int sp = 0; sp < 4; sp++) {
+        struct net n;
+        build(ctx, &n);
+        int at = 0;
+        for (int k = 0; k < 9 && splits[sp][k]; k++) {
+            int b = splits[sp][k];
+            struct vka_plan *plan;
+            cr_assert_eq(vka_graph_plan(n.g, b, true, &plan), 0, "%s", vka_last_error());
+            struct vka_tensor tx = vka_plan_tensor(plan, n.x), tt = vka_plan_tensor(plan, n.target);
+            cr_assert_eq(vka_tensor_upload(&tx, x + (size_t)at * C_IN * HW * HW), 0);
+            cr_assert_eq(vka_tensor_upload(&tt, t + (size_t)at * HW * HW), 0);
+            cr_assert_eq(vka_plan_run(plan), 0, "%s", vka_last_error());
+            at += b;
+        }
+        struct vka_tensor grads = vka_graph_grads_flat(n.g);
+        struct vka_tensor loss = vka_graph_tensor(n.g, n.loss);
+        float *gr = download_all(&grads), lo[2];
+        cr_assert_eq(vka_tensor_download(&loss, lo), 0);
+        if (sp == 0) {
+            ref_grads = gr;
+            ngrads = vka_tensor_stored(&grads);
+            memcpy(ref_loss, lo, sizeof(lo));
+            /* the count is the number of valid pixels of the whole batch */
+            int valid = 0;
+            for (int i = 0; i < B * HW * HW; i++)
+                valid += t[i] != 255;
+            cr_assert_eq(lo[1], (float)valid, "count %g, valid pixels %d", lo[1], valid);
+            double gsum = 0;
+            for (uint64_t i = 0; i < ngrads; i++)
+                gsum += fabs(gr[i]);
+            cr_assert_gt(gsum, 0, "no gradient at all");
+        } else {
+            cr_assert_eq(memcmp(lo, ref_loss, sizeof(lo)), 0,
+                         "split %d: loss sum/count %a/%a vs %a/%a", sp, lo[0], lo[1],
+                         ref_loss[0], ref_loss[1]);
+            for (uint64_t i = 0; i < ngrads; i++)
+                if (memcmp(&gr[i], &ref_grads[i], 4))
+                    cr_assert_fail("split %d: gradient element %llu is %a, whole batch %a", sp,
+                                   (unsigned long long)i, gr[i], ref_grads[i]);
+            free(gr);
+        }
+        vka_graph_destroy(&n.g);
+    }
+    free(ref_grads);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+}
+
+/* The trainer over 3 windows of Adam: the parameters are bitwise equal for every split,
+ * and the window loss is the mean over the window's valid pixels. */
+Test(train, adam_steps_are_bitwise_the_same_for_any_split)
+{
+    test_seed("train adam");
+    float *x[3];
+    int32_t *t[3];
+    for (int w = 0; w < 3; w++)
+        data(&x[w], &t[w]);
+    struct vka_ctx *ctx = test_ctx();
+    float *ref = NULL;
+    double ref_loss[3];
+    for (int sp = 0; sp < 4; sp++) {
+        struct net n;
+        build(ctx, &n);
+        struct vka_trainer_params tp = {
+            .batch = B, .micro = (uint32_t)splits[sp][0],
+            .optim = vka_optim_defaults(VKA_OPTIM_ADAM, 1),
+            .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 },
+            .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
+        };
+        struct vka_trainer *tr;
+        cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+        for (int w = 0; w < 3; w++) {
+            int at = 0;
+            bool stepped = false;
+            while (!stepped) {
+                uint32_t b = vka_trainer_next_size(tr);
+                const void *in[2] = { x[w] + (size_t)at * C_IN * HW * HW, t[w] + (size_t)at * HW * HW };
+                cr_assert_eq(vka_trainer_micro_step(tr, in, b, &stepped), 0, "%s", vka_last_error());
+                at += b;
+            }
+            cr_assert_eq(at, B);
+            struct vka_trainer_stats st;
+            vka_trainer_get_stats(tr, &st);
+            cr_assert_eq(st.opt_steps, (uint64_t)w + 1);
+            cr_assert_eq(st.window_samples, 0);
+            if (sp == 0)
+                ref_loss[w] = st.loss;
+            else
+                cr_assert_eq(st.loss, ref_loss[w], "split %d window %d: loss %.9g vs %.9g",
+                             sp, w, st.loss, ref_loss[w]);
+            cr_assert(isfinite(st.loss) && st.loss > 0);
+        }
+        struct vka_tensor params = vka_graph_params_flat(n.g);
+        float *p = download_all(&params);
+        if (sp == 0)
+            ref = p;
+        else {
+            cr_assert_eq(memcmp(p, ref, vka_tensor_stored(&params) * 4), 0,
+                         "split %d: parameters differ after 3 Adam steps", sp);
+            free(p);
+        }
+        vka_trainer_destroy(&tr);
+        vka_graph_destroy(&n.g);
+    }
+    free(ref);
+    for (int w = 0; w < 3; w++) {
+        free(x[w]);
+        free(t[w]);
+    }
+    test_ctx_done(&ctx);
+}
+
+static uint64_t peak_for(uint32_t batch, uint32_t micro)
+{
+    struct vka_ctx *ctx = test_ctx();
+    struct net n;
+    build(ctx, &n);
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_trainer_params tp = {
+        .batch = batch, .micro = micro, .optim = vka_optim_defaults(VKA_OPTIM_ADAM, 1),
+        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-3 },
+        .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
+    };
+    struct vka_trainer *tr;
+    cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+    for (uint32_t done = 0; done < batch;) {
+        uint32_t b = vka_trainer_next_size(tr);
+        /* the same 8 samples over and over: only the sizes matter here */
+        const void *in[2] = { x, t };
+        cr_assert_eq(vka_trainer_micro_step(tr, in, b, NULL), 0, "%s", vka_last_error());
+        done += b;
+    }
+    struct vka_mem_stats ms;
+    vka_mem_get_stats(ctx, &ms);
+    vka_trainer_destroy(&tr);
+    vka_graph_destroy(&n.g);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+    return ms.total_peak;
+}
+
+Test(train, peak_memory_follows_the_micro_batch)
+{
+    test_seed("train memory");
+    uint64_t b16 = peak_for(16, 2), b4 = peak_for(4, 2), m4 = peak_for(16, 4);
+    cr_assert_eq(b16, b4, "peak %llu bytes for B=16 b=2, %llu for B=4 b=2",
+                 (unsigned long long)b16, (unsigned long long)b4);
+    cr_assert_gt(m4, b16, "peak %llu for b=4 is not above %llu for b=2",
+                 (unsigned long long)m4, (unsigned long long)b16);
+}
+
+Test(train, bad_windows_are_refused)
+{
+    struct vka_ctx *ctx = test_ctx();
+    struct net n;
+    build(ctx, &n);
+    struct vka_trainer_params tp = {
+        .batch = 4, .micro = 8, .optim = vka_optim_defaults(VKA_OPTIM_SGD, 1),
+        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-3 },
+        .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
+    };
+    struct vka_trainer *tr;
+    cr_assert_lt(vka_trainer_create(n.g, &tp, &tr), 0);
+    cr_assert(strstr(vka_last_error(), "micro-batch 8 and batch 4"), "%s", vka_last_error());
+    tp.micro = 3;
+    tp.loss = n.logits;
+    cr_assert_lt(vka_trainer_create(n.g, &tp, &tr), 0);
+    vka_graph_destroy(&n.g);
+    test_ctx_done(&ctx);
+}
