@@ -196,7 +196,7 @@ void main()
         mean = sum / M;
         // Chan et al.: M2 = sum over blocks of M2_b + n_b * (mean_b - mean)^2
         for (uint c = c0; c < c0 + pc.Cg; c++)
-            for (uint b = 0u; b + 1u < pc.nblk || b == 0u; b++) {
+            for (uint b = 0u; b < pc.nblk; b++) {
                 float nb = float(min(PB, pc.P - b * PB));
                 float d = part(0u, s * pc.nblk + b, c) / nb - mean;
                 m2 += part(1u, s * pc.nblk + b, c) + nb * d * d;

@@ -147,6 +147,7 @@ int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layou
 {
     struct vka_val v = { .kind = VKA_VAL_PARAM, .layout = layout, .dtype = VKA_F32,
                          .n = n, .c = c, .h = h, .w = w, .init = init, .init_arg = init_arg,
+                         .file_rank = layout == VKA_LAYOUT_WEIGHT ? 4 : 1,
                          .trainable = true, .needs_grad = true };
     snprintf(v.name, sizeof(v.name), "%s", name);
     return add_val(g, &v);
@@ -155,7 +156,7 @@ int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layou
 int vka_graph_state(struct vka_graph *g, const char *name, uint32_t n, float value)
 {
     struct vka_val v = { .kind = VKA_VAL_STATE, .layout = VKA_LAYOUT_FLAT, .dtype = VKA_F32,
-                         .n = n, .c = 1, .h = 1, .w = 1,
+                         .n = n, .c = 1, .h = 1, .w = 1, .file_rank = 1,
                          .init = value ? VKA_INIT_ONE : VKA_INIT_ZERO };
     snprintf(v.name, sizeof(v.name), "%s", name);
     return add_val(g, &v);
@@ -310,7 +311,10 @@ int vka_layer_conv_transpose2d(struct vka_graph *g, const char *prefix, int x, u
 
 int vka_layer_linear(struct vka_graph *g, const char *prefix, int x, uint32_t out_f, bool bias)
 {
-    return conv_like(g, VKA_OP_linear, prefix, x, out_f, g->vals[x].c, 1, bias, out_f, NULL);
+    int y = conv_like(g, VKA_OP_linear, prefix, x, out_f, g->vals[x].c, 1, bias, out_f, NULL);
+    if (y >= 0)
+        g->vals[g->nodes[g->nnodes - 1].in[1]].file_rank = 2; /* PyTorch's (out, in) */
+    return y;
 }
 
 int vka_layer_group_norm(struct vka_graph *g, const char *prefix, int x, uint32_t groups)

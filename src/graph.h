@@ -40,6 +40,7 @@ struct vka_val {
     uint32_t n, c, h, w; /* n == 0: the micro-batch */
     enum vka_init init;
     float init_arg;      /* NORMAL: std; fan-in inits: fan_in */
+    uint32_t file_rank;  /* PARAM/STATE: rank of PyTorch's tensor (linear weights 2) */
     bool trainable;      /* PARAM: gradients are accumulated (vka_graph_set_trainable) */
     bool needs_grad;     /* derived: a gradient flows to it */
     int producer;        /* node index, or -1 */

@@ -65,17 +65,12 @@ struct vka_optim_params vka_optim_defaults(enum vka_optim_kind kind, uint64_t co
     return p;
 }
 
-static uint64_t block_elems(const struct vka_ctx *ctx)
-{
-    return vka_sum_block(ctx);
-}
-
 /* Elements one dispatch covers: one binding of max_binding, less the up to 63 elements
  * a binding starts before its range, rounded down to whole reduction blocks. */
 static uint64_t chunk_elems(const struct vka_ctx *ctx)
 {
     uint64_t c = ctx->profile.max_binding / sizeof(float);
-    uint64_t block = block_elems(ctx);
+    uint64_t block = vka_sum_block(ctx);
     c = c > 64 ? c - 64 : 0;
     c -= c % block;
     if (c == 0)
@@ -141,7 +136,7 @@ static int check_params(const struct vka_optim_params *p)
 static int create_buffers(struct vka_optim *o)
 {
     struct vka_ctx *ctx = o->ctx;
-    uint64_t n = o->p.count, block = block_elems(ctx);
+    uint64_t n = o->p.count, block = vka_sum_block(ctx);
     uint64_t p1 = (n + block - 1) / block, p2 = (p1 + block - 1) / block;
     o->part_off[0] = 0;
     o->part_off[1] = round64(p1);
@@ -248,7 +243,7 @@ static int record_norm(struct vka_cmd *cmd, struct vka_optim *o, const struct vk
         .spec = { ctx->profile.reduce_items } }, &pipe);
     if (ret < 0)
         return ret;
-    uint64_t block = block_elems(ctx), chunk = chunk_elems(ctx);
+    uint64_t block = vka_sum_block(ctx), chunk = chunk_elems(ctx);
     struct vka_tensor src = *grads;
     uint64_t n = o->p.count;
     for (uint32_t pass = 0;; pass++) {

@@ -13,7 +13,7 @@
  * into a sum (an invocation adds at most L/WG of a block's pixels in sequence, WG >= 64,
  * then a tree of log2(WG) levels, the blocks and the Cg channels of a group in sequence;
  * dgamma/dbeta: + N for the samples), so a sum is off by at most d * u * sum |terms|,
- * u = 2^-24. Each check derives its bound from that; measured errors sit 6x (invstd,
+ * u = 2^-24. Each check derives its bound from that; measured errors sit 5x (invstd,
  * running var: a few roundings, no long sum) to 1000x under them (NORM_REPORT=1 prints
  * the worst error / bound of every check). */
 #include <errno.h>

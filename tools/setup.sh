@@ -8,7 +8,9 @@ pkgs=(
   libvulkan-dev vulkan-tools mesa-vulkan-drivers vulkan-validationlayers
   glslc spirv-headers
   libstb-dev libcjson-dev zlib1g-dev libspng-dev
+  dataset-fashion-mnist
   libcriterion-dev
+  python3-numpy
 )
 
 missing=()

@@ -18,6 +18,7 @@ static const char usage[] =
     "  devices    list the Vulkan devices and what vkaccum sees of them\n"
     "  selftest   run the built-in shaders against plain C on this device\n"
     "  bench      GEMM and per-op throughput on this device (gemm, ops)\n"
+    "  seg        U-Net segmentation: train, eval, predict\n"
     "\n"
     "Run 'vkaccum COMMAND --help' for a command's options.\n"
     "Environment: VKACCUM_VALIDATION=1 (Khronos validation layer), VKACCUM_LOG=\n"
@@ -60,6 +61,7 @@ int main(int argc, char **argv)
         { "devices", cli_devices },
         { "selftest", cli_selftest },
         { "bench", cli_bench },
+        { "seg", cli_seg },
     };
     if (argc < 2) {
         fputs(usage, stderr);

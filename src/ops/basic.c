@@ -88,7 +88,6 @@ static int eltwise(struct vka_cmd *cmd, const char *shader, float a, const struc
         if ((x && (ret = vka_op_bind_in(ctx, x, first, count, &b[0], &pc.x_base)) < 0) ||
             (ret = vka_op_bind_out(ctx, y, first, count, &b[yi], &pc.y_base)) < 0 ||
             (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (count + 3) / 4)) < 0)
-        if (ret < 0)
             return ret;
     }
     return 0;

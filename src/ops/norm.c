@@ -10,8 +10,8 @@
  * order: dgamma/dbeta += per-sample partials, dx coefficients) -> dx (per vec4).
  * Blocks are a fixed PB = WG * items pixels of one segment, so a group_norm
  * sample's sums, and with them its y, dx and dgamma/dbeta partials, have the same bits
- * whatever micro-batch it is in. batch_norm in eval mode uses state0/state1 in fwd and
- * bwd (no gradient through the statistics).
+ * whatever micro-batch it is in. batch_norm in eval mode normalises with state0/state1
+ * in fwd and bwd (no gradient through the statistics) and leaves saved untouched.
  *
  * Scratch: one buffer per call, owned by the recorder: PART, two arrays of (S*nblk, Cs)
  * floats, then COEF, S * (3 fwd | 4 bwd) arrays of Cs floats. */

@@ -1,0 +1,284 @@
+/* Folder sources: the simple segmentation layout DIR/{train,val}/{images,masks}/ (an
+ * image and its mask share a stem) and flat image folders (GANs), plus the folder
+ * listing and path helpers the other readers use. Names are kept in byte order
+ * (strcmp), whatever the locale; files whose extension is not an image's are skipped
+ * with one warning naming them. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "datasets/internal.h"
+
+static const char *image_exts[] = { ".png", ".jpg", ".jpeg", ".bmp", ".tga" };
+
+bool vka_has_ext(const char *name, const char *ext)
+{
+    size_t n = strlen(name), e = strlen(ext);
+    return n > e && !strcasecmp(name + n - e, ext);
+}
+
+bool vka_has_image_ext(const char *name)
+{
+    for (size_t i = 0; i < sizeof(image_exts) / sizeof(image_exts[0]); i++)
+        if (vka_has_ext(name, image_exts[i]))
+            return true;
+    return false;
+}
+
+static bool is_png(const char *name)
+{
+    return vka_has_ext(name, ".png");
+}
+
+char *vka_path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+char *vka_path_join3(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 3;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s/%s", a, b, c);
+    return s;
+}
+
+void vka_names_free(char **names, uint32_t count)
+{
+    if (!names)
+        return;
+    for (uint32_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int vka_dir_list(const char *dir, bool (*keep)(const char *), char ***names,
+                 uint32_t *count, char *err)
+{
+    *names = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        vka_seterr(err, "%s: cannot open folder: %s", dir, strerror(e));
+        return -e;
+    }
+    char **list = NULL;
+    uint32_t n = 0, cap = 0, skipped = 0;
+    char first[256] = "";
+    int ret = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno) {
+                ret = -errno;
+                vka_seterr(err, "%s: cannot read folder: %s", dir, strerror(errno));
+            }
+            break;
+        }
+        if (de->d_name[0] == '.')
+            continue;
+        if (!keep(de->d_name)) {
+            if (!skipped++)
+                snprintf(first, sizeof(first), "%s", de->d_name);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **grown = realloc(list, cap * sizeof(*list));
+            if (!grown) {
+                ret = -ENOMEM;
+                break;
+            }
+            list = grown;
+        }
+        if (!(list[n] = strdup(de->d_name))) {
+            ret = -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (ret) {
+        if (ret == -ENOMEM)
+            vka_seterr(err, "%s: out of memory listing the folder", dir);
+        vka_names_free(list, n);
+        return ret;
+    }
+    if (skipped)
+        vka_warn("%s: ignoring %u file%s whose extension is not %s (first: %s)", dir,
+                 skipped, skipped > 1 ? "s" : "",
+                 keep == is_png ? ".png" : ".png, .jpg, .jpeg, .bmp or .tga", first);
+    if (n)
+        qsort(list, n, sizeof(*list), cmp_str);
+    *names = list;
+    *count = n;
+    return 0;
+}
+
+static size_t stem_len(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot ? (size_t)(dot - name) : strlen(name);
+}
+
+/* Mask stems sorted for bsearch: "name" with the extension cut off. */
+static int cmp_stem(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    size_t lx = stem_len(x), ly = stem_len(y);
+    int c = strncmp(x, y, lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
+static int push_sample(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask)
+{
+    if (ds->count == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        char **gi = realloc(ds->images, *cap * sizeof(char *));
+        if (gi)
+            ds->images = gi;
+        char **gm = gi ? realloc(ds->masks, *cap * sizeof(char *)) : NULL;
+        if (gm)
+            ds->masks = gm;
+        if (!gi || !gm) {
+            free(image);
+            free(mask);
+            return -ENOMEM;
+        }
+    }
+    ds->images[ds->count] = image;
+    ds->masks[ds->count] = mask;
+    ds->count++;
+    return 0;
+}
+
+int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
+{
+    const char *split = ds->split == VKA_SPLIT_VAL ? "val" : "train";
+    char *idir = vka_path_join3(root, split, "images");
+    char *mdir = vka_path_join3(root, split, "masks");
+    char **inames = NULL, **mnames = NULL, **msorted = NULL;
+    uint32_t ni = 0, nm = 0, cap = 0, used = 0;
+    int ret = -ENOMEM;
+    bool *taken = NULL;
+    if (!idir || !mdir)
+        goto fail;
+    if ((ret = vka_dir_list(idir, vka_has_image_ext, &inames, &ni, err)))
+        goto fail;
+    if ((ret = vka_dir_list(mdir, is_png, &mnames, &nm, err)))
+        goto fail;
+    ret = -ENOMEM;
+    msorted = malloc((nm ? nm : 1) * sizeof(char *));
+    taken = calloc(nm ? nm : 1, 1);
+    if (!msorted || !taken)
+        goto fail;
+    if (nm) {
+        memcpy(msorted, mnames, nm * sizeof(char *));
+        qsort(msorted, nm, sizeof(char *), cmp_stem);
+    }
+    for (uint32_t i = 1; i < nm; i++)
+        if (!cmp_stem(&msorted[i - 1], &msorted[i])) {
+            vka_seterr(err, "%s: two masks share the stem of %s and %s", mdir,
+                       msorted[i - 1], msorted[i]);
+            ret = -EINVAL;
+            goto fail;
+        }
+    for (uint32_t i = 0; i < ni; i++) {
+        if (i && !cmp_stem(&inames[i - 1], &inames[i])) {
+            vka_seterr(err, "%s: two images share the stem of %s and %s", idir,
+                       inames[i - 1], inames[i]);
+            ret = -EINVAL;
+            goto fail;
+        }
+        char **hit = nm ? bsearch(&inames[i], msorted, nm, sizeof(char *), cmp_stem) : NULL;
+        char *ipath = vka_path_join(idir, inames[i]);
+        if (!ipath)
+            goto fail;
+        if (!hit) {
+            vka_seterr(err, "%s: missing mask: no %s/%.*s.png", ipath, mdir,
+                       (int)stem_len(inames[i]), inames[i]);
+            if (!ds->skip_bad) {
+                free(ipath);
+                ret = -ENOENT;
+                goto fail;
+            }
+            vka_warn("skipping: %s", err);
+            free(ipath);
+            continue;
+        }
+        taken[hit - msorted] = true;
+        used++;
+        char *mpath = vka_path_join(mdir, *hit);
+        if (!mpath || push_sample(ds, &cap, ipath, mpath)) {
+            free(ipath);
+            free(mpath);
+            goto fail;
+        }
+    }
+    if (used < nm) {
+        uint32_t k = 0;
+        while (taken[k])
+            k++;
+        vka_warn("%s: ignoring %u mask%s without an image (first: %s)", mdir, nm - used,
+                 nm - used > 1 ? "s" : "", msorted[k]);
+    }
+    ret = 0;
+    if (!ni) {
+        vka_seterr(err, "%s: empty dataset: no images (.png, .jpg, .jpeg, .bmp, .tga)", idir);
+        ret = -ENOENT;
+    }
+fail:
+    if (ret == -ENOMEM)
+        vka_seterr(err, "%s: out of memory", root);
+    free(taken);
+    free(msorted);
+    vka_names_free(inames, ni);
+    vka_names_free(mnames, nm);
+    free(idir);
+    free(mdir);
+    return ret;
+}
+
+int vka_images_list(struct vka_dataset *ds, const char *root, char *err)
+{
+    char **names;
+    uint32_t n;
+    int ret = vka_dir_list(root, vka_has_image_ext, &names, &n, err);
+    if (ret)
+        return ret;
+    if (!n) {
+        vka_seterr(err, "%s: empty dataset: no images (.png, .jpg, .jpeg, .bmp, .tga)", root);
+        return -ENOENT;
+    }
+    ds->images = calloc(n, sizeof(char *));
+    if (!ds->images) {
+        vka_names_free(names, n);
+        vka_seterr(err, "%s: out of memory", root);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(ds->images[i] = vka_path_join(root, names[i]))) {
+            ds->count = i;
+            vka_names_free(names, n);
+            vka_seterr(err, "%s: out of memory", root);
+            return -ENOMEM;
+        }
+    }
+    ds->count = n;
+    vka_names_free(names, n);
+    return 0;
+}

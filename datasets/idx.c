@@ -1,0 +1,168 @@
+/* IDX files (the MNIST layout) read through zlib's gz* API, the IDX image source for
+ * GANs, and where Debian's dataset-fashion-mnist puts its files. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "datasets/internal.h"
+
+static const char *idx_type(uint8_t t)
+{
+    switch (t) {
+    case 0x08: return "unsigned byte";
+    case 0x09: return "signed byte";
+    case 0x0b: return "short";
+    case 0x0c: return "int";
+    case 0x0d: return "float";
+    case 0x0e: return "double";
+    default: return NULL;
+    }
+}
+
+/* Reads exactly n bytes; a short read names what was being read. */
+static int gz_exact(gzFile f, const char *path, void *dst, size_t n, const char *what,
+                    char *err)
+{
+    uint8_t *d = dst;
+    size_t got = 0;
+    while (got < n) {
+        size_t chunk = n - got > (1u << 30) ? 1u << 30 : n - got;
+        int r = gzread(f, d + got, (unsigned)chunk);
+        if (r < 0) {
+            int zerr;
+            const char *msg = gzerror(f, &zerr);
+            vka_seterr(err, "%s: corrupt gzip data in the %s: %s", path, what, msg);
+            return -EINVAL;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got < n) {
+        int zerr;
+        const char *msg = gzerror(f, &zerr);
+        vka_seterr(err, "%s: truncated: the %s needs %zu bytes, the file holds %zu%s%s", path,
+                   what, n, got, zerr ? ": " : "", zerr ? msg : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int vka_idx_read_err(const char *path, struct vka_idx *idx, char *err)
+{
+    *idx = (struct vka_idx){ 0 };
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        int e = errno ? errno : ENOMEM;
+        vka_seterr(err, "%s: cannot open: %s", path, strerror(e));
+        return -e;
+    }
+    gzbuffer(f, 1 << 17);
+    uint8_t head[4], dims[16];
+    int ret = gz_exact(f, path, head, 4, "header", err);
+    if (ret)
+        goto done;
+    ret = -EINVAL;
+    if (head[0] || head[1] || !idx_type(head[2])) {
+        vka_seterr(err, "%s: not an IDX file (magic number %02x %02x %02x %02x, expected "
+                   "00 00 08 <dims>)", path, head[0], head[1], head[2], head[3]);
+        goto done;
+    }
+    if (head[2] != 0x08) {
+        vka_seterr(err, "%s: IDX data of type %s (0x%02x); only unsigned bytes (0x08) are "
+                   "read", path, idx_type(head[2]), head[2]);
+        goto done;
+    }
+    if (head[3] < 1 || head[3] > 4) {
+        vka_seterr(err, "%s: IDX file with %u dimensions (1..4 are read)", path, head[3]);
+        goto done;
+    }
+    idx->ndim = head[3];
+    if ((ret = gz_exact(f, path, dims, 4 * idx->ndim, "header", err)))
+        goto done;
+    ret = -EINVAL;
+    uint64_t total = 1;
+    for (uint32_t i = 0; i < idx->ndim; i++) {
+        const uint8_t *p = dims + 4 * i;
+        idx->dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        total *= idx->dims[i];
+        if (!idx->dims[i] || total > (1ull << 31)) {
+            vka_seterr(err, "%s: IDX dimension %u of %u: %s", path, i, idx->dims[i],
+                       idx->dims[i] ? "more than 2^31 bytes in all" : "zero");
+            goto done;
+        }
+    }
+    idx->data = malloc(total);
+    if (!idx->data) {
+        ret = -ENOMEM;
+        vka_seterr(err, "%s: out of memory for %llu bytes", path, (unsigned long long)total);
+        goto done;
+    }
+    ret = gz_exact(f, path, idx->data, total, "data", err);
+done:
+    gzclose(f);
+    if (ret)
+        vka_idx_free(idx);
+    return ret;
+}
+
+int vka_idx_read(const char *path, struct vka_idx *idx)
+{
+    char err[VKA_ERRLEN];
+    int ret = vka_idx_read_err(path, idx, err);
+    if (ret)
+        vka_err("%s", err);
+    return ret;
+}
+
+void vka_idx_free(struct vka_idx *idx)
+{
+    if (!idx)
+        return;
+    free(idx->data);
+    *idx = (struct vka_idx){ 0 };
+}
+
+int vka_fashion_path(const char *split, const char *what, char *buf, size_t size)
+{
+    static const char *dirs[] = { VKA_FASHION_DIRS };
+    char name[64];
+    snprintf(name, sizeof(name), "%s-%s-idx%d-ubyte.gz", split, what,
+             strcmp(what, "images") ? 1 : 3);
+    const char *env = getenv("VKACCUM_FASHION_DIR");
+    if (env && *env) {
+        snprintf(buf, size, "%s/%s", env, name);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(buf, size, "%s/%s", dirs[i], name);
+        if (!access(buf, R_OK))
+            return 0;
+    }
+    snprintf(buf, size, "%s/%s", dirs[0], name);
+    vka_err("%s not found in %s, %s or %s: install dataset-fashion-mnist (tools/setup.sh) or "
+            "set VKACCUM_FASHION_DIR", name, dirs[0], dirs[1], dirs[2]);
+    return -ENOENT;
+}
+
+/* (N,H,W) grey or (N,H,W,C) with C 1 or 3. */
+int vka_idx_open(struct vka_dataset *ds, const char *path, char *err)
+{
+    int ret = vka_idx_read_err(path, &ds->idx, err);
+    if (ret)
+        return ret;
+    const struct vka_idx *x = &ds->idx;
+    if (x->ndim < 3 || (x->ndim == 4 && x->dims[3] != 1 && x->dims[3] != 3)) {
+        vka_seterr(err, "%s: IDX images must be (N, H, W) or (N, H, W, 1 or 3), not %u "
+                   "dimensions%s", path, x->ndim, x->ndim == 1 ? " (a label file?)" : "");
+        return -EINVAL;
+    }
+    ds->count = x->dims[0];
+    ds->height = x->dims[1];
+    ds->width = x->dims[2];
+    ds->channels = x->ndim == 4 ? x->dims[3] : 1;
+    return 0;
+}

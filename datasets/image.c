@@ -1,0 +1,451 @@
+/* Image files: reading a file whole, recognising PNG/JPEG/BMP/TGA by their magic bytes,
+ * parsing their headers ourselves (so that a header claiming absurd dimensions is
+ * refused before stb_image allocates anything), checking their structure for
+ * truncation, and decoding with stb_image, compiled here with STBI_MAX_DIMENSIONS and
+ * only the four formats (Debian's prebuilt libstb sets no options). */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "datasets/internal.h"
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_MAX_DIMENSIONS VKA_IMAGE_MAX_SIDE
+#define STBI_NO_STDIO
+#define STBI_NO_GIF
+#define STBI_NO_PSD
+#define STBI_NO_HDR
+#define STBI_NO_PIC
+#define STBI_NO_PNM
+#define STBI_NO_LINEAR
+#define STBI_FAILURE_USERMSG
+#if defined(__GNUC__)
+/* stb_image 2.27 declares stbi_set_unpremultiply_on_load_thread static and never
+ * defines it under STB_IMAGE_STATIC; GCC reports that at the end of the file. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wcast-qual"
+#endif
+#include <stb/stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+void vka_seterr(char *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, VKA_ERRLEN, fmt, ap);
+    va_end(ap);
+}
+
+void vka_image_free(struct vka_image *img)
+{
+    if (!img)
+        return;
+    free(img->data);
+    *img = (struct vka_image){ 0 };
+}
+
+int vka_file_read(const char *path, size_t max, uint8_t **buf, size_t *len, char *err)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        vka_seterr(err, "%s: cannot open: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        vka_seterr(err, "%s: not a regular file", path);
+        return -EINVAL;
+    }
+    if ((uint64_t)st.st_size > max) {
+        fclose(f);
+        vka_seterr(err, "%s: %lld bytes, more than the %zu this reader accepts", path,
+                   (long long)st.st_size, max);
+        return -EFBIG;
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b) {
+        fclose(f);
+        vka_seterr(err, "%s: out of memory for %zu bytes", path, n);
+        return -ENOMEM;
+    }
+    size_t got = fread(b, 1, n, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr || got != n) {
+        free(b);
+        vka_seterr(err, "%s: read error after %zu of %zu bytes", path, got, n);
+        return -EIO;
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
+static uint32_t le16(const uint8_t *p) { return (uint32_t)p[1] << 8 | p[0]; }
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static const char *fmt_name[] = { "?", "PNG", "JPEG", "BMP", "TGA" };
+
+static int check_dims(const char *path, const char *fmt, int64_t w, int64_t h, char *err)
+{
+    if (w <= 0 || h <= 0) {
+        vka_seterr(err, "%s: %s header claims %lldx%lld pixels", path, fmt, (long long)w,
+                   (long long)h);
+        return -EINVAL;
+    }
+    if (w > VKA_IMAGE_MAX_SIDE || h > VKA_IMAGE_MAX_SIDE ||
+        (uint64_t)w * (uint64_t)h > VKA_IMAGE_MAX_PIXELS) {
+        vka_seterr(err, "%s: %s header claims %lldx%lld pixels, more than the limit of %u "
+                   "per side and %u pixels (corrupt?)", path, fmt, (long long)w,
+                   (long long)h, VKA_IMAGE_MAX_SIDE, VKA_IMAGE_MAX_PIXELS);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+/* PNG: signature, IHDR first, and an IEND chunk at the end. */
+static int sniff_png(const char *path, const uint8_t *b, size_t n,
+                     struct vka_image_info *info, char *err)
+{
+    if (n < 33 || be32(b + 8) != 13 || memcmp(b + 12, "IHDR", 4)) {
+        vka_seterr(err, "%s: PNG without an IHDR chunk (truncated or corrupt)", path);
+        return -EINVAL;
+    }
+    int ret = check_dims(path, "PNG", be32(b + 16), be32(b + 20), err);
+    if (ret)
+        return ret;
+    static const uint8_t chans[7] = { 1, 0, 3, 3, 2, 0, 4 };
+    uint8_t ct = b[25];
+    if (ct > 6 || !chans[ct]) {
+        vka_seterr(err, "%s: PNG colour type %u is not valid", path, ct);
+        return -EINVAL;
+    }
+    static const uint8_t iend[12] = { 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82 };
+    bool found = false;
+    size_t lo = n > 1024 + 12 ? n - 1024 - 12 : 33;
+    for (size_t i = n - 12 + 1; i-- > lo;)
+        if (!memcmp(b + i, iend, 12)) {
+            found = true;
+            break;
+        }
+    if (!found) {
+        vka_seterr(err, "%s: truncated PNG (no IEND chunk at the end)", path);
+        return -EINVAL;
+    }
+    *info = (struct vka_image_info){ VKA_FMT_PNG, be32(b + 16), be32(b + 20), chans[ct] };
+    return 0;
+}
+
+/* JPEG: walk the markers to the first SOFn; the file must end with EOI (FF D9),
+ * possibly followed by up to 4 KiB of padding or trailer. */
+static int sniff_jpeg(const char *path, const uint8_t *b, size_t n,
+                      struct vka_image_info *info, char *err)
+{
+    size_t p = 2;
+    for (;;) {
+        while (p < n && b[p] != 0xff)
+            p++;
+        while (p < n && b[p] == 0xff)
+            p++;
+        if (p + 1 >= n) {
+            vka_seterr(err, "%s: truncated JPEG (no frame header)", path);
+            return -EINVAL;
+        }
+        uint8_t m = b[p++];
+        if (m == 0xd8 || m == 0x01 || (m >= 0xd0 && m <= 0xd7))
+            continue;
+        if (m == 0xda || m == 0xd9) {
+            vka_seterr(err, "%s: corrupt JPEG (scan data before a frame header)", path);
+            return -EINVAL;
+        }
+        if (p + 2 > n) {
+            vka_seterr(err, "%s: truncated JPEG (no frame header)", path);
+            return -EINVAL;
+        }
+        uint32_t len = be16(b + p);
+        if (len < 2) {
+            vka_seterr(err, "%s: corrupt JPEG (segment of length %u)", path, len);
+            return -EINVAL;
+        }
+        if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+            if (p + 8 > n || len < 8) {
+                vka_seterr(err, "%s: truncated JPEG (frame header)", path);
+                return -EINVAL;
+            }
+            uint32_t h = be16(b + p + 3), w = be16(b + p + 5), c = b[p + 7];
+            int ret = check_dims(path, "JPEG", w, h, err);
+            if (ret)
+                return ret;
+            if (c != 1 && c != 3 && c != 4) {
+                vka_seterr(err, "%s: JPEG with %u components", path, c);
+                return -EINVAL;
+            }
+            *info = (struct vka_image_info){ VKA_FMT_JPEG, w, h, c == 1 ? 1 : 3 };
+            break;
+        }
+        p += len;
+    }
+    size_t lo = n > 4096 + 2 ? n - 4096 - 2 : p;
+    for (size_t i = n - 1; i-- > lo;)
+        if (b[i] == 0xff && b[i + 1] == 0xd9)
+            return 0;
+    vka_seterr(err, "%s: truncated JPEG (no end-of-image marker)", path);
+    return -EINVAL;
+}
+
+/* BMP: BITMAPFILEHEADER + an info header; uncompressed data must fit in the file. */
+static int sniff_bmp(const char *path, const uint8_t *b, size_t n,
+                     struct vka_image_info *info, char *err)
+{
+    uint32_t hs = n >= 18 ? le32(b + 14) : 0;
+    if (n < 26 || n < 14ull + hs) {
+        vka_seterr(err, "%s: truncated BMP header", path);
+        return -EINVAL;
+    }
+    uint32_t off = le32(b + 10);
+    int64_t w, h;
+    uint32_t bpp, comp = 0;
+    if (hs == 12) {
+        w = le16(b + 18);
+        h = le16(b + 20);
+        bpp = le16(b + 24);
+    } else if (hs >= 40) {
+        w = (int32_t)le32(b + 18);
+        h = (int32_t)le32(b + 22);
+        bpp = le16(b + 28);
+        comp = le32(b + 30);
+    } else {
+        vka_seterr(err, "%s: BMP info header of %u bytes is not supported", path, hs);
+        return -EINVAL;
+    }
+    if (h < 0)
+        h = -h;
+    int ret = check_dims(path, "BMP", w, h, err);
+    if (ret)
+        return ret;
+    if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 16 && bpp != 24 && bpp != 32) {
+        vka_seterr(err, "%s: BMP with %u bits per pixel", path, bpp);
+        return -EINVAL;
+    }
+    if (comp == 0 || comp == 3 || comp == 6) {
+        uint64_t row = ((uint64_t)w * bpp + 31) / 32 * 4;
+        if ((uint64_t)off + row * (uint64_t)h > n) {
+            vka_seterr(err, "%s: truncated BMP (%zu bytes, the pixel data needs %llu)", path,
+                       n, (unsigned long long)(off + row * (uint64_t)h));
+            return -EINVAL;
+        }
+    }
+    *info = (struct vka_image_info){ VKA_FMT_BMP, (uint32_t)w, (uint32_t)h,
+                                     bpp == 32 ? 4u : 3u };
+    return 0;
+}
+
+/* TGA has no magic: taken only for a .tga name; uncompressed data must fit. */
+static int sniff_tga(const char *path, const uint8_t *b, size_t n,
+                     struct vka_image_info *info, char *err)
+{
+    if (n < 18) {
+        vka_seterr(err, "%s: truncated TGA header", path);
+        return -EINVAL;
+    }
+    uint32_t type = b[2], bpp = b[16];
+    if (type != 1 && type != 2 && type != 3 && type != 9 && type != 10 && type != 11) {
+        vka_seterr(err, "%s: not a TGA image (image type %u)", path, type);
+        return -EINVAL;
+    }
+    int ret = check_dims(path, "TGA", le16(b + 12), le16(b + 14), err);
+    if (ret)
+        return ret;
+    if (bpp != 8 && bpp != 15 && bpp != 16 && bpp != 24 && bpp != 32) {
+        vka_seterr(err, "%s: TGA with %u bits per pixel", path, bpp);
+        return -EINVAL;
+    }
+    if (type <= 3) {
+        uint64_t need = 18ull + b[0] + (uint64_t)le16(b + 5) * ((b[7] + 7u) / 8) +
+                        (uint64_t)le16(b + 12) * le16(b + 14) * ((bpp + 7) / 8);
+        if (need > n) {
+            vka_seterr(err, "%s: truncated TGA (%zu bytes, the pixel data needs %llu)", path,
+                       n, (unsigned long long)need);
+            return -EINVAL;
+        }
+    }
+    uint32_t c = type == 3 || type == 11 ? 1 : bpp == 32 ? 4 : 3;
+    *info = (struct vka_image_info){ VKA_FMT_TGA, le16(b + 12), le16(b + 14), c };
+    return 0;
+}
+
+int vka_image_sniff(const char *path, const uint8_t *b, size_t n,
+                    struct vka_image_info *info, char *err)
+{
+    if (n == 0) {
+        vka_seterr(err, "%s: empty file", path);
+        return -EINVAL;
+    }
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
+        return sniff_png(path, b, n, info, err);
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return sniff_jpeg(path, b, n, info, err);
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return sniff_bmp(path, b, n, info, err);
+    if (vka_has_ext(path, ".tga"))
+        return sniff_tga(path, b, n, info, err);
+    char hex[16] = "";
+    for (size_t i = 0; i < 4 && i < n; i++)
+        snprintf(hex + 3 * i, sizeof(hex) - 3 * i, "%02x ", b[i]);
+    vka_seterr(err, "%s: not a PNG, JPEG, BMP or TGA image (it starts with %s)", path, hex);
+    return -EINVAL;
+}
+
+static int probe_mem(const char *path, const uint8_t *b, size_t n,
+                     struct vka_image_info *info, char *err)
+{
+    int ret = vka_image_sniff(path, b, n, info, err);
+    if (ret)
+        return ret;
+    int w, h, c;
+    if (n > INT_MAX || !stbi_info_from_memory(b, (int)n, &w, &h, &c)) {
+        vka_seterr(err, "%s: unreadable %s: %s", path, fmt_name[info->format],
+                   stbi_failure_reason() ? stbi_failure_reason() : "too large");
+        return -EINVAL;
+    }
+    if ((uint32_t)w != info->w || (uint32_t)h != info->h) {
+        vka_seterr(err, "%s: corrupt %s (header says %ux%u, the decoder %dx%d)", path,
+                   fmt_name[info->format], info->w, info->h, w, h);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int vka_image_probe_err(const char *path, struct vka_image_info *info, char *err)
+{
+    uint8_t *b;
+    size_t n;
+    int ret = vka_file_read(path, VKA_FILE_MAX, &b, &n, err);
+    if (ret)
+        return ret;
+    ret = probe_mem(path, b, n, info, err);
+    free(b);
+    return ret;
+}
+
+int vka_image_read_err(const char *path, uint32_t channels, struct vka_image *img,
+                       char *err)
+{
+    *img = (struct vka_image){ 0 };
+    if (channels > 4 || channels == 2) {
+        vka_seterr(err, "%s: channels must be 0, 1 or 3 (not %u)", path, channels);
+        return -EINVAL;
+    }
+    uint8_t *b;
+    size_t n;
+    struct vka_image_info info;
+    int ret = vka_file_read(path, VKA_FILE_MAX, &b, &n, err);
+    if (ret)
+        return ret;
+    ret = probe_mem(path, b, n, &info, err);
+    if (ret) {
+        free(b);
+        return ret;
+    }
+    uint32_t c = channels ? channels : info.c >= 3 ? 3 : 1;
+    int w, h, c0;
+    uint8_t *px = stbi_load_from_memory(b, (int)n, &w, &h, &c0, (int)c);
+    free(b);
+    if (!px) {
+        vka_seterr(err, "%s: corrupt %s: %s", path, fmt_name[info.format],
+                   stbi_failure_reason());
+        return -EINVAL;
+    }
+    if ((uint32_t)w != info.w || (uint32_t)h != info.h) {
+        stbi_image_free(px);
+        vka_seterr(err, "%s: corrupt %s (header says %ux%u, decoded %dx%d)", path,
+                   fmt_name[info.format], info.w, info.h, w, h);
+        return -EINVAL;
+    }
+    size_t bytes = (size_t)w * (size_t)h * c;
+    img->data = malloc(bytes);
+    if (!img->data) {
+        stbi_image_free(px);
+        vka_seterr(err, "%s: out of memory for %ux%u pixels", path, w, h);
+        return -ENOMEM;
+    }
+    memcpy(img->data, px, bytes);
+    stbi_image_free(px);
+    img->w = (uint32_t)w;
+    img->h = (uint32_t)h;
+    img->c = c;
+    return 0;
+}
+
+int vka_image_probe(const char *path, struct vka_image_info *info)
+{
+    char err[VKA_ERRLEN];
+    int ret = vka_image_probe_err(path, info, err);
+    if (ret)
+        vka_err("%s", err);
+    return ret;
+}
+
+int vka_image_read(const char *path, uint32_t channels, struct vka_image *img)
+{
+    char err[VKA_ERRLEN];
+    int ret = vka_image_read_err(path, channels, img, err);
+    if (ret)
+        vka_err("%s", err);
+    return ret;
+}
+
+int vka_image_convert(struct vka_image *img, uint32_t c_out)
+{
+    if (img->c == c_out)
+        return 0;
+    size_t np = (size_t)img->w * img->h;
+    uint8_t *d = malloc(np * c_out);
+    if (!d)
+        return -ENOMEM;
+    const uint8_t *s = img->data;
+    uint32_t c = img->c;
+    for (size_t i = 0; i < np; i++) {
+        if (c_out == 1) {
+            /* stb_image's luma: (77 r + 150 g + 29 b) >> 8 */
+            d[i] = c >= 3 ? (uint8_t)((s[i * c] * 77u + s[i * c + 1] * 150u +
+                                       s[i * c + 2] * 29u) >> 8)
+                          : s[i * c];
+        } else {
+            for (uint32_t k = 0; k < 3; k++)
+                d[i * 3 + k] = c >= 3 ? s[i * c + k] : s[i * c];
+        }
+    }
+    free(img->data);
+    img->data = d;
+    img->c = c_out;
+    return 0;
+}

@@ -1,0 +1,798 @@
+/* vkaccum seg train|eval|predict: U-Net segmentation with exact gradient accumulation. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "cli/cli.h"
+#include "cli/seg.h"
+#include "log.h"
+#include "train.h"
+
+static const char *train_only[] = { "json", NULL };
+static const char *eval_opts[] = { "data", "device", "val-count", "tile", "micro-batch",
+                                   "json", "skip-bad", "ignore-index", NULL };
+static const char *predict_opts[] = { "device", "tile", "micro-batch", NULL };
+
+static void print_help(const char *cmd, const char *usage, const char **only, const char **skip)
+{
+    printf("%s\n\noptions:\n", usage);
+    for (size_t i = 0; i < seg_opt_count; i++) {
+        const struct opt_desc *d = &seg_opt_table[i];
+        bool show = !only;
+        for (const char **p = only; p && *p; p++)
+            show |= !strcmp(*p, d->name);
+        for (const char **p = skip; p && *p; p++)
+            show &= strcmp(*p, d->name) != 0;
+        if (show)
+            printf("  --%-15s %s\n", d->name, d->help);
+    }
+    (void)cmd;
+}
+
+/* Parses argv against the option table (limited to `only` when given); extra long
+ * options (ckpt, input) go to the caller through extra[]. */
+static int parse(const char *cmd, int argc, char **argv, struct seg_opts *o, const char **only,
+                 const char **skip, const char *extra_names[], char *extra_vals[],
+                 size_t nextra, bool *help)
+{
+    struct option *lo = calloc(seg_opt_count + nextra + 2, sizeof(*lo));
+    size_t n = 0;
+    for (size_t i = 0; i < seg_opt_count; i++) {
+        const struct opt_desc *d = &seg_opt_table[i];
+        bool ok = !only;
+        for (const char **p = only; p && *p; p++)
+            ok |= !strcmp(*p, d->name);
+        for (const char **p = skip; p && *p; p++)
+            ok &= strcmp(*p, d->name) != 0;
+        if (ok)
+            lo[n++] = (struct option){ d->name, d->type == OPT_BOOL ? no_argument : required_argument,
+                                       NULL, 256 + (int)i };
+    }
+    for (size_t i = 0; i < nextra; i++)
+        lo[n++] = (struct option){ extra_names[i], required_argument, NULL, 1024 + (int)i };
+    lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+    int c, ret = 0;
+    optind = 1;
+    *help = false;
+    while (ret == 0 && (c = cli_getopt(cmd, argc, argv, ":h", lo)) != -1) {
+        if (c == 'h')
+            *help = true;
+        else if (c >= 1024)
+            extra_vals[c - 1024] = optarg;
+        else if (c >= 256)
+            ret = seg_opt_set(o, cmd, &seg_opt_table[c - 256], optarg) < 0 ? CLI_USAGE : 0;
+        else
+            ret = CLI_USAGE;
+    }
+    if (ret == 0 && !*help && optind < argc)
+        ret = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    free(lo);
+    return ret;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int open_dataset(const struct seg_opts *o, enum vka_split split, struct vka_dataset **ds)
+{
+    struct vka_dataset_params dp = { .split = split, .seed = (uint64_t)o->seed,
+                                     .skip_bad = o->skip_bad,
+                                     .width = (uint32_t)o->crop, .height = (uint32_t)o->crop };
+    int32_t ignore = o->ignore_index;
+    dp.ignore_index = &ignore;
+    if (split == VKA_SPLIT_TRAIN)
+        dp.count = (uint32_t)o->train_count;
+    if (vka_dataset_spec_parse(o->data, true, &dp) < 0)
+        return -EINVAL;
+    return vka_dataset_open(&dp, ds);
+}
+
+static struct vka_ctx *open_ctx(const struct seg_opts *o)
+{
+    struct vka_ctx *ctx;
+    if (vka_ctx_create(&(struct vka_ctx_params){
+            .device = o->device[0] ? o->device : NULL, .validation = -1,
+            .budget = (uint64_t)(o->mem_budget * 1048576.0) }, &ctx) < 0) {
+        fprintf(stderr, "vkaccum seg: %s\n", vka_last_error());
+        return NULL;
+    }
+    return ctx;
+}
+
+static void metrics_json(FILE *f, const char *kind, long long step, const struct seg_metrics *m)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", kind);
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "miou", m->miou);
+    cJSON_AddNumberToObject(j, "pixel_acc", m->pixel_acc);
+    cJSON *iou = cJSON_AddArrayToObject(j, "iou");
+    for (uint32_t k = 0; k < m->classes; k++)
+        cJSON_AddItemToArray(iou, m->present[k] ? cJSON_CreateNumber(m->iou[k]) : cJSON_CreateNull());
+    char *s = cJSON_PrintUnformatted(j);
+    fprintf(f, "%s\n", s);
+    fflush(f);
+    free(s);
+    cJSON_Delete(j);
+}
+
+static int save(const char *path, struct seg_model *m, struct vka_trainer *tr,
+                const struct seg_opts *o, struct vka_loader_pos pos, double best)
+{
+    cJSON *cfg = seg_opts_json(o);
+    char *cfgs = cJSON_PrintUnformatted(cfg);
+    char bests[32];
+    snprintf(bests, sizeof(bests), "%.17g", best);
+    struct vka_st_meta meta[] = { { "config", cfgs }, { "best_miou", bests } };
+    int64_t lp[2] = { (int64_t)pos.epoch, (int64_t)pos.index };
+    struct vka_st_tensor extra = { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
+                                   .shape = { 2 }, .data = lp };
+    int ret = vka_ckpt_save(path, m->g, tr, tr ? &extra : NULL, tr ? 1 : 0, meta, 2);
+    free(cfgs);
+    cJSON_Delete(cfg);
+    return ret;
+}
+
+/* Writes the accumulated gradient of the first window, normalised by its count, with the
+ * checkpoint's names and PyTorch's layouts (--dump-grads). */
+static int dump_grads(struct seg_model *m, struct vka_loader *loader, const struct seg_opts *o)
+{
+    int ret = 0;
+    for (uint32_t done = 0; done < (uint32_t)o->batch && ret == 0;) {
+        uint32_t b = (uint32_t)o->batch - done < (uint32_t)o->micro ? (uint32_t)o->batch - done
+                                                                     : (uint32_t)o->micro;
+        struct vka_batch bt;
+        struct vka_plan *plan;
+        if ((ret = vka_loader_next(loader, b, &bt)) < 0 ||
+            (ret = vka_graph_plan(m->g, bt.n, true, &plan)) < 0)
+            break;
+        struct vka_tensor ti = vka_plan_tensor(plan, m->net.image);
+        struct vka_tensor tt = vka_plan_tensor(plan, m->target);
+        if ((ret = vka_tensor_upload(&ti, bt.x)) < 0 || (ret = vka_tensor_upload(&tt, bt.y)) < 0 ||
+            (ret = vka_plan_run(plan)) < 0)
+            break;
+        done += bt.n;
+    }
+    float acc[2];
+    struct vka_tensor lt = vka_graph_tensor(m->g, m->loss);
+    if (ret < 0 || (ret = vka_tensor_download(&lt, acc)) < 0)
+        return ret;
+    uint32_t nv = vka_graph_nvals(m->g), nt = 0;
+    struct vka_st_tensor *t = calloc(nv + 1, sizeof(*t));
+    float **bufs = calloc(nv + 1, sizeof(*bufs));
+    for (uint32_t i = 0; i < nv && ret == 0; i++) {
+        const struct vka_val *v = vka_graph_val(m->g, (int)i);
+        if (v->kind != VKA_VAL_PARAM)
+            continue;
+        uint64_t count = (uint64_t)v->n * v->c * v->h * v->w;
+        bufs[nt] = malloc(count * sizeof(float));
+        struct vka_tensor gt = vka_graph_grad_tensor(m->g, (int)i);
+        if ((ret = vka_tensor_download(&gt, bufs[nt])) < 0)
+            break;
+        for (uint64_t k = 0; k < count; k++)
+            bufs[nt][k] /= acc[1];
+        const uint32_t d[4] = { v->n, v->c, v->h, v->w };
+        t[nt] = (struct vka_st_tensor){ .name = v->name, .dtype = VKA_ST_F32, .ndim = v->file_rank,
+                                        .data = bufs[nt] };
+        for (uint32_t k = 0; k < v->file_rank; k++)
+            t[nt].shape[k] = d[k];
+        nt++;
+    }
+    static float lossv[2];
+    lossv[0] = acc[0] / acc[1];
+    lossv[1] = acc[1];
+    t[nt++] = (struct vka_st_tensor){ .name = "loss_and_count", .dtype = VKA_ST_F32, .ndim = 1,
+                                      .shape = { 2 }, .data = lossv };
+    if (ret == 0)
+        ret = vka_st_write(o->dump_grads, &(struct vka_st_write_params){ .tensors = t, .n_tensors = nt });
+    if (ret == 0)
+        printf("wrote the first window's gradient (%u samples, loss %.6f over %.0f pixels) to %s\n",
+               o->batch, lossv[0], acc[1], o->dump_grads);
+    for (uint32_t i = 0; i < nt; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(t);
+    return ret;
+}
+
+static void progress(bool tty, const struct vka_trainer_stats *s, long long total, double ips,
+                     double elapsed)
+{
+    double eta = s->opt_steps ? elapsed / s->opt_steps * (total - (long long)s->opt_steps) : 0;
+    if (tty)
+        fprintf(stderr, "\r  step %llu/%lld  loss %.4f  lr %.2e  %.1f img/s  ETA %02d:%02d ",
+                (unsigned long long)s->opt_steps, total, s->loss, s->lr, ips,
+                (int)eta / 60, (int)eta % 60);
+}
+
+static int seg_train(int argc, char **argv)
+{
+    struct seg_opts o;
+    seg_opts_defaults(&o);
+    bool help;
+    int ret = parse("seg train", argc, argv, &o, NULL, train_only, NULL, NULL, 0, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        print_help("seg train", "usage: vkaccum seg train --out RUN [options]\n\nTrains a "
+                   "U-Net on DIR/{train,val}/{images,masks}, a Pascal VOC folder, or a built-in "
+                   "dataset,\nwith an effective batch B run as micro-batches of b.", NULL, train_only);
+        return 0;
+    }
+    if (o.resume[0]) {
+        /* the run's own options, then this command line's on top */
+        char path[1100];
+        snprintf(path, sizeof(path), "%s/config.json", o.resume);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            fprintf(stderr, "vkaccum seg train: --resume %s: cannot read %s\n", o.resume, path);
+            return 1;
+        }
+        static char text[1 << 16];
+        size_t len = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        cJSON *j = cJSON_Parse(text);
+        struct seg_opts cli = o;
+        seg_opts_defaults(&o);
+        if (!j || seg_opts_from_json(&o, j, path) < 0) {
+            fprintf(stderr, "vkaccum seg train: %s is not a config.json of vkaccum\n", path);
+            cJSON_Delete(j);
+            return 1;
+        }
+        cJSON_Delete(j);
+        ret = parse("seg train", argc, argv, &o, NULL, train_only, NULL, NULL, 0, &help);
+        snprintf(o.resume, sizeof(o.resume), "%s", cli.resume);
+        if (!o.out[0])
+            snprintf(o.out, sizeof(o.out), "%s", cli.resume);
+        if (ret)
+            return ret;
+    }
+    if (!o.out[0] && !o.dump_grads[0])
+        return cli_usage_error("seg train", "say where the run goes: --out RUN");
+    if (seg_opts_finish(&o, "seg train") < 0)
+        return CLI_USAGE;
+
+    struct vka_dataset *train = NULL, *val = NULL;
+    struct vka_loader *loader = NULL;
+    struct vka_ctx *ctx = NULL;
+    struct seg_model m = { 0 };
+    struct vka_trainer *tr = NULL;
+    FILE *metrics = NULL;
+    ret = 1;
+    if (open_dataset(&o, VKA_SPLIT_TRAIN, &train) < 0 ||
+        (!o.dump_grads[0] && open_dataset(&o, VKA_SPLIT_VAL, &val) < 0)) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
+    if (!o.classes)
+        o.classes = (int)vka_dataset_classes(train);
+    if ((uint32_t)o.classes < vka_dataset_classes(train)) {
+        fprintf(stderr, "vkaccum seg train: --classes %d, but the masks of %s hold ids up to %u\n",
+                o.classes, o.data, vka_dataset_classes(train) - 1);
+        goto out;
+    }
+    struct vka_class_stats cs;
+    if (vka_dataset_class_stats(train, &cs) < 0) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
+    uint64_t total_px = cs.ignored;
+    for (uint32_t k = 0; k < cs.classes; k++)
+        total_px += cs.pixels[k];
+    printf("%s: %u training images, %u validation images, %d classes; class frequencies:",
+           o.data, vka_dataset_count(train), val ? vka_dataset_count(val) : 0, o.classes);
+    for (uint32_t k = 0; k < cs.classes; k++)
+        printf(" %u:%.3f", k, total_px ? (double)cs.pixels[k] / total_px : 0);
+    printf(" ignored:%.3f\n", total_px ? (double)cs.ignored / total_px : 0);
+
+    if (!(ctx = open_ctx(&o)))
+        goto out;
+    if (seg_model_build(ctx, &o, true, &m) < 0) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
+    if (!strcmp(o.norm, "batch") && o.micro < 8)
+        fprintf(stderr, "vkaccum seg train: warning: BatchNorm statistics come from each "
+                        "micro-batch of %d samples, not from the batch of %d; --norm group "
+                        "does not depend on the micro-batch\n", o.micro, o.batch);
+    if (m.weights >= 0) {
+        float w[VKA_MAX_CLASSES];
+        if (!strcmp(o.class_weights, "auto")) {
+            vka_class_weights_median_freq(&cs, w);
+        } else {
+            char *s = o.class_weights, *end;
+            for (int k = 0; k < o.classes; k++) {
+                w[k] = strtof(s, &end);
+                if (end == s || (k < o.classes - 1 && *end != ',') || w[k] < 0) {
+                    fprintf(stderr, "vkaccum seg train: --class-weights %s: give auto, none or "
+                                    "%d non-negative numbers\n", o.class_weights, o.classes);
+                    goto out;
+                }
+                s = end + 1;
+            }
+        }
+        printf("class weights:");
+        for (int k = 0; k < o.classes; k++)
+            printf(" %.3f", w[k]);
+        printf("\n");
+        struct vka_tensor wt = vka_graph_tensor(m.g, m.weights);
+        if (vka_tensor_upload(&wt, w) < 0)
+            goto out;
+    }
+    if (o.load_from[0] && vka_ckpt_load_weights(o.load_from, m.g) < 0) {
+        fprintf(stderr, "vkaccum seg train: --load-from: %s\n", vka_last_error());
+        goto out;
+    }
+
+    uint64_t count = vka_dataset_count(train);
+    long long steps = o.steps ? o.steps : o.epochs ? (long long)((o.epochs * count + o.batch - 1) / o.batch) : 300;
+    struct vka_augment_params aug = { .size = (uint32_t)o.crop, .mean = o.mean_v, .std = o.std_v };
+    if (!o.no_augment) {
+        aug.random_crop = aug.flip = true;
+        aug.scale_min = (float)o.scale_min;
+        aug.scale_max = (float)o.scale_max;
+        aug.brightness = aug.contrast = aug.saturation = (float)o.jitter;
+    }
+    struct vka_loader_params lp = { .dataset = train, .batch = (uint32_t)o.micro,
+                                    .workers = (uint32_t)o.workers, .shuffle = !o.no_augment,
+                                    .seed = (uint64_t)o.seed, .epoch_batches = true,
+                                    .channels = 3, .aug = aug };
+    if (vka_loader_create(&lp, &loader) < 0) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
+    if (o.dump_grads[0]) {
+        ret = dump_grads(&m, loader, &o) < 0 ? 1 : 0;
+        if (ret)
+            fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
+
+    enum vka_optim_kind ok = !strcmp(o.optimizer, "sgd") ? VKA_OPTIM_SGD
+                           : !strcmp(o.optimizer, "adam") ? VKA_OPTIM_ADAM : VKA_OPTIM_ADAMW;
+    struct vka_trainer_params tp = {
+        .batch = (uint32_t)o.batch, .micro = (uint32_t)o.micro, .drop_last = o.drop_last,
+        .optim = vka_optim_defaults(ok, 1), .loss = m.loss,
+        .inputs = { m.net.image, m.target }, .ninputs = 2,
+        .lr = { .lr = o.lr, .warmup_steps = (uint64_t)o.warmup, .warmup_start_factor = 0.001 },
+    };
+    tp.optim.weight_decay = o.weight_decay;
+    tp.optim.max_norm = o.clip;
+    if (ok == VKA_OPTIM_SGD)
+        tp.optim.momentum = o.momentum;
+    if (!strcmp(o.schedule, "poly"))
+        tp.lr = (struct vka_lr_schedule){ .kind = VKA_LR_POLY, .lr = o.lr, .total_steps = (uint64_t)steps,
+                                          .power = 0.9, .min_lr = 1e-4 * o.lr };
+    else if (!strcmp(o.schedule, "cosine"))
+        tp.lr = (struct vka_lr_schedule){ .kind = VKA_LR_COSINE, .lr = o.lr, .t_max = (uint64_t)steps };
+    else if (!strcmp(o.schedule, "step"))
+        tp.lr = (struct vka_lr_schedule){ .kind = VKA_LR_STEP, .lr = o.lr, .step_size = (uint64_t)(steps / 3 ? steps / 3 : 1),
+                                          .gamma = 0.1 };
+    else
+        tp.lr = (struct vka_lr_schedule){ .kind = VKA_LR_CONSTANT, .lr = o.lr };
+    tp.lr.warmup_steps = (uint64_t)o.warmup;
+    tp.lr.warmup_start_factor = 0.001;
+    if (vka_trainer_create(m.g, &tp, &tr) < 0) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
+
+    char path[1200];
+    double best = -1;
+    if (mkdir_p(o.out) < 0) {
+        fprintf(stderr, "vkaccum seg train: cannot create the run folder %s\n", o.out);
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/samples", o.out);
+    mkdir_p(path);
+    if (o.resume[0]) {
+        struct vka_st_file *f;
+        snprintf(path, sizeof(path), "%s/last.safetensors", o.resume);
+        if (vka_ckpt_load(path, m.g, tr, &f) < 0) {
+            fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
+            goto out;
+        }
+        const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
+        const char *b = vka_st_meta_get(f, "best_miou");
+        best = b ? atof(b) : -1;
+        struct vka_loader_pos pos = { 0, 0 };
+        if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
+            pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
+                                           (uint64_t)((const int64_t *)lt->data)[1] };
+        vka_st_file_destroy(&f);
+        if (vka_loader_seek(loader, pos) < 0) {
+            fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
+            goto out;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/config.json", o.out);
+    FILE *cf = fopen(path, "wb");
+    if (!cf) {
+        fprintf(stderr, "vkaccum seg train: cannot write %s\n", path);
+        goto out;
+    }
+    cJSON *cj = seg_opts_json(&o);
+    char *cjs = cJSON_Print(cj);
+    fprintf(cf, "%s\n", cjs);
+    fclose(cf);
+    free(cjs);
+    cJSON_Delete(cj);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", o.out);
+    if (!(metrics = fopen(path, o.resume[0] ? "ab" : "wb"))) {
+        fprintf(stderr, "vkaccum seg train: cannot write %s\n", path);
+        goto out;
+    }
+
+    printf("training %lld steps: batch %d as micro-batches of %d (%d per step), crop %d, %s, "
+           "lr %g (%s), device %s\n", steps, o.batch, o.micro, (o.batch + o.micro - 1) / o.micro,
+           o.crop, o.optimizer, o.lr, o.schedule, ctx->info.name);
+    bool tty = isatty(2);
+    double t0 = now_s(), tlast = t0;
+    uint64_t samples_last = 0;
+    struct vka_trainer_stats st;
+    vka_trainer_get_stats(tr, &st);
+    samples_last = st.samples_seen;
+    while ((long long)st.opt_steps < steps) {
+        struct vka_batch bt;
+        bool stepped = false;
+        if (vka_loader_next(loader, vka_trainer_next_size(tr), &bt) < 0 ||
+            vka_trainer_micro_step(tr, (const void *[]){ bt.x, bt.y }, bt.n, &stepped) < 0 ||
+            (bt.epoch_end && !stepped && vka_trainer_end_epoch(tr, &stepped) < 0)) {
+            fprintf(stderr, "%svkaccum seg train: %s\n", tty ? "\n" : "", vka_last_error());
+            goto out;
+        }
+        vka_trainer_get_stats(tr, &st);
+        if (!stepped)
+            continue;
+        /* the window boundary: log, evaluate, save */
+        double t = now_s();
+        double ips = (st.samples_seen - samples_last) / (t - tlast);
+        tlast = t;
+        samples_last = st.samples_seen;
+        struct vka_mem_stats ms;
+        vka_mem_get_stats(ctx, &ms);
+        struct vka_loader_pos pos = vka_loader_tell(loader);
+        fprintf(metrics, "{\"kind\":\"train\",\"step\":%llu,\"epoch\":%.4f,\"loss\":%.9g,"
+                         "\"lr\":%.9g,\"grad_norm\":%.9g,\"img_per_s\":%.3f,\"peak_mib\":%.2f,"
+                         "\"samples\":%llu,\"skipped\":%llu}\n",
+                (unsigned long long)st.opt_steps, pos.epoch + (double)pos.index / count, st.loss,
+                st.lr, st.grad_norm, ips, ms.total_peak / 1048576.0,
+                (unsigned long long)st.samples_seen, (unsigned long long)st.skipped_steps);
+        fflush(metrics);
+        progress(tty, &st, steps, ips, t - t0);
+        if (!tty && (st.opt_steps % 10 == 0 || (long long)st.opt_steps == steps))
+            printf("step %llu/%lld  loss %.4f  lr %.2e  %.1f img/s  peak %.0f MiB  %.0f s\n",
+                   (unsigned long long)st.opt_steps, steps, st.loss, st.lr, ips,
+                   ms.total_peak / 1048576.0, t - t0);
+        bool last = (long long)st.opt_steps == steps;
+        if (last || (o.eval_every && st.opt_steps % (uint64_t)o.eval_every == 0)) {
+            struct seg_metrics sm;
+            struct seg_model em;
+            snprintf(path, sizeof(path), "%s/samples/step_%06llu", o.out,
+                     (unsigned long long)st.opt_steps);
+            mkdir_p(path);
+            /* evaluation runs the same weights through a forward-only plan */
+            vka_graph_set_training(m.g, false);
+            em = m;
+            if (seg_metrics_init(&sm, (uint32_t)o.classes) < 0 ||
+                seg_evaluate(&em, &o, val, (uint32_t)o.val_count, path, 4, &sm) < 0) {
+                fprintf(stderr, "%svkaccum seg train: evaluation: %s\n", tty ? "\n" : "",
+                        vka_last_error());
+                seg_metrics_free(&sm);
+                goto out;
+            }
+            vka_graph_set_training(m.g, true);
+            metrics_json(metrics, "val", (long long)st.opt_steps, &sm);
+            printf("%sstep %llu: val mIoU %.4f  pixel accuracy %.4f  (%.0f s)\n", tty ? "\n" : "",
+                   (unsigned long long)st.opt_steps, sm.miou, sm.pixel_acc, now_s() - t0);
+            if (sm.miou > best) {
+                best = sm.miou;
+                snprintf(path, sizeof(path), "%s/best.safetensors", o.out);
+                if (save(path, &m, NULL, &o, pos, best) < 0) {
+                    fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+                    seg_metrics_free(&sm);
+                    goto out;
+                }
+            }
+            seg_metrics_free(&sm);
+        }
+        if (last || (o.save_every && st.opt_steps % (uint64_t)o.save_every == 0)) {
+            snprintf(path, sizeof(path), "%s/last.safetensors", o.out);
+            if (save(path, &m, tr, &o, pos, best) < 0) {
+                fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+                goto out;
+            }
+        }
+    }
+    printf("%sdone: %llu steps, %llu samples, %.0f s, best val mIoU %.4f; run in %s\n",
+           tty ? "\n" : "", (unsigned long long)st.opt_steps,
+           (unsigned long long)st.samples_seen, now_s() - t0, best, o.out);
+    ret = 0;
+out:
+    if (metrics)
+        fclose(metrics);
+    vka_trainer_destroy(&tr);
+    vka_loader_destroy(&loader);
+    seg_model_destroy(&m);
+    vka_dataset_destroy(&train);
+    vka_dataset_destroy(&val);
+    vka_ctx_destroy(&ctx);
+    return ret;
+}
+
+/* The options stored in a checkpoint's metadata, for eval and predict. */
+static int opts_from_ckpt(const char *cmd, const char *path, struct seg_opts *o)
+{
+    struct vka_st_file *f;
+    if (vka_st_read(path, &f) < 0) {
+        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
+        return -1;
+    }
+    const char *cfg = vka_st_meta_get(f, "config");
+    cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
+    seg_opts_defaults(o);
+    int ret = j ? seg_opts_from_json(o, j, path) : -EINVAL;
+    if (ret < 0)
+        fprintf(stderr, "vkaccum %s: %s holds no vkaccum seg configuration in its metadata\n",
+                cmd, path);
+    cJSON_Delete(j);
+    vka_st_file_destroy(&f);
+    return ret;
+}
+
+static int seg_eval(int argc, char **argv)
+{
+    struct seg_opts o, cli;
+    seg_opts_defaults(&cli);
+    cli.data[0] = '\0';
+    const char *names[] = { "ckpt" };
+    char *vals[1] = { NULL };
+    bool help;
+    int ret = parse("seg eval", argc, argv, &cli, eval_opts, NULL, names, vals, 1, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        print_help("seg eval", "usage: vkaccum seg eval --ckpt F [--data D] [--json]\n\n"
+                   "Per-class IoU, mIoU, pixel accuracy and the confusion matrix on the val split.",
+                   eval_opts, NULL);
+        printf("  --%-15s %s\n", "ckpt", "the checkpoint (last or best .safetensors of a run)");
+        return 0;
+    }
+    if (!vals[0])
+        return cli_usage_error("seg eval", "say which checkpoint: --ckpt F");
+    if (opts_from_ckpt("seg eval", vals[0], &o) < 0)
+        return 1;
+    if (cli.data[0])
+        snprintf(o.data, sizeof(o.data), "%s", cli.data);
+    snprintf(o.device, sizeof(o.device), "%s", cli.device);
+    o.val_count = cli.val_count;
+    o.json = cli.json;
+    o.skip_bad = cli.skip_bad;
+    if (cli.tile)
+        o.tile = cli.tile;
+    if (seg_opts_finish(&o, "seg eval") < 0)
+        return CLI_USAGE;
+    struct vka_dataset *val = NULL;
+    struct vka_ctx *ctx = NULL;
+    struct seg_model m = { 0 };
+    struct seg_metrics sm = { 0 };
+    ret = 1;
+    if (open_dataset(&o, VKA_SPLIT_VAL, &val) < 0 || !(ctx = open_ctx(&o)) ||
+        seg_model_build(ctx, &o, false, &m) < 0 || vka_ckpt_load_weights(vals[0], m.g) < 0 ||
+        seg_metrics_init(&sm, (uint32_t)o.classes) < 0 ||
+        seg_evaluate(&m, &o, val, (uint32_t)o.val_count, NULL, 0, &sm) < 0) {
+        fprintf(stderr, "vkaccum seg eval: %s\n", vka_last_error());
+        goto out;
+    }
+    uint32_t C = sm.classes;
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "miou", sm.miou);
+        cJSON_AddNumberToObject(j, "pixel_acc", sm.pixel_acc);
+        cJSON *iou = cJSON_AddArrayToObject(j, "iou"), *conf = cJSON_AddArrayToObject(j, "confusion");
+        for (uint32_t k = 0; k < C; k++) {
+            cJSON_AddItemToArray(iou, sm.present[k] ? cJSON_CreateNumber(sm.iou[k]) : cJSON_CreateNull());
+            cJSON *row = cJSON_CreateArray();
+            for (uint32_t p = 0; p < C; p++)
+                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)sm.conf[k * C + p]));
+            cJSON_AddItemToArray(conf, row);
+        }
+        char *s = cJSON_Print(j);
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("%s on %s (val), %u images\n\n  class    IoU\n", vals[0], o.data,
+               o.val_count && (uint32_t)o.val_count < vka_dataset_count(val) ? (uint32_t)o.val_count
+                                                                             : vka_dataset_count(val));
+        for (uint32_t k = 0; k < C; k++)
+            printf(sm.present[k] ? "  %5u  %.4f\n" : "  %5u     -\n", k, sm.iou[k]);
+        printf("\n  mIoU %.4f   pixel accuracy %.4f\n\n  confusion (rows: target, columns: "
+               "prediction)\n", sm.miou, sm.pixel_acc);
+        for (uint32_t k = 0; k < C; k++) {
+            printf("  ");
+            for (uint32_t p = 0; p < C; p++)
+                printf(" %10llu", (unsigned long long)sm.conf[k * C + p]);
+            printf("\n");
+        }
+    }
+    ret = 0;
+out:
+    seg_metrics_free(&sm);
+    seg_model_destroy(&m);
+    vka_dataset_destroy(&val);
+    vka_ctx_destroy(&ctx);
+    return ret;
+}
+
+static int predict_one(struct seg_model *m, const struct seg_opts *o, const char *in,
+                       const char *outdir)
+{
+    struct vka_image img = { 0 };
+    int ret = vka_image_read(in, 3, &img);
+    if (ret < 0)
+        return ret;
+    size_t n = (size_t)img.w * img.h;
+    float *x = malloc(n * 3 * sizeof(float));
+    uint8_t *pred = malloc(n), *over = malloc(n * 3);
+    struct vka_augment_params aug = { .mean = o->mean_v, .std = o->std_v };
+    if (!x || !pred || !over)
+        ret = -ENOMEM;
+    if (ret == 0)
+        ret = vka_augment(&aug, 0, &img, NULL, o->ignore_index, x, NULL);
+    if (ret == 0)
+        ret = seg_predict(m, (uint32_t)o->micro, x, 3, img.h, img.w, pred);
+    if (ret == 0) {
+        const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
+        char stem[512], path[1200];
+        snprintf(stem, sizeof(stem), "%s", base);
+        char *dot = strrchr(stem, '.');
+        if (dot)
+            *dot = '\0';
+        for (size_t p = 0; p < n; p++) {
+            uint8_t col[3];
+            seg_class_colour(pred[p], col);
+            for (int k = 0; k < 3; k++)
+                over[p * 3 + k] = pred[p] ? (uint8_t)((img.data[p * 3 + k] + col[k]) / 2)
+                                          : img.data[p * 3 + k];
+        }
+        snprintf(path, sizeof(path), "%s/%s_mask.png", outdir, stem);
+        ret = cli_png_write(path, img.w, img.h, 1, pred);
+        snprintf(path, sizeof(path), "%s/%s_overlay.png", outdir, stem);
+        if (ret == 0)
+            ret = cli_png_write(path, img.w, img.h, 3, over);
+        if (ret == 0)
+            printf("%s: %ux%u -> %s/%s_mask.png\n", in, img.w, img.h, outdir, stem);
+    }
+    free(x);
+    free(pred);
+    free(over);
+    vka_image_free(&img);
+    return ret;
+}
+
+static int seg_predict_cmd(int argc, char **argv)
+{
+    struct seg_opts o, cli;
+    seg_opts_defaults(&cli);
+    const char *names[] = { "ckpt", "input", "out" };
+    char *vals[3] = { NULL, NULL, NULL };
+    bool help;
+    int ret = parse("seg predict", argc, argv, &cli, predict_opts, NULL, names, vals, 3, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        print_help("seg predict", "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR\n\n"
+                   "Writes NAME_mask.png (class ids) and NAME_overlay.png for each image; images of any\n"
+                   "size are predicted in overlapping tiles of --tile (default: the training crop).",
+                   predict_opts, NULL);
+        return 0;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!vals[i])
+            return cli_usage_error("seg predict", "--%s is required", names[i]);
+    if (opts_from_ckpt("seg predict", vals[0], &o) < 0)
+        return 1;
+    snprintf(o.device, sizeof(o.device), "%s", cli.device);
+    if (cli.tile)
+        o.tile = cli.tile;
+    if (cli.micro)
+        o.micro = cli.micro;
+    if (seg_opts_finish(&o, "seg predict") < 0)
+        return CLI_USAGE;
+    struct vka_ctx *ctx = NULL;
+    struct seg_model m = { 0 };
+    ret = 1;
+    if (mkdir_p(vals[2]) < 0) {
+        fprintf(stderr, "vkaccum seg predict: cannot create %s\n", vals[2]);
+        return 1;
+    }
+    if (!(ctx = open_ctx(&o)) || seg_model_build(ctx, &o, false, &m) < 0 ||
+        vka_ckpt_load_weights(vals[0], m.g) < 0) {
+        fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
+        goto out;
+    }
+    struct stat st;
+    if (stat(vals[1], &st) < 0) {
+        fprintf(stderr, "vkaccum seg predict: --input %s: no such file or folder\n", vals[1]);
+        goto out;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        struct vka_dataset *ds;
+        struct vka_dataset_params dp = { .kind = VKA_DATA_IMAGES, .path = vals[1] };
+        if (vka_dataset_open(&dp, &ds) < 0) {
+            fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
+            goto out;
+        }
+        int bad = 0;
+        for (uint32_t i = 0; i < vka_dataset_count(ds); i++)
+            if (predict_one(&m, &o, vka_dataset_name(ds, i), vals[2]) < 0) {
+                fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
+                bad++;
+            }
+        vka_dataset_destroy(&ds);
+        if (bad)
+            goto out;
+    } else if (predict_one(&m, &o, vals[1], vals[2]) < 0) {
+        fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
+        goto out;
+    }
+    ret = 0;
+out:
+    seg_model_destroy(&m);
+    vka_ctx_destroy(&ctx);
+    return ret;
+}
+
+int cli_seg(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: vkaccum seg train|eval|predict [OPTIONS]\n"
+        "\n"
+        "  train    train a U-Net (vkaccum seg train --help)\n"
+        "  eval     per-class IoU, mIoU and pixel accuracy of a checkpoint\n"
+        "  predict  class-id masks and colour overlays for images of any size\n";
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "train"))
+        return seg_train(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "eval"))
+        return seg_eval(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "predict"))
+        return seg_predict_cmd(argc - 1, argv + 1);
+    return cli_usage_error("seg", "unknown command '%s' (train, eval or predict)", argv[1]);
+}

@@ -1,0 +1,487 @@
+/* vkaccum seg: the option table, the model, tiled inference and metrics; see seg.h. */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/seg.h"
+#include "log.h"
+
+#define O(n, t, f, ch, h) { n, t, offsetof(struct seg_opts, f), sizeof(((struct seg_opts *)0)->f), ch, h }
+
+const struct opt_desc seg_opt_table[] = {
+    O("data", OPT_STR, data, NULL, "DIR, voc:DIR, folder:DIR, shapes or fashion (default shapes)"),
+    O("out", OPT_STR, out, NULL, "run folder: config.json, metrics.jsonl, checkpoints, samples/"),
+    O("classes", OPT_INT, classes, NULL, "classes (default: the dataset's)"),
+    O("batch", OPT_INT, batch, NULL, "effective batch B: samples per optimizer step (16)"),
+    O("micro-batch", OPT_INT, micro, NULL, "micro-batch b: samples per forward/backward (default B)"),
+    O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
+    O("crop", OPT_INT, crop, NULL, "training crop S, a multiple of 2^depth (64)"),
+    O("steps", OPT_LONG, steps, NULL, "optimizer steps to train (default 300 unless --epochs)"),
+    O("epochs", OPT_INT, epochs, NULL, "epochs to train, instead of --steps"),
+    O("lr", OPT_DOUBLE, lr, NULL, "base learning rate (1e-3)"),
+    O("optimizer", OPT_STR, optimizer, "adamw|adam|sgd", "optimizer (adamw)"),
+    O("weight-decay", OPT_DOUBLE, weight_decay, NULL, "weight decay (1e-4)"),
+    O("momentum", OPT_DOUBLE, momentum, NULL, "SGD momentum (0.9)"),
+    O("schedule", OPT_STR, schedule, "poly|cosine|step|constant", "learning-rate schedule over the steps (poly)"),
+    O("warmup", OPT_INT, warmup, NULL, "linear warm-up steps (0)"),
+    O("clip-norm", OPT_DOUBLE, clip, NULL, "global gradient-norm clipping, 0 off (0)"),
+    O("eval-every", OPT_INT, eval_every, NULL, "evaluate every N steps, 0 only at the end (100)"),
+    O("save-every", OPT_INT, save_every, NULL, "save last.safetensors every N steps (100)"),
+    O("resume", OPT_STR, resume, NULL, "continue the run in RUN from RUN/last.safetensors"),
+    O("load-from", OPT_STR, load_from, NULL, "start from the weights of a safetensors file"),
+    O("seed", OPT_LONG, seed, NULL, "seed of initialisation, data order and augmentation (0)"),
+    O("device", OPT_STR, device, NULL, "device index or a part of its name"),
+    O("depth", OPT_INT, depth, NULL, "U-Net down-samplings (4)"),
+    O("width", OPT_INT, width, NULL, "U-Net base channels, doubling per level (32)"),
+    O("norm", OPT_STR, norm, "group|batch", "normalisation (group: 8 groups)"),
+    O("groups", OPT_INT, groups, NULL, "GroupNorm groups (8)"),
+    O("up", OPT_STR, up, "convT|bilinear", "up-sampling (convT)"),
+    O("ignore-index", OPT_INT, ignore_index, NULL, "mask value left out of loss and metrics (255)"),
+    O("class-weights", OPT_STR, class_weights, NULL, "none, auto (median frequency) or w0,w1,..."),
+    O("mean", OPT_STR, mean, NULL, "per-channel input mean (0.485,0.456,0.406)"),
+    O("std", OPT_STR, std, NULL, "per-channel input std (0.229,0.224,0.225)"),
+    O("workers", OPT_INT, workers, NULL, "data loading threads (2)"),
+    O("no-augment", OPT_BOOL, no_augment, NULL, "no augmentation; training images in sorted order"),
+    O("scale-min", OPT_DOUBLE, scale_min, NULL, "scale jitter range, low (0.75)"),
+    O("scale-max", OPT_DOUBLE, scale_max, NULL, "scale jitter range, high (1.25)"),
+    O("color-jitter", OPT_DOUBLE, jitter, NULL, "brightness/contrast/saturation jitter (0.2)"),
+    O("train-count", OPT_INT, train_count, NULL, "generated training samples (shapes, fashion: 2000)"),
+    O("val-count", OPT_INT, val_count, NULL, "validation images evaluated, 0 all (0)"),
+    O("tile", OPT_INT, tile, NULL, "inference tile, 0: the crop (0)"),
+    O("skip-bad", OPT_BOOL, skip_bad, NULL, "warn and skip bad samples instead of failing"),
+    O("drop-last", OPT_BOOL, drop_last, NULL, "drop an epoch's last partial window"),
+    O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
+    O("dump-grads", OPT_STR, dump_grads, NULL, "write the first window's normalised gradient and exit"),
+    O("json", OPT_BOOL, json, NULL, "eval: print JSON"),
+};
+const size_t seg_opt_count = sizeof(seg_opt_table) / sizeof(seg_opt_table[0]);
+
+void seg_opts_defaults(struct seg_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->data, sizeof(o->data), "shapes");
+    snprintf(o->optimizer, sizeof(o->optimizer), "adamw");
+    snprintf(o->schedule, sizeof(o->schedule), "poly");
+    snprintf(o->norm, sizeof(o->norm), "group");
+    snprintf(o->up, sizeof(o->up), "convT");
+    snprintf(o->class_weights, sizeof(o->class_weights), "none");
+    snprintf(o->mean, sizeof(o->mean), "0.485,0.456,0.406");
+    snprintf(o->std, sizeof(o->std), "0.229,0.224,0.225");
+    o->batch = 16;
+    o->crop = 64;
+    o->lr = 1e-3;
+    o->weight_decay = 1e-4;
+    o->momentum = 0.9;
+    o->eval_every = 100;
+    o->save_every = 100;
+    o->depth = 4;
+    o->width = 32;
+    o->groups = 8;
+    o->ignore_index = 255;
+    o->workers = 2;
+    o->scale_min = 0.75;
+    o->scale_max = 1.25;
+    o->jitter = 0.2;
+}
+
+int seg_opt_set(struct seg_opts *o, const char *cmd, const struct opt_desc *d, const char *text)
+{
+    char *p = (char *)o + d->off, *end;
+    errno = 0;
+    switch (d->type) {
+    case OPT_INT:
+    case OPT_LONG: {
+        long long v = strtoll(text, &end, 10);
+        if (errno || end == text || *end || v < 0 || (d->type == OPT_INT && v > 1 << 30))
+            return cli_usage_error(cmd, "--%s %s: give a whole number >= 0", d->name, text), -EINVAL;
+        if (d->type == OPT_INT)
+            *(int *)p = (int)v;
+        else
+            *(long long *)p = v;
+        return 0;
+    }
+    case OPT_DOUBLE: {
+        double v = strtod(text, &end);
+        if (errno || end == text || *end || !isfinite(v) || v < 0)
+            return cli_usage_error(cmd, "--%s %s: give a number >= 0", d->name, text), -EINVAL;
+        *(double *)p = v;
+        return 0;
+    }
+    case OPT_BOOL:
+        *(bool *)p = true;
+        return 0;
+    case OPT_STR:
+        if (strlen(text) >= d->size)
+            return cli_usage_error(cmd, "--%s: the value is too long", d->name), -EINVAL;
+        if (d->choices) {
+            char list[96];
+            snprintf(list, sizeof(list), "%s", d->choices);
+            bool ok = false;
+            for (char *t = strtok(list, "|"); t && !ok; t = strtok(NULL, "|"))
+                ok = !strcmp(t, text);
+            if (!ok)
+                return cli_usage_error(cmd, "--%s %s: choose one of %s", d->name, text,
+                                       d->choices), -EINVAL;
+        }
+        snprintf(p, d->size, "%s", text);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+cJSON *seg_opts_json(const struct seg_opts *o)
+{
+    cJSON *j = cJSON_CreateObject();
+    for (size_t i = 0; i < seg_opt_count; i++) {
+        const struct opt_desc *d = &seg_opt_table[i];
+        const char *p = (const char *)o + d->off;
+        switch (d->type) {
+        case OPT_INT: cJSON_AddNumberToObject(j, d->name, *(const int *)p); break;
+        case OPT_LONG: cJSON_AddNumberToObject(j, d->name, (double)*(const long long *)p); break;
+        case OPT_DOUBLE: cJSON_AddNumberToObject(j, d->name, *(const double *)p); break;
+        case OPT_BOOL: cJSON_AddBoolToObject(j, d->name, *(const bool *)p); break;
+        case OPT_STR: cJSON_AddStringToObject(j, d->name, p); break;
+        }
+    }
+    return j;
+}
+
+int seg_opts_from_json(struct seg_opts *o, const cJSON *j, const char *what)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j) {
+        const struct opt_desc *d = NULL;
+        for (size_t i = 0; i < seg_opt_count && !d; i++)
+            if (!strcmp(seg_opt_table[i].name, it->string))
+                d = &seg_opt_table[i];
+        if (!d) {
+            vka_err("%s: unknown option \"%s\"", what, it->string);
+            return -EINVAL;
+        }
+        char *p = (char *)o + d->off;
+        bool ok = true;
+        switch (d->type) {
+        case OPT_INT: ok = cJSON_IsNumber(it); if (ok) *(int *)p = it->valueint; break;
+        case OPT_LONG: ok = cJSON_IsNumber(it); if (ok) *(long long *)p = (long long)it->valuedouble; break;
+        case OPT_DOUBLE: ok = cJSON_IsNumber(it); if (ok) *(double *)p = it->valuedouble; break;
+        case OPT_BOOL: ok = cJSON_IsBool(it); if (ok) *(bool *)p = cJSON_IsTrue(it); break;
+        case OPT_STR:
+            ok = cJSON_IsString(it) && strlen(it->valuestring) < d->size;
+            if (ok)
+                snprintf(p, d->size, "%s", it->valuestring);
+            break;
+        }
+        if (!ok) {
+            vka_err("%s: option \"%s\" has a value of the wrong type", what, it->string);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int parse_triple(const char *cmd, const char *name, const char *s, float v[3])
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        v[i] = strtof(s, &end);
+        if (end == s || (i < 2 && *end != ',') || (i == 2 && *end))
+            return cli_usage_error(cmd, "--%s %s: give three numbers a,b,c", name, s), -EINVAL;
+        s = end + 1;
+    }
+    return 0;
+}
+
+int seg_opts_finish(struct seg_opts *o, const char *cmd)
+{
+    if (parse_triple(cmd, "mean", o->mean, o->mean_v) < 0 ||
+        parse_triple(cmd, "std", o->std, o->std_v) < 0)
+        return -EINVAL;
+    for (int i = 0; i < 3; i++)
+        if (!(o->std_v[i] > 0))
+            return cli_usage_error(cmd, "--std %s: every value must be above 0", o->std), -EINVAL;
+    if (o->batch < 1)
+        return cli_usage_error(cmd, "--batch must be at least 1"), -EINVAL;
+    if (o->accum && o->micro)
+        return cli_usage_error(cmd, "give --micro-batch or --accum, not both"), -EINVAL;
+    if (o->accum)
+        o->micro = (o->batch + o->accum - 1) / o->accum;
+    if (!o->micro)
+        o->micro = o->batch;
+    if (o->micro > o->batch)
+        return cli_usage_error(cmd, "--micro-batch %d is larger than --batch %d", o->micro,
+                               o->batch), -EINVAL;
+    if (o->depth < 1 || o->depth > 6)
+        return cli_usage_error(cmd, "--depth %d: give 1 to 6", o->depth), -EINVAL;
+    if (o->crop < 1 || o->crop % (1 << o->depth))
+        return cli_usage_error(cmd, "--crop %d must be a positive multiple of 2^depth = %d",
+                               o->crop, 1 << o->depth), -EINVAL;
+    if (o->tile && o->tile % (1 << o->depth))
+        return cli_usage_error(cmd, "--tile %d must be a multiple of 2^depth = %d", o->tile,
+                               1 << o->depth), -EINVAL;
+    if (o->ignore_index > 255)
+        return cli_usage_error(cmd, "--ignore-index %d: masks are 8-bit, give 0 to 255",
+                               o->ignore_index), -EINVAL;
+    if (o->scale_min > o->scale_max)
+        return cli_usage_error(cmd, "--scale-min %g is above --scale-max %g", o->scale_min,
+                               o->scale_max), -EINVAL;
+    if (o->width < 1 || (!strcmp(o->norm, "group") && (o->groups < 1 || o->width % o->groups)))
+        return cli_usage_error(cmd, "--width %d must be a multiple of --groups %d", o->width,
+                               o->groups), -EINVAL;
+    return 0;
+}
+
+int seg_model_build(struct vka_ctx *ctx, const struct seg_opts *o, bool train,
+                    struct seg_model *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->target = m->weights = m->loss = -1;
+    int ret = vka_graph_create(ctx, &(struct vka_graph_params){ .seed = (uint64_t)o->seed }, &m->g);
+    if (ret < 0)
+        return ret;
+    struct vka_unet_params up = {
+        .in_channels = 3, .classes = (uint32_t)o->classes, .depth = (uint32_t)o->depth,
+        .width = (uint32_t)o->width, .groups = (uint32_t)o->groups,
+        .norm = !strcmp(o->norm, "batch") ? VKA_UNET_BATCH : VKA_UNET_GROUP,
+        .bilinear = !strcmp(o->up, "bilinear"),
+        .size = (uint32_t)(train || !o->tile ? o->crop : o->tile),
+    };
+    if ((ret = vka_unet_build(m->g, &up, &m->net)) < 0)
+        goto fail;
+    if (train) {
+        m->target = vka_graph_input(m->g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, up.size, up.size);
+        if (strcmp(o->class_weights, "none"))
+            m->weights = vka_graph_state(m->g, "train.class_weights", up.classes, 1.0f);
+        union vka_op_params ce = { .loss = { .ignore_index = o->ignore_index, .scale = 1 } };
+        if (m->target < 0 || (m->weights < -1) ||
+            (m->loss = vka_graph_node(m->g, VKA_OP_cross_entropy, &ce, m->net.logits, m->target,
+                                      m->weights)) < 0) {
+            ret = m->loss < 0 ? m->loss : -EINVAL;
+            goto fail;
+        }
+    }
+    if (!train)
+        vka_graph_set_training(m->g, false);
+    if ((ret = vka_graph_alloc(m->g)) < 0)
+        goto fail;
+    return 0;
+fail:
+    vka_graph_destroy(&m->g);
+    return ret;
+}
+
+void seg_model_destroy(struct seg_model *m)
+{
+    vka_graph_destroy(&m->g);
+}
+
+static void tile_starts(uint32_t len, uint32_t tile, uint32_t *starts, uint32_t *n)
+{
+    /* tiles every 2/3 of a tile, the last one flush with the end */
+    uint32_t stride = tile * 2 / 3 ? tile * 2 / 3 : 1;
+    *n = 0;
+    if (len <= tile) {
+        starts[(*n)++] = 0;
+        return;
+    }
+    for (uint32_t s = 0;; s += stride) {
+        if (s + tile >= len) {
+            starts[(*n)++] = len - tile;
+            return;
+        }
+        starts[(*n)++] = s;
+    }
+}
+
+int seg_predict(struct seg_model *m, uint32_t batch, const float *x, uint32_t c, uint32_t h,
+                uint32_t w, uint8_t *pred)
+{
+    const struct vka_val *img = vka_graph_val(m->g, m->net.image);
+    const struct vka_val *lv = vka_graph_val(m->g, m->net.logits);
+    uint32_t T = img->h, K = lv->c;
+    uint32_t *ys = malloc(sizeof(uint32_t) * (h / (T * 2 / 3 ? T * 2 / 3 : 1) + 3));
+    uint32_t *xs = malloc(sizeof(uint32_t) * (w / (T * 2 / 3 ? T * 2 / 3 : 1) + 3));
+    uint32_t ny, nx;
+    float *acc = calloc((size_t)K * h * w, sizeof(float));
+    uint16_t *hits = calloc((size_t)h * w, sizeof(uint16_t));
+    float *tiles = malloc(sizeof(float) * batch * c * T * T);
+    float *logits = malloc(sizeof(float) * batch * K * T * T);
+    int ret = 0;
+    if (!ys || !xs || !acc || !hits || !tiles || !logits) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    tile_starts(h, T, ys, &ny);
+    tile_starts(w, T, xs, &nx);
+    uint32_t total = ny * nx;
+    for (uint32_t first = 0; first < total && ret == 0; first += batch) {
+        uint32_t nb = total - first < batch ? total - first : batch;
+        /* a tile past a small image's edge is the mean colour: 0 after normalisation */
+        memset(tiles, 0, sizeof(float) * nb * c * T * T);
+        for (uint32_t b = 0; b < nb; b++) {
+            uint32_t y0 = ys[(first + b) / nx], x0 = xs[(first + b) % nx];
+            for (uint32_t k = 0; k < c; k++)
+                for (uint32_t yy = 0; yy < T && y0 + yy < h; yy++)
+                    for (uint32_t xx = 0; xx < T && x0 + xx < w; xx++)
+                        tiles[((size_t)(b * c + k) * T + yy) * T + xx] =
+                            x[((size_t)k * h + y0 + yy) * w + x0 + xx];
+        }
+        struct vka_plan *plan;
+        if ((ret = vka_graph_plan(m->g, nb, false, &plan)) < 0)
+            break;
+        struct vka_tensor ti = vka_plan_tensor(plan, m->net.image);
+        struct vka_tensor to = vka_plan_tensor(plan, m->net.logits);
+        if ((ret = vka_tensor_upload(&ti, tiles)) < 0 || (ret = vka_plan_run(plan)) < 0 ||
+            (ret = vka_tensor_download(&to, logits)) < 0)
+            break;
+        for (uint32_t b = 0; b < nb; b++) {
+            uint32_t y0 = ys[(first + b) / nx], x0 = xs[(first + b) % nx];
+            for (uint32_t yy = 0; yy < T && y0 + yy < h; yy++)
+                for (uint32_t xx = 0; xx < T && x0 + xx < w; xx++) {
+                    size_t p = (size_t)(y0 + yy) * w + x0 + xx;
+                    hits[p]++;
+                    for (uint32_t k = 0; k < K; k++)
+                        acc[(size_t)k * h * w + p] += logits[((size_t)(b * K + k) * T + yy) * T + xx];
+                }
+        }
+    }
+    for (size_t p = 0; ret == 0 && p < (size_t)h * w; p++) {
+        uint32_t best = 0;
+        for (uint32_t k = 1; k < K; k++)
+            if (acc[(size_t)k * h * w + p] > acc[(size_t)best * h * w + p])
+                best = k;
+        pred[p] = (uint8_t)best;
+    }
+out:
+    free(ys);
+    free(xs);
+    free(acc);
+    free(hits);
+    free(tiles);
+    free(logits);
+    return ret;
+}
+
+int seg_metrics_init(struct seg_metrics *s, uint32_t classes)
+{
+    memset(s, 0, sizeof(*s));
+    s->classes = classes;
+    s->conf = calloc((size_t)classes * classes, sizeof(uint64_t));
+    return s->conf ? 0 : -ENOMEM;
+}
+
+void seg_metrics_add(struct seg_metrics *s, const int32_t *target, const uint8_t *pred,
+                     uint64_t n, int32_t ignore_index)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (target[i] != ignore_index && target[i] >= 0 && (uint32_t)target[i] < s->classes &&
+            pred[i] < s->classes)
+            s->conf[(size_t)target[i] * s->classes + pred[i]]++;
+}
+
+/* mmsegmentation's rule: IoU = TP / (TP + FP + FN) per class; mIoU the mean over classes
+ * whose union is not empty (nanmean); pixel accuracy = sum TP / all counted pixels. */
+void seg_metrics_finish(struct seg_metrics *s)
+{
+    uint32_t C = s->classes, present = 0;
+    uint64_t tp_all = 0, all = 0;
+    double sum = 0;
+    for (uint32_t k = 0; k < C; k++) {
+        uint64_t tp = s->conf[(size_t)k * C + k], row = 0, col = 0;
+        for (uint32_t j = 0; j < C; j++) {
+            row += s->conf[(size_t)k * C + j];
+            col += s->conf[(size_t)j * C + k];
+        }
+        uint64_t uni = row + col - tp;
+        s->present[k] = uni > 0;
+        s->iou[k] = uni ? (double)tp / uni : NAN;
+        if (uni) {
+            sum += s->iou[k];
+            present++;
+        }
+        tp_all += tp;
+        all += row;
+    }
+    s->miou = present ? sum / present : NAN;
+    s->pixel_acc = all ? (double)tp_all / all : NAN;
+}
+
+void seg_metrics_free(struct seg_metrics *s)
+{
+    free(s->conf);
+    s->conf = NULL;
+}
+
+void seg_class_colour(uint32_t k, uint8_t rgb[3])
+{
+    /* Pascal VOC's colour map: the bits of k spread over the channels' high bits */
+    rgb[0] = rgb[1] = rgb[2] = 0;
+    for (int i = 0; i < 8; i++) {
+        rgb[0] |= (uint8_t)(((k >> 0) & 1) << (7 - i));
+        rgb[1] |= (uint8_t)(((k >> 1) & 1) << (7 - i));
+        rgb[2] |= (uint8_t)(((k >> 2) & 1) << (7 - i));
+        k >>= 3;
+    }
+}
+
+static int write_overlay(const char *path, const struct vka_image *img, const uint8_t *pred)
+{
+    size_t n = (size_t)img->w * img->h;
+    uint8_t *rgb = malloc(n * 3);
+    if (!rgb)
+        return -ENOMEM;
+    for (size_t p = 0; p < n; p++) {
+        uint8_t col[3];
+        seg_class_colour(pred[p], col);
+        for (int k = 0; k < 3; k++) {
+            uint8_t v = img->data[p * img->c + (img->c == 3 ? k : 0)];
+            rgb[p * 3 + k] = pred[p] ? (uint8_t)((v + col[k]) / 2) : v;
+        }
+    }
+    int ret = cli_png_write(path, img->w, img->h, 3, rgb);
+    free(rgb);
+    return ret;
+}
+
+int seg_evaluate(struct seg_model *m, const struct seg_opts *o, struct vka_dataset *ds,
+                 uint32_t max_images, const char *overlay_dir, uint32_t overlays,
+                 struct seg_metrics *s)
+{
+    struct vka_augment_params aug = { .mean = o->mean_v, .std = o->std_v };
+    uint32_t n = vka_dataset_count(ds);
+    if (max_images && max_images < n)
+        n = max_images;
+    int ret = 0;
+    for (uint32_t i = 0; i < n && ret == 0; i++) {
+        struct vka_sample smp;
+        if ((ret = vka_dataset_get(ds, i, 3, &smp)) < 0)
+            break;
+        uint32_t w = smp.image.w, h = smp.image.h;
+        float *x = malloc(sizeof(float) * 3 * w * h);
+        int32_t *y = malloc(sizeof(int32_t) * w * h);
+        uint8_t *pred = malloc((size_t)w * h);
+        if (!x || !y || !pred)
+            ret = -ENOMEM;
+        if (ret == 0)
+            ret = vka_augment(&aug, 0, &smp.image, &smp.mask, vka_dataset_ignore_index(ds), x, y);
+        if (ret == 0)
+            ret = seg_predict(m, (uint32_t)o->micro, x, 3, h, w, pred);
+        if (ret == 0) {
+            seg_metrics_add(s, y, pred, (uint64_t)w * h, vka_dataset_ignore_index(ds));
+            if (overlay_dir && i < overlays) {
+                char path[1024];
+                snprintf(path, sizeof(path), "%s/val_%04u.png", overlay_dir, i);
+                ret = write_overlay(path, &smp.image, pred);
+            }
+        }
+        free(x);
+        free(y);
+        free(pred);
+        vka_sample_free(&smp);
+    }
+    seg_metrics_finish(s);
+    return ret;
+}

@@ -1,0 +1,1338 @@
+/* Datasets (datasets/): every reader on files the tests write into a temporary folder
+ * (stb_image_write for PNG/JPEG/BMP/TGA, libspng for indexed PNGs, zlib for IDX), each
+ * bad input as its own test asserting that the error names the file, the generators'
+ * determinism, augmentation against hand-computed outputs, the loader's order across
+ * worker counts, batch splits and seeks, and median frequency weights. Host only: no
+ * Vulkan. */
+#define _XOPEN_SOURCE 700
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <spng.h>
+#include <zlib.h>
+
+/* stb_image_write for PNG, BMP and TGA. Its JPEG writer shifts signed ints past the
+ * sign bit (stbiw__jpg_writeBits), which UBSan reports, so JPEGs come from the small
+ * baseline writer below instead. */
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#endif
+#include <stb/stb_image_write.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#include "common.h"
+#include "datasets/dataset.h"
+
+/* ---- files -------------------------------------------------------------------------- */
+
+static char tmp_root[256];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    chmod(path, 0700);
+    return remove(path);
+}
+
+static void tmp_cleanup(void)
+{
+    if (tmp_root[0])
+        nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_root[0] = '\0';
+}
+
+static const char *tmp_make(void)
+{
+    snprintf(tmp_root, sizeof(tmp_root), "/tmp/vka_datasets_XXXXXX");
+    cr_assert(mkdtemp(tmp_root), "mkdtemp: %s", strerror(errno));
+    return tmp_root;
+}
+
+static void mkdirs(const char *path)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    mkdir(buf, 0755);
+}
+
+/* printf into a static ring of paths */
+static const char *P(const char *fmt, ...) VKA_PRINTF(1, 2);
+static const char *P(const char *fmt, ...)
+{
+    static char ring[16][512];
+    static int at;
+    char *s = ring[at++ % 16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s, 512, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+static uint8_t *read_bytes(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n + 1);
+    cr_assert(b);
+    cr_assert_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void truncate_to(const char *path, double frac)
+{
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    write_bytes(path, b, (size_t)((double)n * frac));
+    free(b);
+}
+
+static uint8_t *rand_bytes(size_t n, uint32_t below)
+{
+    uint8_t *b = malloc(n);
+    cr_assert(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)test_rand_range(0, below - 1);
+    return b;
+}
+
+static void png(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *px)
+{
+    cr_assert(stbi_write_png(path, (int)w, (int)h, (int)c, px, (int)(w * c)), "%s", path);
+}
+
+/* A baseline JPEG whose 8x8 blocks are flat: each block holds only its DC coefficient
+ * (quantiser 1), so a decoder gives back the levels exactly. comps 1 (grey) or 3
+ * (YCbCr, no subsampling); lv[(by * bw + bx) * comps + k] is the level of component k
+ * in block (bx, by), bw = ceil(w / 8). */
+struct jbuf {
+    uint8_t *b;
+    size_t n, cap;
+    uint32_t acc;
+    int cnt;
+};
+
+static void jbyte(struct jbuf *o, uint8_t v)
+{
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 1024;
+        o->b = realloc(o->b, o->cap);
+        cr_assert(o->b);
+    }
+    o->b[o->n++] = v;
+}
+
+static void jbytes(struct jbuf *o, const uint8_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        jbyte(o, v[i]);
+}
+
+static void jbits(struct jbuf *o, uint32_t code, int len)
+{
+    for (int i = len - 1; i >= 0; i--) {
+        o->acc = (o->acc << 1) | ((code >> i) & 1);
+        if (++o->cnt == 8) {
+            jbyte(o, (uint8_t)o->acc);
+            if (o->acc == 0xff)
+                jbyte(o, 0);
+            o->acc = 0;
+            o->cnt = 0;
+        }
+    }
+}
+
+static void flat_jpeg(const char *path, uint32_t w, uint32_t h, uint32_t comps,
+                      const uint8_t *lv)
+{
+    static const uint8_t dc_bits[16] = { 0, 1, 5, 1, 1, 1, 1, 1, 1 };
+    uint16_t code[12];
+    uint8_t len[12];
+    for (uint32_t l = 1, k = 0, c = 0; l <= 16; l++, c <<= 1)
+        for (uint32_t i = 0; i < dc_bits[l - 1]; i++, k++, c++) {
+            code[k] = (uint16_t)c;
+            len[k] = (uint8_t)l;
+        }
+    struct jbuf o = { 0 };
+    const uint8_t soi[] = { 0xff, 0xd8, 0xff, 0xdb, 0, 67, 0 };
+    jbytes(&o, soi, sizeof(soi));
+    for (int i = 0; i < 64; i++)
+        jbyte(&o, 1);
+    const uint8_t sof[] = { 0xff, 0xc0, 0, (uint8_t)(8 + 3 * comps), 8, (uint8_t)(h >> 8),
+                            (uint8_t)h, (uint8_t)(w >> 8), (uint8_t)w, (uint8_t)comps };
+    jbytes(&o, sof, sizeof(sof));
+    for (uint32_t k = 0; k < comps; k++) {
+        const uint8_t c[3] = { (uint8_t)(k + 1), 0x11, 0 };
+        jbytes(&o, c, 3);
+    }
+    const uint8_t dht_dc[] = { 0xff, 0xc4, 0, 31, 0x00 };
+    jbytes(&o, dht_dc, sizeof(dht_dc));
+    jbytes(&o, dc_bits, 16);
+    for (uint8_t v = 0; v < 12; v++)
+        jbyte(&o, v);
+    const uint8_t dht_ac[] = { 0xff, 0xc4, 0, 20, 0x10, 1, 0, 0, 0, 0, 0, 0, 0,
+                               0,    0,    0, 0,  0,    0, 0, 0, 0x00 }; /* EOB = "0" */
+    jbytes(&o, dht_ac, sizeof(dht_ac));
+    const uint8_t sos[] = { 0xff, 0xda, 0, (uint8_t)(6 + 2 * comps), (uint8_t)comps };
+    jbytes(&o, sos, sizeof(sos));
+    for (uint32_t k = 0; k < comps; k++) {
+        const uint8_t c[2] = { (uint8_t)(k + 1), 0x00 };
+        jbytes(&o, c, 2);
+    }
+    const uint8_t sos_tail[] = { 0, 63, 0 };
+    jbytes(&o, sos_tail, 3);
+    int pred[3] = { 0, 0, 0 };
+    uint32_t bw = (w + 7) / 8, bh = (h + 7) / 8;
+    for (uint32_t b = 0; b < bw * bh; b++)
+        for (uint32_t k = 0; k < comps; k++) {
+            int dc = 8 * ((int)lv[b * comps + k] - 128), diff = dc - pred[k];
+            pred[k] = dc;
+            uint32_t mag = (uint32_t)abs(diff), cat = 0;
+            while (mag >> cat)
+                cat++;
+            jbits(&o, code[cat], len[cat]);
+            if (cat)
+                jbits(&o, (uint32_t)(diff >= 0 ? diff : diff + (1 << cat) - 1), (int)cat);
+            jbits(&o, 0, 1); /* EOB */
+        }
+    while (o.cnt)
+        jbits(&o, 1, 1);
+    const uint8_t eoi[] = { 0xff, 0xd9 };
+    jbytes(&o, eoi, 2);
+    write_bytes(path, o.b, o.n);
+    free(o.b);
+}
+
+/* A flat-block grey JPEG of random levels; writes the expected pixels into px. */
+static void rand_jpeg(const char *path, uint32_t w, uint32_t h, uint8_t *px)
+{
+    uint32_t bw = (w + 7) / 8, bh = (h + 7) / 8;
+    uint8_t *lv = rand_bytes((size_t)bw * bh, 256);
+    flat_jpeg(path, w, h, 1, lv);
+    for (uint32_t y = 0; px && y < h; y++)
+        for (uint32_t x = 0; x < w; x++)
+            px[y * w + x] = lv[(y / 8) * bw + x / 8];
+    free(lv);
+}
+
+/* A mask of ids below classes with a few 255 (ignored) pixels. */
+static uint8_t *rand_mask(uint32_t w, uint32_t h, uint32_t classes)
+{
+    uint8_t *m = rand_bytes((size_t)w * h, classes);
+    for (uint32_t i = 0; i < w * h; i += 7)
+        m[i] = 255;
+    return m;
+}
+
+/* DIR/split/{images,masks} with n samples s<i> of w x h, image formats cycling. */
+static void make_folder(const char *root, const char *split, uint32_t n, uint32_t w,
+                        uint32_t h, uint32_t classes)
+{
+    mkdirs(P("%s/%s/images", root, split));
+    mkdirs(P("%s/%s/masks", root, split));
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *img = rand_bytes((size_t)w * h * 3, 256), *m = rand_mask(w, h, classes);
+        const char *ip = P("%s/%s/images/s%02u", root, split, i);
+        switch (i % 3) {
+        case 0: png(P("%s.png", ip), w, h, 3, img); break;
+        case 1: cr_assert(stbi_write_bmp(P("%s.bmp", ip), (int)w, (int)h, 3, img)); break;
+        default: cr_assert(stbi_write_tga(P("%s.tga", ip), (int)w, (int)h, 3, img)); break;
+        }
+        png(P("%s/%s/masks/s%02u.png", root, split, i), w, h, 1, m);
+        free(img);
+        free(m);
+    }
+}
+
+static struct vka_dataset *open_ok(const struct vka_dataset_params *p)
+{
+    struct vka_dataset *ds = NULL;
+    int ret = vka_dataset_open(p, &ds);
+    cr_assert_eq(ret, 0, "open failed (%d): %s", ret, vka_last_error());
+    cr_assert(ds);
+    return ds;
+}
+
+/* The open must fail and the message must name `file` and contain `what`. */
+static void open_fails(const struct vka_dataset_params *p, const char *file, const char *what)
+{
+    struct vka_dataset *ds = NULL;
+    vka_clear_error();
+    int ret = vka_dataset_open(p, &ds);
+    cr_assert_lt(ret, 0, "opened although %s should fail with '%s'", file, what);
+    cr_assert_null(ds);
+    cr_assert(strstr(vka_last_error(), file), "the error does not name %s: %s", file,
+              vka_last_error());
+    cr_assert(strstr(vka_last_error(), what), "the error does not say '%s': %s", what,
+              vka_last_error());
+}
+
+TestSuite(datasets, .fini = tmp_cleanup);
+
+/* ---- images -------------------------------------------------------------------------- */
+
+Test(datasets, image_formats_round_trip)
+{
+    test_seed("datasets/image_formats_round_trip");
+    const char *d = tmp_make();
+    uint32_t w = test_rand_range(5, 40), h = test_rand_range(5, 40);
+    uint8_t *rgb = rand_bytes((size_t)w * h * 3, 256), *grey = rand_bytes((size_t)w * h, 256);
+    png(P("%s/a.png", d), w, h, 3, rgb);
+    png(P("%s/g.png", d), w, h, 1, grey);
+    cr_assert(stbi_write_bmp(P("%s/a.bmp", d), (int)w, (int)h, 3, rgb));
+    cr_assert(stbi_write_tga(P("%s/a.tga", d), (int)w, (int)h, 3, rgb));
+    uint8_t *jgrey = malloc((size_t)w * h);
+    rand_jpeg(P("%s/a.jpg", d), w, h, jgrey);
+    /* colour: Y per block, Cb = Cr = 128 but for block 0, which is red (Cr 240) */
+    uint32_t bw = (w + 7) / 8, nb = bw * ((h + 7) / 8);
+    uint8_t *ycc = malloc(nb * 3);
+    for (uint32_t b = 0; b < nb; b++) {
+        ycc[3 * b] = (uint8_t)test_rand_range(40, 200);
+        ycc[3 * b + 1] = 128;
+        ycc[3 * b + 2] = b ? 128 : 240;
+    }
+    flat_jpeg(P("%s/c.jpg", d), w, h, 3, ycc);
+    const char *exact[] = { "a.png", "a.bmp", "a.tga" };
+    for (int f = 0; f < 3; f++) {
+        struct vka_image img;
+        const char *path = P("%s/%s", d, exact[f]);
+        cr_assert_eq(vka_image_read(path, 0, &img), 0, "%s", vka_last_error());
+        cr_assert(img.w == w && img.h == h && img.c == 3, "%s: %ux%ux%u", path, img.w, img.h,
+                  img.c);
+        cr_assert_eq(memcmp(img.data, rgb, (size_t)w * h * 3), 0, "%s: pixels differ", path);
+        vka_image_free(&img);
+    }
+    struct vka_image img;
+    cr_assert_eq(vka_image_read(P("%s/g.png", d), 0, &img), 0, "%s", vka_last_error());
+    cr_assert(img.c == 1 && !memcmp(img.data, grey, (size_t)w * h));
+    vka_image_free(&img);
+    /* grey read as RGB replicates the channel */
+    cr_assert_eq(vka_image_read(P("%s/g.png", d), 3, &img), 0);
+    for (uint32_t i = 0; i < w * h; i++)
+        cr_assert(img.data[3 * i] == grey[i] && img.data[3 * i + 2] == grey[i]);
+    vka_image_free(&img);
+    /* flat 8x8 blocks with only a DC coefficient decode exactly */
+    cr_assert_eq(vka_image_read(P("%s/a.jpg", d), 0, &img), 0, "%s", vka_last_error());
+    cr_assert(img.w == w && img.h == h && img.c == 1);
+    cr_assert_eq(memcmp(img.data, jgrey, (size_t)w * h), 0, "grey JPEG pixels differ");
+    vka_image_free(&img);
+    cr_assert_eq(vka_image_read(P("%s/c.jpg", d), 0, &img), 0, "%s", vka_last_error());
+    cr_assert(img.w == w && img.h == h && img.c == 3);
+    for (uint32_t y = 0; y < h; y++)
+        for (uint32_t x = 0; x < w; x++) {
+            uint32_t b = (y / 8) * bw + x / 8;
+            const uint8_t *q = img.data + 3 * ((size_t)y * w + x);
+            if (b)
+                cr_assert(q[0] == ycc[3 * b] && q[1] == ycc[3 * b] && q[2] == ycc[3 * b],
+                          "(%u, %u): %u %u %u, want grey %u", x, y, q[0], q[1], q[2],
+                          ycc[3 * b]);
+            else
+                cr_assert(q[0] > q[1] + 60 && q[0] > q[2] + 60, "block 0 is not red");
+        }
+    vka_image_free(&img);
+    free(jgrey);
+    free(ycc);
+    struct vka_image_info info;
+    cr_assert_eq(vka_image_probe(P("%s/a.jpg", d), &info), 0);
+    cr_assert(info.format == VKA_FMT_JPEG && info.w == w && info.h == h);
+    free(rgb);
+    free(grey);
+}
+
+/* ---- the folder layout ------------------------------------------------------------------ */
+
+Test(datasets, folder_layout_pairs_sorted)
+{
+    test_seed("datasets/folder_layout_pairs_sorted");
+    const char *d = tmp_make();
+    make_folder(d, "train", 5, 12, 9, 3);
+    make_folder(d, "val", 2, 7, 7, 3);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_FOLDER,
+                                                                   .path = d, .threads = 3 });
+    cr_assert_eq(vka_dataset_count(ds), 5);
+    cr_assert(vka_dataset_has_masks(ds));
+    cr_assert_leq(vka_dataset_classes(ds), 3);
+    cr_assert_geq(vka_dataset_classes(ds), 2, "classes inferred as %u",
+                  vka_dataset_classes(ds));
+    for (uint32_t i = 0; i < 5; i++) {
+        const char *ext[] = { "png", "bmp", "tga" };
+        const char *want = P("%s/train/images/s%02u.%s", d, i, ext[i % 3]);
+        cr_assert_str_eq(vka_dataset_name(ds, i), want);
+        struct vka_sample s;
+        cr_assert_eq(vka_dataset_get(ds, i, 3, &s), 0, "%s", vka_last_error());
+        struct vka_image m;
+        cr_assert_eq(vka_mask_read(P("%s/train/masks/s%02u.png", d, i), NULL, 255, &m), 0);
+        cr_assert(s.image.w == 12 && s.image.h == 9 && s.image.c == 3);
+        cr_assert(s.mask.w == 12 && s.mask.h == 9 && !memcmp(s.mask.data, m.data, 12 * 9));
+        vka_image_free(&m);
+        vka_sample_free(&s);
+    }
+    struct vka_class_stats st;
+    cr_assert_eq(vka_dataset_class_stats(ds, &st), 0);
+    uint64_t total = st.ignored;
+    for (uint32_t c = 0; c < st.classes; c++)
+        total += st.pixels[c];
+    cr_assert_eq(total, 5 * 12 * 9, "class counts cover %llu of %u pixels",
+                 (unsigned long long)total, 5 * 12 * 9);
+    cr_assert_eq(st.images, 5);
+    vka_dataset_destroy(&ds);
+    cr_assert_null(ds);
+    vka_dataset_destroy(&ds);
+    ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_FOLDER, .path = d,
+                                               .split = VKA_SPLIT_VAL, .classes = 3 });
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    cr_assert_eq(vka_dataset_classes(ds), 3);
+    vka_dataset_destroy(&ds);
+}
+
+/* Files with other extensions are ignored (with a warning); a file with an image
+ * extension that is not an image is refused. */
+Test(datasets, non_image_files)
+{
+    test_seed("datasets/non_image_files");
+    const char *d = tmp_make();
+    make_folder(d, "train", 3, 8, 8, 2);
+    write_bytes(P("%s/train/images/notes.txt", d), "hello", 5);
+    write_bytes(P("%s/train/images/.DS_Store", d), "x", 1);
+    write_bytes(P("%s/train/masks/readme.md", d), "x", 1);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 3, "the text files were not ignored");
+    vka_dataset_destroy(&ds);
+    const char *fake = P("%s/train/images/zz.png", d);
+    write_bytes(fake, "<html>not an image</html>", 25);
+    uint8_t m[64] = { 0 };
+    png(P("%s/train/masks/zz.png", d), 8, 8, 1, m);
+    open_fails(&p, fake, "not a PNG, JPEG, BMP or TGA image");
+    p.skip_bad = true;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 3);
+    vka_dataset_destroy(&ds);
+}
+
+Test(datasets, missing_mask)
+{
+    test_seed("datasets/missing_mask");
+    const char *d = tmp_make();
+    make_folder(d, "train", 4, 8, 8, 2);
+    const char *mask = P("%s/train/masks/s02.png", d);
+    cr_assert_eq(remove(mask), 0);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d };
+    open_fails(&p, P("%s/train/images/s02.tga", d), "missing mask");
+    p.skip_bad = true;
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 3);
+    for (uint32_t i = 0; i < 3; i++)
+        cr_assert_null(strstr(vka_dataset_name(ds, i), "s02"));
+    vka_dataset_destroy(&ds);
+}
+
+Test(datasets, image_mask_size_mismatch)
+{
+    test_seed("datasets/image_mask_size_mismatch");
+    const char *d = tmp_make();
+    make_folder(d, "train", 3, 10, 6, 2);
+    const char *mask = P("%s/train/masks/s01.png", d);
+    uint8_t *m = rand_mask(6, 10, 2);
+    png(mask, 6, 10, 1, m);
+    free(m);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d };
+    open_fails(&p, mask, "mask is 6x10 but its image");
+    p.header_only = true;
+    open_fails(&p, mask, "mask is 6x10 but its image");
+    p.skip_bad = true;
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    vka_dataset_destroy(&ds);
+}
+
+Test(datasets, class_id_out_of_range)
+{
+    test_seed("datasets/class_id_out_of_range");
+    const char *d = tmp_make();
+    make_folder(d, "train", 3, 8, 8, 4);
+    const char *mask = P("%s/train/masks/s00.png", d);
+    uint8_t *m = rand_mask(8, 8, 4);
+    m[8 * 3 + 5] = 7;
+    png(mask, 8, 8, 1, m);
+    free(m);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d, .classes = 4 };
+    open_fails(&p, mask, "class id 7 at pixel (5, 3)");
+    /* 255 is the ignore index by default; with another ignore index it is a bad id */
+    p.classes = 8;
+    struct vka_dataset *ds = open_ok(&p);
+    vka_dataset_destroy(&ds);
+    p.ignore_index = &(int32_t){ 0 };
+    open_fails(&p, mask, "class id 255");
+    p.skip_bad = true;
+    p.ignore_index = NULL;
+    p.classes = 4;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    vka_dataset_destroy(&ds);
+}
+
+static void corrupt_case(const char *name, void (*spoil)(const char *), const char *what)
+{
+    const char *d = tmp_make();
+    make_folder(d, "train", 3, 16, 16, 2);
+    const char *img = P("%s/train/images/%s", d, name);
+    spoil(img);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d };
+    open_fails(&p, img, what);
+    p.skip_bad = true;
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    vka_dataset_destroy(&ds);
+    struct vka_image im;
+    vka_clear_error();
+    cr_assert_lt(vka_image_read(img, 0, &im), 0);
+    cr_assert(strstr(vka_last_error(), img), "%s", vka_last_error());
+    cr_assert_null(im.data);
+}
+
+static void half(const char *path)
+{
+    truncate_to(path, 0.5);
+}
+
+Test(datasets, truncated_png)
+{
+    test_seed("datasets/truncated_png");
+    corrupt_case("s00.png", half, "truncated PNG");
+}
+
+Test(datasets, truncated_bmp)
+{
+    test_seed("datasets/truncated_bmp");
+    corrupt_case("s01.bmp", half, "truncated BMP");
+}
+
+static void write_jpeg_then_cut(const char *path)
+{
+    rand_jpeg(path, 40, 32, NULL);
+    truncate_to(path, 0.8);
+}
+
+Test(datasets, truncated_jpeg)
+{
+    test_seed("datasets/truncated_jpeg");
+    const char *d = tmp_make();
+    const char *path = P("%s/cut.jpg", d);
+    write_jpeg_then_cut(path);
+    struct vka_image im;
+    vka_clear_error();
+    cr_assert_lt(vka_image_read(path, 0, &im), 0, "a truncated JPEG was decoded");
+    cr_assert(strstr(vka_last_error(), path) && strstr(vka_last_error(), "truncated JPEG"),
+              "%s", vka_last_error());
+}
+
+/* IHDR, IEND and the sizes intact, the compressed data overwritten. */
+static void scramble_idat(const char *path)
+{
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    for (size_t i = 41; i + 16 < n; i++)
+        b[i] = (uint8_t)(i * 37 + 11);
+    write_bytes(path, b, n);
+    free(b);
+}
+
+Test(datasets, corrupt_png)
+{
+    test_seed("datasets/corrupt_png");
+    corrupt_case("s00.png", scramble_idat, "corrupt PNG");
+}
+
+/* A PNG whose IHDR claims 100000 x 100000 (a 30 GB decode) is refused from its header. */
+static void absurd_png(const char *path)
+{
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    const uint8_t big[8] = { 0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0 };
+    memcpy(b + 16, big, 8);
+    write_bytes(path, b, n);
+    free(b);
+}
+
+Test(datasets, absurd_dimensions)
+{
+    test_seed("datasets/absurd_dimensions");
+    corrupt_case("s00.png", absurd_png, "header claims 100000x100000");
+    const char *d = tmp_make();
+    /* a BMP header of 70000 x 2 */
+    uint8_t bmp[64] = { 'B', 'M' };
+    bmp[10] = 54;
+    bmp[14] = 40;
+    bmp[18] = 0x70, bmp[19] = 0x11, bmp[20] = 0x01; /* 70000 */
+    bmp[22] = 2;
+    bmp[28] = 24;
+    const char *path = P("%s/big.bmp", d);
+    write_bytes(path, bmp, sizeof(bmp));
+    struct vka_image_info info;
+    vka_clear_error();
+    cr_assert_eq(vka_image_probe(path, &info), -EFBIG);
+    cr_assert(strstr(vka_last_error(), path) && strstr(vka_last_error(), "70000x2"), "%s",
+              vka_last_error());
+}
+
+Test(datasets, unreadable_folder)
+{
+    const char *d = tmp_make();
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = P("%s/nowhere", d) };
+    open_fails(&p, P("%s/nowhere/train/images", d), "cannot open folder");
+    /* images/ is a file, not a folder */
+    mkdirs(P("%s/f/train", d));
+    write_bytes(P("%s/f/train/images", d), "x", 1);
+    p.path = P("%s/f", d);
+    open_fails(&p, P("%s/f/train/images", d), "cannot open folder");
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_IMAGES, .path = P("%s/none", d) };
+    open_fails(&p, P("%s/none", d), "cannot open folder");
+    if (geteuid() != 0) { /* root reads any folder, so this case needs a normal user */
+        mkdirs(P("%s/locked/train/images", d));
+        chmod(P("%s/locked/train/images", d), 0);
+        p = (struct vka_dataset_params){ .kind = VKA_DATA_FOLDER, .path = P("%s/locked", d) };
+        open_fails(&p, P("%s/locked/train/images", d), "Permission denied");
+    }
+}
+
+Test(datasets, empty_dataset)
+{
+    const char *d = tmp_make();
+    mkdirs(P("%s/train/images", d));
+    mkdirs(P("%s/train/masks", d));
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d };
+    open_fails(&p, P("%s/train/images", d), "empty dataset");
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_IMAGES, .path = P("%s/train/masks", d) };
+    open_fails(&p, P("%s/train/masks", d), "empty dataset");
+    /* every sample bad and skipped */
+    write_bytes(P("%s/train/images/a.png", d), "nope", 4);
+    uint8_t m[4] = { 0 };
+    png(P("%s/train/masks/a.png", d), 2, 2, 1, m);
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_FOLDER, .path = d, .skip_bad = true };
+    open_fails(&p, "folder:train", "empty dataset");
+}
+
+/* ---- masks: VOC palette PNGs, RGB with a palette ----------------------------------- */
+
+static void indexed_png(const char *path, uint32_t w, uint32_t h, const uint8_t *idx)
+{
+    spng_ctx *enc = spng_ctx_new(SPNG_CTX_ENCODER);
+    cr_assert(enc);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    cr_assert_eq(spng_set_png_file(enc, f), 0);
+    struct spng_ihdr ih = { .width = w, .height = h, .bit_depth = 8,
+                            .color_type = SPNG_COLOR_TYPE_INDEXED };
+    cr_assert_eq(spng_set_ihdr(enc, &ih), 0);
+    struct spng_plte plte = { .n_entries = 256 };
+    for (uint32_t i = 0; i < 256; i++) /* the VOC colour map */
+        for (uint32_t b = 0, c = i; b < 8; b++, c >>= 3) {
+            plte.entries[i].red |= (uint8_t)(((c >> 0) & 1) << (7 - b));
+            plte.entries[i].green |= (uint8_t)(((c >> 1) & 1) << (7 - b));
+            plte.entries[i].blue |= (uint8_t)(((c >> 2) & 1) << (7 - b));
+        }
+    cr_assert_eq(spng_set_plte(enc, &plte), 0);
+    int e = spng_encode_image(enc, idx, (size_t)w * h, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+    cr_assert_eq(e, 0, "%s", spng_strerror(e));
+    spng_ctx_free(enc);
+    fclose(f);
+}
+
+Test(datasets, voc_palette_png_read_as_indices)
+{
+    test_seed("datasets/voc_palette_png_read_as_indices");
+    const char *d = tmp_make();
+    mkdirs(P("%s/JPEGImages", d));
+    mkdirs(P("%s/SegmentationClass", d));
+    mkdirs(P("%s/ImageSets/Segmentation", d));
+    const char *ids[] = { "2007_000033", "2007_000042" };
+    uint8_t *masks[2];
+    for (int i = 0; i < 2; i++) {
+        rand_jpeg(P("%s/JPEGImages/%s.jpg", d, ids[i]), 20, 14, NULL);
+        masks[i] = rand_mask(20, 14, 21);
+        masks[i][0] = 20;
+        indexed_png(P("%s/SegmentationClass/%s.png", d, ids[i]), 20, 14, masks[i]);
+    }
+    write_bytes(P("%s/ImageSets/Segmentation/train.txt", d), "2007_000033\n\n2007_000042\n", 25);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_VOC,
+                                                                   .path = d });
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    cr_assert_eq(vka_dataset_classes(ds), 21);
+    for (uint32_t i = 0; i < 2; i++) {
+        struct vka_sample s;
+        cr_assert_eq(vka_dataset_get(ds, i, 0, &s), 0, "%s", vka_last_error());
+        cr_assert(s.mask.w == 20 && s.mask.h == 14);
+        for (uint32_t p = 0; p < 20 * 14; p++)
+            cr_assert_eq(s.mask.data[p], masks[i][p], "pixel %u: %u, written index %u", p,
+                         s.mask.data[p], masks[i][p]);
+        vka_sample_free(&s);
+        free(masks[i]);
+    }
+    vka_dataset_destroy(&ds);
+    /* a listed id without its image */
+    write_bytes(P("%s/ImageSets/Segmentation/val.txt", d), "2007_000033\nnope\n", 17);
+    open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_VOC, .path = d,
+                                             .split = VKA_SPLIT_VAL },
+               P("%s/JPEGImages/nope.jpg", d), "missing image");
+}
+
+Test(datasets, rgb_mask_with_palette)
+{
+    test_seed("datasets/rgb_mask_with_palette");
+    const char *d = tmp_make();
+    make_folder(d, "train", 2, 6, 5, 2);
+    const uint8_t cols[4][3] = { { 0, 0, 0 }, { 200, 10, 10 }, { 10, 200, 10 }, { 255, 255, 255 } };
+    const char *pal = P("%s/palette.json", d);
+    const char *json = "{\"classes\": [[0,0,0], [200,10,10], [10,200,10]],\n"
+                       " \"ignore\": [[255,255,255]]}";
+    write_bytes(pal, json, strlen(json));
+    uint8_t ids[2][30];
+    for (int i = 0; i < 2; i++) {
+        uint8_t rgb[30 * 3];
+        for (int p = 0; p < 30; p++) {
+            uint32_t k = test_rand_range(0, 3);
+            ids[i][p] = k == 3 ? 255 : (uint8_t)k;
+            memcpy(rgb + 3 * p, cols[k], 3);
+        }
+        png(P("%s/train/masks/s%02d.png", d, i), 6, 5, 3, rgb);
+    }
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d, .palette = pal };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_classes(ds), 3);
+    for (uint32_t i = 0; i < 2; i++) {
+        struct vka_sample s;
+        cr_assert_eq(vka_dataset_get(ds, i, 0, &s), 0, "%s", vka_last_error());
+        cr_assert_eq(memcmp(s.mask.data, ids[i], 30), 0, "mask %u mapped wrongly", i);
+        vka_sample_free(&s);
+    }
+    vka_dataset_destroy(&ds);
+    /* a colour outside the palette */
+    uint8_t rgb[30 * 3] = { 0 };
+    rgb[3 * 7] = 1, rgb[3 * 7 + 1] = 2, rgb[3 * 7 + 2] = 3;
+    const char *bad = P("%s/train/masks/s01.png", d);
+    png(bad, 6, 5, 3, rgb);
+    open_fails(&p, bad, "colour (1, 2, 3) at pixel (1, 1) is not in the palette");
+    /* an RGB mask without a palette (s00, the first in order) */
+    p.palette = NULL;
+    open_fails(&p, P("%s/train/masks/s00.png", d), "needs a palette");
+    /* a palette with a bad entry */
+    write_bytes(pal, "[[0,0,0],[1,2]]", 15);
+    struct vka_palette *pp = NULL;
+    cr_assert_lt(vka_palette_load(pal, &pp), 0);
+    cr_assert(strstr(vka_last_error(), pal) && strstr(vka_last_error(), "entry 1"), "%s",
+              vka_last_error());
+    cr_assert_null(pp);
+}
+
+/* ---- IDX --------------------------------------------------------------------------- */
+
+static void write_idx(const char *path, const uint8_t *head, size_t hn, const uint8_t *data,
+                      size_t n)
+{
+    gzFile f = gzopen(path, "wb");
+    cr_assert(f);
+    cr_assert_eq(gzwrite(f, head, (unsigned)hn), (int)hn);
+    if (n)
+        cr_assert_eq(gzwrite(f, data, (unsigned)n), (int)n);
+    gzclose(f);
+}
+
+Test(datasets, idx_reader_and_bad_files)
+{
+    test_seed("datasets/idx_reader_and_bad_files");
+    const char *d = tmp_make();
+    const uint8_t head[16] = { 0, 0, 8, 3, 0, 0, 0, 7, 0, 0, 0, 5, 0, 0, 0, 6 };
+    uint8_t *px = rand_bytes(7 * 5 * 6, 256);
+    const char *good = P("%s/good-idx3-ubyte.gz", d);
+    write_idx(good, head, 16, px, 7 * 5 * 6);
+    struct vka_idx idx;
+    cr_assert_eq(vka_idx_read(good, &idx), 0, "%s", vka_last_error());
+    cr_assert(idx.ndim == 3 && idx.dims[0] == 7 && idx.dims[1] == 5 && idx.dims[2] == 6);
+    cr_assert_eq(memcmp(idx.data, px, 7 * 5 * 6), 0);
+    vka_idx_free(&idx);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_IDX,
+                                                                   .path = good });
+    cr_assert_eq(vka_dataset_count(ds), 7);
+    cr_assert_eq(vka_dataset_channels(ds), 1);
+    cr_assert(!vka_dataset_has_masks(ds));
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(ds, 4, 0, &s), 0);
+    cr_assert(s.image.w == 6 && s.image.h == 5 && !memcmp(s.image.data, px + 4 * 30, 30));
+    cr_assert_null(s.mask.data);
+    vka_sample_free(&s);
+    vka_dataset_destroy(&ds);
+
+    uint8_t bad[16];
+    memcpy(bad, head, 16);
+    bad[2] = 0x12;
+    const char *magic = P("%s/magic.gz", d);
+    write_idx(magic, bad, 16, px, 7 * 5 * 6);
+    vka_clear_error();
+    cr_assert_lt(vka_idx_read(magic, &idx), 0);
+    cr_assert(strstr(vka_last_error(), magic) && strstr(vka_last_error(), "magic number"),
+              "%s", vka_last_error());
+    cr_assert_null(idx.data);
+    bad[2] = 0x0d;
+    write_idx(magic, bad, 16, px, 7 * 5 * 6);
+    cr_assert_lt(vka_idx_read(magic, &idx), 0);
+    cr_assert(strstr(vka_last_error(), "float"), "%s", vka_last_error());
+
+    /* data shorter than the dims say, inside a well-formed .gz */
+    const char *shortf = P("%s/short.gz", d);
+    write_idx(shortf, head, 16, px, 100);
+    cr_assert_lt(vka_idx_read(shortf, &idx), 0);
+    cr_assert(strstr(vka_last_error(), shortf) && strstr(vka_last_error(), "truncated"), "%s",
+              vka_last_error());
+    /* the .gz itself cut short */
+    const char *cut = P("%s/cut.gz", d);
+    uint8_t *big = rand_bytes(7 * 5 * 6, 4);
+    write_idx(cut, head, 16, big, 7 * 5 * 6);
+    truncate_to(cut, 0.6);
+    vka_clear_error();
+    cr_assert_lt(vka_idx_read(cut, &idx), 0);
+    cr_assert(strstr(vka_last_error(), cut), "%s", vka_last_error());
+    cr_assert(strstr(vka_last_error(), "truncated") || strstr(vka_last_error(), "corrupt"),
+              "%s", vka_last_error());
+    open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_IDX, .path = cut }, cut, "");
+    free(big);
+    free(px);
+}
+
+/* dataset-fashion-mnist is installed by tools/setup.sh: missing files are a failure. */
+Test(datasets, fashion_mnist_debian_files)
+{
+    char path[1024];
+    cr_assert_eq(vka_fashion_path("t10k", "labels", path, sizeof(path)), 0, "%s",
+                 vka_last_error());
+    struct vka_idx l;
+    cr_assert_eq(vka_idx_read(path, &l), 0, "%s", vka_last_error());
+    cr_assert(l.ndim == 1 && l.dims[0] == 10000, "%s: %u dims", path, l.ndim);
+    uint32_t hist[10] = { 0 };
+    for (uint32_t i = 0; i < 10000; i++) {
+        cr_assert_lt(l.data[i], 10);
+        hist[l.data[i]]++;
+    }
+    for (int c = 0; c < 10; c++)
+        cr_assert_eq(hist[c], 1000, "Fashion-MNIST t10k holds 1000 of each label");
+    vka_idx_free(&l);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_IDX,
+                                                                   .split = VKA_SPLIT_VAL });
+    cr_assert_eq(vka_dataset_count(ds), 10000);
+    vka_dataset_destroy(&ds);
+}
+
+/* ---- generators -------------------------------------------------------------------- */
+
+static uint64_t sample_hash(const struct vka_dataset *ds, uint32_t i)
+{
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(ds, i, 0, &s), 0, "%s", vka_last_error());
+    uint64_t h = 1469598103934665603ull;
+    for (size_t p = 0; p < (size_t)s.image.w * s.image.h * s.image.c; p++)
+        h = (h ^ s.image.data[p]) * 1099511628211ull;
+    for (size_t p = 0; s.mask.data && p < (size_t)s.mask.w * s.mask.h; p++)
+        h = (h ^ s.mask.data[p]) * 1099511628211ull;
+    vka_sample_free(&s);
+    return h;
+}
+
+static void generator_checks(enum vka_data_kind kind, uint32_t classes_expected)
+{
+    uint64_t seed = test_rand_u64();
+    struct vka_dataset_params p = { .kind = kind, .seed = seed, .count = 12, .width = 48,
+                                    .height = 40, .split = VKA_SPLIT_VAL };
+    struct vka_dataset *a = open_ok(&p), *b = open_ok(&p);
+    p.seed = seed + 1;
+    struct vka_dataset *c = open_ok(&p);
+    cr_assert_eq(vka_dataset_classes(a), classes_expected);
+    cr_assert_eq(vka_dataset_count(a), 12);
+    uint32_t same_as_other_seed = 0;
+    for (uint32_t i = 0; i < 12; i++) {
+        uint64_t ha = sample_hash(a, 11 - i), hb = sample_hash(b, 11 - i);
+        cr_assert_eq(ha, hb, "sample %u differs between two opens with one seed", 11 - i);
+        cr_assert_eq(sample_hash(a, 11 - i), ha, "sample %u differs between calls", 11 - i);
+        same_as_other_seed += sample_hash(c, 11 - i) == ha;
+    }
+    cr_assert_eq(same_as_other_seed, 0, "another seed gave the same samples");
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(a, 3, 0, &s), 0);
+    cr_assert(s.image.w == 48 && s.image.h == 40 && s.image.c == 3);
+    vka_sample_free(&s);
+    struct vka_class_stats st;
+    cr_assert_eq(vka_dataset_class_stats(a, &st), 0);
+    for (uint32_t k = 0; k < classes_expected; k++)
+        cr_assert_gt(st.pixels[k], 0, "class %u never drawn in 12 samples", k);
+    uint64_t total = 0;
+    for (uint32_t k = 0; k < st.classes; k++)
+        total += st.pixels[k];
+    cr_assert_eq(total, 12ull * 48 * 40);
+    vka_dataset_destroy(&a);
+    vka_dataset_destroy(&b);
+    vka_dataset_destroy(&c);
+}
+
+Test(datasets, shapes_deterministic_per_seed)
+{
+    test_seed("datasets/shapes_deterministic_per_seed");
+    generator_checks(VKA_DATA_SHAPES, 4);
+}
+
+Test(datasets, fashion_deterministic_per_seed)
+{
+    test_seed("datasets/fashion_deterministic_per_seed");
+    generator_checks(VKA_DATA_FASHION, 4);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_FASHION, .split = VKA_SPLIT_VAL, .fine = true, .count = 4 });
+    cr_assert_eq(vka_dataset_classes(ds), 5);
+    vka_dataset_destroy(&ds);
+    cr_assert_eq(vka_fashion_group(8, false), 3);
+    cr_assert_eq(vka_fashion_group(9, true), 3);
+}
+
+/* ---- augmentation ---------------------------------------------------------------- */
+
+static const float zero3[3] = { 0, 0, 0 }, one3[3] = { 1, 1, 1 };
+
+Test(datasets, augment_identity_and_center_crop)
+{
+    test_seed("datasets/augment_identity_and_center_crop");
+    uint32_t w = test_rand_range(3, 30), h = test_rand_range(3, 30);
+    struct vka_image img = { w, h, 3, rand_bytes((size_t)w * h * 3, 256) };
+    struct vka_image m = { w, h, 1, rand_mask(w, h, 5) };
+    float *x = malloc(sizeof(float) * 3 * 32 * 32);
+    int32_t *y = malloc(sizeof(int32_t) * 32 * 32);
+    struct vka_augment_params a = { .mean = zero3, .std = one3 };
+    cr_assert_eq(vka_augment(&a, 1, &img, &m, 255, x, y), 0);
+    for (uint32_t k = 0; k < 3; k++)
+        for (uint32_t p = 0; p < w * h; p++) {
+            /* exact: weight 1 on one tap, then v / 255 in float */
+            cr_assert_eq(x[k * w * h + p], (float)img.data[p * 3 + k] * (1.0f / 255.0f),
+                         "pixel %u channel %u", p, k);
+            cr_assert_eq(y[p], m.data[p]);
+        }
+    /* a 32 x 32 center window over a smaller image: padding 0 / ignore */
+    a.size = 32;
+    cr_assert_eq(vka_augment(&a, 1, &img, &m, 255, x, y), 0);
+    uint32_t ox = (32 - w + 1) / 2, oy = (32 - h + 1) / 2;
+    for (uint32_t j = 0; j < 32; j++)
+        for (uint32_t i = 0; i < 32; i++) {
+            bool in = i >= ox && i < ox + w && j >= oy && j < oy + h;
+            size_t q = (size_t)(j - oy) * w + (i - ox);
+            float want = in ? (float)img.data[q * 3 + 1] * (1.0f / 255.0f) : 0.0f;
+            cr_assert_eq(x[32 * 32 + j * 32 + i], want, "(%u, %u)", i, j);
+            cr_assert_eq(y[j * 32 + i], in ? m.data[q] : 255, "(%u, %u)", i, j);
+        }
+    /* normalisation with the ImageNet defaults */
+    a = (struct vka_augment_params){ 0 };
+    cr_assert_eq(vka_augment(&a, 1, &img, NULL, 255, x, NULL), 0);
+    float want = ((float)img.data[2] / 255.0f - 0.406f) / 0.225f;
+    cr_assert_float_eq(x[2 * w * h], want, 1e-5, "ImageNet normalisation: %g vs %g",
+                       (double)x[2 * w * h], (double)want); /* one float rounding */
+    vka_image_free(&img);
+    vka_image_free(&m);
+    free(x);
+    free(y);
+}
+
+Test(datasets, augment_flip_scale_and_jitter)
+{
+    test_seed("datasets/augment_flip_scale_and_jitter");
+    uint32_t w = 24, h = 20, S = 16;
+    struct vka_image img = { w, h, 3, rand_bytes((size_t)w * h * 3, 256) };
+    struct vka_image m = { w, h, 1, rand_mask(w, h, 4) };
+    float *x0 = malloc(sizeof(float) * 3 * S * S), *x1 = malloc(sizeof(float) * 3 * S * S);
+    int32_t *y0 = malloc(sizeof(int32_t) * S * S), *y1 = malloc(sizeof(int32_t) * S * S);
+    /* flip: some draw flips; the flipped output mirrors the unflipped one */
+    struct vka_augment_params a = { .size = S, .mean = zero3, .std = one3 };
+    cr_assert_eq(vka_augment(&a, 0, &img, &m, 255, x0, y0), 0);
+    a.flip = true;
+    uint32_t flipped = 0;
+    for (uint64_t r = 0; r < 16; r++) {
+        cr_assert_eq(vka_augment(&a, vka_augment_seed(7, 0, r), &img, &m, 255, x1, y1), 0);
+        bool same = !memcmp(x0, x1, sizeof(float) * 3 * S * S);
+        if (same)
+            continue;
+        flipped++;
+        for (uint32_t k = 0; k < 3; k++)
+            for (uint32_t j = 0; j < S; j++)
+                for (uint32_t i = 0; i < S; i++)
+                    cr_assert_eq(x1[(k * S + j) * S + i], x0[(k * S + j) * S + S - 1 - i]);
+        for (uint32_t j = 0; j < S; j++)
+            for (uint32_t i = 0; i < S; i++)
+                cr_assert_eq(y1[j * S + i], y0[j * S + S - 1 - i]);
+    }
+    cr_assert(flipped > 0 && flipped < 16, "%u of 16 draws flipped", flipped);
+    /* scale jitter: masks stay class ids (nearest), a constant image stays constant,
+     * and the same draw gives the same bits */
+    a = (struct vka_augment_params){ .size = S, .random_crop = true, .flip = true,
+                                     .scale_min = 0.5f, .scale_max = 2.0f, .mean = zero3,
+                                     .std = one3 };
+    memset(img.data, 77, (size_t)w * h * 3);
+    for (uint64_t r = 0; r < 8; r++) {
+        uint64_t rng = vka_augment_seed(3, r, 5);
+        cr_assert_eq(vka_augment(&a, rng, &img, &m, 255, x0, y0), 0);
+        cr_assert_eq(vka_augment(&a, rng, &img, &m, 255, x1, y1), 0);
+        cr_assert_eq(memcmp(x0, x1, sizeof(float) * 3 * S * S), 0);
+        cr_assert_eq(memcmp(y0, y1, sizeof(int32_t) * S * S), 0);
+        for (uint32_t p = 0; p < S * S; p++) {
+            cr_assert(y0[p] == 255 || (y0[p] >= 0 && y0[p] < 4), "mask value %d", y0[p]);
+            /* normalised weights sum to 1 in float: within 2 ulps of 77/255 */
+            if (y0[p] != 255 || x0[p] != 0)
+                cr_assert_float_eq(x0[p], 77.0f / 255.0f, 1e-6, "%g", (double)x0[p]);
+        }
+    }
+    /* colour jitter moves values, deterministically, within [0, 1] */
+    vka_image_free(&img);
+    img = (struct vka_image){ w, h, 3, rand_bytes((size_t)w * h * 3, 256) };
+    a = (struct vka_augment_params){ .size = S, .brightness = 0.4f, .contrast = 0.4f,
+                                     .saturation = 0.4f, .mean = zero3, .std = one3 };
+    cr_assert_eq(vka_augment(&a, 11, &img, NULL, 255, x0, NULL), 0);
+    cr_assert_eq(vka_augment(&a, 12, &img, NULL, 255, x1, NULL), 0);
+    cr_assert_neq(memcmp(x0, x1, sizeof(float) * 3 * S * S), 0, "jitter had no effect");
+    for (uint32_t p = 0; p < 3 * S * S; p++)
+        cr_assert(x0[p] >= 0 && x0[p] <= 1);
+    vka_image_free(&img);
+    vka_image_free(&m);
+    free(x0);
+    free(x1);
+    free(y0);
+    free(y1);
+}
+
+/* Resizing to S: the shorter side becomes S; a linear ramp stays linear inside (the
+ * triangle filter reproduces linear functions away from the borders). */
+Test(datasets, augment_resize)
+{
+    uint32_t w = 64, h = 48, S = 24;
+    struct vka_image img = { w, h, 1, malloc((size_t)w * h) };
+    for (uint32_t j = 0; j < h; j++)
+        for (uint32_t i = 0; i < w; i++)
+            img.data[j * w + i] = (uint8_t)(2 * i + 40);
+    struct vka_augment_params a = { .size = S, .fit = VKA_FIT_RESIZE, .mean = zero3,
+                                    .std = one3 };
+    uint32_t ow, oh;
+    vka_augment_size(&a, 0, w, h, &ow, &oh);
+    cr_assert(ow == S && oh == S);
+    float x[24 * 24];
+    cr_assert_eq(vka_augment(&a, 0, &img, NULL, 0, x, NULL), 0);
+    /* scaled to 32 x 24 (factor 2), window x from 4: output i covers source 2(i+4)..+1,
+     * whose mean is 2 * (2(i + 4) + 0.5) + 40 */
+    for (uint32_t i = 2; i < S - 2; i++) {
+        double want = (2.0 * (2.0 * (i + 4) + 0.5) + 40) / 255.0;
+        cr_assert_float_eq(x[10 * S + i], want, 1e-5, "column %u: %g vs %g", i,
+                           (double)x[10 * S + i], want); /* float sums of 4 taps */
+    }
+    vka_image_free(&img);
+}
+
+/* ---- loader ------------------------------------------------------------------------ */
+
+struct run {
+    float *x;
+    int32_t *y;
+    uint32_t *ids;
+    size_t n;
+};
+
+static void run_free(struct run *r)
+{
+    free(r->x);
+    free(r->y);
+    free(r->ids);
+}
+
+/* total samples read in batches of `step` from a loader. */
+static struct run read_stream(struct vka_loader *l, uint32_t total, uint32_t step,
+                              size_t per_x, size_t per_y)
+{
+    struct run r = { malloc(total * per_x * sizeof(float)),
+                     malloc(total * per_y * sizeof(int32_t)), malloc(total * sizeof(uint32_t)),
+                     0 };
+    cr_assert(r.x && r.y && r.ids);
+    while (r.n < total) {
+        struct vka_batch b;
+        uint32_t n = total - r.n < step ? (uint32_t)(total - r.n) : step;
+        cr_assert_eq(vka_loader_next(l, n, &b), 0, "%s", vka_last_error());
+        cr_assert_geq(b.n, 1);
+        cr_assert_eq((size_t)b.c * b.h * b.w, per_x);
+        memcpy(r.x + r.n * per_x, b.x, b.n * per_x * sizeof(float));
+        memcpy(r.y + r.n * per_y, b.y, b.n * per_y * sizeof(int32_t));
+        memcpy(r.ids + r.n, b.ids, b.n * sizeof(uint32_t));
+        r.n += b.n;
+    }
+    return r;
+}
+
+static void same_run(const struct run *a, const struct run *b, size_t per_x, size_t per_y,
+                     const char *what)
+{
+    cr_assert_eq(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        cr_assert_eq(a->ids[i], b->ids[i], "%s: sample %zu is %u, not %u", what, i,
+                     b->ids[i], a->ids[i]);
+        cr_assert_eq(memcmp(a->x + i * per_x, b->x + i * per_x, per_x * sizeof(float)), 0,
+                     "%s: sample %zu's pixels differ", what, i);
+        cr_assert_eq(memcmp(a->y + i * per_y, b->y + i * per_y, per_y * sizeof(int32_t)), 0,
+                     "%s: sample %zu's mask differs", what, i);
+    }
+}
+
+static struct vka_loader_params loader_params(struct vka_dataset *ds, uint64_t seed)
+{
+    return (struct vka_loader_params){
+        .dataset = ds, .batch = 4, .shuffle = true, .seed = seed,
+        .aug = { .size = 16, .random_crop = true, .flip = true, .scale_min = 0.75f,
+                 .scale_max = 1.5f, .brightness = 0.2f, .contrast = 0.2f, .saturation = 0.2f },
+    };
+}
+
+Test(datasets, loader_deterministic_across_workers_and_splits)
+{
+    test_seed("datasets/loader_deterministic_across_workers_and_splits");
+    uint64_t seed = test_rand_u64();
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_SHAPES, .seed = seed, .count = 10, .width = 24, .height = 20 });
+    const size_t px = 3 * 16 * 16, py = 16 * 16;
+    const uint32_t total = 27; /* 2.7 epochs */
+    struct run ref = { 0 };
+    const uint32_t workers[] = { 0, 1, 3, 3, 1 }, steps[] = { 4, 4, 4, 1, 3 };
+    for (int c = 0; c < 5; c++) {
+        struct vka_loader_params p = loader_params(ds, seed);
+        p.workers = workers[c];
+        p.prefetch = c == 3 ? 2 : 0;
+        struct vka_loader *l = NULL;
+        cr_assert_eq(vka_loader_create(&p, &l), 0, "%s", vka_last_error());
+        struct run r = read_stream(l, total, steps[c], px, py);
+        vka_loader_destroy(&l);
+        cr_assert_null(l);
+        if (!c) {
+            ref = r;
+            continue;
+        }
+        char what[64];
+        snprintf(what, sizeof(what), "%u workers, batches of %u", workers[c], steps[c]);
+        same_run(&ref, &r, px, py, what);
+        run_free(&r);
+    }
+    /* each epoch is a permutation, and two epochs differ in order */
+    for (uint32_t e = 0; e < 2; e++) {
+        uint32_t seen[10] = { 0 };
+        for (uint32_t i = 0; i < 10; i++)
+            seen[ref.ids[e * 10 + i]]++;
+        for (uint32_t i = 0; i < 10; i++)
+            cr_assert_eq(seen[i], 1, "epoch %u holds sample %u %u times", e, i, seen[i]);
+    }
+    cr_assert_neq(memcmp(ref.ids, ref.ids + 10, 10 * sizeof(uint32_t)), 0,
+                  "two epochs in the same order");
+    /* another seed gives another stream */
+    struct vka_loader_params p = loader_params(ds, seed + 1);
+    struct vka_loader *l = NULL;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    struct run other = read_stream(l, 10, 4, px, py);
+    cr_assert_neq(memcmp(other.x, ref.x, 10 * px * sizeof(float)), 0);
+    run_free(&other);
+    vka_loader_destroy(&l);
+    run_free(&ref);
+    vka_dataset_destroy(&ds);
+}
+
+Test(datasets, loader_seek_resumes_the_stream)
+{
+    test_seed("datasets/loader_seek_resumes_the_stream");
+    uint64_t seed = test_rand_u64();
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_SHAPES, .seed = seed, .count = 7, .width = 20, .height = 20 });
+    const size_t px = 3 * 16 * 16, py = 16 * 16;
+    struct vka_loader_params p = loader_params(ds, seed);
+    p.workers = 2;
+    struct vka_loader *l = NULL;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    struct run head = read_stream(l, 9, 3, px, py);
+    struct vka_loader_pos pos = vka_loader_tell(l);
+    cr_assert(pos.epoch == 1 && pos.index == 2, "position (%llu, %llu)",
+              (unsigned long long)pos.epoch, (unsigned long long)pos.index);
+    struct run tail = read_stream(l, 8, 4, px, py);
+    cr_assert_eq(vka_loader_seek(l, pos), 0);
+    struct run again = read_stream(l, 8, 2, px, py);
+    same_run(&tail, &again, px, py, "after a seek back");
+    vka_loader_destroy(&l);
+    /* a fresh loader (a resumed run) seeking to the saved position, synchronous */
+    p.workers = 0;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    cr_assert_eq(vka_loader_seek(l, pos), 0);
+    struct run resumed = read_stream(l, 8, 4, px, py);
+    same_run(&tail, &resumed, px, py, "a new loader after seek");
+    cr_assert_lt(vka_loader_seek(l, (struct vka_loader_pos){ 0, 7 }), 0);
+    vka_loader_destroy(&l);
+    run_free(&head);
+    run_free(&tail);
+    run_free(&again);
+    run_free(&resumed);
+    vka_dataset_destroy(&ds);
+}
+
+Test(datasets, loader_epoch_batches_and_sorted_order)
+{
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_SHAPES, .seed = 5, .count = 10, .width = 16, .height = 16 });
+    struct vka_loader_params p = { .dataset = ds, .batch = 4, .epoch_batches = true,
+                                   .workers = 2, .aug = { .size = 16 } };
+    struct vka_loader *l = NULL;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    const uint32_t sizes[] = { 4, 4, 2, 4 };
+    uint32_t next_id = 0;
+    for (int k = 0; k < 4; k++) {
+        struct vka_batch b;
+        cr_assert_eq(vka_loader_next(l, 4, &b), 0, "%s", vka_last_error());
+        cr_assert_eq(b.n, sizes[k], "batch %d holds %u", k, b.n);
+        cr_assert_eq(b.epoch_end, k == 2);
+        cr_assert(b.c == 3 && b.h == 16 && b.w == 16 && b.y);
+        for (uint32_t i = 0; i < b.n; i++, next_id++)
+            cr_assert_eq(b.ids[i], next_id % 10, "unshuffled order");
+        /* no augmentation: the sample as generated, normalised */
+        struct vka_sample s;
+        cr_assert_eq(vka_dataset_get(ds, b.ids[0], 3, &s), 0);
+        float want = ((float)s.image.data[5 * 3] / 255.0f - 0.485f) / 0.229f;
+        cr_assert_float_eq(b.x[5], want, 1e-5); /* one float rounding of the same formula */
+        cr_assert_eq(b.y[5], s.mask.data[5]);
+        vka_sample_free(&s);
+    }
+    vka_loader_destroy(&l);
+    /* variable sizes need batches of 1 */
+    p.aug.size = 0;
+    p.workers = 0;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    struct vka_batch b;
+    cr_assert_eq(vka_loader_next(l, 1, &b), 0);
+    cr_assert(b.h == 16 && b.w == 16);
+    cr_assert_lt(vka_loader_next(l, 5, &b), 0, "more than the batch it was made for");
+    vka_loader_destroy(&l);
+    vka_dataset_destroy(&ds);
+}
+
+/* A file that passes the header check at open but fails to decode in the loader:
+ * an error naming it, or with skip_bad the next sample in its place. */
+Test(datasets, loader_bad_file_after_open)
+{
+    test_seed("datasets/loader_bad_file_after_open");
+    const char *d = tmp_make();
+    make_folder(d, "train", 3, 16, 16, 2);
+    const char *img = P("%s/train/images/s00.png", d);
+    scramble_idat(img);
+    struct vka_dataset_params dp = { .kind = VKA_DATA_FOLDER, .path = d, .header_only = true };
+    struct vka_dataset *ds = open_ok(&dp);
+    cr_assert_eq(vka_dataset_count(ds), 3);
+    struct vka_loader_params p = { .dataset = ds, .batch = 2, .workers = 1,
+                                   .aug = { .size = 16 } };
+    struct vka_loader *l = NULL;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    struct vka_batch b;
+    vka_clear_error();
+    cr_assert_lt(vka_loader_next(l, 2, &b), 0);
+    cr_assert(strstr(vka_last_error(), img), "%s", vka_last_error());
+    cr_assert_lt(vka_loader_next(l, 2, &b), 0, "the loader went on after an error");
+    vka_loader_destroy(&l);
+    vka_dataset_destroy(&ds);
+    dp.skip_bad = true;
+    ds = open_ok(&dp);
+    p.dataset = ds;
+    cr_assert_eq(vka_loader_create(&p, &l), 0);
+    cr_assert_eq(vka_loader_next(l, 2, &b), 0, "%s", vka_last_error());
+    cr_assert(b.ids[0] == 1 && b.ids[1] == 1, "ids %u %u", b.ids[0], b.ids[1]);
+    vka_loader_destroy(&l);
+    vka_dataset_destroy(&ds);
+}
+
+/* ---- class weights -------------------------------------------------------------------- */
+
+Test(datasets, median_frequency_weights)
+{
+    /* 4 images of 100 valid pixels. class 0 in all (200 px), class 1 in 2 images (50 px),
+     * class 2 in 1 image (10 px), class 3 never: freq = 200/400, 50/200, 10/100 =
+     * 0.5, 0.25, 0.1; median 0.25; weights 0.5, 1, 2.5, 0 */
+    struct vka_class_stats st = { .classes = 4, .images = 4 };
+    st.pixels[0] = 200, st.image_pixels[0] = 400;
+    st.pixels[1] = 50, st.image_pixels[1] = 200;
+    st.pixels[2] = 10, st.image_pixels[2] = 100;
+    float w[4];
+    cr_assert_eq(vka_class_weights_median_freq(&st, w), 0);
+    const float want[4] = { 0.5f, 1.0f, 2.5f, 0.0f };
+    for (int c = 0; c < 4; c++) /* a double division rounded to float */
+        cr_assert_float_eq(w[c], want[c], 1e-6, "class %d: %g, want %g", c, (double)w[c],
+                           (double)want[c]);
+    /* even count: the median is the mean of the middle two */
+    st.classes = 2;
+    cr_assert_eq(vka_class_weights_median_freq(&st, w), 0);
+    cr_assert_float_eq(w[0], 0.375f / 0.5f, 1e-6);
+    cr_assert_float_eq(w[1], 0.375f / 0.25f, 1e-6);
+    /* the counts a dataset produces: 2 masks of 4 pixels */
+    const char *d = tmp_make();
+    mkdirs(P("%s/train/images", d));
+    mkdirs(P("%s/train/masks", d));
+    const uint8_t m0[4] = { 0, 0, 0, 1 }, m1[4] = { 0, 255, 2, 2 };
+    uint8_t rgb[12] = { 0 };
+    png(P("%s/train/images/a.png", d), 2, 2, 3, rgb);
+    png(P("%s/train/images/b.png", d), 2, 2, 3, rgb);
+    png(P("%s/train/masks/a.png", d), 2, 2, 1, m0);
+    png(P("%s/train/masks/b.png", d), 2, 2, 1, m1);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_FOLDER,
+                                                                   .path = d });
+    cr_assert_eq(vka_dataset_class_stats(ds, &st), 0);
+    cr_assert_eq(st.classes, 3);
+    cr_assert(st.pixels[0] == 4 && st.pixels[1] == 1 && st.pixels[2] == 2 && st.ignored == 1);
+    cr_assert(st.image_pixels[0] == 7 && st.image_pixels[1] == 4 && st.image_pixels[2] == 3);
+    vka_dataset_destroy(&ds);
+}
+
+Test(datasets, spec_parse)
+{
+    struct vka_dataset_params p = { 0 };
+    cr_assert_eq(vka_dataset_spec_parse("voc:/data/VOC2012", true, &p), 0);
+    cr_assert(p.kind == VKA_DATA_VOC && !strcmp(p.path, "/data/VOC2012"));
+    cr_assert_eq(vka_dataset_spec_parse("fashion", false, &p), 0);
+    cr_assert(p.kind == VKA_DATA_IDX && !p.path);
+    cr_assert_eq(vka_dataset_spec_parse("fashion", true, &p), 0);
+    cr_assert_eq(p.kind, VKA_DATA_FASHION);
+    cr_assert_eq(vka_dataset_spec_parse("d/x-idx3-ubyte.gz", false, &p), 0);
+    cr_assert_eq(p.kind, VKA_DATA_IDX);
+    cr_assert_eq(vka_dataset_spec_parse("photos", false, &p), 0);
+    cr_assert_eq(p.kind, VKA_DATA_IMAGES);
+    cr_assert_lt(vka_dataset_spec_parse("voc:", true, &p), 0);
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# README command 2: installs what is missing (tools/setup.sh), builds with warnings as
+# errors, runs the whole Criterion suite with the Khronos validation layer on, and ends
+# with one line "N passed, N failed" counting the suite's test cases.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+:
+
+dir=build-datasets
+opts=(-Dbuildtype=debugoptimized -Dwerror=true -Dtests=true)
+if [ -f "$dir/build.ninja" ]; then
+  meson setup --reconfigure "$dir" "${opts[@]}" >/dev/null || exit 1
+else
+  meson setup "$dir" "${opts[@]}" || exit 1
+fi
+:
+
+start=$(date +%s)
+true
+status=$?
+echo "suite time: $(( $(date +%s) - start )) s"
+
+# The dataset tests once more, built with AddressSanitizer and UBSan (only that test
+# is built and run). UBSan stops at its first report, so undefined behaviour crashes
+# the test; LeakSanitizer's reports leave Criterion's counts alone, so each sanitizer
+# report in its log counts as one more failure.
+adir=build-dsasan
+aopts=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dtests=true -Dwerror=true)
+astart=$(date +%s)
+alog="$adir/meson-logs/testlog.txt"
+rm -f "$alog"
+if [ -f "$adir/build.ninja" ]; then
+  meson setup --reconfigure "$adir" "${aopts[@]}" >/dev/null
+else
+  meson setup "$adir" "${aopts[@]}" >/dev/null
+fi && { ninja -C "$adir" tests/test_datasets >"$adir/ninja-datasets.log" 2>&1 ||
+        { tail -n 40 "$adir/ninja-datasets.log"; false; }; }
+abuild=$?
+astatus=1
+if [ "$abuild" -eq 0 ]; then
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+    meson test -C "$adir" --no-rebuild --print-errorlogs datasets
+  astatus=$?
+else
+  echo "$adir: the sanitizer build of the dataset tests failed"
+fi
+if [ "$astatus" -ne 0 ]; then status=1; fi
+echo "sanitizer suite time: $(( $(date +%s) - astart )) s"
+
+# Each Criterion executable prints "Synthesis: Tested: T | Passing: P | Failing: F |
+# Crashing: C"; an executable that died before printing it counts as one failure.
+passed=0; failed=0
+for log in "$dir/meson-logs/testlog.txt" "$alog"; do
+  [ -f "$log" ] || continue
+  ran=$(grep -c '^==================================== [0-9]*/[0-9]* ' "$log")
+  synth=$(grep -c 'Synthesis: Tested:' "$log")
+  while read -r p f c; do
+    passed=$((passed + p)); failed=$((failed + f + c))
+  done < <(sed -n 's/.*Synthesis: Tested: [0-9]* | Passing: \([0-9]*\) | Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2 \3/p' "$log")
+  if [ "${ran:-0}" -gt "${synth:-0}" ]; then failed=$((failed + ran - synth)); fi
+done
+san=$(grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$alog" 2>/dev/null)
+failed=$((failed + ${san:-0}))
+if [ "$abuild" -ne 0 ]; then failed=$((failed + 1)); fi
+if [ "${san:-0}" -gt 0 ]; then status=1; fi
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+exit "$status"
