@@ -341,11 +341,9 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
         char path[1024];
         const char *f = p->path;
         if (!f) {
-            if ((ret = vka_fashion_path(p->split == VKA_SPLIT_VAL ? "t10k" : "train", "images",
-                                        path, sizeof(path)))) {
-                snprintf(err, sizeof(err), "%s", vka_last_error());
+            if ((ret = vka_fashion_path_err(p->split == VKA_SPLIT_VAL ? "t10k" : "train",
+                                            "images", path, sizeof(path), err)))
                 break;
-            }
             f = path;
         }
         ret = vka_idx_open(ds, f, err);
@@ -374,10 +372,8 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
     if (!ds->has_masks)
         ds->classes = 0;
     if (p->palette && p->kind == VKA_DATA_FOLDER &&
-        (ret = vka_palette_load(p->palette, &ds->palette))) {
-        snprintf(err, sizeof(err), "%s", vka_last_error());
+        (ret = vka_palette_load_err(p->palette, &ds->palette, err)))
         goto fail;
-    }
     if (ds->palette && !ds->classes)
         ds->classes = vka_palette_classes(ds->palette);
     if (files && (ret = verify_all(ds, default_threads(p->threads), err)))

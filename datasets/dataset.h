@@ -30,8 +30,9 @@
  * Masks: a pixel equal to the ignore index (default 255) is ignored; any other value
  * must be below the dataset's classes.
  *
- * Threads: a dataset is immutable after open; vka_dataset_get may be called from any
- * number of threads at once. A loader is used from one thread.
+ * Threads: vka_dataset_get may be called from any number of threads at once; the
+ * first vka_dataset_class_stats of a generated dataset fills a cache, so it must not
+ * run beside other calls on that dataset. A loader is used from one thread.
  *
  * Ownership: the caller owns datasets, loaders, palettes and every vka_image it is
  * given (vka_image_free); a loader borrows its dataset, which must outlive it; a batch
@@ -180,7 +181,8 @@ struct vka_class_stats {
     uint64_t pixels[VKA_MAX_CLASSES];      /* pixels of class c */
     uint64_t image_pixels[VKA_MAX_CLASSES];/* non-ignored pixels of the images holding c */
 };
-/* Counted at open for files; generated datasets generate every mask once here. */
+/* Counted at open for files (over the samples kept); a generated dataset generates
+ * every mask on its first call. */
 int vka_dataset_class_stats(struct vka_dataset *ds, struct vka_class_stats *st);
 
 /* Median frequency balancing (Eigen & Fergus 2015, SegNet): freq(c) = pixels[c] /
@@ -197,8 +199,8 @@ enum vka_fit {
 
 /* Zero-initialised, this is "no augmentation": each image taken unchanged at its own
  * size. With size S and no other field set, the S x S center crop (the CLI's
- * --no-augment). Geometry: the image is scaled by s (VKA_FIT_RESIZE: S / shorter side;
- * else a draw in [scale_min, scale_max] when scale_max > 0; else 1) with an
+ * --no-augment). Geometry: the image is scaled by s = (VKA_FIT_RESIZE: S / shorter
+ * side, else 1) times a draw in [scale_min, scale_max] when scale_max > 0, with an
  * antialiased bilinear filter (PIL's BILINEAR: a triangle filter widened when
  * shrinking) and masks by nearest neighbour; an S x S window is taken from it,
  * centered or at a random position; where the image is smaller than S the window

@@ -34,9 +34,8 @@ int vka_fashion_open(struct vka_dataset *ds, const char *dir, char *err)
     if (dir) {
         snprintf(ipath, sizeof(ipath), "%s/%s-images-idx3-ubyte.gz", dir, split);
         snprintf(lpath, sizeof(lpath), "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    } else if ((ret = vka_fashion_path(split, "images", ipath, sizeof(ipath))) ||
-               (ret = vka_fashion_path(split, "labels", lpath, sizeof(lpath)))) {
-        vka_seterr(err, "%s", vka_last_error());
+    } else if ((ret = vka_fashion_path_err(split, "images", ipath, sizeof(ipath), err)) ||
+               (ret = vka_fashion_path_err(split, "labels", lpath, sizeof(lpath), err))) {
         return ret;
     }
     if ((ret = vka_idx_read_err(ipath, &ds->idx, err)) ||

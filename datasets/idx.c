@@ -22,6 +22,16 @@ static const char *idx_type(uint8_t t)
     }
 }
 
+/* zlib's message without the path it puts in front. */
+static const char *gz_msg(gzFile f, const char *path, int *zerr)
+{
+    const char *msg = gzerror(f, zerr);
+    size_t n = strlen(path);
+    if (!strncmp(msg, path, n) && !strncmp(msg + n, ": ", 2))
+        msg += n + 2;
+    return msg;
+}
+
 /* Reads exactly n bytes; a short read names what was being read. */
 static int gz_exact(gzFile f, const char *path, void *dst, size_t n, const char *what,
                     char *err)
@@ -33,7 +43,7 @@ static int gz_exact(gzFile f, const char *path, void *dst, size_t n, const char 
         int r = gzread(f, d + got, (unsigned)chunk);
         if (r < 0) {
             int zerr;
-            const char *msg = gzerror(f, &zerr);
+            const char *msg = gz_msg(f, path, &zerr);
             vka_seterr(err, "%s: corrupt gzip data in the %s: %s", path, what, msg);
             return -EINVAL;
         }
@@ -43,9 +53,11 @@ static int gz_exact(gzFile f, const char *path, void *dst, size_t n, const char 
     }
     if (got < n) {
         int zerr;
-        const char *msg = gzerror(f, &zerr);
-        vka_seterr(err, "%s: truncated: the %s needs %zu bytes, the file holds %zu%s%s", path,
-                   what, n, got, zerr ? ": " : "", zerr ? msg : "");
+        const char *msg = gz_msg(f, path, &zerr);
+        vka_seterr(err, "%s: truncated: the %s needs %zu bytes, only %zu could be read%s%s",
+                   path, what, n, got, zerr ? " (" : "", zerr ? msg : "");
+        if (zerr)
+            strncat(err, ")", VKA_ERRLEN - strlen(err) - 1);
         return -EINVAL;
     }
     return 0;
@@ -126,7 +138,8 @@ void vka_idx_free(struct vka_idx *idx)
     *idx = (struct vka_idx){ 0 };
 }
 
-int vka_fashion_path(const char *split, const char *what, char *buf, size_t size)
+int vka_fashion_path_err(const char *split, const char *what, char *buf, size_t size,
+                         char *err)
 {
     static const char *dirs[] = { VKA_FASHION_DIRS };
     char name[64];
@@ -143,9 +156,18 @@ int vka_fashion_path(const char *split, const char *what, char *buf, size_t size
             return 0;
     }
     snprintf(buf, size, "%s/%s", dirs[0], name);
-    vka_err("%s not found in %s, %s or %s: install dataset-fashion-mnist (tools/setup.sh) or "
-            "set VKACCUM_FASHION_DIR", name, dirs[0], dirs[1], dirs[2]);
+    vka_seterr(err, "%s not found in %s, %s or %s: install dataset-fashion-mnist "
+               "(tools/setup.sh) or set VKACCUM_FASHION_DIR", name, dirs[0], dirs[1], dirs[2]);
     return -ENOENT;
+}
+
+int vka_fashion_path(const char *split, const char *what, char *buf, size_t size)
+{
+    char err[VKA_ERRLEN];
+    int ret = vka_fashion_path_err(split, what, buf, size, err);
+    if (ret)
+        vka_err("%s", err);
+    return ret;
 }
 
 /* (N,H,W) grey or (N,H,W,C) with C 1 or 3. */

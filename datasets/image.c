@@ -131,7 +131,7 @@ static int check_dims(const char *path, const char *fmt, int64_t w, int64_t h, c
     return 0;
 }
 
-/* PNG: signature, IHDR first, and an IEND chunk at the end. */
+/* PNG: signature, IHDR first, and whole chunks up to IEND. */
 static int sniff_png(const char *path, const uint8_t *b, size_t n,
                      struct vka_image_info *info, char *err)
 {
@@ -148,24 +148,26 @@ static int sniff_png(const char *path, const uint8_t *b, size_t n,
         vka_seterr(err, "%s: PNG colour type %u is not valid", path, ct);
         return -EINVAL;
     }
-    static const uint8_t iend[12] = { 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82 };
-    bool found = false;
-    size_t lo = n > 1024 + 12 ? n - 1024 - 12 : 33;
-    for (size_t i = n - 12 + 1; i-- > lo;)
-        if (!memcmp(b + i, iend, 12)) {
-            found = true;
-            break;
+    for (size_t p = 8;;) {
+        if (n - p < 12) {
+            vka_seterr(err, "%s: truncated PNG (it ends inside a chunk, before IEND)", path);
+            return -EINVAL;
         }
-    if (!found) {
-        vka_seterr(err, "%s: truncated PNG (no IEND chunk at the end)", path);
-        return -EINVAL;
+        uint32_t len = be32(b + p);
+        if (!memcmp(b + p + 4, "IEND", 4))
+            break;
+        if (len > n - p - 12) {
+            vka_seterr(err, "%s: truncated PNG (a %.4s chunk of %u bytes passes the end)", path,
+                       (const char *)(b + p + 4), len);
+            return -EINVAL;
+        }
+        p += 12 + (size_t)len;
     }
     *info = (struct vka_image_info){ VKA_FMT_PNG, be32(b + 16), be32(b + 20), chans[ct] };
     return 0;
 }
 
-/* JPEG: walk the markers to the first SOFn; the file must end with EOI (FF D9),
- * possibly followed by up to 4 KiB of padding or trailer. */
+/* JPEG: walk the markers to the first SOFn; an EOI (FF D9) must follow it. */
 static int sniff_jpeg(const char *path, const uint8_t *b, size_t n,
                       struct vka_image_info *info, char *err)
 {
@@ -213,9 +215,11 @@ static int sniff_jpeg(const char *path, const uint8_t *b, size_t n,
         }
         p += len;
     }
-    size_t lo = n > 4096 + 2 ? n - 4096 - 2 : p;
-    for (size_t i = n - 1; i-- > lo;)
-        if (b[i] == 0xff && b[i + 1] == 0xd9)
+    /* entropy-coded data stuffs every FF with 00 and embedded thumbnails sit inside
+     * APPn segments (skipped above), so an FF D9 after the frame header is the end */
+    for (const uint8_t *q = b + p; (q = memchr(q, 0xff, (size_t)(b + n - q))) && q + 1 < b + n;
+         q++)
+        if (q[1] == 0xd9)
             return 0;
     vka_seterr(err, "%s: truncated JPEG (no end-of-image marker)", path);
     return -EINVAL;
@@ -390,15 +394,7 @@ int vka_image_read_err(const char *path, uint32_t channels, struct vka_image *im
                    fmt_name[info.format], info.w, info.h, w, h);
         return -EINVAL;
     }
-    size_t bytes = (size_t)w * (size_t)h * c;
-    img->data = malloc(bytes);
-    if (!img->data) {
-        stbi_image_free(px);
-        vka_seterr(err, "%s: out of memory for %ux%u pixels", path, w, h);
-        return -ENOMEM;
-    }
-    memcpy(img->data, px, bytes);
-    stbi_image_free(px);
+    img->data = px; /* STBI_MALLOC is malloc: vka_image_free's free() releases it */
     img->w = (uint32_t)w;
     img->h = (uint32_t)h;
     img->c = c;

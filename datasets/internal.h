@@ -83,7 +83,10 @@ int vka_image_read_err(const char *path, uint32_t channels, struct vka_image *im
                        char *err);
 int vka_mask_read_err(const char *path, const struct vka_palette *pal,
                       uint8_t ignore_index, struct vka_image *mask, char *err);
+int vka_palette_load_err(const char *path, struct vka_palette **pal, char *err);
 int vka_idx_read_err(const char *path, struct vka_idx *idx, char *err);
+int vka_fashion_path_err(const char *split, const char *what, char *buf, size_t size,
+                         char *err);
 
 /* Validates augmentation parameters for c channels (logs the reason). */
 int vka_augment_check(const struct vka_augment_params *a, uint32_t c);

@@ -109,9 +109,8 @@ static int palette_parse(const char *path, const char *text, struct vka_palette 
     return 0;
 }
 
-int vka_palette_load(const char *path, struct vka_palette **pal)
+int vka_palette_load_err(const char *path, struct vka_palette **pal, char *err)
 {
-    char err[VKA_ERRLEN];
     *pal = NULL;
     uint8_t *buf;
     size_t len;
@@ -119,7 +118,7 @@ int vka_palette_load(const char *path, struct vka_palette **pal)
     struct vka_palette *p = NULL;
     char *text = NULL;
     if (ret)
-        goto fail;
+        return ret;
     ret = -ENOMEM;
     text = malloc(len + 1);
     p = calloc(1, sizeof(*p));
@@ -140,7 +139,15 @@ fail:
     free(buf);
     free(text);
     vka_palette_destroy(&p);
-    vka_err("%s", err);
+    return ret;
+}
+
+int vka_palette_load(const char *path, struct vka_palette **pal)
+{
+    char err[VKA_ERRLEN];
+    int ret = vka_palette_load_err(path, pal, err);
+    if (ret)
+        vka_err("%s", err);
     return ret;
 }
 

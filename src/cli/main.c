@@ -63,6 +63,7 @@ int main(int argc, char **argv)
         { "bench", cli_bench },
         { "seg", cli_seg },
     };
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log file as they happen */
     if (argc < 2) {
         fputs(usage, stderr);
         return CLI_USAGE;

@@ -160,19 +160,81 @@ static int save(const char *path, struct seg_model *m, struct vka_trainer *tr,
     return ret;
 }
 
-/* Writes the accumulated gradient of the first window, normalised by its count, with the
- * checkpoint's names and PyTorch's layouts (--dump-grads). */
-static int dump_grads(struct seg_model *m, struct vka_loader *loader, const struct seg_opts *o)
+/* --dump-grads FILE: runs the first window (B samples as micro-batches of b), then one
+ * optimizer step, and writes, with the checkpoint's names and PyTorch's layouts: the
+ * initial weights (NAME), the window's inputs (input.image (B,3,S,S), input.mask
+ * (B,S,S)), the accumulated gradient normalised by the window's count (grad.NAME), the
+ * weights after the step (step.NAME), and [loss, count]. tools/parity/accum.py redoes
+ * it all in PyTorch from the same file. */
+struct dump {
+    struct vka_st_tensor *t;
+    void **data;
+    size_t n, cap;
+};
+
+static int dump_add(struct dump *d, const char *name, enum vka_st_dtype dtype, uint32_t ndim,
+                    const uint64_t *shape, void *data)
 {
-    int ret = 0;
-    for (uint32_t done = 0; done < (uint32_t)o->batch && ret == 0;) {
-        uint32_t b = (uint32_t)o->batch - done < (uint32_t)o->micro ? (uint32_t)o->batch - done
-                                                                     : (uint32_t)o->micro;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        d->t = realloc(d->t, d->cap * sizeof(*d->t));
+        d->data = realloc(d->data, d->cap * sizeof(*d->data));
+        if (!d->t || !d->data)
+            return -ENOMEM;
+    }
+    d->t[d->n] = (struct vka_st_tensor){ .name = strdup(name), .dtype = dtype, .ndim = ndim,
+                                         .data = data };
+    memcpy(d->t[d->n].shape, shape, ndim * sizeof(uint64_t));
+    d->data[d->n++] = data;
+    return 0;
+}
+
+/* Every parameter as prefix + name, divided by div. */
+static int dump_params(struct dump *d, struct seg_model *m, const char *prefix, bool grads,
+                       float div)
+{
+    for (uint32_t i = 0; i < vka_graph_nvals(m->g); i++) {
+        const struct vka_val *v = vka_graph_val(m->g, (int)i);
+        if (v->kind != VKA_VAL_PARAM)
+            continue;
+        uint64_t count = (uint64_t)v->n * v->c * v->h * v->w, shape[4];
+        const uint32_t dims[4] = { v->n, v->c, v->h, v->w };
+        float *h = malloc(count * sizeof(float));
+        struct vka_tensor t = grads ? vka_graph_grad_tensor(m->g, (int)i) : vka_graph_tensor(m->g, (int)i);
+        int ret = h ? vka_tensor_download(&t, h) : -ENOMEM;
+        if (ret < 0) {
+            free(h);
+            return ret;
+        }
+        for (uint64_t k = 0; k < count; k++)
+            h[k] /= div;
+        for (uint32_t k = 0; k < v->file_rank; k++)
+            shape[k] = dims[k];
+        char name[160];
+        snprintf(name, sizeof(name), "%s%s", prefix, v->name);
+        if ((ret = dump_add(d, name, VKA_ST_F32, v->file_rank, shape, h)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int dump_grads(struct seg_model *m, struct vka_loader *loader, const struct seg_opts *o,
+                      const struct vka_optim_params *op, double lr)
+{
+    struct dump d = { 0 };
+    uint32_t B = (uint32_t)o->batch, S = (uint32_t)o->crop;
+    float *xs = malloc(sizeof(float) * B * 3 * S * S);
+    int32_t *ys = malloc(sizeof(int32_t) * B * S * S);
+    int ret = xs && ys ? dump_params(&d, m, "", false, 1.0f) : -ENOMEM;
+    for (uint32_t done = 0; done < B && ret == 0;) {
+        uint32_t b = B - done < (uint32_t)o->micro ? B - done : (uint32_t)o->micro;
         struct vka_batch bt;
         struct vka_plan *plan;
         if ((ret = vka_loader_next(loader, b, &bt)) < 0 ||
             (ret = vka_graph_plan(m->g, bt.n, true, &plan)) < 0)
             break;
+        memcpy(xs + (size_t)done * 3 * S * S, bt.x, sizeof(float) * bt.n * 3 * S * S);
+        memcpy(ys + (size_t)done * S * S, bt.y, sizeof(int32_t) * bt.n * S * S);
         struct vka_tensor ti = vka_plan_tensor(plan, m->net.image);
         struct vka_tensor tt = vka_plan_tensor(plan, m->target);
         if ((ret = vka_tensor_upload(&ti, bt.x)) < 0 || (ret = vka_tensor_upload(&tt, bt.y)) < 0 ||
@@ -180,45 +242,65 @@ static int dump_grads(struct seg_model *m, struct vka_loader *loader, const stru
             break;
         done += bt.n;
     }
-    float acc[2];
+    float acc[2] = { 0, 0 };
     struct vka_tensor lt = vka_graph_tensor(m->g, m->loss);
-    if (ret < 0 || (ret = vka_tensor_download(&lt, acc)) < 0)
-        return ret;
-    uint32_t nv = vka_graph_nvals(m->g), nt = 0;
-    struct vka_st_tensor *t = calloc(nv + 1, sizeof(*t));
-    float **bufs = calloc(nv + 1, sizeof(*bufs));
-    for (uint32_t i = 0; i < nv && ret == 0; i++) {
-        const struct vka_val *v = vka_graph_val(m->g, (int)i);
-        if (v->kind != VKA_VAL_PARAM)
-            continue;
-        uint64_t count = (uint64_t)v->n * v->c * v->h * v->w;
-        bufs[nt] = malloc(count * sizeof(float));
-        struct vka_tensor gt = vka_graph_grad_tensor(m->g, (int)i);
-        if ((ret = vka_tensor_download(&gt, bufs[nt])) < 0)
-            break;
-        for (uint64_t k = 0; k < count; k++)
-            bufs[nt][k] /= acc[1];
-        const uint32_t d[4] = { v->n, v->c, v->h, v->w };
-        t[nt] = (struct vka_st_tensor){ .name = v->name, .dtype = VKA_ST_F32, .ndim = v->file_rank,
-                                        .data = bufs[nt] };
-        for (uint32_t k = 0; k < v->file_rank; k++)
-            t[nt].shape[k] = d[k];
-        nt++;
+    struct vka_ctx *ctx = lt.buf->ctx;
+    struct vka_optim *opt = NULL;
+    struct vka_cmd *cmd = NULL;
+    if (ret == 0) {
+        uint64_t sx[4] = { B, 3, S, S }, sy[3] = { B, S, S };
+        if ((ret = dump_add(&d, "input.image", VKA_ST_F32, 4, sx, xs)) == 0)
+            ret = dump_add(&d, "input.mask", VKA_ST_I32, 3, sy, ys);
+        xs = NULL;
+        ys = NULL;
     }
-    static float lossv[2];
-    lossv[0] = acc[0] / acc[1];
-    lossv[1] = acc[1];
-    t[nt++] = (struct vka_st_tensor){ .name = "loss_and_count", .dtype = VKA_ST_F32, .ndim = 1,
-                                      .shape = { 2 }, .data = lossv };
+    if (ret == 0 && (ret = vka_tensor_download(&lt, acc)) == 0)
+        ret = dump_params(&d, m, "grad.", true, acc[1]);
+    if (ret == 0) {
+        struct vka_optim_params p = *op;
+        struct vka_tensor params = vka_graph_params_flat(m->g), grads = vka_graph_grads_flat(m->g);
+        p.count = vka_tensor_stored(&params);
+        bool skipped;
+        if ((ret = vka_optim_create(ctx, &p, &opt)) == 0 &&
+            (ret = vka_cmd_create(ctx, NULL, &cmd)) == 0 && (ret = vka_cmd_begin(cmd)) == 0 &&
+            (ret = vka_optim_record_step(cmd, opt, &params, &grads, 1.0f / acc[1], lr)) == 0 &&
+            (ret = vka_cmd_run(cmd)) == 0 && (ret = vka_optim_finish_step(opt, &skipped, NULL)) == 0)
+            ret = dump_params(&d, m, "step.", false, 1.0f);
+    }
+    float *lossv = malloc(2 * sizeof(float));
+    if (ret == 0 && lossv) {
+        lossv[0] = acc[0] / acc[1];
+        lossv[1] = acc[1];
+        uint64_t two = 2;
+        ret = dump_add(&d, "loss_and_count", VKA_ST_F32, 1, &two, lossv);
+        lossv = NULL;
+    }
+    if (ret == 0) {
+        char lrs[32];
+        snprintf(lrs, sizeof(lrs), "%.17g", lr);
+        cJSON *cj = seg_opts_json(o);
+        char *cfg = cJSON_PrintUnformatted(cj);
+        struct vka_st_meta meta[] = { { "config", cfg }, { "lr", lrs } };
+        ret = vka_st_write(o->dump_grads, &(struct vka_st_write_params){
+            .tensors = d.t, .n_tensors = d.n, .meta = meta, .n_meta = 2 });
+        free(cfg);
+        cJSON_Delete(cj);
+    }
     if (ret == 0)
-        ret = vka_st_write(o->dump_grads, &(struct vka_st_write_params){ .tensors = t, .n_tensors = nt });
-    if (ret == 0)
-        printf("wrote the first window's gradient (%u samples, loss %.6f over %.0f pixels) to %s\n",
-               o->batch, lossv[0], acc[1], o->dump_grads);
-    for (uint32_t i = 0; i < nt; i++)
-        free(bufs[i]);
-    free(bufs);
-    free(t);
+        printf("wrote the first window (%u samples as micro-batches of %d: loss %.6f over %.0f "
+               "pixels), its gradient and one %s step to %s\n", B, o->micro, acc[0] / acc[1],
+               acc[1], o->optimizer, o->dump_grads);
+    for (size_t i = 0; i < d.n; i++) {
+        free((char *)d.t[i].name);
+        free(d.data[i]);
+    }
+    free(d.t);
+    free(d.data);
+    free(xs);
+    free(ys);
+    free(lossv);
+    vka_cmd_destroy(&cmd);
+    vka_optim_destroy(&opt);
     return ret;
 }
 
@@ -369,12 +451,6 @@ static int seg_train(int argc, char **argv)
         fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
         goto out;
     }
-    if (o.dump_grads[0]) {
-        ret = dump_grads(&m, loader, &o) < 0 ? 1 : 0;
-        if (ret)
-            fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
-        goto out;
-    }
 
     enum vka_optim_kind ok = !strcmp(o.optimizer, "sgd") ? VKA_OPTIM_SGD
                            : !strcmp(o.optimizer, "adam") ? VKA_OPTIM_ADAM : VKA_OPTIM_ADAMW;
@@ -400,6 +476,12 @@ static int seg_train(int argc, char **argv)
         tp.lr = (struct vka_lr_schedule){ .kind = VKA_LR_CONSTANT, .lr = o.lr };
     tp.lr.warmup_steps = (uint64_t)o.warmup;
     tp.lr.warmup_start_factor = 0.001;
+    if (o.dump_grads[0]) {
+        ret = dump_grads(&m, loader, &o, &tp.optim, vka_lr_at(&tp.lr, 0)) < 0 ? 1 : 0;
+        if (ret)
+            fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        goto out;
+    }
     if (vka_trainer_create(m.g, &tp, &tr) < 0) {
         fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
         goto out;

@@ -192,20 +192,31 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     uint32_t nab = (pc.A4 + ta4 - 1) / ta4, nbb = (pc.B4 + tn4 - 1) / tn4;
     uint32_t pq = g->P * g->Q, nchunks = (pq + WGRAD_CHUNK - 1) / WGRAD_CHUNK;
     uint32_t per = g->R * g->S * pc.A4 * 4 * pc.B4;
-    struct vka_tensor part;
+    /* Images of one chunk continue one multiply-add chain from dw's value through the
+     * samples in order (the "direct" kernel): micro-batches continue it where the whole
+     * batch would. Larger images keep per-(sample, chunk) partials that conv_reduce adds
+     * in sample order. Which way depends on the image size only, never on the batch. */
+    bool direct = nchunks == 1;
+    struct vka_tensor part = *dw;
     struct vka_pipe *pipe;
     struct vka_binding b[3];
     uint32_t base;
-    int ret = scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
-    if (ret < 0 || (ret = pipe_for(ctx, "conv_wgrad", 3, tn4, &pipe)) < 0 ||
+    int ret = direct ? 0 : scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
+    if (ret < 0 || (ret = pipe_for(ctx, direct ? "conv_wgrad_direct" : "conv_wgrad", 3, tn4,
+                                   &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
         (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
         (ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)) < 0)
         return ret;
+    if (direct && part.off % 4) {
+        vka_err("conv: a weight gradient starts at element %" PRIu64 ", not a vec4", part.off);
+        return -EINVAL;
+    }
     pc.chunk = WGRAD_CHUNK;
     pc.aux = g->A;
-    uint64_t n = (uint64_t)g->N * nchunks * g->R * g->S * nab * nbb;
-    if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0)
+    pc.y_base = base / 4;
+    uint64_t n = (uint64_t)(direct ? 1 : g->N) * nchunks * g->R * g->S * nab * nbb;
+    if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0 || direct)
         return ret;
     return reduce(cmd, &part, g->N, nchunks, per, dw);
 }

@@ -1,0 +1,189 @@
+/* The vkaccum command: usage errors (exit 2, naming the option), a refused --device,
+ * the device table, bad datasets refused by name, and the seg trainer's promise that a
+ * run with micro-batch 1 and with micro-batch B (GroupNorm) logs bit-identical losses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static char out[1 << 16];
+
+/* Runs `vkaccum ARGS` with stdout and stderr captured into out; returns the exit status. */
+static int run(const char *args)
+{
+    const char *bin = getenv("VKACCUM_BIN");
+    cr_assert(bin, "VKACCUM_BIN is not set (meson sets it)");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(cli, usage_errors_exit_2_and_name_the_problem)
+{
+    cr_assert_eq(run("--bogus"), 2, "%s", out);
+    cr_assert(strstr(out, "unknown option '--bogus'"), "%s", out);
+    cr_assert_eq(run("frobnicate"), 2, "%s", out);
+    cr_assert(strstr(out, "unknown command 'frobnicate'"), "%s", out);
+    cr_assert_eq(run("devices --json --frob"), 2, "%s", out);
+    cr_assert(strstr(out, "'--frob'"), "%s", out);
+    cr_assert_eq(run("seg train --batch"), 2, "%s", out);
+    cr_assert(strstr(out, "'--batch' needs a value"), "%s", out);
+    cr_assert_eq(run("seg train --out /tmp/x --batch 4 --micro-batch 8"), 2, "%s", out);
+    cr_assert(strstr(out, "--micro-batch 8 is larger than --batch 4"), "%s", out);
+    cr_assert_eq(run("seg train --out /tmp/x --optimizer lamb"), 2, "%s", out);
+    cr_assert(strstr(out, "adamw|adam|sgd"), "%s", out);
+    cr_assert_eq(run("seg train --out /tmp/x --crop 30"), 2, "%s", out);
+    cr_assert(strstr(out, "multiple of 2^depth"), "%s", out);
+    cr_assert_eq(run("--version"), 0);
+    cr_assert(strstr(out, "vkaccum "), "%s", out);
+    cr_assert_eq(run("seg train --help"), 0);
+    cr_assert(strstr(out, "--micro-batch"), "%s", out);
+}
+
+Test(cli, devices_table_and_bad_device)
+{
+    cr_assert_eq(run("devices"), 0, "%s", out);
+    cr_assert(strstr(out, "llvmpipe") || strstr(out, "*"), "%s", out);
+    cr_assert_eq(run("devices --json"), 0, "%s", out);
+    cr_assert(strstr(out, "\"subgroup_size\""), "%s", out);
+    cr_assert_eq(run("selftest --device 77"), 1, "%s", out);
+    cr_assert(strstr(out, "there is no device 77"), "%s", out);
+}
+
+static void write_png(const char *path, int w, int h, int c, unsigned char v)
+{
+    /* an 8-bit PNG written by hand (one stored zlib block, every pixel v), so the test
+     * depends on no image library of the code under test */
+    static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot write %s", path);
+    fwrite(sig, 1, 8, f);
+    /* IHDR */
+    unsigned char ihdr[13] = { 0, 0, 0, (unsigned char)w, 0, 0, 0, (unsigned char)h, 8,
+                               (unsigned char)(c == 3 ? 2 : 0), 0, 0, 0 };
+    /* raw scanlines with filter 0, stored in one zlib "stored" block */
+    size_t row = (size_t)w * c + 1, raw = row * h;
+    unsigned char *z = calloc(raw + 11, 1);
+    z[0] = 0x78;
+    z[1] = 0x01;
+    z[2] = 1;
+    z[3] = (unsigned char)(raw & 255);
+    z[4] = (unsigned char)(raw >> 8);
+    z[5] = (unsigned char)~z[3];
+    z[6] = (unsigned char)~z[4];
+    unsigned a = 1, b = 0;
+    for (size_t i = 0; i < raw; i++) {
+        unsigned char byte = i % row == 0 ? 0 : v;
+        z[7 + i] = byte;
+        a = (a + byte) % 65521;
+        b = (b + a) % 65521;
+    }
+    unsigned adler = (b << 16) | a;
+    z[7 + raw] = (unsigned char)(adler >> 24);
+    z[8 + raw] = (unsigned char)(adler >> 16);
+    z[9 + raw] = (unsigned char)(adler >> 8);
+    z[10 + raw] = (unsigned char)adler;
+    const struct { const char *type; const unsigned char *data; size_t len; } chunks[] = {
+        { "IHDR", ihdr, 13 }, { "IDAT", z, raw + 11 }, { "IEND", NULL, 0 } };
+    for (int k = 0; k < 3; k++) {
+        unsigned char len[4] = { (unsigned char)(chunks[k].len >> 24), (unsigned char)(chunks[k].len >> 16),
+                                 (unsigned char)(chunks[k].len >> 8), (unsigned char)chunks[k].len };
+        fwrite(len, 1, 4, f);
+        unsigned long crc = 0xffffffffUL;
+        unsigned char buf[4];
+        memcpy(buf, chunks[k].type, 4);
+        fwrite(buf, 1, 4, f);
+        for (size_t i = 0; i < 4 + chunks[k].len; i++) {
+            unsigned char byte = i < 4 ? buf[i] : chunks[k].data[i - 4];
+            crc ^= byte;
+            for (int j = 0; j < 8; j++)
+                crc = (crc >> 1) ^ (0xedb88320UL & (0UL - (crc & 1)));
+        }
+        if (chunks[k].len)
+            fwrite(chunks[k].data, 1, chunks[k].len, f);
+        crc ^= 0xffffffffUL;
+        unsigned char c4[4] = { (unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
+                                (unsigned char)(crc >> 8), (unsigned char)crc };
+        fwrite(c4, 1, 4, f);
+    }
+    fclose(f);
+    free(z);
+}
+
+Test(cli, bad_dataset_is_refused_by_name)
+{
+    char dir[] = "/tmp/vkaccum-cli-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char p[512];
+    const char *sub[] = { "train", "train/images", "train/masks", "val", "val/images", "val/masks" };
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
+        mkdir(p, 0755);
+    }
+    snprintf(p, sizeof(p), "%s/train/images/a.png", dir);
+    write_png(p, 16, 16, 3, 100);
+    snprintf(p, sizeof(p), "%s/train/masks/a.png", dir);
+    write_png(p, 16, 16, 1, 1);
+    snprintf(p, sizeof(p), "%s/train/images/b.png", dir);
+    write_png(p, 16, 16, 3, 50);
+    /* b.png has no mask */
+    char args[1024];
+    snprintf(args, sizeof(args), "seg train --data %s --out %s/run --crop 16 --depth 2 --steps 1", dir, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "b.png"), "the error does not name the file: %s", out);
+    /* a mask of another size than its image */
+    snprintf(p, sizeof(p), "%s/train/masks/b.png", dir);
+    write_png(p, 8, 16, 1, 1);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "b.png"), "the error does not name the file: %s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* metrics.jsonl's train lines without the timing fields */
+static void losses(const char *path, char *dst, size_t size)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "no %s", path);
+    char line[4096];
+    size_t used = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *l = strstr(line, "\"loss\":");
+        if (!l || !strstr(line, "\"kind\":\"train\""))
+            continue;
+        char *end = strchr(l, ',');
+        used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(end - l), l);
+    }
+    fclose(f);
+}
+
+Test(cli, micro_batch_1_and_B_log_identical_losses)
+{
+    char dir[] = "/tmp/vkaccum-mb-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[1024], a[8192], b[8192], p[600];
+    const char *common = "seg train --data shapes --train-count 16 --crop 32 --depth 2 "
+                         "--width 8 --batch 4 --steps 3 --eval-every 0 --save-every 0 "
+                         "--workers 0 --val-count 2";
+    snprintf(args, sizeof(args), "%s --micro-batch 4 --out %s/b4", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "%s --micro-batch 1 --out %s/b1", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/b4/metrics.jsonl", dir);
+    losses(p, a, sizeof(a));
+    snprintf(p, sizeof(p), "%s/b1/metrics.jsonl", dir);
+    losses(p, b, sizeof(b));
+    cr_assert(strlen(a) > 0, "no losses logged");
+    cr_assert_str_eq(a, b, "micro-batch 4:\n%s\nmicro-batch 1:\n%s", a, b);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
