@@ -46,7 +46,8 @@ static uint32_t div4(uint32_t c)
 
 static uint32_t tn4_for(uint32_t b4)
 {
-    return b4 >= 32 ? 4 : b4 >= 2 ? 2 : 1;
+    /* 4 vec4s from 64 output channels: measured 10-20 % faster than 2 there on lavapipe */
+    return b4 >= 16 ? 4 : b4 >= 2 ? 2 : 1;
 }
 
 static void push_geom(struct conv_push *pc, const struct geom *g)
