@@ -135,19 +135,8 @@ int vka_sum(struct vka_cmd *cmd, const struct vka_tensor *x, const struct vka_te
     while (true) {
         uint64_t parts = (n + block - 1) / block;
         struct vka_tensor dst = *out;
-        struct vka_buf *scratch = NULL;
-        if (parts > 1) {
-            ret = vka_buf_create(ctx, &(struct vka_buf_params){
-                .size = parts * sizeof(float), .cat = VKA_MEM_OTHER }, &scratch);
-            if (ret < 0)
-                return ret;
-            ret = vka_cmd_own(cmd, scratch);
-            if (ret < 0) {
-                vka_buf_destroy(&scratch);
-                return ret;
-            }
-            dst = vka_tensor_flat(scratch, 0, parts);
-        }
+        if (parts > 1 && (ret = vka_op_scratch(cmd, parts, &dst)) < 0)
+            return ret;
         for (uint64_t first = 0; first < n; first += chunk) {
             uint64_t count = n - first < chunk ? n - first : chunk;
             uint64_t part0 = first / block, nparts = (count + block - 1) / block;

@@ -142,21 +142,6 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
     return 0;
 }
 
-static int scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t)
-{
-    struct vka_buf *buf;
-    int ret = vka_buf_create(vka_cmd_ctx(cmd), &(struct vka_buf_params){
-        .size = floats * 4, .cat = VKA_MEM_OTHER }, &buf);
-    if (ret < 0)
-        return ret;
-    if ((ret = vka_cmd_own(cmd, buf)) < 0) {
-        vka_buf_destroy(&buf);
-        return ret;
-    }
-    *t = vka_tensor_flat(buf, 0, floats);
-    return 0;
-}
-
 /* acc (vec4s) += per-sample sums of part[n][chunk][per], samples in order. */
 static int reduce(struct vka_cmd *cmd, const struct vka_tensor *part, uint32_t N,
                   uint32_t nchunks, uint32_t per, const struct vka_tensor *acc)
@@ -202,7 +187,7 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     struct vka_pipe *pipe;
     struct vka_binding b[3];
     uint32_t base;
-    int ret = direct ? 0 : scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
+    int ret = direct ? 0 : vka_op_scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
     if (ret < 0 || (ret = pipe_for(ctx, direct ? "conv_wgrad_direct" : "conv_wgrad", 3, tn4,
                                    &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
@@ -233,7 +218,7 @@ static int bgrad(struct vka_cmd *cmd, uint32_t N, uint32_t P, uint32_t Q, uint32
     struct vka_pipe *pipe;
     struct vka_binding b[2];
     uint32_t base;
-    int ret = scratch(cmd, (uint64_t)N * nchunks * pc.B4 * 4, &part);
+    int ret = vka_op_scratch(cmd, (uint64_t)N * nchunks * pc.B4 * 4, &part);
     if (ret < 0 || (ret = pipe_for(ctx, "conv_bgrad", 2, 1, &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, d, 0, vka_tensor_stored(d), &b[0], &pc.w_base)) < 0 ||
         (ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[1], &base)) < 0)
@@ -253,7 +238,7 @@ static int transpose(struct vka_cmd *cmd, uint32_t R, uint32_t S, uint32_t A, ui
     struct vka_pipe *pipe;
     struct vka_binding b[2];
     uint32_t base;
-    int ret = scratch(cmd, n4 * 4, wt);
+    int ret = vka_op_scratch(cmd, n4 * 4, wt);
     if (ret < 0 || (ret = pipe_for(ctx, "conv_transpose", 2, 1, &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, w, 0, vka_tensor_stored(w), &b[0], &pc.x_base)) < 0 ||
         (ret = vka_op_bind_out(ctx, wt, 0, vka_tensor_stored(wt), &b[1], &base)) < 0)

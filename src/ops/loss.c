@@ -152,21 +152,6 @@ static int loss_shape(enum loss_kind k, const struct vka_op_args *a, uint32_t sh
     return 0;
 }
 
-static int scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t)
-{
-    struct vka_buf *buf = NULL;
-    int ret = vka_buf_create(vka_cmd_ctx(cmd), &(struct vka_buf_params){
-        .size = floats * sizeof(float), .cat = VKA_MEM_OTHER }, &buf);
-    if (ret < 0)
-        return ret;
-    if ((ret = vka_cmd_own(cmd, buf)) < 0) {
-        vka_buf_destroy(&buf);
-        return ret;
-    }
-    *t = vka_tensor_flat(buf, 0, floats);
-    return 0;
-}
-
 /* A flat input bound from its vec4-aligned start: *shift is its offset in that vec4. */
 static int bind_flat_in(struct vka_ctx *ctx, const struct vka_tensor *t, struct vka_binding *b,
                         uint32_t *base4, uint32_t *shift)
@@ -211,7 +196,7 @@ static int record_partials(struct vka_cmd *cmd, enum loss_kind k, const struct v
                 "range of %" PRIu64 " bytes", op, P, g->fpi, ctx->profile.max_binding);
         return -E2BIG;
     }
-    int ret = scratch(cmd, total * g->V4 * 4, part);
+    int ret = vka_op_scratch(cmd, total * g->V4 * 4, part);
     if (ret < 0)
         return ret;
     struct vka_pipe *pipe;
@@ -302,7 +287,7 @@ static int record_dice_prep(struct vka_cmd *cmd, const struct vka_op_args *a,
                             const struct geom *g, struct vka_tensor *gt)
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
-    int ret = scratch(cmd, 8ull * g->q4, gt);
+    int ret = vka_op_scratch(cmd, 8ull * g->q4, gt);
     if (ret < 0)
         return ret;
     struct vka_pipe *pipe;

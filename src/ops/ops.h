@@ -125,4 +125,8 @@ int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t fi
 int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
                    uint64_t count, struct vka_binding *b, uint32_t *base4);
 
+/* A FLAT scratch tensor of `floats` elements (VKA_MEM_OTHER) owned by the recorder: freed
+ * when it is destroyed or begun again, after its work. */
+int vka_op_scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t);
+
 #endif
