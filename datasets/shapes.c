@@ -1,6 +1,6 @@
 /* The shapes generator: 2 to 4 filled circles (class 1), axis-aligned rectangles (2)
- * and triangles (3) in random colours on a random background colour, drawn in order
- * (a later shape covers an earlier one), then uniform noise of +-0.12 on every pixel
+ * and triangles (3) in random colours on a random background colour, apart from each
+ * other (none covers another), then uniform noise of +-0.12 on every pixel
  * and channel; background is class 0. Colours carry no class information (each shape's
  * colour differs from the background by at least 0.3 on average over the channels), so
  * the model must learn the geometry. Sample i of a split is a function of
@@ -53,7 +53,7 @@ static void make_shape(uint64_t *rng, float W, float H, const float *bg, struct 
             break;
     }
     if (s->kind == 1) {
-        s->r = vka_rng_range(rng, 0.08f, 0.2f) * m;
+        s->r = vka_rng_range(rng, 0.10f, 0.22f) * m;
         s->cx = vka_rng_range(rng, s->r, W - s->r);
         s->cy = vka_rng_range(rng, s->r, H - s->r);
         s->x0 = s->cx - s->r;
@@ -61,13 +61,13 @@ static void make_shape(uint64_t *rng, float W, float H, const float *bg, struct 
         s->y0 = s->cy - s->r;
         s->y1 = s->cy + s->r;
     } else if (s->kind == 2) {
-        float w = vka_rng_range(rng, 0.15f, 0.4f) * m, h = vka_rng_range(rng, 0.15f, 0.4f) * m;
+        float w = vka_rng_range(rng, 0.18f, 0.4f) * m, h = vka_rng_range(rng, 0.18f, 0.4f) * m;
         s->x0 = vka_rng_range(rng, 0, W - w);
         s->y0 = vka_rng_range(rng, 0, H - h);
         s->x1 = s->x0 + w;
         s->y1 = s->y0 + h;
     } else {
-        float r = vka_rng_range(rng, 0.12f, 0.28f) * m;
+        float r = vka_rng_range(rng, 0.15f, 0.3f) * m;
         float cx = vka_rng_range(rng, r, W - r), cy = vka_rng_range(rng, r, H - r);
         float a = vka_rng_range(rng, 0, 6.2831853f);
         s->x0 = s->x1 = cx;
@@ -109,10 +109,23 @@ int vka_shapes_make(const struct vka_dataset *ds, uint32_t i, struct vka_sample 
     for (size_t p = 0; p < (size_t)W * H; p++)
         for (int k = 0; k < 3; k++)
             col[p * 3 + k] = bg[k];
-    uint32_t n = 2 + vka_rng_below(&rng, 3);
+    /* 2 to 4 shapes whose bounding boxes keep 2 pixels apart: every shape is whole, so
+     * its class is decidable from its outline (a shape that finds no room is left out) */
+    uint32_t n = 2 + vka_rng_below(&rng, 3), placed = 0;
+    struct shape done[4];
     for (uint32_t j = 0; j < n; j++) {
         struct shape sh;
-        make_shape(&rng, (float)W, (float)H, bg, &sh);
+        bool free_spot = false;
+        for (int tries = 0; tries < 20 && !free_spot; tries++) {
+            make_shape(&rng, (float)W, (float)H, bg, &sh);
+            free_spot = true;
+            for (uint32_t k = 0; k < placed && free_spot; k++)
+                free_spot = sh.x1 + 2 < done[k].x0 || done[k].x1 + 2 < sh.x0 ||
+                            sh.y1 + 2 < done[k].y0 || done[k].y1 + 2 < sh.y0;
+        }
+        if (!free_spot)
+            continue;
+        done[placed++] = sh;
         int x0 = (int)fmaxf(0, floorf(sh.x0)), x1 = (int)fminf((float)W - 1, ceilf(sh.x1));
         int y0 = (int)fmaxf(0, floorf(sh.y0)), y1 = (int)fminf((float)H - 1, ceilf(sh.y1));
         for (int y = y0; y <= y1; y++)

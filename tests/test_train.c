@@ -243,3 +243,66 @@ Test(train, bad_windows_are_refused)
     vka_graph_destroy(&n.g);
     test_ctx_done(&ctx);
 }
+
+/* An epoch of 10 samples with B = 8, b = 3: the first window is 3+3+2, the epoch's last
+ * window holds 2 samples and is stepped with its own count (or dropped with drop_last). */
+Test(train, partial_last_window_is_stepped_with_its_count_or_dropped)
+{
+    test_seed("train partial");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    for (int drop = 0; drop < 2; drop++) {
+        struct net n;
+        build(ctx, &n);
+        struct vka_trainer_params tp = {
+            .batch = B, .micro = 3, .drop_last = drop,
+            .optim = vka_optim_defaults(VKA_OPTIM_SGD, 1),
+            .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 },
+            .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
+        };
+        struct vka_trainer *tr;
+        cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+        uint32_t sizes[8], nsizes = 0, at = 0;
+        bool stepped = false;
+        while (at < 10) {
+            uint32_t b = vka_trainer_next_size(tr);
+            if (b > 10 - at)
+                b = 10 - at;
+            sizes[nsizes++] = b;
+            /* the data holds 8 samples: the epoch's last two reuse the first two */
+            const void *in[2] = { x + (size_t)(at % B) * C_IN * HW * HW, t + (size_t)(at % B) * HW * HW };
+            cr_assert_eq(vka_trainer_micro_step(tr, in, b, &stepped), 0, "%s", vka_last_error());
+            at += b;
+        }
+        cr_assert_eq(nsizes, 4);
+        cr_assert(sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 2 && sizes[3] == 2);
+        struct vka_tensor params = vka_graph_params_flat(n.g);
+        float *before = download_all(&params);
+        cr_assert_eq(vka_trainer_end_epoch(tr, &stepped), 0, "%s", vka_last_error());
+        struct vka_trainer_stats st;
+        vka_trainer_get_stats(tr, &st);
+        float *after = download_all(&params);
+        bool moved = memcmp(before, after, vka_tensor_stored(&params) * 4) != 0;
+        int valid = 0;
+        for (int i = 0; i < 2 * HW * HW; i++)
+            valid += t[i] != 255;
+        if (!drop) {
+            cr_assert(stepped && moved && st.opt_steps == 2, "the partial window was not stepped");
+            cr_assert_eq(st.count, (double)valid, "count %g, the window's valid pixels %d",
+                         st.count, valid);
+        } else {
+            cr_assert(!stepped && !moved && st.opt_steps == 1 && st.dropped_windows == 1,
+                      "drop_last stepped the partial window");
+        }
+        cr_assert_eq(st.window_samples, 0);
+        free(before);
+        free(after);
+        vka_trainer_destroy(&tr);
+        vka_graph_destroy(&n.g);
+    }
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+}
