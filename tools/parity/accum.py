@@ -37,8 +37,8 @@ values, so a difference is vkaccum's rounding alone):
       may land on either side in vkaccum (as in PyTorch's own float32), which moves the
       gradients upstream of it by up to 1e-2. Where the gradient fails, each of the
       nearest such inputs of the reference (|x| < 4e-6 rms, at most 8) is taken on its
-      other side, one at a time, and kept when that halves the difference; every one
-      kept is printed. This happens in about one window out of ten.
+      other side, one at a time, and kept when that cuts the mismatch by a third; every one
+      kept is printed. 4 windows out of 48 needed it with GroupNorm (seeds 1 to 12).
     - Cancelling biases. With BatchNorm the gradient of dec.*.up.bias cancels by
       construction (it feeds conv1 and then BatchNorm, which removes any per-channel
       constant: only the zero-padded border survives), so sum |dy| is 20 to 70 times
@@ -351,8 +351,9 @@ def suite(args, data, work):
         prev = next((r for b2, r in refs.items() if not batch_norm and
                      same_bits(dumps[b2].grad, d.grad)), None)
         refs[b] = prev or matched_reference(d, b if batch_norm else B)
-    full = refs[B] if B in refs and batch_norm else refs[b] if not batch_norm \
-        else Reference(first, B)
+    full = None
+    if batch_norm:
+        full = refs[B] if B in refs else Reference(first, B)
     hdr = ["b", "loss rel", "grad rel", "worst tensor", "step/lr", "worst tensor",
            "step*/lr", "at |g|"]
     if batch_norm:
