@@ -570,7 +570,7 @@ static int seg_train(int argc, char **argv)
                 (unsigned long long)st.samples_seen, (unsigned long long)st.skipped_steps);
         fflush(metrics);
         progress(tty, &st, steps, ips, t - t0);
-        if (!tty && (st.opt_steps % 10 == 0 || (long long)st.opt_steps == steps))
+        if (!tty && (st.opt_steps % 50 == 0 || (long long)st.opt_steps == steps))
             printf("step %llu/%lld  loss %.4f  lr %.2e  %.1f img/s  peak %.0f MiB  %.0f s\n",
                    (unsigned long long)st.opt_steps, steps, st.loss, st.lr, ips,
                    ms.total_peak / 1048576.0, t - t0);
