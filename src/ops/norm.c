@@ -417,10 +417,11 @@ static int norm_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     return a->dx[0] ? record_map(cmd, &pl, a->dy, a->dx[0]) : 0;
 }
 
-int vka_batch_norm_shape(const struct vka_op_args *a, uint32_t shape[4])
+/* Both norms keep the input's shape; plan_init checks everything else. */
+static int norm_shape(const char *op, const struct vka_op_args *a, bool gn, uint32_t shape[4])
 {
     struct plan pl;
-    int ret = plan_init("batch_norm", a, false, &pl);
+    int ret = plan_init(op, a, gn, &pl);
     if (ret < 0)
         return ret;
     shape[0] = pl.x->n;
@@ -428,6 +429,11 @@ int vka_batch_norm_shape(const struct vka_op_args *a, uint32_t shape[4])
     shape[2] = pl.x->h;
     shape[3] = pl.x->w;
     return 0;
+}
+
+int vka_batch_norm_shape(const struct vka_op_args *a, uint32_t shape[4])
+{
+    return norm_shape("batch_norm", a, false, shape);
 }
 
 int vka_batch_norm_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
@@ -442,15 +448,7 @@ int vka_batch_norm_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
 
 int vka_group_norm_shape(const struct vka_op_args *a, uint32_t shape[4])
 {
-    struct plan pl;
-    int ret = plan_init("group_norm", a, true, &pl);
-    if (ret < 0)
-        return ret;
-    shape[0] = pl.x->n;
-    shape[1] = pl.x->c;
-    shape[2] = pl.x->h;
-    shape[3] = pl.x->w;
-    return 0;
+    return norm_shape("group_norm", a, true, shape);
 }
 
 int vka_group_norm_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
