@@ -187,3 +187,58 @@ Test(cli, micro_batch_1_and_B_log_identical_losses)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* A short run resumed from its checkpoint logs the losses of the uninterrupted run, and
+ * its checkpoint evaluates and predicts images of any size. */
+Test(cli, resume_eval_and_predict)
+{
+    char dir[] = "/tmp/vkaccum-rs-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[2048], a[8192], b[8192], p[700];
+    const char *common = "seg train --data shapes --train-count 12 --crop 32 --depth 2 "
+                         "--width 8 --batch 4 --micro-batch 2 --eval-every 0 --save-every 1 "
+                         "--workers 0 --val-count 2 --schedule constant";
+    /* (a constant rate: the poly schedule runs over --steps, which the resume extends) */
+    snprintf(args, sizeof(args), "%s --steps 4 --out %s/whole", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "%s --steps 2 --out %s/part", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "seg train --resume %s/part --steps 4", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/whole/metrics.jsonl", dir);
+    losses(p, a, sizeof(a));
+    snprintf(p, sizeof(p), "%s/part/metrics.jsonl", dir);
+    losses(p, b, sizeof(b));
+    cr_assert_str_eq(a, b, "uninterrupted:\n%s\nresumed:\n%s", a, b);
+
+    snprintf(args, sizeof(args), "seg eval --ckpt %s/whole/last.safetensors --json", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "\"miou\"") && strstr(out, "\"confusion\""), "%s", out);
+
+    /* an image that is no multiple of the 32-pixel tile: overlapping tiles */
+    snprintf(p, sizeof(p), "%s/in", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/in/odd.png", dir);
+    write_png(p, 45, 37, 3, 120);
+    snprintf(args, sizeof(args), "seg predict --ckpt %s/whole/last.safetensors --input %s/in "
+             "--out %s/pred", dir, dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/pred/odd_mask.png", dir);
+    FILE *f = fopen(p, "rb");
+    cr_assert(f, "no %s: %s", p, out);
+    unsigned char hdr[24];
+    cr_assert_eq(fread(hdr, 1, 24, f), 24);
+    fclose(f);
+    /* PNG IHDR: width and height, big-endian, at bytes 16 and 20 */
+    cr_assert_eq(hdr[19], 45, "mask width %u", hdr[19]);
+    cr_assert_eq(hdr[23], 37, "mask height %u", hdr[23]);
+    snprintf(p, sizeof(p), "%s/pred/odd_overlay.png", dir);
+    cr_assert_eq(access(p, R_OK), 0, "no overlay");
+    /* a checkpoint that is not one is refused by name */
+    snprintf(args, sizeof(args), "seg predict --ckpt %s/in/odd.png --input %s/in --out %s/pred",
+             dir, dir, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "odd.png"), "%s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
