@@ -533,6 +533,7 @@ void vka_ctx_destroy(struct vka_ctx **pctx)
         return;
     if (ctx->dev) {
         vkDeviceWaitIdle(ctx->dev);
+        vka_cmd_destroy(&ctx->xfer);
         vka_buf_destroy(&ctx->staging);
         if (ctx->mem.live_buffers)
             vka_warn("%u buffers still alive when the context was destroyed",

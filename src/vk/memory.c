@@ -271,16 +271,16 @@ static int staged_copy(struct vka_buf *b, VkDeviceSize off, void *host, size_t s
 {
     struct vka_ctx *ctx = b->ctx;
     struct vka_buf *stage;
-    struct vka_cmd *cmd = NULL;
+    struct vka_cmd *cmd;
     int ret = bounds_check(up ? "vka_buf_upload" : "vka_buf_download", b, off, size);
     if (ret < 0 || size == 0)
         return ret;
     ret = staging_get(ctx, size, &stage);
     if (ret < 0)
         return ret;
-    ret = vka_cmd_create(ctx, &(struct vka_cmd_params){ 0 }, &cmd);
-    if (ret < 0)
+    if (!ctx->xfer && (ret = vka_cmd_create(ctx, &(struct vka_cmd_params){ 0 }, &ctx->xfer)) < 0)
         return ret;
+    cmd = ctx->xfer;
     for (size_t done = 0; done < size; done += stage->size) {
         size_t n = size - done < stage->size ? size - done : stage->size;
         if (up)
@@ -293,7 +293,6 @@ static int staged_copy(struct vka_buf *b, VkDeviceSize off, void *host, size_t s
         if (!up)
             memcpy((char *)host + done, stage->mapped, n);
     }
-    vka_cmd_destroy(&cmd);
     return ret;
 }
 

@@ -128,6 +128,7 @@ struct vka_ctx {
     struct vka_pipe *pipes; /* every pipeline built, freed with the context */
 
     struct vka_buf *staging; /* reused by vka_buf_upload/download */
+    struct vka_cmd *xfer;    /* their recorder, made once */
 };
 
 int vka_ctx_create(const struct vka_ctx_params *params, struct vka_ctx **ctx);
