@@ -242,3 +242,38 @@ Test(cli, resume_eval_and_predict)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* RGB colour masks through --palette: known colours train, an unknown one is refused
+ * naming the file and the colour. */
+Test(cli, rgb_masks_with_a_palette)
+{
+    char dir[] = "/tmp/vkaccum-pal-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char p[512], args[1024];
+    const char *sub[] = { "train", "train/images", "train/masks", "val", "val/images", "val/masks" };
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
+        mkdir(p, 0755);
+    }
+    for (int s = 0; s < 2; s++) {
+        const char *split = s ? "val" : "train";
+        snprintf(p, sizeof(p), "%s/%s/images/a.png", dir, split);
+        write_png(p, 16, 16, 3, 90);
+        snprintf(p, sizeof(p), "%s/%s/masks/a.png", dir, split);
+        write_png(p, 16, 16, 3, 7); /* colour (7,7,7): class 1 */
+    }
+    snprintf(p, sizeof(p), "%s/palette.json", dir);
+    FILE *f = fopen(p, "w");
+    fputs("[[0, 0, 0], [7, 7, 7]]\n", f);
+    fclose(f);
+    snprintf(args, sizeof(args), "seg train --data %s --palette %s/palette.json --classes 2 "
+             "--out %s/run --crop 16 --depth 2 --width 8 --batch 1 --steps 1 --workers 0", dir,
+             dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/train/masks/a.png", dir);
+    write_png(p, 16, 16, 3, 9);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "masks/a.png") && strstr(out, "9"), "%s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}

@@ -16,8 +16,8 @@
 #include "train.h"
 
 static const char *train_only[] = { "json", NULL };
-static const char *eval_opts[] = { "data", "device", "val-count", "tile", "micro-batch",
-                                   "json", "skip-bad", "ignore-index", NULL };
+static const char *eval_opts[] = { "data", "palette", "device", "val-count", "tile",
+                                   "micro-batch", "json", "skip-bad", "ignore-index", NULL };
 static const char *predict_opts[] = { "device", "tile", "micro-batch", NULL };
 
 static void print_help(const char *cmd, const char *usage, const char **only, const char **skip)
@@ -107,6 +107,8 @@ static int open_dataset(const struct seg_opts *o, enum vka_split split, struct v
                                      .width = (uint32_t)o->crop, .height = (uint32_t)o->crop };
     int32_t ignore = o->ignore_index;
     dp.ignore_index = &ignore;
+    if (o->palette[0])
+        dp.palette = o->palette;
     if (split == VKA_SPLIT_TRAIN)
         dp.count = (uint32_t)o->train_count;
     if (vka_dataset_spec_parse(o->data, true, &dp) < 0)
@@ -674,6 +676,8 @@ static int seg_eval(int argc, char **argv)
         return 1;
     if (cli.data[0])
         snprintf(o.data, sizeof(o.data), "%s", cli.data);
+    if (cli.palette[0])
+        snprintf(o.palette, sizeof(o.palette), "%s", cli.palette);
     snprintf(o.device, sizeof(o.device), "%s", cli.device);
     o.val_count = cli.val_count;
     o.json = cli.json;

@@ -15,6 +15,7 @@
 const struct opt_desc seg_opt_table[] = {
     O("data", OPT_STR, data, NULL, "DIR, voc:DIR, folder:DIR, shapes or fashion (default shapes)"),
     O("out", OPT_STR, out, NULL, "run folder: config.json, metrics.jsonl, checkpoints, samples/"),
+    O("palette", OPT_STR, palette, NULL, "JSON list of [r,g,b] colours: RGB masks, colour k = class k"),
     O("classes", OPT_INT, classes, NULL, "classes (default: the dataset's)"),
     O("batch", OPT_INT, batch, NULL, "effective batch B: samples per optimizer step (16)"),
     O("micro-batch", OPT_INT, micro, NULL, "micro-batch b: samples per forward/backward (default B)"),
