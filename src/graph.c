@@ -241,14 +241,16 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
     char sname[96];
     for (int i = 0; i < 2; i++) {
         snprintf(sname, sizeof(sname), "%s.saved%d", name, i);
-        int sv = -1;
+        int sv;
         if (op == VKA_OP_group_norm)
             sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, node.p.norm.groups, 1, 1);
         else if (op == VKA_OP_batch_norm)
             sv = add_act(g, sname, VKA_LAYOUT_FLAT, false, x->c, 1, 1, 1);
         else if (op == VKA_OP_max_pool2d && i == 0)
             sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, s[1], s[2], s[3]);
-        if (sv < -1)
+        else
+            continue; /* nothing saved: node.saved[i] stays -1 */
+        if (sv < 0)
             return sv;
         node.saved[i] = sv;
     }
