@@ -543,6 +543,10 @@ static int seg_train(int argc, char **argv)
     uint64_t samples_last = 0;
     struct vka_trainer_stats st;
     vka_trainer_get_stats(tr, &st);
+    if (o.resume[0])
+        printf("resuming %s at step %llu (%llu samples seen, %u in the open window)\n", o.resume,
+               (unsigned long long)st.opt_steps, (unsigned long long)st.samples_seen,
+               st.window_samples);
     samples_last = st.samples_seen;
     while ((long long)st.opt_steps < steps) {
         struct vka_batch bt;
