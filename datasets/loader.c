@@ -378,7 +378,9 @@ int vka_loader_next(struct vka_loader *l, uint32_t n, struct vka_batch *b)
         pthread_mutex_unlock(&l->mu);
     }
     if (ret) {
+        pthread_mutex_lock(&l->mu);
         l->failed = ret;
+        pthread_mutex_unlock(&l->mu);
         snprintf(l->fail_msg, sizeof(l->fail_msg), "%s", err);
         vka_err("%s", err);
         return ret;
