@@ -119,16 +119,24 @@ static void write_png(const char *path, int w, int h, int c, unsigned char v)
     free(z);
 }
 
+/* The folders of the simple dataset layout under dir. */
+static void make_layout(const char *dir)
+{
+    static const char *sub[] = { "train", "train/images", "train/masks",
+                                 "val", "val/images", "val/masks" };
+    char p[512];
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
+        cr_assert(mkdir(p, 0755) == 0, "cannot create %s", p);
+    }
+}
+
 Test(cli, bad_dataset_is_refused_by_name)
 {
     char dir[] = "/tmp/vkaccum-cli-XXXXXX";
     cr_assert(mkdtemp(dir));
     char p[512];
-    const char *sub[] = { "train", "train/images", "train/masks", "val", "val/images", "val/masks" };
-    for (int i = 0; i < 6; i++) {
-        snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
-        mkdir(p, 0755);
-    }
+    make_layout(dir);
     snprintf(p, sizeof(p), "%s/train/images/a.png", dir);
     write_png(p, 16, 16, 3, 100);
     snprintf(p, sizeof(p), "%s/train/masks/a.png", dir);
@@ -250,11 +258,7 @@ Test(cli, rgb_masks_with_a_palette)
     char dir[] = "/tmp/vkaccum-pal-XXXXXX";
     cr_assert(mkdtemp(dir));
     char p[512], args[1024];
-    const char *sub[] = { "train", "train/images", "train/masks", "val", "val/images", "val/masks" };
-    for (int i = 0; i < 6; i++) {
-        snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
-        mkdir(p, 0755);
-    }
+    make_layout(dir);
     for (int s = 0; s < 2; s++) {
         const char *split = s ? "val" : "train";
         snprintf(p, sizeof(p), "%s/%s/images/a.png", dir, split);
