@@ -4,6 +4,9 @@
 //   OP_BCE   binary cross-entropy with logits (stable form), f32 targets like x
 //   OP_MSE   squared error, f32 targets like x
 //   OP_L1    absolute error (sign(0) = 0), f32 targets like x
+//   OP_HINGE the hinge GAN loss max(0, 1 - s*x), s = 2t - 1, f32 targets like x; with
+//            HINGE_LINEAR the generator's -s*x. The subgradient at s*x == 1 is 0.
+//   OP_SIGMEAN  sigmoid(x) summed, a metric: no targets, no backward variant
 //   OP_DICE  soft Dice sums per class: inter[c] = sum p_c*[t==c], card[c] = sum p_c+[t==c]
 //   OP_DICE_PREP  pads dy = [dL/dinter[C], dL/dcard[C]] into G = [dinter[cs], dcard[cs]]
 //   OP_FOLD  folds each sample's block partials by a fixed tree and adds the per-sample
@@ -12,6 +15,7 @@
 // for BCE/MSE/L1 a pixel's vec4s) of one sample, reduced in a fixed order: each
 // invocation adds its ITEMS items in index order, then a shared-memory tree. Blocks
 // never span two samples, so a sample's partials do not depend on the batch around it.
+// The losses with f32 targets (and sigmoid_mean) are ELTWISE: an item is one vec4.
 // With BWD one invocation handles one item and ADDS scale * d(sum)/dx into DX (dice:
 // the chain rule from G, no scale); padding channels of DX are written 0.
 // Logits are NHWC4 (a pixel is q4 vec4s); targets of CE/Dice are a storage buffer of
@@ -46,7 +50,14 @@ layout(push_constant) uniform PC {
     uint w_shift;    // CE: weights' offset inside their first vec4 (dice prep: dy's)
     uint has_w;
     float scale;
+    uint t_const;    // f32 targets: 1 when x1 is absent and every target is pc.target
+    float target;
 } pc;
+#endif
+
+#if defined(OP_BCE) || defined(OP_MSE) || defined(OP_L1) || defined(OP_HINGE) || \
+    defined(OP_SIGMEAN)
+#define ELTWISE 1
 #endif
 
 const uint P = WG * ITEMS; // items per block
@@ -122,12 +133,14 @@ void main()
 IN_BUFFER(0, X)                // x (N,C,H,W) NHWC4
 #if defined(OP_CE) || defined(OP_DICE)
 layout(set = 0, binding = 1, std430) readonly buffer T_ssbo { int T[]; }; // (N,H,W)
-#else
+#elif !defined(OP_SIGMEAN)
 IN_BUFFER(1, T)                // targets (N,C,H,W) NHWC4
 #endif
 #if defined(OP_CE) || (defined(OP_DICE) && defined(BWD))
 IN_BUFFER(2, W)                // CE: class weights (C); dice bwd: G (2 cs)
 OUT_BUFFER(3, O)
+#elif defined(OP_SIGMEAN)
+OUT_BUFFER(1, O)
 #else
 OUT_BUFFER(2, O)
 #endif
@@ -180,12 +193,26 @@ float ce_weight(int t)
 #endif
 #endif
 
-#if defined(OP_BCE) || defined(OP_MSE) || defined(OP_L1)
+#if defined(ELTWISE) && !defined(OP_SIGMEAN)
+vec4 target4(uint i)
+{
+    return pc.t_const != 0u ? vec4(pc.target) : LOAD4(T, pc.t_base + i);
+}
+#endif
+
+#ifdef ELTWISE
 // log(1 + e) for e in [0, 1] without losing e when 1 + e rounds to 1 (Goldberg's trick).
 float log1p_small(float e)
 {
     float u = 1.0 + e;
     return u == 1.0 ? e : log(u) * (e / (u - 1.0));
+}
+
+// sigmoid(x) from exp(-|x|), which cannot overflow
+vec4 sigmoid4(vec4 x)
+{
+    vec4 e = exp(-abs(x));
+    return mix(e / (1.0 + e), 1.0 / (1.0 + e), greaterThanEqual(x, vec4(0.0)));
 }
 
 vec4 elt_loss(vec4 x, vec4 t)
@@ -196,23 +223,35 @@ vec4 elt_loss(vec4 x, vec4 t)
     return max(x, vec4(0.0)) - x * t + sp;
 #elif defined(OP_MSE)
     return (x - t) * (x - t);
-#else
+#elif defined(OP_L1)
     return abs(x - t);
+#elif defined(OP_HINGE) && defined(HINGE_LINEAR)
+    return -(2.0 * t - 1.0) * x;
+#elif defined(OP_HINGE)
+    return max(vec4(0.0), 1.0 - (2.0 * t - 1.0) * x);
+#else
+    return sigmoid4(x);
 #endif
 }
 
+#ifdef BWD
 vec4 elt_grad(vec4 x, vec4 t)
 {
 #if defined(OP_BCE)
-    vec4 e = exp(-abs(x));
-    vec4 sig = mix(e / (1.0 + e), 1.0 / (1.0 + e), greaterThanEqual(x, vec4(0.0)));
-    return pc.scale * (sig - t);
+    return pc.scale * (sigmoid4(x) - t);
 #elif defined(OP_MSE)
     return (2.0 * pc.scale) * (x - t);
-#else
+#elif defined(OP_L1)
     return pc.scale * sign(x - t);
+#elif defined(OP_HINGE) && defined(HINGE_LINEAR)
+    return -pc.scale * (2.0 * t - 1.0);
+#elif defined(OP_HINGE)
+    // 0 at the kink s*x == 1, as relu's backward at 0
+    vec4 s = 2.0 * t - 1.0;
+    return mix(vec4(0.0), -pc.scale * s, lessThan(s * x, vec4(1.0)));
 #endif
 }
+#endif
 #endif
 
 #ifndef BWD
@@ -234,7 +273,12 @@ vec4 item_partial(uint i, uint v)
 vec4 item_partial(uint i, uint v)
 {
     bvec4 live = chan_live(v % pc.q4); // items are vec4s: v gives the channel quad
-    vec4 l = mix(vec4(0.0), elt_loss(LOAD4(X, pc.x_base + i), LOAD4(T, pc.t_base + i)), live);
+#ifdef OP_SIGMEAN
+    vec4 t = vec4(0.0);
+#else
+    vec4 t = target4(i);
+#endif
+    vec4 l = mix(vec4(0.0), elt_loss(LOAD4(X, pc.x_base + i), t), live);
     vec4 one = mix(vec4(0.0), vec4(1.0), live);
     return vec4((l.x + l.y) + (l.z + l.w), (one.x + one.y) + (one.z + one.w), 0.0, 0.0);
 }
@@ -340,7 +384,7 @@ void main()
     }
 #else
     uint q = i % pc.q4; // chunks start at whole pixels
-    vec4 d = elt_grad(LOAD4(X, pc.x_base + i), LOAD4(T, pc.t_base + i));
+    vec4 d = elt_grad(LOAD4(X, pc.x_base + i), target4(i));
     bvec4 cl = chan_live(q);
     uint o = pc.o_base + i * 4u;
     for (uint l = 0u; l < 4u; l++)

@@ -10,7 +10,7 @@
 
 #define TRAIN_PREFIX "train."
 
-enum { COUNTERS = 9 };
+enum { COUNTERS = 10 };
 
 struct tlist {
     struct vka_st_tensor *t;
@@ -147,45 +147,62 @@ static struct vka_tensor losses_region(struct vka_graph *g)
     return all.buf ? vka_tensor_flat(all.buf, 0, end) : all;
 }
 
-int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *tr,
-                  const struct vka_st_tensor *extra, size_t n_extra,
+/* "train." or "train.NAME." for a trainer's optimizer state and counters */
+static void trainer_prefix(const struct vka_trainer *tr, char *buf, size_t size)
+{
+    const char *name = vka_trainer_name(tr);
+    snprintf(buf, size, TRAIN_PREFIX "%s%s", name ? name : "", name ? "." : "");
+}
+
+/* One trainer's optimizer state and counters. */
+static int trainer_tensors(struct tlist *l, struct vka_trainer *tr)
+{
+    struct vka_trainer_stats s;
+    vka_trainer_get_stats(tr, &s);
+    char pre[64], full[128];
+    trainer_prefix(tr, pre, sizeof(pre));
+    int ret = 0;
+    struct vka_optim *opt = vka_trainer_optim(tr);
+    for (uint32_t i = 0; ret == 0 && i < vka_optim_state_count(opt); i++) {
+        const char *name;
+        const struct vka_tensor *st = vka_optim_state(opt, i, &name);
+        snprintf(full, sizeof(full), "%soptim.%s", pre, name);
+        ret = region_tensor(l, full, *st);
+    }
+    if (ret < 0)
+        return ret;
+    int64_t *c = malloc(COUNTERS * sizeof(int64_t));
+    if (!c)
+        return -ENOMEM;
+    struct vka_optim_counters oc;
+    vka_optim_get_counters(opt, &oc);
+    int64_t v[COUNTERS] = { (int64_t)s.micro_steps, (int64_t)s.opt_steps,
+                            (int64_t)s.skipped_steps, (int64_t)s.dropped_windows,
+                            (int64_t)s.samples_seen, s.window_samples, s.window_micro,
+                            (int64_t)oc.steps, (int64_t)oc.skipped, s.window_pass };
+    memcpy(c, v, sizeof(v));
+    uint64_t n = COUNTERS;
+    snprintf(full, sizeof(full), "%scounters", pre);
+    return tl_add(l, full, VKA_ST_I64, 1, &n, c);
+}
+
+int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *const *tr,
+                  size_t ntr, const struct vka_st_tensor *extra, size_t n_extra,
                   const struct vka_st_meta *meta, size_t n_meta)
 {
     struct tlist l = { 0 };
     struct vka_trainer_stats s = { 0 };
-    if (tr)
-        vka_trainer_get_stats(tr, &s);
+    if (ntr)
+        vka_trainer_get_stats(tr[0], &s);
     int ret = model_tensors(g, &l, true, (int64_t)s.micro_steps);
-    if (ret == 0 && tr) {
+    if (ret == 0 && ntr) {
         struct vka_tensor losses = losses_region(g);
         if ((ret = region_tensor(&l, TRAIN_PREFIX "grads", vka_graph_grads_flat(g))) == 0 &&
             losses.buf)
             ret = region_tensor(&l, TRAIN_PREFIX "losses", losses);
-        struct vka_optim *opt = vka_trainer_optim(tr);
-        for (uint32_t i = 0; ret == 0 && i < vka_optim_state_count(opt); i++) {
-            const char *name;
-            char full[96];
-            const struct vka_tensor *st = vka_optim_state(opt, i, &name);
-            snprintf(full, sizeof(full), TRAIN_PREFIX "optim.%s", name);
-            ret = region_tensor(&l, full, *st);
-        }
-        int64_t *c = malloc(COUNTERS * sizeof(int64_t));
-        if (ret == 0 && !c)
-            ret = -ENOMEM;
-        if (ret == 0) {
-            struct vka_optim_counters oc;
-            vka_optim_get_counters(opt, &oc);
-            int64_t v[COUNTERS] = { (int64_t)s.micro_steps, (int64_t)s.opt_steps,
-                                    (int64_t)s.skipped_steps, (int64_t)s.dropped_windows,
-                                    (int64_t)s.samples_seen, s.window_samples, s.window_micro,
-                                    (int64_t)oc.steps, (int64_t)oc.skipped };
-            memcpy(c, v, sizeof(v));
-            uint64_t n = COUNTERS;
-            ret = tl_add(&l, TRAIN_PREFIX "counters", VKA_ST_I64, 1, &n, c);
-        } else {
-            free(c);
-        }
     }
+    for (size_t i = 0; ret == 0 && i < ntr; i++)
+        ret = trainer_tensors(&l, tr[i]);
     for (size_t i = 0; ret == 0 && i < n_extra; i++) {
         if (strncmp(extra[i].name, TRAIN_PREFIX, strlen(TRAIN_PREFIX))) {
             vka_err("checkpoint %s: extra tensor %s must be named train.*", path, extra[i].name);
@@ -209,7 +226,7 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *tr,
 }
 
 /* Checks f against the model (train.* tensors aside) and uploads the model's tensors. */
-static int load_model(struct vka_st_file *f, struct vka_graph *g)
+static int load_model(struct vka_st_file *f, struct vka_graph *g, bool others_ok)
 {
     struct tlist want = { 0 };
     int ret = model_tensors(g, &want, false, 0);
@@ -238,7 +255,7 @@ static int load_model(struct vka_st_file *f, struct vka_graph *g)
                 ret = -EINVAL;
             }
         }
-        for (size_t i = 0; i < nmodel && ret == 0; i++) {
+        for (size_t i = 0; i < nmodel && ret == 0 && !others_ok; i++) {
             bool known = false;
             for (size_t j = 0; j < want.n && !known; j++)
                 known = !strcmp(model[i].name, want.t[j].name);
@@ -267,7 +284,18 @@ int vka_ckpt_load_weights(const char *path, struct vka_graph *g)
     int ret = vka_st_read(path, &f);
     if (ret < 0)
         return ret;
-    ret = load_model(f, g);
+    ret = load_model(f, g, false);
+    vka_st_file_destroy(&f);
+    return ret;
+}
+
+int vka_ckpt_load_weights_from(const char *path, struct vka_graph *g)
+{
+    struct vka_st_file *f;
+    int ret = vka_st_read(path, &f);
+    if (ret < 0)
+        return ret;
+    ret = load_model(f, g, true);
     vka_st_file_destroy(&f);
     return ret;
 }
@@ -286,50 +314,39 @@ static const struct vka_st_tensor *train_tensor(const struct vka_st_file *f, con
     return t;
 }
 
-int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *tr,
-                  struct vka_st_file **out)
+/* One trainer's train.* tensors, checked against it. */
+struct trainer_file {
+    const struct vka_st_tensor *counters, *state[4];
+};
+
+static bool find_trainer(const struct vka_st_file *f, struct vka_trainer *tr,
+                         struct trainer_file *tf)
 {
-    struct vka_st_file *f;
-    if (out)
-        *out = NULL;
-    int ret = vka_st_read(path, &f);
-    if (ret < 0)
-        return ret;
-    /* every train.* tensor is checked before anything is changed */
-    struct vka_tensor grads = vka_graph_grads_flat(g), losses = losses_region(g);
+    char pre[64], full[128];
+    trainer_prefix(tr, pre, sizeof(pre));
     struct vka_optim *opt = vka_trainer_optim(tr);
-    const struct vka_st_tensor *tg, *tl = NULL, *tc, *to[4] = { 0 };
-    tg = train_tensor(f, TRAIN_PREFIX "grads", VKA_ST_F32, vka_tensor_stored(&grads));
-    if (losses.buf)
-        tl = train_tensor(f, TRAIN_PREFIX "losses", VKA_ST_F32, vka_tensor_stored(&losses));
-    tc = train_tensor(f, TRAIN_PREFIX "counters", VKA_ST_I64, COUNTERS);
-    bool ok = tg && tc && (tl || !losses.buf);
+    snprintf(full, sizeof(full), "%scounters", pre);
+    bool ok = (tf->counters = train_tensor(f, full, VKA_ST_I64, COUNTERS)) != NULL;
     for (uint32_t i = 0; ok && i < vka_optim_state_count(opt) && i < 4; i++) {
         const char *name;
-        char full[96];
         const struct vka_tensor *st = vka_optim_state(opt, i, &name);
-        snprintf(full, sizeof(full), TRAIN_PREFIX "optim.%s", name);
-        ok = (to[i] = train_tensor(f, full, VKA_ST_F32, vka_tensor_stored(st))) != NULL;
+        snprintf(full, sizeof(full), "%soptim.%s", pre, name);
+        ok = (tf->state[i] = train_tensor(f, full, VKA_ST_F32, vka_tensor_stored(st))) != NULL;
     }
-    if (!ok) {
-        vka_st_file_destroy(&f);
-        return -EINVAL;
-    }
-    if ((ret = load_model(f, g)) < 0 ||
-        (ret = vka_buf_upload(grads.buf, 0, tg->data, vka_tensor_stored(&grads) * 4)) < 0 ||
-        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0)) {
-        vka_st_file_destroy(&f);
-        return ret;
-    }
+    return ok;
+}
+
+static int restore_trainer(struct vka_trainer *tr, const struct trainer_file *tf)
+{
+    struct vka_optim *opt = vka_trainer_optim(tr);
     for (uint32_t i = 0; i < vka_optim_state_count(opt) && i < 4; i++) {
         const char *name;
         vka_optim_state(opt, i, &name);
-        if ((ret = vka_optim_state_write(opt, name, to[i]->data)) < 0) {
-            vka_st_file_destroy(&f);
+        int ret = vka_optim_state_write(opt, name, tf->state[i]->data);
+        if (ret < 0)
             return ret;
-        }
     }
-    const int64_t *c = tc->data;
+    const int64_t *c = tf->counters->data;
     struct vka_trainer_stats s;
     vka_trainer_get_stats(tr, &s);
     s.micro_steps = (uint64_t)c[0];
@@ -339,15 +356,46 @@ int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *tr,
     s.samples_seen = (uint64_t)c[4];
     s.window_samples = (uint32_t)c[5];
     s.window_micro = (uint32_t)c[6];
+    s.window_pass = (uint32_t)c[9];
     vka_trainer_set_stats(tr, &s);
     struct vka_optim_counters oc = { (uint64_t)c[7], (uint64_t)c[8] };
-    if ((ret = vka_optim_set_counters(opt, &oc)) < 0) {
+    return vka_optim_set_counters(opt, &oc);
+}
+
+int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *const *tr,
+                  size_t ntr, struct vka_st_file **out)
+{
+    struct vka_st_file *f;
+    if (out)
+        *out = NULL;
+    int ret = vka_st_read(path, &f);
+    if (ret < 0)
+        return ret;
+    /* every train.* tensor is checked before anything is changed */
+    struct vka_tensor grads = vka_graph_grads_flat(g), losses = losses_region(g);
+    const struct vka_st_tensor *tg, *tl = NULL;
+    struct trainer_file tf[4];
+    tg = train_tensor(f, TRAIN_PREFIX "grads", VKA_ST_F32, vka_tensor_stored(&grads));
+    if (losses.buf)
+        tl = train_tensor(f, TRAIN_PREFIX "losses", VKA_ST_F32, vka_tensor_stored(&losses));
+    bool ok = tg && (tl || !losses.buf) && ntr <= 4;
+    for (size_t i = 0; ok && i < ntr; i++)
+        ok = find_trainer(f, tr[i], &tf[i]);
+    if (!ok) {
+        vka_st_file_destroy(&f);
+        return -EINVAL;
+    }
+    if ((ret = load_model(f, g, false)) < 0 ||
+        (ret = vka_buf_upload(grads.buf, 0, tg->data, vka_tensor_stored(&grads) * 4)) < 0 ||
+        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0)) {
         vka_st_file_destroy(&f);
         return ret;
     }
-    if (out)
-        *out = f;
-    else
+    for (size_t i = 0; ret == 0 && i < ntr; i++)
+        ret = restore_trainer(tr[i], &tf[i]);
+    if (ret < 0 || !out)
         vka_st_file_destroy(&f);
-    return 0;
+    else
+        *out = f;
+    return ret;
 }

@@ -13,18 +13,23 @@
 #include "safetensors.h"
 #include "train.h"
 
-/* tr NULL: weights only. extra: more "train." tensors (their names must start with it). */
-int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *tr,
-                  const struct vka_st_tensor *extra, size_t n_extra,
+/* ntr 0: weights only. Several trainers of one graph (a GAN's D and G) keep their
+ * optimizer state and counters under train.NAME. (vka_trainer_params.name); the
+ * gradient and loss accumulators of the graph are saved once. extra: more "train."
+ * tensors (their names must start with it). */
+int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *const *tr,
+                  size_t ntr, const struct vka_st_tensor *extra, size_t n_extra,
                   const struct vka_st_meta *meta, size_t n_meta);
 
 /* Loads the model's tensors (nothing else: mmsegmentation's --load-from): a missing,
  * extra or misshapen tensor is an error naming it, and nothing is loaded then. */
 int vka_ckpt_load_weights(const char *path, struct vka_graph *g);
+/* The same from a file that may hold more (a GAN checkpoint's G_ema for a sampler). */
+int vka_ckpt_load_weights_from(const char *path, struct vka_graph *g);
 
 /* Loads weights and the trainer's state; *file stays open for the caller's extras (NULL
  * allowed) and is the caller's to destroy. Nothing is changed on an error. */
-int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *tr,
-                  struct vka_st_file **file);
+int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *const *tr,
+                  size_t ntr, struct vka_st_file **file);
 
 #endif

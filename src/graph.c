@@ -13,11 +13,26 @@
 
 #define ALIGN 64 /* elements: 256 bytes, every binding offset stays aligned */
 
+/* What a plan runs: the nodes that are active, and which values get a gradient (for a
+ * PARAM: its gradient is accumulated). */
+struct mask {
+    uint8_t *active; /* per node */
+    uint8_t *grad;   /* per value */
+};
+
+struct phase {
+    int *outputs;
+    uint32_t noutputs;
+    char *train; /* prefix of the trained parameters; NULL: none */
+};
+
 struct vka_plan {
     struct vka_plan *next;
     struct vka_graph *g;
+    int phase;
     uint32_t n;
     bool backward;
+    struct mask m;
     struct vka_buf *arena;
     uint64_t *act_off;  /* per value: element offset in the arena, UINT64_MAX = none */
     uint64_t *grad_off;
@@ -36,6 +51,8 @@ struct vka_graph {
     struct vka_buf *params, *grads, *state, *losses;
     uint64_t params_len, state_len, losses_len;
     struct vka_plan *plans;
+    struct phase *phases; /* phases[0] is unused: phase 0 is the whole graph */
+    uint32_t nphases;
 };
 
 static uint64_t align_up(uint64_t x)
@@ -63,6 +80,8 @@ static void plan_free(struct vka_plan *p)
     vka_buf_destroy(&p->arena);
     free(p->act_off);
     free(p->grad_off);
+    free(p->m.active);
+    free(p->m.grad);
     free(p);
 }
 
@@ -85,6 +104,11 @@ void vka_graph_destroy(struct vka_graph **pg)
     vka_buf_destroy(&g->grads);
     vka_buf_destroy(&g->state);
     vka_buf_destroy(&g->losses);
+    for (uint32_t i = 1; i < g->nphases; i++) {
+        free(g->phases[i].outputs);
+        free(g->phases[i].train);
+    }
+    free(g->phases);
     free(g->vals);
     free(g->nodes);
     free(g);
@@ -141,6 +165,23 @@ int vka_graph_input(struct vka_graph *g, const char *name, enum vka_dtype dtype,
     return add_val(g, &v);
 }
 
+/* An existing PARAM or STATE value of that name and shape (a module applied again), or
+ * -ENOENT; -EEXIST with a message when the name is taken by something else. */
+static int shared(const struct vka_graph *g, const struct vka_val *v)
+{
+    int i = vka_graph_find(g, v->name);
+    if (i < 0)
+        return -ENOENT;
+    const struct vka_val *o = &g->vals[i];
+    if (o->kind != v->kind || o->layout != v->layout || o->n != v->n || o->c != v->c ||
+        o->h != v->h || o->w != v->w) {
+        vka_err("graph: %s (%u,%u,%u,%u) is taken by a value of another kind or shape "
+                "(%u,%u,%u,%u)", v->name, v->n, v->c, v->h, v->w, o->n, o->c, o->h, o->w);
+        return -EEXIST;
+    }
+    return i;
+}
+
 int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layout,
                     uint32_t n, uint32_t c, uint32_t h, uint32_t w, enum vka_init init,
                     float init_arg)
@@ -150,7 +191,8 @@ int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layou
                          .file_rank = layout == VKA_LAYOUT_WEIGHT ? 4 : 1,
                          .trainable = true, .needs_grad = true };
     snprintf(v.name, sizeof(v.name), "%s", name);
-    return add_val(g, &v);
+    int i = shared(g, &v);
+    return i == -ENOENT ? add_val(g, &v) : i;
 }
 
 int vka_graph_state(struct vka_graph *g, const char *name, uint32_t n, float value)
@@ -159,7 +201,8 @@ int vka_graph_state(struct vka_graph *g, const char *name, uint32_t n, float val
                          .n = n, .c = 1, .h = 1, .w = 1, .file_rank = 1,
                          .init = value ? VKA_INIT_ONE : VKA_INIT_ZERO };
     snprintf(v.name, sizeof(v.name), "%s", name);
-    return add_val(g, &v);
+    int i = shared(g, &v);
+    return i == -ENOENT ? add_val(g, &v) : i;
 }
 
 /* A value as a bare shape (no storage) for shape rules; batched values get N = 1. */
@@ -174,12 +217,6 @@ static struct vka_tensor shape_of(const struct vka_val *v)
 static bool batched(const struct vka_val *v)
 {
     return v->n == 0;
-}
-
-static bool is_loss(enum vka_op op)
-{
-    return op == VKA_OP_cross_entropy || op == VKA_OP_bce_logits || op == VKA_OP_mse ||
-           op == VKA_OP_l1 || op == VKA_OP_dice;
 }
 
 static int add_act(struct vka_graph *g, const char *name, enum vka_layout layout, bool batch,
@@ -222,7 +259,7 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
 
     char name[80];
     snprintf(name, sizeof(name), "%s.%u", opname, g->nnodes);
-    if (is_loss(op)) {
+    if (vka_ops[op].loss) {
         struct vka_val v = { .kind = VKA_VAL_LOSS, .layout = VKA_LAYOUT_FLAT, .dtype = VKA_F32,
                              .n = s[0], .c = 1, .h = 1, .w = 1 };
         snprintf(v.name, sizeof(v.name), "%s", name);
@@ -237,7 +274,7 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
     g->vals[ret].producer = (int)g->nnodes;
 
     /* what the forward saves for the backward */
-    const struct vka_val *x = x0 >= 0 ? &g->vals[x0] : NULL;
+    const uint32_t x_c = x0 >= 0 ? g->vals[x0].c : 0; /* add_act may move g->vals */
     char sname[96];
     for (int i = 0; i < 2; i++) {
         snprintf(sname, sizeof(sname), "%s.saved%d", name, i);
@@ -245,7 +282,7 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
         if (op == VKA_OP_group_norm)
             sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, node.p.norm.groups, 1, 1);
         else if (op == VKA_OP_batch_norm)
-            sv = add_act(g, sname, VKA_LAYOUT_FLAT, false, x->c, 1, 1, 1);
+            sv = add_act(g, sname, VKA_LAYOUT_FLAT, false, x_c, 1, 1, 1);
         else if (op == VKA_OP_max_pool2d && i == 0)
             sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, s[1], s[2], s[3]);
         else
@@ -399,6 +436,17 @@ void vka_graph_set_training(struct vka_graph *g, bool training)
     vka_graph_drop_plans(g);
 }
 
+int vka_graph_set_init(struct vka_graph *g, int v, enum vka_init init, float init_arg)
+{
+    if (v < 0 || (uint32_t)v >= g->nvals || g->vals[v].kind != VKA_VAL_PARAM || g->params) {
+        vka_err("graph: value %d is not a parameter waiting for vka_graph_alloc", v);
+        return -EINVAL;
+    }
+    g->vals[v].init = init;
+    g->vals[v].init_arg = init_arg;
+    return 0;
+}
+
 /* ---- storage ----------------------------------------------------------------------- */
 
 static struct vka_tensor val_view(const struct vka_val *v, struct vka_buf *buf, uint64_t off,
@@ -436,9 +484,11 @@ static void init_values(const struct vka_val *v, float *data, uint64_t count, ui
         case VKA_INIT_ONE: r = 1.0; break;
         case VKA_INIT_KAIMING_UNIFORM:
         case VKA_INIT_UNIFORM_FAN_IN: r = (2 * u - 1) / sqrt(v->init_arg); break;
-        case VKA_INIT_NORMAL: {
+        case VKA_INIT_NORMAL:
+        case VKA_INIT_NORMAL_ONE: {
             double u2 = rng_uniform(rng);
-            r = v->init_arg * sqrt(-2.0 * log(1.0 - u)) * cos(2 * M_PI * u2);
+            r = v->init_arg * sqrt(-2.0 * log(1.0 - u)) * cos(2 * M_PI * u2) +
+                (v->init == VKA_INIT_NORMAL_ONE);
             break;
         }
         default: r = 0.0; break;
@@ -534,6 +584,132 @@ struct vka_tensor vka_graph_grad_tensor(const struct vka_graph *g, int v)
     return val_view(val, g->grads, val->region_off, val->n);
 }
 
+/* ---- phases ------------------------------------------------------------------------ */
+
+int vka_graph_phase(struct vka_graph *g, const int *outputs, uint32_t noutputs,
+                    const char *train)
+{
+    for (uint32_t i = 0; i < noutputs; i++)
+        if (outputs[i] < 0 || (uint32_t)outputs[i] >= g->nvals) {
+            vka_err("graph: phase output %d is not a value of the graph", outputs[i]);
+            return -EINVAL;
+        }
+    if (g->nphases == 0)
+        g->nphases = 1;
+    struct phase *ph = realloc(g->phases, (g->nphases + 1) * sizeof(*ph));
+    if (!ph)
+        return -ENOMEM;
+    g->phases = ph;
+    ph = &g->phases[g->nphases];
+    *ph = (struct phase){ .outputs = malloc((noutputs ? noutputs : 1) * sizeof(int)),
+                          .noutputs = noutputs, .train = train ? strdup(train) : NULL };
+    if (!ph->outputs || (train && !ph->train)) {
+        free(ph->outputs);
+        free(ph->train);
+        return -ENOMEM;
+    }
+    memcpy(ph->outputs, outputs, noutputs * sizeof(int));
+    return (int)g->nphases++;
+}
+
+static bool trains(const struct phase *ph, const struct vka_val *v)
+{
+    return v->kind == VKA_VAL_PARAM && ph->train &&
+           !strncmp(v->name, ph->train, strlen(ph->train));
+}
+
+/* Fills m for a phase: phase 0 is every node with the trainable flags; another runs the
+ * nodes its outputs need, training the parameters under its prefix. */
+static int make_mask(const struct vka_graph *g, int phase, struct mask *m)
+{
+    m->active = calloc(g->nnodes ? g->nnodes : 1, 1);
+    m->grad = calloc(g->nvals ? g->nvals : 1, 1);
+    if (!m->active || !m->grad)
+        return -ENOMEM;
+    if (phase == 0) {
+        memset(m->active, 1, g->nnodes);
+        for (uint32_t v = 0; v < g->nvals; v++)
+            m->grad[v] = g->vals[v].needs_grad;
+        return 0;
+    }
+    const struct phase *ph = &g->phases[phase];
+    uint8_t *needed = calloc(g->nvals ? g->nvals : 1, 1);
+    if (!needed)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < ph->noutputs; i++)
+        needed[ph->outputs[i]] = 1;
+    for (uint32_t i = g->nnodes; i-- > 0;) {
+        const struct vka_node *nd = &g->nodes[i];
+        if (!needed[nd->out])
+            continue;
+        m->active[i] = 1;
+        for (int k = 0; k < 3; k++)
+            if (nd->in[k] >= 0)
+                needed[nd->in[k]] = 1;
+    }
+    free(needed);
+    for (uint32_t v = 0; v < g->nvals; v++)
+        m->grad[v] = trains(ph, &g->vals[v]);
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        const struct vka_node *nd = &g->nodes[i];
+        for (int k = 0; k < 3 && m->active[i]; k++)
+            if (nd->in[k] >= 0 && m->grad[nd->in[k]])
+                m->grad[nd->out] = 1;
+    }
+    return 0;
+}
+
+int vka_graph_span(const struct vka_graph *g, enum vka_val_kind kind, const char *prefix,
+                   struct vka_tensor *t)
+{
+    size_t len = strlen(prefix);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint32_t v = 0; v < g->nvals; v++) {
+        const struct vka_val *val = &g->vals[v];
+        if (val->kind != kind || strncmp(val->name, prefix, len))
+            continue;
+        lo = val->region_off < lo ? val->region_off : lo;
+        uint64_t end = align_up(val->region_off + stored(val, val->n));
+        hi = end > hi ? end : hi;
+    }
+    if (lo == UINT64_MAX) {
+        *t = vka_tensor_flat(kind == VKA_VAL_PARAM ? g->params : g->state, 0, 0);
+        return 0;
+    }
+    for (uint32_t v = 0; v < g->nvals; v++) {
+        const struct vka_val *val = &g->vals[v];
+        if (val->kind == kind && strncmp(val->name, prefix, len) && val->region_off >= lo &&
+            val->region_off < hi) {
+            vka_err("graph: the values under \"%s\" are not registered together (%s lies "
+                    "between them)", prefix, val->name);
+            return -EINVAL;
+        }
+    }
+    *t = vka_tensor_flat(kind == VKA_VAL_PARAM ? g->params : g->state, lo, hi - lo);
+    return 0;
+}
+
+int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tensor *params,
+                           struct vka_tensor *grads)
+{
+    if (phase == 0) {
+        *params = vka_graph_params_flat(g);
+        *grads = vka_graph_grads_flat(g);
+        return 0;
+    }
+    const char *train = g->phases[phase].train;
+    int ret = train ? vka_graph_span(g, VKA_VAL_PARAM, train, params) : 0;
+    if (ret < 0)
+        return ret;
+    if (!train || params->n == 0) {
+        vka_err("graph: phase %d trains no parameter (prefix \"%s\")", phase,
+                train ? train : "(none)");
+        return -EINVAL;
+    }
+    *grads = vka_tensor_flat(g->grads, params->off, params->n);
+    return 0;
+}
+
 /* ---- plans --------------------------------------------------------------------------- */
 
 /* One arena item: a value (or a value's gradient) alive over [start, end] in pass time,
@@ -561,8 +737,8 @@ static bool in_arena(const struct vka_val *v)
 
 /* Liveness of every arena value and gradient, then first-fit placement of the largest
  * first. Returns the arena size in elements. */
-static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_off,
-                 uint64_t *grad_off, uint64_t *total)
+static int place(struct vka_graph *g, const struct mask *m, uint32_t n, bool backward,
+                 uint64_t *act_off, uint64_t *grad_off, uint64_t *total)
 {
     uint32_t F = g->nnodes, T = backward ? 2 * F : F;
     struct item *items = calloc(2 * (size_t)g->nvals + 1, sizeof(*items));
@@ -575,7 +751,7 @@ static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_o
     }
     uint32_t *end = start + g->nvals, *gstart = end + g->nvals, *gend = gstart + g->nvals;
     for (uint32_t v = 0; v < g->nvals; v++) {
-        start[v] = g->vals[v].kind == VKA_VAL_INPUT ? 0 : UINT32_MAX;
+        start[v] = UINT32_MAX;
         end[v] = 0;
         gstart[v] = UINT32_MAX;
         gend[v] = 0;
@@ -583,21 +759,26 @@ static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_o
 #define USE(v, t) do { if ((t) > end[v]) end[v] = (t); } while (0)
     for (uint32_t i = 0; i < F; i++) {
         const struct vka_node *nd = &g->nodes[i];
+        if (!m->active[i])
+            continue;
         uint32_t tb = 2 * F - 1 - i;
+        bool bwd = backward && m->grad[nd->out]; /* this node's backward runs */
         start[nd->out] = i;
         for (int k = 0; k < 2; k++)
             if (nd->saved[k] >= 0) {
                 start[nd->saved[k]] = i;
-                USE(nd->saved[k], backward ? tb : i);
+                USE(nd->saved[k], bwd ? tb : i);
             }
         for (int k = 0; k < 3; k++) {
             int v = nd->in[k];
             if (v < 0)
                 continue;
+            if (g->vals[v].kind == VKA_VAL_INPUT)
+                start[v] = 0;
             USE(v, i);
-            if (backward && g->vals[nd->out].needs_grad) {
+            if (bwd) {
                 USE(v, tb); /* inputs are read by the node's backward */
-                if (g->vals[v].needs_grad && g->vals[v].kind == VKA_VAL_ACT) {
+                if (m->grad[v] && g->vals[v].kind == VKA_VAL_ACT) {
                     if (tb < gstart[v])
                         gstart[v] = tb;
                     /* the gradient lives until the producer's backward reads it */
@@ -607,7 +788,7 @@ static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_o
                 }
             }
         }
-        if (backward && g->vals[nd->out].needs_grad)
+        if (bwd)
             USE(nd->out, tb); /* tanh and sigmoid read their output */
     }
 #undef USE
@@ -623,7 +804,7 @@ static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_o
         bool read = false;
         for (uint32_t i = 0; i < F && !read; i++)
             for (int k = 0; k < 3; k++)
-                read |= g->nodes[i].in[k] == (int)v;
+                read |= m->active[i] && g->nodes[i].in[k] == (int)v;
         if (!read)
             e = T - 1;
         items[nitems++] = (struct item){ (int)v, false, align_up(stored(&g->vals[v], n)),
@@ -662,10 +843,13 @@ static int place(struct vka_graph *g, uint32_t n, bool backward, uint64_t *act_o
 
 int vka_graph_plan_bytes(struct vka_graph *g, uint32_t n, bool backward, uint64_t *bytes)
 {
-    uint64_t *off = malloc(2 * (g->nvals ? g->nvals : 1) * sizeof(uint64_t)), total;
-    if (!off)
-        return -ENOMEM;
-    int ret = place(g, n, backward, off, off + g->nvals, &total);
+    uint64_t *off = malloc(2 * (g->nvals ? g->nvals : 1) * sizeof(uint64_t)), total = 0;
+    struct mask m = { 0 };
+    int ret = off ? make_mask(g, 0, &m) : -ENOMEM;
+    if (ret == 0)
+        ret = place(g, &m, n, backward, off, off + g->nvals, &total);
+    free(m.active);
+    free(m.grad);
     free(off);
     *bytes = total * 4;
     return ret;
@@ -725,10 +909,7 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd,
     }
     for (int k = 0; k < 3; k++) {
         int v = nd->in[k];
-        if (v < 0 || !p->g->vals[v].needs_grad)
-            continue;
-        const struct vka_val *val = &p->g->vals[v];
-        if (val->kind == VKA_VAL_PARAM && !val->trainable)
+        if (v < 0 || !p->m.grad[v])
             continue;
         t[9 + k] = vka_plan_grad(p, v);
         a->dx[k] = &t[9 + k];
@@ -744,6 +925,8 @@ static int record(struct vka_plan *p)
     struct vka_tensor t[12];
     struct vka_op_args a;
     for (uint32_t i = 0; i < g->nnodes; i++) {
+        if (!p->m.active[i])
+            continue;
         node_args(p, &g->nodes[i], t, &a, false);
         if ((ret = vka_ops[g->nodes[i].op].fwd(p->cmd, &a)) < 0)
             return ret;
@@ -756,7 +939,7 @@ static int record(struct vka_plan *p)
             return -ENOMEM;
         for (uint32_t i = g->nnodes; i-- > 0 && ret == 0;) {
             const struct vka_node *nd = &g->nodes[i];
-            if (!g->vals[nd->out].needs_grad)
+            if (!p->m.active[i] || !p->m.grad[nd->out])
                 continue;
             for (int k = 0; k < 3 && ret == 0; k++) {
                 int v = nd->in[k];
@@ -781,13 +964,23 @@ static int record(struct vka_plan *p)
 
 int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **out)
 {
+    return vka_graph_plan_phase(g, 0, n, backward, out);
+}
+
+int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backward,
+                         struct vka_plan **out)
+{
     *out = NULL;
     if (!g->params) {
         vka_err("graph: vka_graph_alloc must come before plans");
         return -EINVAL;
     }
+    if (phase < 0 || (phase > 0 && (uint32_t)phase >= g->nphases)) {
+        vka_err("graph: there is no phase %d", phase);
+        return -EINVAL;
+    }
     for (struct vka_plan *p = g->plans; p; p = p->next)
-        if (p->n == n && p->backward == backward) {
+        if (p->phase == phase && p->n == n && p->backward == backward) {
             *out = p;
             return 0;
         }
@@ -795,13 +988,15 @@ int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_pl
     if (!p)
         return -ENOMEM;
     p->g = g;
+    p->phase = phase;
     p->n = n;
     p->backward = backward;
     p->act_off = malloc((g->nvals ? g->nvals : 1) * sizeof(uint64_t));
     p->grad_off = malloc((g->nvals ? g->nvals : 1) * sizeof(uint64_t));
     uint64_t total = 0;
-    int ret = !p->act_off || !p->grad_off ? -ENOMEM
-                                          : place(g, n, backward, p->act_off, p->grad_off, &total);
+    int ret = !p->act_off || !p->grad_off ? -ENOMEM : make_mask(g, phase, &p->m);
+    if (ret == 0)
+        ret = place(g, &p->m, n, backward, p->act_off, p->grad_off, &total);
     if (ret == 0)
         ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
             .size = (total ? total : 4) * 4, .cat = VKA_MEM_ACTIVATIONS }, &p->arena);

@@ -29,6 +29,7 @@ enum vka_init {
     VKA_INIT_ONE,
     VKA_INIT_KAIMING_UNIFORM, /* PyTorch's conv/linear default: U(-1/sqrt(fan_in), ..) */
     VKA_INIT_NORMAL,          /* N(0, init_arg), e.g. DCGAN's 0.02 */
+    VKA_INIT_NORMAL_ONE,      /* N(1, init_arg): DCGAN's BatchNorm weights */
     VKA_INIT_UNIFORM_FAN_IN,  /* PyTorch's conv/linear bias: U(-1/sqrt(fan_in), ..) */
 };
 
@@ -71,6 +72,8 @@ void vka_graph_destroy(struct vka_graph **g);
 
 int vka_graph_input(struct vka_graph *g, const char *name, enum vka_dtype dtype,
                     enum vka_layout layout, uint32_t c, uint32_t h, uint32_t w);
+/* A parameter (or state) whose name exists with the same kind and shape is that value:
+ * a module applied twice shares its weights, as calling a PyTorch module twice does. */
 int vka_graph_param(struct vka_graph *g, const char *name, enum vka_layout layout,
                     uint32_t n, uint32_t c, uint32_t h, uint32_t w, enum vka_init init,
                     float init_arg);
@@ -94,6 +97,9 @@ int vka_layer_act(struct vka_graph *g, enum vka_op op, int x, float slope);
  * frozen parameters get no gradient; plans are recorded again after a change. */
 void vka_graph_set_trainable(struct vka_graph *g, const char *prefix, bool trainable);
 void vka_graph_set_training(struct vka_graph *g, bool training); /* batch_norm mode */
+/* Changes how a parameter is initialised (before vka_graph_alloc): a model's own rule,
+ * e.g. DCGAN's N(0, 0.02) for every conv weight. */
+int vka_graph_set_init(struct vka_graph *g, int v, enum vka_init init, float init_arg);
 
 uint32_t vka_graph_nvals(const struct vka_graph *g);
 const struct vka_val *vka_graph_val(const struct vka_graph *g, int v);
@@ -112,6 +118,28 @@ struct vka_tensor vka_graph_grads_flat(const struct vka_graph *g);
 struct vka_tensor vka_graph_tensor(const struct vka_graph *g, int v);       /* PARAM/STATE/LOSS */
 struct vka_tensor vka_graph_grad_tensor(const struct vka_graph *g, int v);  /* PARAM */
 
+/* ---- phases -------------------------------------------------------------------------- */
+
+/* A phase is the part of the graph that a plan runs: only the nodes that outputs need
+ * (their ancestors), with gradients accumulated for the parameters whose names start
+ * with train (NULL: none). Phase 0 is the whole graph with the flags of
+ * vka_graph_set_trainable. A GAN has a D phase (G forward only, D on real and fake, D
+ * trained) and a G phase (G and D, G trained, D's parameters read but not touched) in
+ * one graph whose D parameters are shared by its two applications. Returns the phase. */
+int vka_graph_phase(struct vka_graph *g, const int *outputs, uint32_t noutputs,
+                    const char *train);
+/* The values of kind PARAM or STATE whose names start with prefix, as one flat view of
+ * their region (empty when none): -EINVAL when others lie between them. After
+ * vka_graph_alloc. Two graphs that register the same values in the same order lay them
+ * out alike, so a span of one can be copied into the other's region. */
+int vka_graph_span(const struct vka_graph *g, enum vka_val_kind kind, const char *prefix,
+                   struct vka_tensor *t);
+/* The parameters a phase trains and their gradient accumulators, as flat views of one
+ * span of the regions (what its optimizer updates): -EINVAL when other parameters lie
+ * between them. Phase 0: the whole regions. After vka_graph_alloc. */
+int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tensor *params,
+                           struct vka_tensor *grads);
+
 /* ---- plans ---------------------------------------------------------------------------- */
 
 /* Bytes the arena of a plan for micro-batch n would take, without allocating. */
@@ -119,6 +147,9 @@ int vka_graph_plan_bytes(struct vka_graph *g, uint32_t n, bool backward, uint64_
 /* The plan for (n, backward), made and recorded on first use. backward = false records
  * the forward pass only (evaluation, prediction, a GAN's frozen generator). */
 int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **plan);
+/* The plan of a phase (vka_graph_plan is phase 0). */
+int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backward,
+                         struct vka_plan **plan);
 /* Drops every plan (their arenas and recordings), e.g. before a larger one. */
 void vka_graph_drop_plans(struct vka_graph *g);
 

@@ -11,10 +11,23 @@
 struct vka_trainer {
     struct vka_graph *g;
     struct vka_trainer_params p;
+    struct vka_tensor params, grads; /* the span the phase trains */
+    int accs[8];                     /* loss, extra losses, metrics */
+    uint32_t naccs;
     struct vka_optim *opt;
     struct vka_cmd *cmd;
     struct vka_trainer_stats s;
 };
+
+static int check_acc(const struct vka_graph *g, int v, const char *what)
+{
+    const struct vka_val *a = vka_graph_val(g, v);
+    if (!a || a->kind != VKA_VAL_LOSS || a->n != 2) {
+        vka_err("trainer: %s (value %d) is not a [sum, count] accumulator", what, v);
+        return -EINVAL;
+    }
+    return 0;
+}
 
 int vka_trainer_create(struct vka_graph *g, const struct vka_trainer_params *params,
                        struct vka_trainer **out)
@@ -25,29 +38,57 @@ int vka_trainer_create(struct vka_graph *g, const struct vka_trainer_params *par
                 params->micro, params->batch);
         return -EINVAL;
     }
-    const struct vka_val *loss = vka_graph_val(g, params->loss);
-    if (!loss || loss->kind != VKA_VAL_LOSS || loss->n != 2) {
-        vka_err("trainer: value %d is not a [sum, count] loss accumulator", params->loss);
+    if (params->nextra_losses > 3 || params->nmetrics > 4 || params->ninputs > 4 ||
+        params->npasses > 2 || params->passes[0].ninputs > 4 || params->passes[1].ninputs > 4) {
+        vka_err("trainer: at most 3 extra losses, 4 metrics, 2 passes and 4 inputs");
         return -EINVAL;
     }
-    for (uint32_t i = 0; i < params->ninputs; i++) {
-        const struct vka_val *v = vka_graph_val(g, params->inputs[i]);
-        if (!v || v->kind != VKA_VAL_INPUT) {
-            vka_err("trainer: value %d is not an input", params->inputs[i]);
-            return -EINVAL;
-        }
-    }
-    int ret = vka_lr_check(&params->lr);
+    int ret = check_acc(g, params->loss, "the loss");
+    for (uint32_t i = 0; ret == 0 && i < params->nextra_losses; i++)
+        ret = check_acc(g, params->extra_losses[i], "an extra loss");
+    for (uint32_t i = 0; ret == 0 && i < params->nmetrics; i++)
+        ret = check_acc(g, params->metrics[i], "a metric");
     if (ret < 0)
+        return ret;
+    struct vka_trainer_pass one = { params->phase, { 0 }, params->ninputs };
+    memcpy(one.inputs, params->inputs, sizeof(one.inputs));
+    const struct vka_trainer_pass *passes = params->npasses ? params->passes : &one;
+    uint32_t npasses = params->npasses ? params->npasses : 1;
+    for (uint32_t k = 0; k < npasses; k++)
+        for (uint32_t i = 0; i < passes[k].ninputs; i++) {
+            const struct vka_val *v = vka_graph_val(g, passes[k].inputs[i]);
+            if (!v || v->kind != VKA_VAL_INPUT) {
+                vka_err("trainer: value %d is not an input", passes[k].inputs[i]);
+                return -EINVAL;
+            }
+        }
+    if ((ret = vka_lr_check(&params->lr)) < 0)
         return ret;
     struct vka_trainer *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
     t->g = g;
     t->p = *params;
-    struct vka_tensor params_flat = vka_graph_params_flat(g);
-    t->p.optim.count = vka_tensor_stored(&params_flat);
-    struct vka_ctx *ctx = params_flat.buf->ctx;
+    memcpy(t->p.passes, passes, npasses * sizeof(*passes));
+    t->p.npasses = npasses;
+    struct vka_tensor p1, g1;
+    if ((ret = vka_graph_phase_params(g, passes[0].phase, &t->params, &t->grads)) < 0 ||
+        (npasses > 1 && (ret = vka_graph_phase_params(g, passes[1].phase, &p1, &g1)) < 0)) {
+        free(t);
+        return ret;
+    }
+    if (npasses > 1 && (p1.off != t->params.off || p1.n != t->params.n)) {
+        vka_err("trainer: the phases of the two passes train different parameters");
+        free(t);
+        return -EINVAL;
+    }
+    t->accs[t->naccs++] = params->loss;
+    for (uint32_t i = 0; i < params->nextra_losses; i++)
+        t->accs[t->naccs++] = params->extra_losses[i];
+    for (uint32_t i = 0; i < params->nmetrics; i++)
+        t->accs[t->naccs++] = params->metrics[i];
+    t->p.optim.count = vka_tensor_stored(&t->params);
+    struct vka_ctx *ctx = t->params.buf->ctx;
     if ((ret = vka_optim_create(ctx, &t->p.optim, &t->opt)) < 0 ||
         (ret = vka_cmd_create(ctx, NULL, &t->cmd)) < 0) {
         vka_trainer_destroy(&t);
@@ -77,29 +118,56 @@ uint32_t vka_trainer_next_size(const struct vka_trainer *t)
 /* Clears the gradient and loss accumulators: the start of a window. */
 static int record_clear(struct vka_trainer *t)
 {
-    struct vka_tensor grads = vka_graph_grads_flat(t->g);
-    struct vka_tensor loss = vka_graph_tensor(t->g, t->p.loss);
-    int ret = vka_optim_zero_grads(t->cmd, t->opt, &grads);
-    return ret < 0 ? ret : vka_fill(t->cmd, &loss, 0.0f);
+    int ret = vka_optim_zero_grads(t->cmd, t->opt, &t->grads);
+    for (uint32_t i = 0; ret == 0 && i < t->naccs; i++) {
+        struct vka_tensor a = vka_graph_tensor(t->g, t->accs[i]);
+        ret = vka_fill(t->cmd, &a, 0.0f);
+    }
+    return ret;
+}
+
+/* Reads every accumulator of the trainer in one download: acc[2 * i] is accs[i]'s. */
+static int read_accs(struct vka_trainer *t, float *acc)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    struct vka_tensor a[8];
+    for (uint32_t i = 0; i < t->naccs; i++) {
+        a[i] = vka_graph_tensor(t->g, t->accs[i]);
+        lo = a[i].off < lo ? a[i].off : lo;
+        hi = a[i].off + 2 > hi ? a[i].off + 2 : hi;
+    }
+    float *span = malloc((hi - lo) * sizeof(float));
+    if (!span)
+        return -ENOMEM;
+    int ret = vka_buf_download(a[0].buf, lo * 4, span, (hi - lo) * 4);
+    for (uint32_t i = 0; ret == 0 && i < t->naccs; i++)
+        memcpy(acc + 2 * i, span + (a[i].off - lo), 2 * sizeof(float));
+    free(span);
+    return ret;
 }
 
 static int close_window(struct vka_trainer *t, bool step)
 {
-    float acc[2];
-    struct vka_tensor loss = vka_graph_tensor(t->g, t->p.loss);
-    int ret = vka_tensor_download(&loss, acc);
+    float acc[16];
+    int ret = read_accs(t, acc);
     if (ret < 0)
         return ret;
-    t->s.loss = acc[1] > 0 ? (double)acc[0] / acc[1] : NAN;
+    double sum = acc[0];
+    for (uint32_t i = 1; i <= t->p.nextra_losses; i++)
+        sum += acc[2 * i];
+    t->s.loss = acc[1] > 0 ? sum / acc[1] : NAN;
     t->s.count = acc[1];
+    for (uint32_t i = 0; i < t->p.nmetrics; i++) {
+        const float *m = acc + 2 * (1 + t->p.nextra_losses + i);
+        t->s.metric[i] = m[1] > 0 ? (double)m[0] / m[1] : NAN;
+    }
     struct vka_optim_counters oc;
     vka_optim_get_counters(t->opt, &oc);
     t->s.lr = vka_lr_at(&t->p.lr, oc.steps);
     bool stepping = step && acc[1] > 0;
-    struct vka_tensor params = vka_graph_params_flat(t->g), grads = vka_graph_grads_flat(t->g);
     if ((ret = vka_cmd_begin(t->cmd)) < 0)
         return ret;
-    if (stepping && (ret = vka_optim_record_step(t->cmd, t->opt, &params, &grads,
+    if (stepping && (ret = vka_optim_record_step(t->cmd, t->opt, &t->params, &t->grads,
                                                  (float)(1.0 / acc[1]), t->s.lr)) < 0)
         return ret;
     if ((ret = record_clear(t)) < 0 || (ret = vka_cmd_run(t->cmd)) < 0) {
@@ -129,7 +197,13 @@ static int close_window(struct vka_trainer *t, bool step)
     }
     t->s.window_samples = 0;
     t->s.window_micro = 0;
+    t->s.window_pass = 0;
     return 0;
+}
+
+uint32_t vka_trainer_next_pass(const struct vka_trainer *t)
+{
+    return t->s.window_pass;
 }
 
 int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uint32_t n,
@@ -143,11 +217,12 @@ int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uin
         return -EINVAL;
     }
     struct vka_plan *plan;
-    int ret = vka_graph_plan(t->g, n, true, &plan);
+    const struct vka_trainer_pass *pass = &t->p.passes[t->s.window_pass];
+    int ret = vka_graph_plan_phase(t->g, pass->phase, n, true, &plan);
     if (ret < 0)
         return ret;
-    for (uint32_t i = 0; i < t->p.ninputs; i++) {
-        struct vka_tensor in = vka_plan_tensor(plan, t->p.inputs[i]);
+    for (uint32_t i = 0; i < pass->ninputs; i++) {
+        struct vka_tensor in = vka_plan_tensor(plan, pass->inputs[i]);
         if ((ret = vka_tensor_upload(&in, inputs[i])) < 0)
             return ret;
     }
@@ -156,9 +231,15 @@ int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uin
     t->s.micro_steps++;
     t->s.window_micro++;
     t->s.window_samples += n;
-    t->s.samples_seen += n;
+    if (t->s.window_pass == 0)
+        t->s.samples_seen += n;
     if (t->s.window_samples < t->p.batch)
         return 0;
+    if (t->s.window_pass + 1 < t->p.npasses) {
+        t->s.window_pass++;
+        t->s.window_samples = 0;
+        return 0;
+    }
     if (stepped)
         *stepped = true;
     return close_window(t, true);
@@ -168,7 +249,7 @@ int vka_trainer_end_epoch(struct vka_trainer *t, bool *stepped)
 {
     if (stepped)
         *stepped = false;
-    if (t->s.window_samples == 0)
+    if (t->s.window_samples == 0 && t->s.window_pass == 0)
         return 0;
     if (stepped)
         *stepped = !t->p.drop_last;
@@ -188,4 +269,9 @@ void vka_trainer_set_stats(struct vka_trainer *t, const struct vka_trainer_stats
 struct vka_optim *vka_trainer_optim(struct vka_trainer *t)
 {
     return t->opt;
+}
+
+const char *vka_trainer_name(const struct vka_trainer *t)
+{
+    return t->p.name;
 }

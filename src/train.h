@@ -27,6 +27,25 @@ struct vka_trainer_params {
     int loss;        /* the LOSS value whose [sum, count] defines the window's loss */
     int inputs[4];   /* the INPUT values fed at every micro-step, in this order */
     uint32_t ninputs;
+    /* Several trainers may share a graph (a GAN's D and G): each runs its phase's plan
+     * (0: the whole graph) and steps the parameters the phase trains. */
+    int phase;
+    /* A window may run its B samples through several passes, each a phase with its own
+     * inputs: a GAN's D sees the B real images, then the B fakes. Each pass adds into
+     * the gradient in sample order, so any micro-batch split gives the same bits (two
+     * applications of D interleaved per micro-batch would not). npasses 0: one pass of
+     * phase with inputs. The passes' phases must train the same parameters. */
+    struct vka_trainer_pass {
+        int phase;
+        int inputs[4];
+        uint32_t ninputs;
+    } passes[2];
+    uint32_t npasses;
+    const char *name;        /* its checkpoint tensors are train.NAME.*; NULL: train.* */
+    int extra_losses[3];     /* LOSS values added to loss (the D phase's fake half): */
+    uint32_t nextra_losses;  /*   the window's loss is their sums over loss's count */
+    int metrics[4];          /* accumulators [sum, count] cleared and read with the */
+    uint32_t nmetrics;       /*   losses, not differentiated (sigmoid_mean) */
 };
 
 struct vka_trainer_stats {
@@ -34,12 +53,14 @@ struct vka_trainer_stats {
     uint64_t opt_steps;      /* windows stepped (skipped ones included) */
     uint64_t skipped_steps;  /* non-finite gradient norm, or a window with count 0 */
     uint64_t dropped_windows;
-    uint64_t samples_seen;
+    uint64_t samples_seen;   /* samples of the first pass */
     uint32_t window_samples; /* samples in the open window */
     uint32_t window_micro;   /* micro-steps in the open window */
+    uint32_t window_pass;    /* the pass the open window is in */
     /* the last closed window */
-    double loss;             /* sum / count */
+    double loss;             /* (sum + extra losses' sums) / count */
     double count;
+    double metric[4];        /* each metric's sum / count */
     float grad_norm;         /* of the scaled gradient, before clipping */
     double lr;
 };
@@ -53,8 +74,12 @@ void vka_trainer_destroy(struct vka_trainer **t);
 /* How many samples the next micro-step should hold: min(b, B - samples in the window). */
 uint32_t vka_trainer_next_size(const struct vka_trainer *t);
 
+/* The pass the next micro-step belongs to (0 with one pass). */
+uint32_t vka_trainer_next_pass(const struct vka_trainer *t);
+
 /* One micro-step of n samples (1 <= n <= vka_trainer_next_size): inputs[i] points to
- * the host data of params->inputs[i] (NCHW float, or int32 for i32 inputs), n samples.
+ * the host data of the next pass's inputs[i] (NCHW float, or int32 for i32 inputs), n
+ * samples.
  * When the window is full, it steps: *stepped (may be NULL) says so, and the caller's
  * boundary work (logging, evaluation, checkpoints) belongs right after. */
 int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uint32_t n,
@@ -66,6 +91,7 @@ int vka_trainer_end_epoch(struct vka_trainer *t, bool *stepped);
 
 void vka_trainer_get_stats(const struct vka_trainer *t, struct vka_trainer_stats *s);
 struct vka_optim *vka_trainer_optim(struct vka_trainer *t);
+const char *vka_trainer_name(const struct vka_trainer *t); /* params.name, may be NULL */
 
 /* For checkpoints: the counters, restored by vka_trainer_set_stats. */
 void vka_trainer_set_stats(struct vka_trainer *t, const struct vka_trainer_stats *s);

@@ -99,14 +99,14 @@ Test(checkpoint, resume_mid_window_is_bit_exact)
     int64_t extra_data[2] = { 42, 5 };
     struct vka_st_tensor extra = { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
                                    .shape = { 2 }, .data = extra_data };
-    cr_assert_eq(vka_ckpt_save(path, b.g, b.tr, &extra, 1, NULL, 0), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_ckpt_save(path, b.g, &b.tr, 1, &extra, 1, NULL, 0), 0, "%s", vka_last_error());
     close_run(&b);
 
     /* a fresh run with another initialisation resumes from the file */
     struct run c;
     open_run(ctx, &c, 99);
     struct vka_st_file *f;
-    cr_assert_eq(vka_ckpt_load(path, c.g, c.tr, &f), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_ckpt_load(path, c.g, &c.tr, 1, &f), 0, "%s", vka_last_error());
     const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
     cr_assert(lt && ((const int64_t *)lt->data)[0] == 42);
     vka_st_file_destroy(&f);
@@ -140,7 +140,7 @@ Test(checkpoint, weights_round_trip_and_bad_files_are_refused)
     struct run a, b;
     open_run(ctx, &a, 1);
     open_run(ctx, &b, 2);
-    cr_assert_eq(vka_ckpt_save(path, a.g, NULL, NULL, 0, NULL, 0), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_ckpt_save(path, a.g, NULL, 0, NULL, 0, NULL, 0), 0, "%s", vka_last_error());
 
     /* PyTorch's shapes: conv OIHW, transposed conv IOHW, the head's bias (C) */
     struct vka_st_file *f;

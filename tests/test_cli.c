@@ -281,3 +281,115 @@ Test(cli, rgb_masks_with_a_palette)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* ---- vkaccum gan ---------------------------------------------------------------- */
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+Test(cli, gan_bad_data_is_refused_by_name)
+{
+    char dir[] = "/tmp/vkaccum-gan-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char p[512], args[1024];
+    /* an empty folder */
+    snprintf(p, sizeof(p), "%s/empty", dir);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    snprintf(args, sizeof(args), "gan train --data %s --out %s/run --steps 1", p, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, p), "the error does not name the folder: %s", out);
+    /* a corrupt image among good ones */
+    snprintf(p, sizeof(p), "%s/imgs", dir);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/imgs/good.png", dir);
+    write_png(p, 40, 30, 3, 90);
+    snprintf(p, sizeof(p), "%s/imgs/broken.png", dir);
+    write_file(p, "\x89PNG\r\n\x1a\nnot really", 18);
+    snprintf(args, sizeof(args), "gan train --data %s/imgs --out %s/run --steps 1", dir, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "broken.png"), "the error does not name the file: %s", out);
+    /* an IDX file with a wrong magic number */
+    static const unsigned char bad_magic[16] = { 0, 0, 9, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2 };
+    snprintf(p, sizeof(p), "%s/bad-magic-idx3-ubyte", dir);
+    write_file(p, bad_magic, sizeof(bad_magic));
+    snprintf(args, sizeof(args), "gan train --data idx:%s --out %s/run --steps 1", p, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "bad-magic-idx3-ubyte") && strstr(out, "magic"), "%s", out);
+    /* a truncated .gz: Debian's Fashion-MNIST test images cut to a third */
+    char src[512];
+    snprintf(args, sizeof(args), "f=$(ls /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "
+             "/usr/share/fashion-mnist/t10k-images-idx3-ubyte.gz 2>/dev/null | head -1); "
+             "head -c 600000 \"$f\" > %s/cut-images-idx3-ubyte.gz", dir);
+    cr_assert_eq(system(args), 0);
+    snprintf(src, sizeof(src), "%s/cut-images-idx3-ubyte.gz", dir);
+    snprintf(args, sizeof(args), "gan train --data %s --out %s/run --steps 1", src, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "cut-images-idx3-ubyte.gz"), "the error does not name the file: %s", out);
+    /* usage errors */
+    cr_assert_eq(run("gan train --out /tmp/x --res 48"), 2, "%s", out);
+    cr_assert(strstr(out, "res 48"), "%s", out);
+    cr_assert_eq(run("gan train --out /tmp/x --loss wgan"), 2, "%s", out);
+    cr_assert(strstr(out, "bce|hinge"), "%s", out);
+    cr_assert_eq(run("gan sample --ckpt /nonexistent.safetensors --out /tmp/x.png"), 1, "%s", out);
+    cr_assert(strstr(out, "/nonexistent.safetensors"), "%s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* metrics.jsonl's gan lines, from d_loss up to the timing fields */
+static void gan_losses(const char *path, char *dst, size_t size)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "no %s", path);
+    char line[4096];
+    size_t used = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *l = strstr(line, "\"d_loss\":"), *end = strstr(line, "\"img_per_s\"");
+        if (l && end && end > l)
+            used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(end - l), l);
+    }
+    fclose(f);
+    cr_assert(used > 0, "%s has no losses", path);
+}
+
+Test(cli, gan_train_resume_and_sample)
+{
+    char dir[] = "/tmp/vkaccum-gan-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[1024], p[600];
+    /* 4 iterations of a small BatchNorm DCGAN on Fashion-MNIST, saved at 2 */
+    const char *common = "--data fashion --width 8 --z-dim 16 --batch 8 --micro-batch 4 "
+                         "--grid 16 --sample-every 2 --save-every 2 --workers 0";
+    snprintf(args, sizeof(args), "gan train %s --out %s/a --steps 4", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "gan train %s --out %s/b --steps 2", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "gan train --resume %s/b --steps 4", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "resuming"), "%s", out);
+    /* the resumed run logs what the uninterrupted one logged at iterations 3 and 4 */
+    char la[4096], lb[4096];
+    snprintf(p, sizeof(p), "%s/a/metrics.jsonl", dir);
+    gan_losses(p, la, sizeof(la));
+    snprintf(p, sizeof(p), "%s/b/metrics.jsonl", dir);
+    gan_losses(p, lb, sizeof(lb));
+    cr_assert_str_eq(la, lb);
+    snprintf(p, sizeof(p), "%s/a/samples/step_000004.png", dir);
+    struct stat sb;
+    cr_assert_eq(stat(p, &sb), 0, "%s was not written", p);
+    snprintf(args, sizeof(args), "gan sample --ckpt %s/a/last.safetensors --n 6 --out %s/grid.png", dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "G_ema"), "%s", out);
+    snprintf(args, sizeof(args), "gan sample --ckpt %s/a/last.safetensors --n 3 --out %s/each "
+             "--interpolate 4", dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/each/sample_00011.png", dir);
+    cr_assert_eq(stat(p, &sb), 0, "%s was not written", p);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}

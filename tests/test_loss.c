@@ -1,11 +1,14 @@
-/* cross_entropy, bce_logits, mse, l1 and dice (src/ops/loss.c) against tests/ref in
+/* cross_entropy, bce_logits, mse, l1, dice, hinge (both modes) and the sigmoid_mean
+ * metric (src/ops/loss.c) against tests/ref in
  * double: fwd sums and counts added into pre-filled accumulators, bwd added into
  * pre-filled gradients with scale = 1 / count (the gradient of the mean), on both load
  * paths and with bindings small enough to split every dispatch into chunks. Shapes
  * cover batch 1 and 5, 1x1 spatial, channel counts that are not multiples of 4 and
  * images of several reduction blocks; segmentation targets mix ignore_index (unevenly
- * over samples) and out-of-range ids. Accumulators are checked to give the same bits
- * for a batch of 8 run as 8, 4+4, 3+3+2, 1x8 and in chunks. */
+ * over samples) and out-of-range ids; hinge targets mix 0 and 1 and put some logits on
+ * the kink s*x == 1; bce_logits and hinge also run with x1 NULL and the constant target
+ * p.loss.target. Accumulators are checked to give the same bits for a batch of 8 run as
+ * 8, 4+4, 3+3+2, 1x8 and in chunks. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,17 +20,33 @@
 #include "ops/ops.h"
 #include "ref/ref.h"
 
-enum kind { CE, BCE, MSE, L1, DICE, NKINDS };
+/* HINGE_LIN is hinge with p.loss.hinge_linear */
+enum kind { CE, BCE, MSE, L1, DICE, HINGE, HINGE_LIN, SIGMEAN, NKINDS };
 
-static const char *const names[NKINDS] = { "cross_entropy", "bce_logits", "mse", "l1", "dice" };
+static const char *const names[NKINDS] = { "cross_entropy", "bce_logits", "mse", "l1", "dice",
+                                           "hinge", "hinge_linear", "sigmoid_mean" };
 static const vka_op_rec_fn fwds[NKINDS] = { vka_cross_entropy_fwd, vka_bce_logits_fwd,
-                                            vka_mse_fwd, vka_l1_fwd, vka_dice_fwd };
+                                            vka_mse_fwd, vka_l1_fwd, vka_dice_fwd,
+                                            vka_hinge_fwd, vka_hinge_fwd,
+                                            vka_sigmoid_mean_fwd };
 static const vka_op_rec_fn bwds[NKINDS] = { vka_cross_entropy_bwd, vka_bce_logits_bwd,
-                                            vka_mse_bwd, vka_l1_bwd, vka_dice_bwd };
+                                            vka_mse_bwd, vka_l1_bwd, vka_dice_bwd,
+                                            vka_hinge_bwd, vka_hinge_bwd,
+                                            vka_sigmoid_mean_bwd };
 
 static bool seg(enum kind k)
 {
     return k == CE || k == DICE;
+}
+
+static bool has_targets(enum kind k)
+{
+    return k != SIGMEAN;
+}
+
+static bool hinge(enum kind k)
+{
+    return k == HINGE || k == HINGE_LIN;
 }
 
 static struct vka_ctx *ctx_for(const char *load, uint64_t max_binding)
@@ -43,17 +62,21 @@ static struct vka_ctx *ctx_for(const char *load, uint64_t max_binding)
 struct inputs {
     uint32_t N, C, H, W;
     float *x;    /* (N,C,H,W) logits / predictions */
-    float *tf;   /* (N,C,H,W) f32 targets (bce, mse, l1) */
+    float *tf;   /* (N,C,H,W) f32 targets (bce, mse, l1, hinge) */
     int32_t *ti; /* (N,H,W) class ids (cross_entropy, dice) */
     float *w;    /* (C) class weights or NULL */
     int32_t ignore;
+    bool tconst; /* bce, hinge: x1 NULL, every target p.loss.target (tf holds it too) */
+    float target;
 };
 
+/* tconst: NAN for a target tensor, else the constant target of bce_logits / hinge */
 static void make_inputs(struct inputs *in, enum kind k, uint32_t N, uint32_t C, uint32_t H,
-                        uint32_t W, bool weights)
+                        uint32_t W, bool weights, float tconst)
 {
     size_t n = (size_t)N * C * H * W, hw = (size_t)H * W;
-    *in = (struct inputs){ .N = N, .C = C, .H = H, .W = W };
+    *in = (struct inputs){ .N = N, .C = C, .H = H, .W = W, .tconst = !isnan(tconst),
+                           .target = isnan(tconst) ? 0 : tconst };
     in->x = test_rand_floats(n, -4, 4);
     in->ignore = test_rand_range(0, 1) ? 255 : -100;
     if (seg(k)) {
@@ -72,6 +95,17 @@ static void make_inputs(struct inputs *in, enum kind k, uint32_t N, uint32_t C, 
         }
         if (weights)
             in->w = test_rand_floats(C, 0.2f, 2.0f);
+    } else if (hinge(k)) {
+        in->tf = malloc((n ? n : 1) * sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+            in->tf[i] = in->tconst ? in->target : (float)test_rand_range(0, 1);
+            if (test_rand_uniform(0, 1) < 0.1f)
+                in->x[i] = 2 * in->tf[i] - 1; /* the kink s*x == 1: subgradient 0 */
+        }
+    } else if (k == SIGMEAN) {
+        for (size_t i = 0; i < n; i++)
+            if (test_rand_uniform(0, 1) < 0.05f) /* saturated: exp(-|x|) underflows */
+                in->x[i] = test_rand_uniform(-120, 120);
     } else {
         in->tf = test_rand_floats(n, k == BCE ? 0 : -2, k == BCE ? 1 : 2);
         for (size_t i = 0; i < n; i++) {
@@ -80,6 +114,8 @@ static void make_inputs(struct inputs *in, enum kind k, uint32_t N, uint32_t C, 
                 in->tf[i] = r < 0.15f ? 0.0f : 1.0f; /* hard labels among soft ones */
             if (k == L1 && r < 0.1f)
                 in->tf[i] = in->x[i]; /* sign(0) = 0 */
+            if (in->tconst)
+                in->tf[i] = in->target;
         }
     }
 }
@@ -114,7 +150,7 @@ static void upload_inputs(struct vka_ctx *ctx, enum kind k, const struct inputs 
     d->x = test_act(ctx, in->N, in->C, in->H, in->W, in->x);
     if (seg(k))
         d->t = i32_tensor(ctx, test_rand_range(0, 5), (uint64_t)in->N * in->H * in->W, in->ti);
-    else
+    else if (has_targets(k) && !in->tconst)
         d->t = test_act(ctx, in->N, in->C, in->H, in->W, in->tf);
     if (in->w)
         d->w = test_flat_guarded(ctx, test_rand_range(0, 5), in->C, in->w);
@@ -123,16 +159,18 @@ static void upload_inputs(struct vka_ctx *ctx, enum kind k, const struct inputs 
 static void free_dev(struct dev *d)
 {
     vka_tensor_destroy(&d->x);
-    vka_tensor_destroy(&d->t);
+    if (d->t.buf)
+        vka_tensor_destroy(&d->t);
     if (d->w.buf)
         vka_tensor_destroy(&d->w);
 }
 
-static struct vka_op_args args_for(const struct inputs *in, const struct dev *d)
+static struct vka_op_args args_for(enum kind k, const struct inputs *in, const struct dev *d)
 {
     return (struct vka_op_args){
-        .p.loss = { .ignore_index = in->ignore },
-        .x = { &d->x, &d->t, d->w.buf ? &d->w : NULL },
+        .p.loss = { .ignore_index = in->ignore, .hinge_linear = k == HINGE_LIN,
+                    .target = in->target },
+        .x = { &d->x, has_targets(k) && !in->tconst ? &d->t : NULL, d->w.buf ? &d->w : NULL },
     };
 }
 
@@ -148,6 +186,9 @@ static void ref_fwd(enum kind k, const struct inputs *in, double *acc)
     case BCE: ref_bce_logits_fwd(n, x, t, &acc[0], &acc[1]); break;
     case MSE: ref_mse_fwd(n, x, t, &acc[0], &acc[1]); break;
     case L1: ref_l1_fwd(n, x, t, &acc[0], &acc[1]); break;
+    case HINGE:
+    case HINGE_LIN: ref_hinge_fwd(n, k == HINGE_LIN, x, t, &acc[0], &acc[1]); break;
+    case SIGMEAN: ref_sigmoid_mean_fwd(n, x, &acc[0], &acc[1]); break;
     default: ref_dice_fwd(&p, x, in->ti, acc, acc + in->C); break;
     }
     free(x);
@@ -155,7 +196,8 @@ static void ref_fwd(enum kind k, const struct inputs *in, double *acc)
     free(w);
 }
 
-/* dx += the reference gradient (dice: of the window loss with dL/dinter, dL/dcard dy) */
+/* dx += the reference gradient (dice: of the window loss with dL/dinter, dL/dcard dy;
+ * sigmoid_mean: none) */
 static void ref_bwd(enum kind k, const struct inputs *in, double scale, const float *dy,
                     double *dx)
 {
@@ -169,6 +211,9 @@ static void ref_bwd(enum kind k, const struct inputs *in, double scale, const fl
     case BCE: ref_bce_logits_bwd(n, x, t, scale, dx); break;
     case MSE: ref_mse_bwd(n, x, t, scale, dx); break;
     case L1: ref_l1_bwd(n, x, t, scale, dx); break;
+    case HINGE:
+    case HINGE_LIN: ref_hinge_bwd(n, k == HINGE_LIN, x, t, scale, dx); break;
+    case SIGMEAN: break;
     default: ref_dice_bwd(&p, x, in->ti, g, g + in->C, dx); break;
     }
     free(x);
@@ -179,11 +224,11 @@ static void ref_bwd(enum kind k, const struct inputs *in, double scale, const fl
 
 /* One case: fwd into a pre-filled accumulator, bwd into a pre-filled gradient. */
 static void check_case(struct vka_ctx *ctx, struct vka_cmd *cmd, enum kind k, uint32_t N,
-                       uint32_t C, uint32_t H, uint32_t W, bool weights)
+                       uint32_t C, uint32_t H, uint32_t W, bool weights, float tconst)
 {
     struct inputs in;
     struct dev d;
-    make_inputs(&in, k, N, C, H, W, weights);
+    make_inputs(&in, k, N, C, H, W, weights, tconst);
     upload_inputs(ctx, k, &in, &d);
     const char *what = names[k];
     size_t n = (size_t)N * C * H * W, na = k == DICE ? 2 * C : 2;
@@ -191,7 +236,7 @@ static void check_case(struct vka_ctx *ctx, struct vka_cmd *cmd, enum kind k, ui
     float *init = test_rand_floats(na, 0, 50), *got = malloc(na * sizeof(float));
     double *ref = calloc(na, sizeof(double));
     struct vka_tensor y = test_flat_guarded(ctx, test_rand_range(0, 7), na, init);
-    struct vka_op_args a = args_for(&in, &d);
+    struct vka_op_args a = args_for(k, &in, &d);
     a.y = &y;
     cr_assert_eq(vka_cmd_begin(cmd), 0);
     cr_assert_eq(fwds[k](cmd, &a), 0, "%s fwd: %s", what, vka_last_error());
@@ -207,10 +252,20 @@ static void check_case(struct vka_ctx *ctx, struct vka_cmd *cmd, enum kind k, ui
         double count = k == DICE ? ref[C + i % C] : ref[1];
         double exact = (double)init[i] + ref[i];
         double tol = 5e-6 * (count + fabs(ref[i]) + fabs(init[i])) + 1e-6;
+        if (k >= HINGE) {
+            /* |term| <= M: hinge 1 + max|x| = 5, hinge_linear 4, sigmoid 1. A fixed tree
+             * of at most 25 adds (4 per invocation, 6 + 6 tree levels, the fold's serial
+             * steps, 8 samples) errs by 25 * 2^-24 (< 1.5e-6) of the sum of the terms'
+             * magnitudes and |init|. hinge's terms round once; sigmoid's carry exp's
+             * (3 + 2|x|) ulp times e/(1+e)^2 and a division's 2.5 ulp: < 3e-7 each. */
+            double M = k == HINGE ? 5 : k == HINGE_LIN ? 4 : 1;
+            tol = 1.5e-6 * (M * count + fabs(init[i])) + (k == SIGMEAN ? 3e-7 * count : 0) +
+                  1e-6;
+        }
         cr_assert_leq(fabs(got[i] - exact), tol,
-                      "%s fwd (%u,%u,%u,%u)%s: acc[%zu] = %.9g, init %.9g + ref %.9g = %.9g",
-                      what, N, C, H, W, weights ? " weighted" : "", i, got[i], init[i], ref[i],
-                      exact);
+                      "%s fwd (%u,%u,%u,%u)%s%s: acc[%zu] = %.9g, init %.9g + ref %.9g = %.9g",
+                      what, N, C, H, W, weights ? " weighted" : "",
+                      in.tconst ? " constant target" : "", i, got[i], init[i], ref[i], exact);
     }
 
     /* bwd: scale = 1 / count gives the gradient of the mean loss */
@@ -248,9 +303,18 @@ static void check_case(struct vka_ctx *ctx, struct vka_cmd *cmd, enum kind k, ui
     /* each gradient is init + g with |g| <= ~scale * max w (dice: ~max |dy|): the init
      * rounds to 2^-24 relative, g carries the exp error of p (~1e-6 relative) */
     char label[128];
-    snprintf(label, sizeof(label), "%s bwd (%u,%u,%u,%u)%s", what, N, C, H, W,
-             weights ? " weighted" : "");
-    test_assert_close(label, dxg, dxr, n, 1e-6 * (1 + scale * 2), 1e-5);
+    snprintf(label, sizeof(label), "%s bwd (%u,%u,%u,%u)%s%s", what, N, C, H, W,
+             weights ? " weighted" : "", in.tconst ? " constant target" : "");
+    if (k == SIGMEAN) {
+        for (size_t i = 0; i < n; i++) /* a metric's bwd leaves dx alone, bit for bit */
+            cr_assert_eq(memcmp(&dxg[i], &dx0[i], 4), 0, "%s: dx[%zu] %a became %a", label, i,
+                         dx0[i], dxg[i]);
+    } else if (hinge(k)) {
+        /* g is exactly 0 or -s * scale (s = +-1): only the one rounding of init + g */
+        test_assert_close(label, dxg, dxr, n, 0, 1.2e-7);
+    } else {
+        test_assert_close(label, dxg, dxr, n, 1e-6 * (1 + scale * 2), 1e-5);
+    }
     if (tdy.buf)
         test_flat_check_guard(&tdy, NULL);
     if (d.w.buf)
@@ -283,10 +347,10 @@ static void check_kind(enum kind k, const char *load, uint64_t max_binding)
     cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
         check_case(ctx, cmd, k, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3],
-                   s % 2 == 1);
+                   s % 2 == 1, NAN);
     for (int r = 0; r < 2; r++) /* random sizes */
         check_case(ctx, cmd, k, test_rand_range(1, 5), test_rand_range(1, 16),
-                   test_rand_range(1, 24), test_rand_range(1, 24), r == 0);
+                   test_rand_range(1, 24), test_rand_range(1, 24), r == 0, NAN);
     vka_cmd_destroy(&cmd);
     test_ctx_done(&ctx);
 }
@@ -308,6 +372,38 @@ KIND_TESTS(bce_logits, BCE)
 KIND_TESTS(mse, MSE)
 KIND_TESTS(l1, L1)
 KIND_TESTS(dice, DICE)
+KIND_TESTS(hinge, HINGE)
+KIND_TESTS(hinge_linear, HINGE_LIN)
+KIND_TESTS(sigmoid_mean, SIGMEAN)
+
+/* bce_logits and hinge with x1 NULL: every target is p.loss.target (0 and 1) */
+static void check_const_target(const char *load, uint64_t max_binding)
+{
+    static const enum kind ks[] = { BCE, HINGE, HINGE_LIN };
+    static const uint32_t cshapes[][4] = { { 1, 1, 1, 1 }, { 5, 3, 3, 7 }, { 2, 5, 17, 16 } };
+    struct vka_ctx *ctx = ctx_for(load, max_binding);
+    struct vka_cmd *cmd;
+    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
+        for (int target = 0; target < 2; target++)
+            for (size_t s = 0; s < sizeof(cshapes) / sizeof(cshapes[0]); s++)
+                check_case(ctx, cmd, ks[i], cshapes[s][0], cshapes[s][1], cshapes[s][2],
+                           cshapes[s][3], false, (float)target);
+    vka_cmd_destroy(&cmd);
+    test_ctx_done(&ctx);
+}
+
+Test(loss, constant_target_texel)
+{
+    test_seed("constant_target_texel");
+    check_const_target("texel", 0);
+}
+
+Test(loss, constant_target_chunked)
+{
+    test_seed("constant_target_chunked");
+    check_const_target("storage", SMALL_BINDING);
+}
 
 /* ---- determinism: one batch of 8, split four ways and chunked -------------------- */
 
@@ -333,9 +429,9 @@ static void run_split(struct vka_ctx *ctx, enum kind k, const struct inputs *in,
             t.n = split[i];
             t.off += (uint64_t)n0 * hw * cs;
         }
-        struct vka_op_args a = args_for(in, d);
+        struct vka_op_args a = args_for(k, in, d);
         a.x[0] = &x;
-        a.x[1] = &t;
+        a.x[1] = has_targets(k) ? &t : NULL;
         a.y = &y;
         cr_assert_eq(fwds[k](cmd, &a), 0, "%s: %s", names[k], vka_last_error());
     }
@@ -354,7 +450,7 @@ static void check_determinism(enum kind k)
     struct inputs in;
     struct dev d;
     /* 23x23: three reduction blocks of pixels per sample (five of bce/mse/l1's vec4s) */
-    make_inputs(&in, k, 8, 5, 23, 23, true);
+    make_inputs(&in, k, 8, 5, 23, 23, true, NAN);
     upload_inputs(ctx, k, &in, &d);
     size_t na = k == DICE ? 10 : 2;
     float *init = test_rand_floats(na, 0, 100), first[10], got[10];
@@ -379,6 +475,17 @@ Test(loss, determinism_bce_logits) { test_seed("determinism_bce"); check_determi
 Test(loss, determinism_mse) { test_seed("determinism_mse"); check_determinism(MSE); }
 Test(loss, determinism_l1) { test_seed("determinism_l1"); check_determinism(L1); }
 Test(loss, determinism_dice) { test_seed("determinism_dice"); check_determinism(DICE); }
+Test(loss, determinism_hinge) { test_seed("determinism_hinge"); check_determinism(HINGE); }
+Test(loss, determinism_hinge_linear)
+{
+    test_seed("determinism_hinge_linear");
+    check_determinism(HINGE_LIN);
+}
+Test(loss, determinism_sigmoid_mean)
+{
+    test_seed("determinism_sigmoid_mean");
+    check_determinism(SIGMEAN);
+}
 
 /* ---- refusals, shapes and host helpers ------------------------------------------- */
 
@@ -441,6 +548,116 @@ Test(loss, refuses_bad_shapes)
         vka_tensor_destroy(all[i]);
     vka_cmd_destroy(&cmd);
     test_ctx_done(&ctx);
+}
+
+Test(loss, gan_losses_refuse_bad_shapes)
+{
+    test_seed("gan_losses_refuse_bad_shapes");
+    struct vka_ctx *ctx = test_ctx();
+    struct vka_cmd *cmd;
+    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    cr_assert_eq(vka_cmd_begin(cmd), 0);
+    struct vka_tensor x = test_act(ctx, 2, 5, 3, 3, NULL), t = test_act(ctx, 2, 5, 3, 3, NULL);
+    struct vka_tensor tw = test_act(ctx, 2, 5, 3, 4, NULL), dx = test_act(ctx, 2, 4, 3, 3, NULL);
+    struct vka_tensor dxok = test_act(ctx, 2, 5, 3, 3, NULL), y2 = test_flat(ctx, 2, NULL);
+    struct vka_tensor y3 = test_flat(ctx, 3, NULL), flat = test_flat(ctx, 90, NULL);
+
+    for (int lin = 0; lin < 2; lin++) {
+        union vka_op_params p = { .loss = { .hinge_linear = lin } };
+        expect_refused(vka_hinge_fwd(cmd, &(struct vka_op_args){ .p = p, .x = { &x, &tw },
+                                                                  .y = &y2 }),
+                       "hinge", "x1 (targets)");
+        expect_refused(vka_hinge_fwd(cmd, &(struct vka_op_args){ .p = p, .x = { &x, &t },
+                                                                  .y = &y3 }),
+                       "hinge", "y");
+        expect_refused(vka_hinge_bwd(cmd, &(struct vka_op_args){ .p = p, .x = { &x, &t },
+                                                                  .dx = { &dx } }),
+                       "hinge", "dx0");
+        expect_refused(vka_hinge_shape(&(struct vka_op_args){ .p = p, .x = { &flat, &t } },
+                                       (uint32_t[4]){ 0 }),
+                       "hinge", "x0");
+    }
+    expect_refused(vka_sigmoid_mean_fwd(cmd, &(struct vka_op_args){ .x = { &x }, .y = &y3 }),
+                   "sigmoid_mean", "y");
+    expect_refused(vka_sigmoid_mean_fwd(cmd, &(struct vka_op_args){ .x = { &flat }, .y = &y2 }),
+                   "sigmoid_mean", "x0");
+    expect_refused(vka_sigmoid_mean_bwd(cmd, &(struct vka_op_args){ .x = { &x },
+                                                                     .dx = { &dx } }),
+                   "sigmoid_mean", "dx0");
+
+    uint32_t shape[4];
+    cr_assert_eq(vka_hinge_shape(&(struct vka_op_args){ .x = { &x, &t } }, shape), 0);
+    cr_assert(shape[0] == 2 && shape[1] == 1 && shape[2] == 1 && shape[3] == 1);
+    /* x1 NULL is the constant-target mode, for hinge and bce_logits only */
+    cr_assert_eq(vka_hinge_shape(&(struct vka_op_args){ .x = { &x } }, shape), 0, "%s",
+                 vka_last_error());
+    cr_assert_eq(vka_bce_logits_shape(&(struct vka_op_args){ .x = { &x } }, shape), 0, "%s",
+                 vka_last_error());
+    expect_refused(vka_mse_shape(&(struct vka_op_args){ .x = { &x } }, shape), "mse",
+                   "x1 (targets)");
+    cr_assert_eq(vka_sigmoid_mean_shape(&(struct vka_op_args){ .x = { &x } }, shape), 0,
+                 "%s", vka_last_error());
+    cr_assert(shape[0] == 2 && shape[1] == 1 && shape[2] == 1 && shape[3] == 1);
+    /* a metric's bwd with a good dx records nothing: dx stays NaN, padding included */
+    cr_assert_eq(vka_sigmoid_mean_bwd(cmd, &(struct vka_op_args){ .x = { &x },
+                                                                  .dx = { &dxok } }), 0);
+    test_run(cmd);
+    float raw[2 * 3 * 3 * 8];
+    cr_assert_eq(vka_buf_download(dxok.buf, dxok.off * 4, raw, sizeof(raw)), 0);
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+        cr_assert(isnan(raw[i]), "sigmoid_mean bwd wrote %g into dx[%zu]", raw[i], i);
+
+    struct vka_tensor *all[] = { &x, &t, &tw, &dx, &dxok, &y2, &y3, &flat };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        vka_tensor_destroy(all[i]);
+    vka_cmd_destroy(&cmd);
+    test_ctx_done(&ctx);
+}
+
+struct hinge_fd {
+    int n, linear;
+    double *x, *t;
+};
+
+static double hinge_sum(const struct hinge_fd *o)
+{
+    double sum, count;
+    ref_hinge_fwd(o->n, o->linear, o->x, o->t, &sum, &count);
+    return sum;
+}
+
+/* ref_hinge_bwd against central differences of ref_hinge_fwd, away from the kinks */
+Test(loss, hinge_ref_matches_finite_differences)
+{
+    test_seed("hinge_ref_matches_finite_differences");
+    enum { n = 97 };
+    const double eps = 1e-4, scale = 0.37;
+    double x[n], t[n], dx[n], dx0[n];
+    for (int linear = 0; linear < 2; linear++) {
+        for (int i = 0; i < n; i++) {
+            t[i] = test_rand_range(0, 1);
+            do /* |s*x - 1| > 10 eps: x +- eps stays on one side of the kink */
+                x[i] = test_rand_uniform(-3, 3);
+            while (fabs((2 * t[i] - 1) * x[i] - 1) < 10 * eps);
+            dx[i] = dx0[i] = test_rand_uniform(-1, 1);
+        }
+        struct hinge_fd o = { n, linear, x, t };
+        ref_hinge_bwd(n, linear, x, t, scale, dx);
+        for (int i = 0; i < n; i++) {
+            double xi = x[i];
+            x[i] = xi + eps;
+            double lp = hinge_sum(&o);
+            x[i] = xi - eps;
+            double lm = hinge_sum(&o);
+            x[i] = xi;
+            double fd = scale * (lp - lm) / (2 * eps);
+            /* the sum is linear on each side of the kink, so the difference is exact but
+             * for rounding: 2^-53 * sum|terms| (< 500) / eps < 1e-9 */
+            cr_assert_leq(fabs((dx[i] - dx0[i]) - fd), 1e-9,
+                          "hinge%s ref bwd: dx[%d] = %.12g, finite difference %.12g",
+                          linear ? " (linear)" : "", i, dx[i] - dx0[i], fd);
+        }
+    }
 }
 
 Test(loss, check_targets_names_the_value)

@@ -11,6 +11,8 @@
 /* 8-bit PNG (c = 1, 3 or 4 channels, rows top to bottom); -EIO naming path. */
 int cli_png_write(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *data);
 int cli_seg(int argc, char **argv);
+int cli_gan(int argc, char **argv);
+int cli_gan_fidnet(int argc, char **argv); /* vkaccum gan fid-net */
 
 int cli_devices(int argc, char **argv);
 int cli_selftest(int argc, char **argv);

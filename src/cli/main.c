@@ -19,6 +19,7 @@ static const char usage[] =
     "  selftest   run the built-in shaders against plain C on this device\n"
     "  bench      GEMM and per-op throughput on this device (gemm, ops)\n"
     "  seg        U-Net segmentation: train, eval, predict\n"
+    "  gan        DCGAN: train, sample, fid-net\n"
     "\n"
     "Run 'vkaccum COMMAND --help' for a command's options.\n"
     "Environment: VKACCUM_VALIDATION=1 (Khronos validation layer), VKACCUM_LOG=\n"
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
         { "selftest", cli_selftest },
         { "bench", cli_bench },
         { "seg", cli_seg },
+        { "gan", cli_gan },
     };
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log file as they happen */
     if (argc < 2) {

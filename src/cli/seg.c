@@ -20,86 +20,6 @@ static const char *eval_opts[] = { "data", "palette", "device", "val-count", "ti
                                    "micro-batch", "json", "skip-bad", "ignore-index", NULL };
 static const char *predict_opts[] = { "device", "tile", "micro-batch", NULL };
 
-static void print_help(const char *cmd, const char *usage, const char **only, const char **skip)
-{
-    printf("%s\n\noptions:\n", usage);
-    for (size_t i = 0; i < seg_opt_count; i++) {
-        const struct opt_desc *d = &seg_opt_table[i];
-        bool show = !only;
-        for (const char **p = only; p && *p; p++)
-            show |= !strcmp(*p, d->name);
-        for (const char **p = skip; p && *p; p++)
-            show &= strcmp(*p, d->name) != 0;
-        if (show)
-            printf("  --%-15s %s\n", d->name, d->help);
-    }
-    (void)cmd;
-}
-
-/* Parses argv against the option table (limited to `only` when given); extra long
- * options (ckpt, input) go to the caller through extra[]. */
-static int parse(const char *cmd, int argc, char **argv, struct seg_opts *o, const char **only,
-                 const char **skip, const char *extra_names[], char *extra_vals[],
-                 size_t nextra, bool *help)
-{
-    struct option *lo = calloc(seg_opt_count + nextra + 2, sizeof(*lo));
-    size_t n = 0;
-    for (size_t i = 0; i < seg_opt_count; i++) {
-        const struct opt_desc *d = &seg_opt_table[i];
-        bool ok = !only;
-        for (const char **p = only; p && *p; p++)
-            ok |= !strcmp(*p, d->name);
-        for (const char **p = skip; p && *p; p++)
-            ok &= strcmp(*p, d->name) != 0;
-        if (ok)
-            lo[n++] = (struct option){ d->name, d->type == OPT_BOOL ? no_argument : required_argument,
-                                       NULL, 256 + (int)i };
-    }
-    for (size_t i = 0; i < nextra; i++)
-        lo[n++] = (struct option){ extra_names[i], required_argument, NULL, 1024 + (int)i };
-    lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-    int c, ret = 0;
-    optind = 1;
-    *help = false;
-    while (ret == 0 && (c = cli_getopt(cmd, argc, argv, ":h", lo)) != -1) {
-        if (c == 'h')
-            *help = true;
-        else if (c >= 1024)
-            extra_vals[c - 1024] = optarg;
-        else if (c >= 256)
-            ret = seg_opt_set(o, cmd, &seg_opt_table[c - 256], optarg) < 0 ? CLI_USAGE : 0;
-        else
-            ret = CLI_USAGE;
-    }
-    if (ret == 0 && !*help && optind < argc)
-        ret = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    free(lo);
-    return ret;
-}
-
-static int mkdir_p(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int open_dataset(const struct seg_opts *o, enum vka_split split, struct vka_dataset **ds)
 {
     struct vka_dataset_params dp = { .split = split, .seed = (uint64_t)o->seed,
@@ -156,7 +76,7 @@ static int save(const char *path, struct seg_model *m, struct vka_trainer *tr,
     int64_t lp[2] = { (int64_t)pos.epoch, (int64_t)pos.index };
     struct vka_st_tensor extra = { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
                                    .shape = { 2 }, .data = lp };
-    int ret = vka_ckpt_save(path, m->g, tr, tr ? &extra : NULL, tr ? 1 : 0, meta, 2);
+    int ret = vka_ckpt_save(path, m->g, &tr, tr ? 1 : 0, tr ? &extra : NULL, tr ? 1 : 0, meta, 2);
     free(cfgs);
     cJSON_Delete(cfg);
     return ret;
@@ -321,11 +241,11 @@ static int seg_train(int argc, char **argv)
     struct seg_opts o;
     seg_opts_defaults(&o);
     bool help;
-    int ret = parse("seg train", argc, argv, &o, NULL, train_only, NULL, NULL, 0, &help);
+    int ret = cli_opts_parse("seg train", argc, argv, seg_opt_table, seg_opt_count, &o, NULL, train_only, NULL, NULL, 0, &help);
     if (ret)
         return ret;
     if (help) {
-        print_help("seg train", "usage: vkaccum seg train --out RUN [options]\n\nTrains a "
+        cli_opts_help(seg_opt_table, seg_opt_count, "usage: vkaccum seg train --out RUN [options]\n\nTrains a "
                    "U-Net on DIR/{train,val}/{images,masks}, a Pascal VOC folder, or a built-in "
                    "dataset,\nwith an effective batch B run as micro-batches of b.", NULL, train_only);
         return 0;
@@ -352,7 +272,7 @@ static int seg_train(int argc, char **argv)
             return 1;
         }
         cJSON_Delete(j);
-        ret = parse("seg train", argc, argv, &o, NULL, train_only, NULL, NULL, 0, &help);
+        ret = cli_opts_parse("seg train", argc, argv, seg_opt_table, seg_opt_count, &o, NULL, train_only, NULL, NULL, 0, &help);
         snprintf(o.resume, sizeof(o.resume), "%s", cli.resume);
         if (!o.out[0])
             snprintf(o.out, sizeof(o.out), "%s", cli.resume);
@@ -491,16 +411,16 @@ static int seg_train(int argc, char **argv)
 
     char path[1200];
     double best = -1;
-    if (mkdir_p(o.out) < 0) {
+    if (cli_mkdir_p(o.out) < 0) {
         fprintf(stderr, "vkaccum seg train: cannot create the run folder %s\n", o.out);
         goto out;
     }
     snprintf(path, sizeof(path), "%s/samples", o.out);
-    mkdir_p(path);
+    cli_mkdir_p(path);
     if (o.resume[0]) {
         struct vka_st_file *f;
         snprintf(path, sizeof(path), "%s/last.safetensors", o.resume);
-        if (vka_ckpt_load(path, m.g, tr, &f) < 0) {
+        if (vka_ckpt_load(path, m.g, &tr, 1, &f) < 0) {
             fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
             goto out;
         }
@@ -539,7 +459,7 @@ static int seg_train(int argc, char **argv)
            "lr %g (%s), device %s\n", steps, o.batch, o.micro, (o.batch + o.micro - 1) / o.micro,
            o.crop, o.optimizer, o.lr, o.schedule, ctx->info.name);
     bool tty = isatty(2);
-    double t0 = now_s(), tlast = t0;
+    double t0 = cli_now(), tlast = t0;
     uint64_t samples_last = 0;
     struct vka_trainer_stats st;
     vka_trainer_get_stats(tr, &st);
@@ -561,7 +481,7 @@ static int seg_train(int argc, char **argv)
         if (!stepped)
             continue;
         /* the window boundary: log, evaluate, save */
-        double t = now_s();
+        double t = cli_now();
         double ips = (st.samples_seen - samples_last) / (t - tlast);
         tlast = t;
         samples_last = st.samples_seen;
@@ -586,7 +506,7 @@ static int seg_train(int argc, char **argv)
             struct seg_model em;
             snprintf(path, sizeof(path), "%s/samples/step_%06llu", o.out,
                      (unsigned long long)st.opt_steps);
-            mkdir_p(path);
+            cli_mkdir_p(path);
             /* evaluation runs the same weights through a forward-only plan */
             vka_graph_set_training(m.g, false);
             em = m;
@@ -600,7 +520,7 @@ static int seg_train(int argc, char **argv)
             vka_graph_set_training(m.g, true);
             metrics_json(metrics, "val", (long long)st.opt_steps, &sm);
             printf("%sstep %llu: val mIoU %.4f  pixel accuracy %.4f  (%.0f s)\n", tty ? "\n" : "",
-                   (unsigned long long)st.opt_steps, sm.miou, sm.pixel_acc, now_s() - t0);
+                   (unsigned long long)st.opt_steps, sm.miou, sm.pixel_acc, cli_now() - t0);
             if (sm.miou > best) {
                 best = sm.miou;
                 snprintf(path, sizeof(path), "%s/best.safetensors", o.out);
@@ -622,7 +542,7 @@ static int seg_train(int argc, char **argv)
     }
     printf("%sdone: %llu steps, %llu samples, %.0f s, best val mIoU %.4f; run in %s\n",
            tty ? "\n" : "", (unsigned long long)st.opt_steps,
-           (unsigned long long)st.samples_seen, now_s() - t0, best, o.out);
+           (unsigned long long)st.samples_seen, cli_now() - t0, best, o.out);
     ret = 0;
 out:
     if (metrics)
@@ -664,11 +584,11 @@ static int seg_eval(int argc, char **argv)
     const char *names[] = { "ckpt" };
     char *vals[1] = { NULL };
     bool help;
-    int ret = parse("seg eval", argc, argv, &cli, eval_opts, NULL, names, vals, 1, &help);
+    int ret = cli_opts_parse("seg eval", argc, argv, seg_opt_table, seg_opt_count, &cli, eval_opts, NULL, names, vals, 1, &help);
     if (ret)
         return ret;
     if (help) {
-        print_help("seg eval", "usage: vkaccum seg eval --ckpt F [--data D] [--json]\n\n"
+        cli_opts_help(seg_opt_table, seg_opt_count, "usage: vkaccum seg eval --ckpt F [--data D] [--json]\n\n"
                    "Per-class IoU, mIoU, pixel accuracy and the confusion matrix on the val split.",
                    eval_opts, NULL);
         printf("  --%-15s %s\n", "ckpt", "the checkpoint (last or best .safetensors of a run)");
@@ -796,11 +716,11 @@ static int seg_predict_cmd(int argc, char **argv)
     const char *names[] = { "ckpt", "input", "out" };
     char *vals[3] = { NULL, NULL, NULL };
     bool help;
-    int ret = parse("seg predict", argc, argv, &cli, predict_opts, NULL, names, vals, 3, &help);
+    int ret = cli_opts_parse("seg predict", argc, argv, seg_opt_table, seg_opt_count, &cli, predict_opts, NULL, names, vals, 3, &help);
     if (ret)
         return ret;
     if (help) {
-        print_help("seg predict", "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR\n\n"
+        cli_opts_help(seg_opt_table, seg_opt_count, "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR\n\n"
                    "Writes NAME_mask.png (class ids) and NAME_overlay.png for each image; images of any\n"
                    "size are predicted in overlapping tiles of --tile (default: the training crop).",
                    predict_opts, NULL);
@@ -821,7 +741,7 @@ static int seg_predict_cmd(int argc, char **argv)
     struct vka_ctx *ctx = NULL;
     struct seg_model m = { 0 };
     ret = 1;
-    if (mkdir_p(vals[2]) < 0) {
+    if (cli_mkdir_p(vals[2]) < 0) {
         fprintf(stderr, "vkaccum seg predict: cannot create %s\n", vals[2]);
         return 1;
     }

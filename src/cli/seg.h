@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/opts.h"
 #include "datasets/dataset.h"
 #include "graph.h"
 #include "models/unet.h"
@@ -24,22 +25,11 @@ struct seg_opts {
     float mean_v[3], std_v[3];
 };
 
-enum opt_type { OPT_INT, OPT_LONG, OPT_DOUBLE, OPT_STR, OPT_BOOL };
-
-struct opt_desc {
-    const char *name;
-    enum opt_type type;
-    size_t off, size;
-    const char *choices; /* "a|b|c" for strings with fixed values, or NULL */
-    const char *help;
-};
-
 extern const struct opt_desc seg_opt_table[];
 extern const size_t seg_opt_count;
 
 void seg_opts_defaults(struct seg_opts *o);
 /* Sets option name from text; CLI_USAGE-style message and -EINVAL on a bad value. */
-int seg_opt_set(struct seg_opts *o, const char *cmd, const struct opt_desc *d, const char *text);
 cJSON *seg_opts_json(const struct seg_opts *o);
 /* Options from a config.json object (unknown keys are an error naming them). */
 int seg_opts_from_json(struct seg_opts *o, const cJSON *j, const char *what);

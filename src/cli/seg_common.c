@@ -89,99 +89,14 @@ void seg_opts_defaults(struct seg_opts *o)
     o->jitter = 0.2;
 }
 
-int seg_opt_set(struct seg_opts *o, const char *cmd, const struct opt_desc *d, const char *text)
-{
-    char *p = (char *)o + d->off, *end;
-    errno = 0;
-    switch (d->type) {
-    case OPT_INT:
-    case OPT_LONG: {
-        long long v = strtoll(text, &end, 10);
-        if (errno || end == text || *end || v < 0 || (d->type == OPT_INT && v > 1 << 30))
-            return cli_usage_error(cmd, "--%s %s: give a whole number >= 0", d->name, text), -EINVAL;
-        if (d->type == OPT_INT)
-            *(int *)p = (int)v;
-        else
-            *(long long *)p = v;
-        return 0;
-    }
-    case OPT_DOUBLE: {
-        double v = strtod(text, &end);
-        if (errno || end == text || *end || !isfinite(v) || v < 0)
-            return cli_usage_error(cmd, "--%s %s: give a number >= 0", d->name, text), -EINVAL;
-        *(double *)p = v;
-        return 0;
-    }
-    case OPT_BOOL:
-        *(bool *)p = true;
-        return 0;
-    case OPT_STR:
-        if (strlen(text) >= d->size)
-            return cli_usage_error(cmd, "--%s: the value is too long", d->name), -EINVAL;
-        if (d->choices) {
-            char list[96];
-            snprintf(list, sizeof(list), "%s", d->choices);
-            bool ok = false;
-            for (char *t = strtok(list, "|"); t && !ok; t = strtok(NULL, "|"))
-                ok = !strcmp(t, text);
-            if (!ok)
-                return cli_usage_error(cmd, "--%s %s: choose one of %s", d->name, text,
-                                       d->choices), -EINVAL;
-        }
-        snprintf(p, d->size, "%s", text);
-        return 0;
-    }
-    return -EINVAL;
-}
-
 cJSON *seg_opts_json(const struct seg_opts *o)
 {
-    cJSON *j = cJSON_CreateObject();
-    for (size_t i = 0; i < seg_opt_count; i++) {
-        const struct opt_desc *d = &seg_opt_table[i];
-        const char *p = (const char *)o + d->off;
-        switch (d->type) {
-        case OPT_INT: cJSON_AddNumberToObject(j, d->name, *(const int *)p); break;
-        case OPT_LONG: cJSON_AddNumberToObject(j, d->name, (double)*(const long long *)p); break;
-        case OPT_DOUBLE: cJSON_AddNumberToObject(j, d->name, *(const double *)p); break;
-        case OPT_BOOL: cJSON_AddBoolToObject(j, d->name, *(const bool *)p); break;
-        case OPT_STR: cJSON_AddStringToObject(j, d->name, p); break;
-        }
-    }
-    return j;
+    return cli_opts_json(seg_opt_table, seg_opt_count, o);
 }
 
 int seg_opts_from_json(struct seg_opts *o, const cJSON *j, const char *what)
 {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, j) {
-        const struct opt_desc *d = NULL;
-        for (size_t i = 0; i < seg_opt_count && !d; i++)
-            if (!strcmp(seg_opt_table[i].name, it->string))
-                d = &seg_opt_table[i];
-        if (!d) {
-            vka_err("%s: unknown option \"%s\"", what, it->string);
-            return -EINVAL;
-        }
-        char *p = (char *)o + d->off;
-        bool ok = true;
-        switch (d->type) {
-        case OPT_INT: ok = cJSON_IsNumber(it); if (ok) *(int *)p = it->valueint; break;
-        case OPT_LONG: ok = cJSON_IsNumber(it); if (ok) *(long long *)p = (long long)it->valuedouble; break;
-        case OPT_DOUBLE: ok = cJSON_IsNumber(it); if (ok) *(double *)p = it->valuedouble; break;
-        case OPT_BOOL: ok = cJSON_IsBool(it); if (ok) *(bool *)p = cJSON_IsTrue(it); break;
-        case OPT_STR:
-            ok = cJSON_IsString(it) && strlen(it->valuestring) < d->size;
-            if (ok)
-                snprintf(p, d->size, "%s", it->valuestring);
-            break;
-        }
-        if (!ok) {
-            vka_err("%s: option \"%s\" has a value of the wrong type", what, it->string);
-            return -EINVAL;
-        }
-    }
-    return 0;
+    return cli_opts_from_json(seg_opt_table, seg_opt_count, o, j, what);
 }
 
 static int parse_triple(const char *cmd, const char *name, const char *s, float v[3])

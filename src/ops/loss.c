@@ -1,12 +1,13 @@
-/* Losses: cross_entropy, bce_logits, mse, l1 and dice (conventions in loss.h), with
- * shaders/loss.comp.
+/* Losses: cross_entropy, bce_logits, mse, l1, hinge, dice and the sigmoid_mean metric
+ * (conventions in loss.h), with shaders/loss.comp.
  *
  * fwd records two kernels. loss_<kind> writes one partial per block of P = WG * ITEMS
  * items of one sample (items are pixels for cross_entropy and dice, a pixel's vec4s for
  * the others) into a scratch buffer laid out (N, B, V4) vec4; blocks never span samples.
  * loss_fold then reduces each sample's B partials by a fixed tree and adds the results
  * into y in sample order, so the accumulator's bits do not depend on how a batch is
- * split into micro-batches. bwd records one invocation per item.
+ * split into micro-batches. bwd records one invocation per item. hinge's two modes are
+ * two kinds here (two shader variants), chosen by p.loss.hinge_linear.
  *
  * Long tensors are split into chunks whose storage bindings fit the profile's
  * max_binding: fwd chunks are runs of whole blocks, bwd chunks runs of whole pixels. */
@@ -18,7 +19,11 @@
 #include "ops/loss.h"
 #include "ops/ops.h"
 
-enum loss_kind { LOSS_CE, LOSS_BCE, LOSS_MSE, LOSS_L1, LOSS_DICE };
+enum loss_kind {
+    LOSS_CE, LOSS_BCE, LOSS_MSE, LOSS_L1, LOSS_DICE,
+    LOSS_HINGE, LOSS_HINGE_LIN, /* hinge, p.loss.hinge_linear false / true */
+    LOSS_SIGMEAN,
+};
 
 static const struct {
     const char *op, *part, *bwd;
@@ -28,6 +33,9 @@ static const struct {
     [LOSS_MSE] = { "mse", "loss_mse", "loss_mse_bwd" },
     [LOSS_L1] = { "l1", "loss_l1", "loss_l1_bwd" },
     [LOSS_DICE] = { "dice", "loss_dice", "loss_dice_bwd" },
+    [LOSS_HINGE] = { "hinge", "loss_hinge", "loss_hinge_bwd" },
+    [LOSS_HINGE_LIN] = { "hinge", "loss_hinge_linear", "loss_hinge_linear_bwd" },
+    [LOSS_SIGMEAN] = { "sigmoid_mean", "loss_sigmoid_mean", NULL },
 };
 
 /* push constants of the loss kernels (PC in loss.comp without OP_FOLD) */
@@ -43,6 +51,8 @@ struct loss_push {
     uint32_t w_shift;
     uint32_t has_w;
     float scale;
+    uint32_t t_const;
+    float target;
 };
 
 struct fold_push {
@@ -61,6 +71,13 @@ struct geom {
 static bool is_seg(enum loss_kind k)
 {
     return k == LOSS_CE || k == LOSS_DICE;
+}
+
+/* bce_logits and hinge take x1 = NULL for a constant target p.loss.target (the GAN's
+ * real / fake labels), which saves a tensor of ones or zeros the size of D's output. */
+static bool const_target_ok(enum loss_kind k)
+{
+    return k == LOSS_BCE || k == LOSS_HINGE || k == LOSS_HINGE_LIN;
 }
 
 /* Floats one binding may cover, less the 256-byte alignment before a range and the
@@ -121,10 +138,12 @@ static int check_inputs(enum loss_kind k, const struct vka_op_args *a, struct ge
         g->per = hw * g->q4;
         g->fpi = 4;
         g->V4 = 1;
-        ret = vka_op_check(op, "x1 (targets)", a->x[1], VKA_LAYOUT_NHWC4, x->n, x->c, x->h,
-                           x->w);
-        if (ret == 0)
-            ret = check_vec4_start(op, "x1 (targets)", a->x[1]);
+        if (k != LOSS_SIGMEAN && (a->x[1] || !const_target_ok(k))) {
+            ret = vka_op_check(op, "x1 (targets)", a->x[1], VKA_LAYOUT_NHWC4, x->n, x->c,
+                               x->h, x->w);
+            if (ret == 0)
+                ret = check_vec4_start(op, "x1 (targets)", a->x[1]);
+        }
     }
     if (ret < 0)
         return ret;
@@ -162,13 +181,18 @@ static int bind_flat_in(struct vka_ctx *ctx, const struct vka_tensor *t, struct 
     return vka_op_bind_in(ctx, &v, 0, vka_tensor_numel(t) + *shift, b, base4);
 }
 
-/* Binds x1 for items [first, first + count). */
+/* Binds x1 for items [first, first + count); without x1, x0's range stands in for it
+ * (a binding must be valid) and the kernel reads pc.target instead. */
 static int bind_targets(struct vka_ctx *ctx, const struct vka_op_args *a, const struct geom *g,
-                        uint64_t first, uint64_t count, struct vka_binding *b, uint32_t *base)
+                        uint64_t first, uint64_t count, struct vka_binding *b,
+                        struct loss_push *pc)
 {
     if (g->seg)
-        return vka_op_bind_out(ctx, a->x[1], first, count, b, base);
-    return vka_op_bind_in(ctx, a->x[1], first * 4, count * 4, b, base);
+        return vka_op_bind_out(ctx, a->x[1], first, count, b, &pc->t_base);
+    pc->t_const = a->x[1] == NULL;
+    pc->target = a->p.loss.target;
+    return vka_op_bind_in(ctx, a->x[1] ? a->x[1] : a->x[0], first * 4, count * 4, b,
+                          &pc->t_base);
 }
 
 /* CE's class weights, or x0 as a stand-in binding when there are none. */
@@ -200,10 +224,10 @@ static int record_partials(struct vka_cmd *cmd, enum loss_kind k, const struct v
     if (ret < 0)
         return ret;
     struct vka_pipe *pipe;
-    bool ce = k == LOSS_CE;
+    bool ce = k == LOSS_CE, targets = k != LOSS_SIGMEAN;
     struct vka_pipe_params pp = {
-        .shader = kinds[k].part, .nbind = ce ? 4 : 3,
-        .bind = { VKA_BIND_IN, g->seg ? VKA_BIND_OUT : VKA_BIND_IN,
+        .shader = kinds[k].part, .nbind = ce ? 4 : targets ? 3 : 2,
+        .bind = { VKA_BIND_IN, g->seg || !targets ? VKA_BIND_OUT : VKA_BIND_IN,
                   ce ? VKA_BIND_IN : VKA_BIND_OUT, VKA_BIND_OUT },
         .push_size = sizeof(struct loss_push), .nspec = 1,
         .spec = { ctx->profile.reduce_items } };
@@ -219,10 +243,11 @@ static int record_partials(struct vka_cmd *cmd, enum loss_kind k, const struct v
             .per = (uint32_t)g->per, .count = (uint32_t)cnt, .q4 = g->q4, .C = g->C,
             .ignore = a->p.loss.ignore_index };
         struct vka_binding b[4];
-        int oi = ce ? 3 : 2;
+        int oi = ce ? 3 : targets ? 2 : 1;
         if ((ret = vka_op_bind_in(ctx, a->x[0], first * g->fpi, (end - first) * g->fpi, &b[0],
                                   &pc.x_base)) < 0 ||
-            (ret = bind_targets(ctx, a, g, first, end - first, &b[1], &pc.t_base)) < 0 ||
+            (targets &&
+             (ret = bind_targets(ctx, a, g, first, end - first, &b[1], &pc)) < 0) ||
             (ce && (ret = bind_weights(ctx, a, &b[2], &pc)) < 0) ||
             (ret = vka_op_bind_out(ctx, part, g0 * g->V4 * 4, cnt * g->V4 * 4, &b[oi],
                                    &pc.o_base)) < 0 ||
@@ -319,7 +344,7 @@ static int loss_bwd(struct vka_cmd *cmd, enum loss_kind k, const struct vka_op_a
                                   a->x[0]->w)) < 0)
         return ret;
     uint64_t total = g.N * g.per;
-    if (!dx || total == 0)
+    if (!dx || total == 0 || k == LOSS_SIGMEAN) /* no gradient flows from a metric */
         return 0;
     uint64_t chunk = chunk_floats(ctx) / g.fpi;
     if (!g.seg)
@@ -350,7 +375,7 @@ static int loss_bwd(struct vka_cmd *cmd, enum loss_kind k, const struct vka_op_a
         int oi = g.seg ? 3 : 2;
         if ((ret = vka_op_bind_in(ctx, a->x[0], first * g.fpi, cnt * g.fpi, &b[0],
                                   &pc.x_base)) < 0 ||
-            (ret = bind_targets(ctx, a, &g, first, cnt, &b[1], &pc.t_base)) < 0 ||
+            (ret = bind_targets(ctx, a, &g, first, cnt, &b[1], &pc)) < 0 ||
             (ce && (ret = bind_weights(ctx, a, &b[2], &pc)) < 0) ||
             (dice && (ret = vka_op_bind_in(ctx, &gt, 0, 8ull * g.q4, &b[2], &pc.w_base)) < 0) ||
             (ret = vka_op_bind_out(ctx, dx, first * g.fpi, cnt * g.fpi, &b[oi],
@@ -380,6 +405,27 @@ LOSS_OP(bce_logits, LOSS_BCE)
 LOSS_OP(mse, LOSS_MSE)
 LOSS_OP(l1, LOSS_L1)
 LOSS_OP(dice, LOSS_DICE)
+LOSS_OP(sigmoid_mean, LOSS_SIGMEAN)
+
+static enum loss_kind hinge_kind(const struct vka_op_args *a)
+{
+    return a->p.loss.hinge_linear ? LOSS_HINGE_LIN : LOSS_HINGE;
+}
+
+int vka_hinge_shape(const struct vka_op_args *a, uint32_t shape[4])
+{
+    return loss_shape(hinge_kind(a), a, shape);
+}
+
+int vka_hinge_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    return loss_fwd(cmd, hinge_kind(a), a);
+}
+
+int vka_hinge_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
+{
+    return loss_bwd(cmd, hinge_kind(a), a);
+}
 
 /* ---- host helpers ------------------------------------------------------------------ */
 

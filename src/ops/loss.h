@@ -1,5 +1,6 @@
-/* Losses (src/ops/loss.c, shaders/loss.comp): cross_entropy, bce_logits, mse, l1, dice,
- * recorded through the op table (ops.def lists their slots), and the host helpers below.
+/* Losses (src/ops/loss.c, shaders/loss.comp): cross_entropy, bce_logits, mse, l1, hinge,
+ * dice and the metric sigmoid_mean, recorded through the op table (ops.def lists their
+ * slots), and the host helpers below.
  *
  * Accumulation. A loss fwd never writes a mean: it ADDS its unnormalised sum and count
  * into the FLAT accumulator y, so a window of micro-batches ends with the window's
@@ -9,6 +10,14 @@
  *   bce_logits     y = [sum max(x,0) - x*t + log(1 + exp(-|x|)),  N*C*H*W]
  *   mse            y = [sum (x - t)^2,  N*C*H*W]
  *   l1             y = [sum |x - t|,    N*C*H*W]
+ *   hinge          y = [sum max(0, 1 - s*x),  N*C*H*W],  s = 2t - 1 (t = 1 real, 0 fake:
+ *                  the discriminator's hinge loss of Lim & Ye 2017 / BigGAN)
+ *   hinge with p.loss.hinge_linear
+ *                  y = [sum -s*x,  N*C*H*W]  (the generator's -D(G(z)) with t = 1; WGAN's)
+ *   sigmoid_mean   y = [sum sigmoid(x), N*C*H*W]  (a metric: mean D(x) or D(G(z)); x1
+ *                  is not read)
+ * bce_logits and hinge also take x1 = NULL: every target is then p.loss.target (the
+ * GAN's constant labels, 1 real and 0 fake).
  *   dice           y = [inter[C], card[C]], inter[c] = sum_valid p_c * [t == c],
  *                  card[c] = sum_valid p_c + [t == c], p = softmax over channels
  * "valid" pixels are those whose target is neither p.loss.ignore_index nor outside
@@ -16,13 +25,16 @@
  * vka_loss_check_targets on host targets to refuse out-of-range ids with a message.
  * The mean loss of a window is y[0] / y[1] (dice: vka_dice_loss).
  *
- * Backward (cross_entropy, bce_logits, mse, l1) ADDS p.loss.scale * d(sum)/dx into dx0;
- * the caller passes scale = 1 / (the window's total count), which gives each
+ * Backward (cross_entropy, bce_logits, mse, l1, hinge) ADDS p.loss.scale * d(sum)/dx
+ * into dx0; the caller passes scale = 1 / (the window's total count), which gives each
  * micro-batch its share of the gradient of the window's mean loss:
  *   cross_entropy  dx[c] += scale * w[t] * (softmax(x)[c] - [c == t])
  *   bce_logits     dx += scale * (sigmoid(x) - t)
  *   mse            dx += scale * 2 * (x - t)
  *   l1             dx += scale * sign(x - t),  sign(0) = 0
+ *   hinge          dx += scale * (s*x < 1 ? -s : 0)  (0 at the kink s*x == 1, as
+ *                  torch.relu's backward at 0); hinge_linear: dx += scale * -s
+ * sigmoid_mean bwd checks its shapes and records nothing: no gradient flows from a metric.
  *
  * Dice backward. The window loss L = 1 - (1/C) sum_c (2 inter[c] + s) / (card[c] + s)
  * depends on the pixels only through the window totals, which are linear in each

@@ -51,6 +51,8 @@ struct vka_resize_desc {
 struct vka_loss_desc {
     int32_t ignore_index; /* cross-entropy, dice: -100 in PyTorch, 255 for masks */
     float scale;          /* bwd: gradient factor (1 / the window's total count) */
+    bool hinge_linear;    /* hinge: the generator's -s*x (WGAN's), not max(0, 1 - s*x) */
+    float target;         /* bce_logits, hinge with x1 NULL: the target of every element */
 };
 
 union vka_op_params {
@@ -82,6 +84,7 @@ struct vka_op_info {
     vka_op_shape_fn shape;
     vka_op_rec_fn fwd;
     vka_op_rec_fn bwd;
+    bool loss;  /* the loss family: y is a FLAT accumulator, not an activation */
 };
 
 enum vka_op {

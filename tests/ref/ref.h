@@ -409,4 +409,23 @@ void ref_l1_fwd(int n, const double *x, const double *t,
 void ref_l1_bwd(int n, const double *x, const double *t, double scale,
                 double *dx);
 
+/*
+ * Hinge GAN loss (Lim & Ye 2017, BigGAN), targets t in {0, 1} (1 real,
+ * 0 fake), s = 2t - 1:
+ *   sum = sum max(0, 1 - s*x),  count = n
+ *   bwd: dx += scale * (s*x < 1 ? -s : 0)   (0 at the kink, as relu's bwd)
+ * linear != 0 (the generator's loss -D(G(z)), also WGAN's):
+ *   sum = sum -s*x,  count = n;  bwd: dx += scale * -s
+ */
+void ref_hinge_fwd(int n, int linear, const double *x, const double *t,
+                   double *sum, double *count);
+void ref_hinge_bwd(int n, int linear, const double *x, const double *t,
+                   double scale, double *dx);
+
+/*
+ * sigmoid_mean, a metric: sum = sum sigmoid(x), count = n. It has no bwd:
+ * no gradient flows from a metric.
+ */
+void ref_sigmoid_mean_fwd(int n, const double *x, double *sum, double *count);
+
 #endif

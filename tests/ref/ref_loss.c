@@ -1,6 +1,7 @@
 /*
  * ref_loss.c - reference losses: softmax cross-entropy, BCE with logits,
- * soft Dice (micro-batch sums + window loss), MSE and L1 (fwd + bwd).
+ * soft Dice (micro-batch sums + window loss), MSE, L1 and the hinge GAN
+ * loss (fwd + bwd), and the sigmoid_mean metric (fwd).
  */
 #include "ref.h"
 
@@ -224,4 +225,37 @@ void ref_l1_bwd(int n, const double *x, const double *t, double scale,
         double d = x[i] - t[i];
         dx[i] += scale * (double)((d > 0.0) - (d < 0.0));
     }
+}
+
+void ref_hinge_fwd(int n, int linear, const double *x, const double *t,
+                   double *sum, double *count)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        double sx = (2.0 * t[i] - 1.0) * x[i];
+        s += linear ? -sx : fmax(0.0, 1.0 - sx);
+    }
+    *sum = s;
+    *count = n;
+}
+
+void ref_hinge_bwd(int n, int linear, const double *x, const double *t,
+                   double scale, double *dx)
+{
+    if (!dx)
+        return;
+    for (int i = 0; i < n; i++) {
+        double sgn = 2.0 * t[i] - 1.0;
+        if (linear || sgn * x[i] < 1.0)
+            dx[i] += scale * -sgn;
+    }
+}
+
+void ref_sigmoid_mean_fwd(int n, const double *x, double *sum, double *count)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        s += 1.0 / (1.0 + exp(-x[i]));
+    *sum = s;
+    *count = n;
 }

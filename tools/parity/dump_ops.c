@@ -386,6 +386,53 @@ static void c_bce(struct job *j) { build_pix_loss(j, VKA_OP_bce_logits, 0, 1); }
 static void c_mse(struct job *j) { build_pix_loss(j, VKA_OP_mse, -4, 4); }
 static void c_l1(struct job *j) { build_pix_loss(j, VKA_OP_l1, -4, 4); }
 
+/* Targets 0 or 1; about one logit in ten sits on the kink s*x == 1 (s = 2t - 1), where
+ * the subgradient must be torch.relu's 0. */
+static void build_hinge(struct job *j, bool linear)
+{
+    build_pix_loss(j, VKA_OP_hinge, 0, 1);
+    j->p.loss.hinge_linear = linear;
+    meta_add(j, "hinge_linear", "%d", linear);
+    uint64_t n = numel(&j->x[0]);
+    float *x = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float));
+    if (!x || !t) {
+        free(x);
+        free(t);
+        return; /* slot_create draws both at random instead */
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        t[i] = (float)(rng_u64() & 1);
+        x[i] = rng_uniform(0, 1) < 0.1f ? 2 * t[i] - 1 : rng_uniform(-4, 4);
+    }
+    j->x[0].host = x;
+    j->x[1].host = t;
+}
+
+static void c_hinge(struct job *j) { build_hinge(j, false); }
+static void c_hinge_linear(struct job *j) { build_hinge(j, true); }
+
+/* x1 = NULL: every target is p.loss.target, as the GAN's real / fake labels */
+static void build_const_target(struct job *j, enum vka_op op, float target)
+{
+    build_pix_loss(j, op, 0, 1);
+    j->x[1] = (struct slot){ 0 };
+    j->p.loss.target = target;
+    meta_add(j, "target", "%.9g", target);
+    if (op == VKA_OP_hinge)
+        meta_add(j, "hinge_linear", "0");
+}
+
+static void c_bce_const(struct job *j) { build_const_target(j, VKA_OP_bce_logits, 1); }
+static void c_hinge_const(struct job *j) { build_const_target(j, VKA_OP_hinge, 0); }
+
+/* A metric: no targets; bwd gets a zeroed dx0 and must leave it zero. */
+static void c_sigmoid_mean(struct job *j)
+{
+    j->op = VKA_OP_sigmoid_mean;
+    j->loss = true;
+    act(&j->x[0], 2, 5, 4, 5, -6, 6);
+}
+
 static const struct {
     const char *name;
     void (*build)(struct job *j);
@@ -421,6 +468,11 @@ static const struct {
     { "dice", c_dice },
     { "mse", c_mse },
     { "l1", c_l1 },
+    { "hinge", c_hinge },
+    { "hinge_linear", c_hinge_linear },
+    { "bce_logits_target1", c_bce_const },
+    { "hinge_target0", c_hinge_const },
+    { "sigmoid_mean", c_sigmoid_mean },
 };
 
 /* ---- running a case ---------------------------------------------------------------- */

@@ -10,9 +10,13 @@ difference and that difference relative to the largest |reference| value.
 Losses follow src/ops/loss.h: y = [sum, count] with reduction='sum' (cross-entropy's
 count is the sum of the class weights of the valid pixels, PyTorch's weighted-mean
 denominator; the others count elements) and bwd with scale 1, i.e. the gradient of the
-sum. Dice is rebuilt from its sums: inter[c] = sum_valid p_c [t == c],
-card[c] = sum_valid p_c + [t == c], L = 1 - mean_c (2 inter + 1) / (card + 1); its dy
-(dL/dinter, dL/dcard, from vka_dice_loss) and the loss are compared as well.
+sum. hinge is F.relu(1 - s*x) summed with s = 2t - 1 (hinge_linear: -s*x), so its
+subgradient at the kink is torch.relu's 0; a bce_logits or hinge case without x1 ran
+with the constant target in its metadata. sigmoid_mean is a metric: y = [sum
+sigmoid(x), count] and no gradient, so its dx0 must be zero. Dice is rebuilt from its
+sums: inter[c] = sum_valid p_c [t == c], card[c] = sum_valid p_c + [t == c],
+L = 1 - mean_c (2 inter + 1) / (card + 1); its dy (dL/dinter, dL/dcard, from
+vka_dice_loss) and the loss are compared as well.
 
 Tolerance: relative difference <= 1e-4 for every float tensor, exact equality for
 max_pool2d's argmax and for the integer counts (not cross-entropy's weighted count). The reference runs in float64 on the very f32
@@ -197,9 +201,16 @@ def ref_cross_entropy(c):
     return _loss(s, count)
 
 
+def _targets(c, x):
+    """x1, or the constant p.loss.target of a case run with x1 = NULL"""
+    if "x1" in c.arrays:
+        return c.t("x1")
+    return torch.full_like(x.detach(), c.meta.f("target"))
+
+
 def ref_bce_logits(c):
     x = c.t("x0")
-    s = F.binary_cross_entropy_with_logits(x, c.t("x1"), reduction="sum")
+    s = F.binary_cross_entropy_with_logits(x, _targets(c, x), reduction="sum")
     return _loss(s, torch.tensor(x.numel()))
 
 
@@ -211,6 +222,23 @@ def ref_mse(c):
 def ref_l1(c):
     x = c.t("x0")
     return _loss(F.l1_loss(x, c.t("x1"), reduction="sum"), torch.tensor(x.numel()))
+
+
+def ref_hinge(c):
+    x = c.t("x0")
+    s = 2 * _targets(c, x) - 1
+    if c.meta.i("hinge_linear"):
+        total = (-s * x).sum()
+    else:
+        total = F.relu(1 - s * x).sum()
+    return _loss(total, torch.tensor(x.numel()))
+
+
+def ref_sigmoid_mean(c):
+    """a metric: no objective, so every gradient in the file is compared with zero"""
+    x = c.t("x0")
+    outs, _ = _loss(torch.sigmoid(x).sum(), torch.tensor(x.numel()))
+    return outs, None
 
 
 def ref_dice(c):
@@ -295,11 +323,15 @@ def run_case(path):
     outs, obj = REFS[op](c)
     wanted = [n for n in ("x0", "x1", "x2") if "d" + n in arrays]
     leaves = [c.t(n) for n in wanted]
-    grads = torch.autograd.grad(obj, leaves, allow_unused=True) if leaves else []
+    if leaves and obj is not None:
+        grads = torch.autograd.grad(obj, leaves, allow_unused=True)
+    else:
+        grads = [None] * len(leaves)
     rows = []
     for name, ref in outs.items():
         exact = (op, name) in EXACT
-        if op in ("cross_entropy", "bce_logits", "mse", "l1") and name == "y":
+        if op in ("cross_entropy", "bce_logits", "mse", "l1", "hinge", "sigmoid_mean") \
+                and name == "y":
             rows.append(compare("y[0] sum", arrays["y"][:1], ref[:1], False))
             # an integer count is exact; a sum of f32 class weights is not
             rows.append(compare("y[1] count", arrays["y"][1:], ref[1:], "x2" not in arrays))

@@ -1,0 +1,631 @@
+/* vkaccum gan train|sample|fid-net: DCGAN training with gradient accumulation in both
+ * phases (src/gan.c), sample grids, and the Fréchet distance of src/fidnet.c. */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "datasets/dataset.h"
+#include "checkpoint.h"
+#include "fid.h"
+#include "fidnet.h"
+#include "gan.h"
+#include "log.h"
+
+#define NOISE_GRID 2 /* noise streams: the fixed grid, the Fréchet distance's samples */
+#define NOISE_FID 3
+
+struct gan_opts {
+    char data[512], out[512], resume[512], device[128], fid_net[512];
+    char norm[8], loss[8];
+    int res, channels, width, z_dim, batch, micro, accum, d_steps, workers, grid;
+    int sample_every, save_every, eval_every, fid_n;
+    long long steps, seed;
+    double lr, lr_d, beta1, beta2, ema, mem_budget;
+    bool skip_bad;
+};
+
+#define O(n, t, f, ch, h) { n, t, offsetof(struct gan_opts, f), sizeof(((struct gan_opts *)0)->f), ch, h }
+
+static const struct opt_desc gan_opt_table[] = {
+    O("data", OPT_STR, data, NULL, "fashion, DIR or images:DIR (any size), FILE.gz or idx:FILE (fashion)"),
+    O("out", OPT_STR, out, NULL, "run folder: config.json, metrics.jsonl, samples/, last.safetensors"),
+    O("res", OPT_INT, res, NULL, "image size: 32, 64, 128 or 256 (32)"),
+    O("channels", OPT_INT, channels, NULL, "1 (grey) or 3 (RGB); 0: the dataset's (0)"),
+    O("width", OPT_INT, width, NULL, "base channels of G and D (64)"),
+    O("z-dim", OPT_INT, z_dim, NULL, "latent size (100)"),
+    O("norm", OPT_STR, norm, "batch|none", "BatchNorm (statistics per micro-batch) or none (batch)"),
+    O("loss", OPT_STR, loss, "bce|hinge", "non-saturating BCE with logits or hinge (bce)"),
+    O("batch", OPT_INT, batch, NULL, "effective batch B of both phases (64)"),
+    O("micro-batch", OPT_INT, micro, NULL, "micro-batch b: samples per forward/backward (default B)"),
+    O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
+    O("d-steps", OPT_INT, d_steps, NULL, "D optimizer steps per G step (1)"),
+    O("steps", OPT_LONG, steps, NULL, "iterations (G steps) to train (1000)"),
+    O("lr", OPT_DOUBLE, lr, NULL, "Adam learning rate of G (2e-4)"),
+    O("lr-d", OPT_DOUBLE, lr_d, NULL, "Adam learning rate of D, 0: --lr (0)"),
+    O("beta1", OPT_DOUBLE, beta1, NULL, "Adam beta1 (0.5)"),
+    O("beta2", OPT_DOUBLE, beta2, NULL, "Adam beta2 (0.999)"),
+    O("ema", OPT_DOUBLE, ema, NULL, "EMA decay of G per G step, 0 off (0.999)"),
+    O("sample-every", OPT_INT, sample_every, NULL, "write samples/step_N.png every N steps (100)"),
+    O("grid", OPT_INT, grid, NULL, "images in each sample grid, from a fixed z (64)"),
+    O("save-every", OPT_INT, save_every, NULL, "save last.safetensors every N steps (100)"),
+    O("eval-every", OPT_INT, eval_every, NULL, "Frechet distance every N steps, 0 only at the end (500)"),
+    O("fid-net", OPT_STR, fid_net, NULL, "feature network of `vkaccum gan fid-net`: enables the Frechet distance"),
+    O("fid-n", OPT_INT, fid_n, NULL, "generated and test images of the Frechet distance (5000)"),
+    O("resume", OPT_STR, resume, NULL, "continue the run in RUN from RUN/last.safetensors"),
+    O("seed", OPT_LONG, seed, NULL, "seed of initialisation, noise and data order (0)"),
+    O("device", OPT_STR, device, NULL, "device index or a part of its name"),
+    O("workers", OPT_INT, workers, NULL, "data loading threads (2)"),
+    O("skip-bad", OPT_BOOL, skip_bad, NULL, "warn and skip bad images instead of failing"),
+    O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
+};
+static const size_t gan_opt_count = sizeof(gan_opt_table) / sizeof(gan_opt_table[0]);
+#define GAN_TABLE gan_opt_table, gan_opt_count
+
+static void defaults(struct gan_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->data, sizeof(o->data), "fashion");
+    snprintf(o->norm, sizeof(o->norm), "batch");
+    snprintf(o->loss, sizeof(o->loss), "bce");
+    o->res = 32;
+    o->width = 64;
+    o->z_dim = 100;
+    o->batch = 64;
+    o->d_steps = 1;
+    o->steps = 1000;
+    o->lr = 2e-4;
+    o->beta1 = 0.5;
+    o->beta2 = 0.999;
+    o->ema = 0.999;
+    o->sample_every = 100;
+    o->grid = 64;
+    o->save_every = 100;
+    o->eval_every = 500;
+    o->fid_n = 5000;
+    o->workers = 2;
+}
+
+static int finish(struct gan_opts *o, const char *cmd)
+{
+    if (o->batch < 1)
+        return cli_usage_error(cmd, "--batch %d: give at least 1", o->batch);
+    if (o->accum && o->micro)
+        return cli_usage_error(cmd, "give --micro-batch or --accum, not both");
+    if (o->accum) {
+        if (o->batch % o->accum)
+            return cli_usage_error(cmd, "--accum %d does not divide --batch %d", o->accum, o->batch);
+        o->micro = o->batch / o->accum;
+    }
+    if (!o->micro)
+        o->micro = o->batch;
+    if (o->micro > o->batch)
+        return cli_usage_error(cmd, "--micro-batch %d is larger than --batch %d", o->micro, o->batch);
+    if (o->d_steps < 1)
+        return cli_usage_error(cmd, "--d-steps %d: give at least 1", o->d_steps);
+    if (o->ema >= 1)
+        return cli_usage_error(cmd, "--ema %g: give a decay below 1 (0: off)", o->ema);
+    if (o->grid < 1 || o->grid > 1024)
+        return cli_usage_error(cmd, "--grid %d: give 1 to 1024 images", o->grid);
+    if (o->fid_n < 2)
+        return cli_usage_error(cmd, "--fid-n %d: give at least 2", o->fid_n);
+    struct vka_dcgan_params mp = { (uint32_t)o->res, o->channels ? (uint32_t)o->channels : 1,
+                                   (uint32_t)o->width, (uint32_t)o->z_dim, true };
+    if (o->channels != 0 && o->channels != 1 && o->channels != 3)
+        return cli_usage_error(cmd, "--channels %d: give 1 or 3 (0: the dataset's)", o->channels);
+    if (vka_dcgan_check(&mp) < 0)
+        return cli_usage_error(cmd, "--res/--width/--z-dim: %s", vka_last_error());
+    return 0;
+}
+
+static struct vka_ctx *open_ctx(const char *cmd, const char *device, double budget_mib)
+{
+    struct vka_ctx *ctx;
+    if (vka_ctx_create(&(struct vka_ctx_params){
+            .device = device[0] ? device : NULL, .validation = -1,
+            .budget = (uint64_t)(budget_mib * 1048576.0) }, &ctx) < 0) {
+        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
+        return NULL;
+    }
+    return ctx;
+}
+
+static struct vka_dcgan_params model_of(const struct gan_opts *o)
+{
+    return (struct vka_dcgan_params){ (uint32_t)o->res, (uint32_t)o->channels,
+                                      (uint32_t)o->width, (uint32_t)o->z_dim,
+                                      !strcmp(o->norm, "batch") };
+}
+
+/* ---- images ------------------------------------------------------------------------ */
+
+/* Writes n images x (n, c, res, res) in [-1, 1] as a grid of `cols` columns with a
+ * 2-pixel gap. */
+static int write_grid(const char *path, const float *x, uint32_t n, uint32_t cols, uint32_t c,
+                      uint32_t res)
+{
+    uint32_t rows = (n + cols - 1) / cols, gap = 2;
+    uint32_t w = cols * (res + gap) + gap, h = rows * (res + gap) + gap;
+    uint8_t *img = calloc((size_t)w * h * c, 1);
+    if (!img)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t k = 0; k < c; k++)
+            for (uint32_t y = 0; y < res; y++)
+                for (uint32_t xx = 0; xx < res; xx++) {
+                    float v = x[(((size_t)i * c + k) * res + y) * res + xx];
+                    v = (v + 1) * 127.5f + 0.5f;
+                    size_t px = (size_t)((i / cols) * (res + gap) + gap + y) * w +
+                                (i % cols) * (res + gap) + gap + xx;
+                    img[px * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+    int ret = cli_png_write(path, w, h, c, img);
+    free(img);
+    return ret;
+}
+
+static uint32_t grid_cols(uint32_t n)
+{
+    uint32_t c = (uint32_t)ceil(sqrt((double)n));
+    return c ? c : 1;
+}
+
+/* ---- train ------------------------------------------------------------------------- */
+
+struct real_src {
+    struct vka_loader *loader;
+    uint32_t size; /* floats per image */
+};
+
+static int next_real(void *user, uint32_t n, float *x)
+{
+    struct real_src *r = user;
+    struct vka_batch b;
+    int ret = vka_loader_next(r->loader, n, &b);
+    if (ret < 0)
+        return ret;
+    memcpy(x, b.x, (size_t)n * r->size * sizeof(float));
+    return 0;
+}
+
+static int save(struct vka_gan *gan, const char *path, const struct gan_opts *o,
+                struct vka_loader_pos pos)
+{
+    cJSON *cfg = cli_opts_json(GAN_TABLE, o);
+    char *cfgs = cJSON_PrintUnformatted(cfg);
+    struct vka_st_meta meta[] = { { "config", cfgs }, { "kind", "vkaccum-gan" } };
+    int64_t lp[2] = { (int64_t)pos.epoch, (int64_t)pos.index };
+    struct vka_st_tensor extra = { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
+                                   .shape = { 2 }, .data = lp };
+    int ret = vka_gan_save(gan, path, &extra, 1, meta, 2);
+    free(cfgs);
+    cJSON_Delete(cfg);
+    return ret;
+}
+
+/* The Fréchet distance of n generated images against the real statistics. */
+static int frechet(struct vka_gan *gan, struct vka_fidnet *net, const struct vka_fid_stats *real,
+                   const struct gan_opts *o, double *fd)
+{
+    const uint32_t run = 250, zf = (uint32_t)o->z_dim, xf = (uint32_t)(o->channels * o->res * o->res);
+    uint32_t dim = vka_fidnet_dim(net);
+    float *z = malloc((size_t)run * zf * sizeof(float)), *x = malloc((size_t)run * xf * sizeof(float));
+    float *f = malloc((size_t)run * dim * sizeof(float));
+    struct vka_fid_stats st = { 0 };
+    int ret = !z || !x || !f ? -ENOMEM : vka_fid_stats_init(&st, dim);
+    for (uint32_t i = 0; ret == 0 && i < (uint32_t)o->fid_n; i += run) {
+        uint32_t n = (uint32_t)o->fid_n - i < run ? (uint32_t)o->fid_n - i : run;
+        vka_gan_noise((uint64_t)o->seed, NOISE_FID, i, n, zf, z);
+        if ((ret = vka_gan_generate(gan, z, n, x)) == 0 &&
+            (ret = vka_fidnet_features(net, x, n, f)) == 0)
+            vka_fid_stats_add(&st, f, n);
+    }
+    if (ret == 0)
+        ret = vka_fid_distance(&st, real, fd);
+    vka_fid_stats_free(&st);
+    free(z);
+    free(x);
+    free(f);
+    return ret;
+}
+
+static int write_samples(struct vka_gan *gan, const struct gan_opts *o, const float *zgrid,
+                         float *xgrid, uint64_t step)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/samples/step_%06llu.png", o->out, (unsigned long long)step);
+    int ret = vka_gan_generate(gan, zgrid, (uint32_t)o->grid, xgrid);
+    return ret < 0 ? ret : write_grid(path, xgrid, (uint32_t)o->grid, grid_cols((uint32_t)o->grid),
+                                      (uint32_t)o->channels, (uint32_t)o->res);
+}
+
+static void progress(bool tty, const struct vka_gan_stats *s, long long steps, double ips,
+                     double elapsed)
+{
+    if (!tty)
+        return;
+    int width = 30, done = (int)(width * (double)s->iterations / (double)steps);
+    double eta = s->iterations ? elapsed / s->iterations * (steps - (long long)s->iterations) : 0;
+    fprintf(stderr, "\r[%.*s%*s] %llu/%lld  D %.3f  G %.3f  D(x) %.2f  D(G(z)) %.2f  %.0f img/s  "
+            "eta %d:%02d ", done, "##############################", width - done, "",
+            (unsigned long long)s->iterations, steps, s->d_loss, s->g_loss, s->d_real, s->d_fake,
+            ips, (int)eta / 60, (int)eta % 60);
+}
+
+/* Reads RUN/config.json into o (the run's options), then the command line on top. */
+static int resume_opts(struct gan_opts *o, int argc, char **argv)
+{
+    char path[600], resume[512];
+    snprintf(resume, sizeof(resume), "%s", o->resume);
+    snprintf(path, sizeof(path), "%s/config.json", resume);
+    cJSON *j = cli_read_json(path);
+    defaults(o);
+    if (!j || cli_opts_from_json(GAN_TABLE, o, j, path) < 0) {
+        fprintf(stderr, "vkaccum gan train: --resume %s: %s\n", resume, vka_last_error());
+        cJSON_Delete(j);
+        return 1;
+    }
+    cJSON_Delete(j);
+    bool help;
+    int ret = cli_opts_parse("gan train", argc, argv, GAN_TABLE, o, NULL, NULL, NULL, NULL, 0, &help);
+    snprintf(o->resume, sizeof(o->resume), "%s", resume);
+    if (!o->out[0])
+        snprintf(o->out, sizeof(o->out), "%s", resume);
+    return ret;
+}
+
+static int gan_train(int argc, char **argv)
+{
+    struct gan_opts o;
+    defaults(&o);
+    bool help;
+    int ret = cli_opts_parse("gan train", argc, argv, GAN_TABLE, &o, NULL, NULL, NULL, NULL, 0, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        cli_opts_help(GAN_TABLE, "usage: vkaccum gan train --out RUN [options]\n\nTrains a DCGAN "
+                      "pair; each phase runs the effective batch B as micro-batches of b\nand "
+                      "steps once on the gradient of the whole batch.", NULL, NULL);
+        return 0;
+    }
+    if (o.resume[0] && (ret = resume_opts(&o, argc, argv)))
+        return ret;
+    if (!o.out[0])
+        return cli_usage_error("gan train", "say where the run goes: --out RUN");
+    if ((ret = finish(&o, "gan train")))
+        return ret;
+
+    struct vka_dataset *ds = NULL;
+    struct vka_loader *loader = NULL;
+    struct vka_ctx *ctx = NULL;
+    struct vka_gan *gan = NULL;
+    struct vka_fidnet *net = NULL;
+    struct vka_fid_stats real_stats = { 0 };
+    FILE *metrics = NULL;
+    float *zgrid = NULL, *xgrid = NULL;
+    char path[700];
+    ret = 1;
+    struct vka_dataset_params dp = { .split = VKA_SPLIT_TRAIN, .seed = (uint64_t)o.seed,
+                                     .skip_bad = o.skip_bad };
+    if (vka_dataset_spec_parse(o.data, false, &dp) < 0 || vka_dataset_open(&dp, &ds) < 0) {
+        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
+        goto out;
+    }
+    if (!o.channels)
+        o.channels = (int)vka_dataset_channels(ds);
+    static const float half[3] = { 0.5f, 0.5f, 0.5f };
+    struct vka_loader_params lp = {
+        .dataset = ds, .batch = (uint32_t)o.micro, .workers = (uint32_t)o.workers, .shuffle = true,
+        .seed = (uint64_t)o.seed, .channels = (uint32_t)o.channels,
+        .aug = { .size = (uint32_t)o.res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half } };
+    if (vka_loader_create(&lp, &loader) < 0 || !(ctx = open_ctx("gan train", o.device, o.mem_budget))) {
+        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
+        goto out;
+    }
+    struct vka_gan_params gp = {
+        .model = model_of(&o), .loss = !strcmp(o.loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
+        .batch = (uint32_t)o.batch, .micro = (uint32_t)o.micro, .d_steps = (uint32_t)o.d_steps,
+        .lr_g = o.lr, .lr_d = o.lr_d > 0 ? o.lr_d : o.lr, .beta1 = o.beta1, .beta2 = o.beta2,
+        .ema = o.ema, .seed = (uint64_t)o.seed };
+    if (vka_gan_create(ctx, &gp, &gan) < 0) {
+        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
+        goto out;
+    }
+    if (o.fid_net[0]) {
+        if (vka_fidnet_load(ctx, o.fid_net, &net) < 0) {
+            fprintf(stderr, "vkaccum gan train: --fid-net: %s\n", vka_last_error());
+            goto out;
+        }
+        if (vka_fidnet_res(net) != (uint32_t)o.res || vka_fidnet_channels(net) != (uint32_t)o.channels) {
+            fprintf(stderr, "vkaccum gan train: --fid-net %s takes %ux%u images of %u channel(s); "
+                    "this run makes %dx%d of %d\n", o.fid_net, vka_fidnet_res(net),
+                    vka_fidnet_res(net), vka_fidnet_channels(net), o.res, o.res, o.channels);
+            goto out;
+        }
+        if (vka_fidnet_real_stats(net, "t10k", (uint32_t)o.fid_n, &real_stats) < 0) {
+            fprintf(stderr, "vkaccum gan train: --fid-net: %s\n", vka_last_error());
+            goto out;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/samples", o.out);
+    if (cli_mkdir_p(path) < 0) {
+        fprintf(stderr, "vkaccum gan train: cannot create the run folder %s\n", o.out);
+        goto out;
+    }
+    if (o.resume[0]) {
+        struct vka_st_file *f;
+        snprintf(path, sizeof(path), "%s/last.safetensors", o.resume);
+        if (vka_gan_load(gan, path, &f) < 0) {
+            fprintf(stderr, "vkaccum gan train: --resume: %s\n", vka_last_error());
+            goto out;
+        }
+        const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
+        struct vka_loader_pos pos = { 0, 0 };
+        if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
+            pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
+                                           (uint64_t)((const int64_t *)lt->data)[1] };
+        vka_st_file_destroy(&f);
+        if (vka_loader_seek(loader, pos) < 0) {
+            fprintf(stderr, "vkaccum gan train: --resume: %s\n", vka_last_error());
+            goto out;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/config.json", o.out);
+    cJSON *cj = cli_opts_json(GAN_TABLE, &o);
+    if (cli_write_json(path, cj) < 0) {
+        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
+        cJSON_Delete(cj);
+        goto out;
+    }
+    cJSON_Delete(cj);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", o.out);
+    if (!(metrics = fopen(path, o.resume[0] ? "ab" : "wb"))) {
+        fprintf(stderr, "vkaccum gan train: cannot write %s\n", path);
+        goto out;
+    }
+    size_t xf = (size_t)o.channels * o.res * o.res;
+    zgrid = malloc((size_t)o.grid * o.z_dim * sizeof(float));
+    xgrid = malloc((size_t)o.grid * xf * sizeof(float));
+    if (!zgrid || !xgrid)
+        goto out;
+    vka_gan_noise((uint64_t)o.seed, NOISE_GRID, 0, (uint32_t)o.grid, (uint32_t)o.z_dim, zgrid);
+
+    struct vka_gan_stats st;
+    vka_gan_get_stats(gan, &st);
+    printf("training %lld iterations: batch %d as micro-batches of %d (%d per step) in both "
+           "phases, %d D step(s) per G step, %dx%dx%d, width %d, norm %s, loss %s, lr %g, "
+           "ema %g, device %s\n", o.steps, o.batch, o.micro, (o.batch + o.micro - 1) / o.micro,
+           o.d_steps, o.channels, o.res, o.res, o.width, o.norm, o.loss, o.lr, o.ema,
+           ctx->info.name);
+    if (o.resume[0])
+        printf("resuming %s at iteration %llu (%llu real images seen)\n", o.resume,
+               (unsigned long long)st.iterations, (unsigned long long)st.samples);
+    struct real_src src = { loader, (uint32_t)xf };
+    bool tty = isatty(2);
+    double t0 = cli_now(), tlast = t0;
+    uint64_t samples_last = st.samples;
+    while ((long long)st.iterations < o.steps) {
+        if (vka_gan_iteration(gan, next_real, &src) < 0) {
+            fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
+            goto out;
+        }
+        vka_gan_get_stats(gan, &st);
+        double t = cli_now(), ips = (st.samples - samples_last) / (t - tlast);
+        tlast = t;
+        samples_last = st.samples;
+        struct vka_mem_stats ms;
+        vka_mem_get_stats(ctx, &ms);
+        fprintf(metrics, "{\"kind\":\"train\",\"step\":%llu,\"d_loss\":%.9g,\"g_loss\":%.9g,"
+                         "\"d_real\":%.9g,\"d_fake\":%.9g,\"d_fake_g\":%.9g,\"d_grad_norm\":%.9g,"
+                         "\"g_grad_norm\":%.9g,\"img_per_s\":%.3f,\"peak_mib\":%.2f,"
+                         "\"samples\":%llu}\n",
+                (unsigned long long)st.iterations, st.d_loss, st.g_loss, st.d_real, st.d_fake,
+                st.g_fake, st.d_norm, st.g_norm, ips, ms.total_peak / 1048576.0,
+                (unsigned long long)st.samples);
+        fflush(metrics);
+        progress(tty, &st, o.steps, ips, t - t0);
+        bool last = (long long)st.iterations == o.steps;
+        if (!tty && (st.iterations % 50 == 0 || last))
+            printf("step %llu/%lld  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  "
+                   "peak %.0f MiB  %.0f s\n", (unsigned long long)st.iterations, o.steps,
+                   st.d_loss, st.g_loss, st.d_real, st.d_fake, ips, ms.total_peak / 1048576.0,
+                   t - t0);
+        if ((last || (o.sample_every && st.iterations % (uint64_t)o.sample_every == 0)) &&
+            write_samples(gan, &o, zgrid, xgrid, st.iterations) < 0) {
+            fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
+            goto out;
+        }
+        if (net && (last || (o.eval_every && st.iterations % (uint64_t)o.eval_every == 0))) {
+            double fd;
+            if (frechet(gan, net, &real_stats, &o, &fd) < 0) {
+                fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
+                goto out;
+            }
+            fprintf(metrics, "{\"kind\":\"fid\",\"step\":%llu,\"fd\":%.9g,\"floor\":%.9g,"
+                             "\"n\":%d,\"seconds\":%.1f}\n", (unsigned long long)st.iterations,
+                    fd, vka_fidnet_floor(net), o.fid_n, cli_now() - t0);
+            fflush(metrics);
+            printf("%sstep %llu: Frechet distance %.3f (%d images; floor, test vs train: %.3f)  "
+                   "(%.0f s)\n", tty ? "\n" : "", (unsigned long long)st.iterations, fd,
+                   o.fid_n, vka_fidnet_floor(net), cli_now() - t0);
+        }
+        if (last || (o.save_every && st.iterations % (uint64_t)o.save_every == 0)) {
+            snprintf(path, sizeof(path), "%s/last.safetensors", o.out);
+            if (save(gan, path, &o, vka_loader_tell(loader)) < 0) {
+                fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
+                goto out;
+            }
+        }
+    }
+    printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n", tty ? "\n" : "",
+           (unsigned long long)st.iterations, (unsigned long long)st.samples, cli_now() - t0,
+           o.out);
+    ret = 0;
+out:
+    if (metrics)
+        fclose(metrics);
+    free(zgrid);
+    free(xgrid);
+    vka_fid_stats_free(&real_stats);
+    vka_fidnet_destroy(&net);
+    vka_gan_destroy(&gan);
+    vka_loader_destroy(&loader);
+    vka_dataset_destroy(&ds);
+    vka_ctx_destroy(&ctx);
+    return ret;
+}
+
+/* ---- sample ------------------------------------------------------------------------ */
+
+/* spherical interpolation between a and b (dim floats) at t */
+static void slerp(const float *a, const float *b, uint32_t dim, double t, float *out)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (uint32_t i = 0; i < dim; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    double c = ab / sqrt(aa * bb), th = acos(c < -1 ? -1 : c > 1 ? 1 : c), s = sin(th);
+    for (uint32_t i = 0; i < dim; i++)
+        out[i] = s < 1e-6 ? (float)((1 - t) * a[i] + t * b[i])
+                          : (float)((sin((1 - t) * th) * a[i] + sin(t * th) * b[i]) / s);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int gan_sample(int argc, char **argv)
+{
+    static const char *only[] = { "device", "seed", NULL };
+    const char *names[] = { "ckpt", "n", "out", "interpolate" };
+    char *vals[4] = { NULL, NULL, NULL, NULL };
+    struct gan_opts cli;
+    defaults(&cli);
+    bool help;
+    int ret = cli_opts_parse("gan sample", argc, argv, GAN_TABLE, &cli, only, NULL, names, vals, 4, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        printf("usage: vkaccum gan sample --ckpt F --out DIR|grid.png [--n N] [--seed S] "
+               "[--interpolate K]\n\nGenerates N images (default 64) from G_ema (or G) of a "
+               "checkpoint of vkaccum gan train:\na grid when --out ends in .png, else one PNG "
+               "per image in DIR. --interpolate K: N rows\nof K images along the spherical path "
+               "between two random latents.\n\n  --device D  --seed S (0)\n");
+        return 0;
+    }
+    if (!vals[0] || !vals[2])
+        return cli_usage_error("gan sample", "give --ckpt F and --out DIR|grid.png");
+    char *end;
+    long n = vals[1] ? strtol(vals[1], &end, 10) : 64, k = 0;
+    if (vals[1] && (*end || n < 1 || n > 100000))
+        return cli_usage_error("gan sample", "--n %s: give 1 to 100000 images", vals[1]);
+    if (vals[3] && ((k = strtol(vals[3], &end, 10)) < 2 || *end || k > 64))
+        return cli_usage_error("gan sample", "--interpolate %s: give 2 to 64 steps", vals[3]);
+
+    struct vka_st_file *f = NULL;
+    struct vka_ctx *ctx = NULL;
+    struct vka_gan_sampler *s = NULL;
+    float *z = NULL, *x = NULL;
+    ret = 1;
+    struct gan_opts o;
+    defaults(&o);
+    if (vka_st_read(vals[0], &f) < 0) {
+        fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
+        goto out;
+    }
+    const char *cfg = vka_st_meta_get(f, "config"), *kind = vka_st_meta_get(f, "kind");
+    cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
+    if (!kind || strcmp(kind, "vkaccum-gan") || !j || cli_opts_from_json(GAN_TABLE, &o, j, vals[0]) < 0) {
+        fprintf(stderr, "vkaccum gan sample: %s is not a checkpoint of vkaccum gan train\n", vals[0]);
+        cJSON_Delete(j);
+        goto out;
+    }
+    cJSON_Delete(j);
+    const char *prefix = vka_st_find(f, "G_ema.main.0.weight") ? "G_ema" : "G";
+    vka_st_file_destroy(&f);
+    struct vka_dcgan_params mp = model_of(&o);
+    uint32_t total = (uint32_t)(k ? n * k : n), xf = mp.channels * mp.res * mp.res;
+    if (!(ctx = open_ctx("gan sample", cli.device, 0)))
+        goto out;
+    if (vka_gan_sampler_create(ctx, &mp, prefix, &s) < 0 ||
+        vka_ckpt_load_weights_from(vals[0], vka_gan_sampler_graph(s)) < 0) {
+        fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
+        goto out;
+    }
+    z = malloc((size_t)total * mp.z_dim * sizeof(float));
+    x = malloc((size_t)total * xf * sizeof(float));
+    if (!z || !x)
+        goto out;
+    if (k) {
+        float ends[2 * 4096];
+        for (uint32_t r = 0; r < (uint32_t)n; r++) {
+            vka_gan_noise((uint64_t)cli.seed, NOISE_GRID, 2 * r, 2, mp.z_dim, ends);
+            for (uint32_t i = 0; i < (uint32_t)k; i++)
+                slerp(ends, ends + mp.z_dim, mp.z_dim, (double)i / (k - 1),
+                      z + ((size_t)r * k + i) * mp.z_dim);
+        }
+    } else {
+        vka_gan_noise((uint64_t)cli.seed, NOISE_GRID, 0, total, mp.z_dim, z);
+    }
+    if (vka_gan_sampler_run(s, z, total, x) < 0) {
+        fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
+        goto out;
+    }
+    if (ends_with(vals[2], ".png")) {
+        if (write_grid(vals[2], x, total, k ? (uint32_t)k : grid_cols(total), mp.channels, mp.res) < 0) {
+            fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
+            goto out;
+        }
+    } else {
+        if (cli_mkdir_p(vals[2]) < 0) {
+            fprintf(stderr, "vkaccum gan sample: cannot create %s\n", vals[2]);
+            goto out;
+        }
+        for (uint32_t i = 0; i < total; i++) {
+            char path[700];
+            snprintf(path, sizeof(path), "%s/sample_%05u.png", vals[2], i);
+            if (write_grid(path, x + (size_t)i * xf, 1, 1, mp.channels, mp.res) < 0) {
+                fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
+                goto out;
+            }
+        }
+    }
+    printf("wrote %u image(s) from %s of %s to %s\n", total, prefix, vals[0], vals[2]);
+    ret = 0;
+out:
+    free(z);
+    free(x);
+    vka_st_file_destroy(&f);
+    vka_gan_sampler_destroy(&s);
+    vka_ctx_destroy(&ctx);
+    return ret;
+}
+
+int cli_gan(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = { { "train", gan_train }, { "sample", gan_sample }, { "fid-net", cli_gan_fidnet } };
+    if (argc >= 2)
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+            if (!strcmp(argv[1], cmds[i].name))
+                return cmds[i].fn(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))
+        return cli_usage_error("gan", "unknown command '%s'", argv[1]);
+    printf("usage: vkaccum gan train|sample|fid-net [options]\n\n"
+           "  train    train a DCGAN with gradient accumulation in both phases\n"
+           "  sample   generate images or latent interpolations from a checkpoint\n"
+           "  fid-net  train the Fashion-MNIST feature network of the Frechet distance\n\n"
+           "vkaccum gan COMMAND --help lists a command's options.\n");
+    return argc >= 2 ? 0 : CLI_USAGE;
+}

@@ -1,0 +1,609 @@
+#!/usr/bin/python3
+"""The PyTorch DCGAN equivalent to models/dcgan.c, and the GAN engine (src/gan.c) replayed
+in PyTorch against a run of vkaccum-parity-gan (Debian's python3-torch 1.13; run with
+/usr/bin/python3).
+
+Modules. Generator and Discriminator hold one nn.Sequential `main`, numbered as
+models/dcgan.h numbers it (conv, [BatchNorm2d(eps 1e-5, momentum 0.1)], activation), so
+their state_dicts carry vkaccum's names (main.K.weight, ...) and layouts (Conv2d OIHW,
+ConvTranspose2d IOHW). With L = log2(res) - 2 and m(i) = min(2^i, 8):
+    G: ConvT(z_dim, m(L-1) w, 4, 1, 0) [BN] ReLU, for i = L-1 .. 1 ConvT(m(i) w,
+       m(i-1) w, 4, 2, 1) [BN] ReLU, ConvT(w, channels, 4, 2, 1) Tanh
+    D: Conv(channels, w, 4, 2, 1) LeakyReLU(0.2), for i = 1 .. L-1 Conv(m(i-1) w,
+       m(i) w, 4, 2, 1) [BN] LeakyReLU(0.2), Conv(m(L-1) w, 1, 4, 1, 0)
+Convs have a bias only without BatchNorm (norm none).
+
+The replay (what src/gan.h specifies, in PyTorch): per iteration, d_steps D windows then
+one G window, each the effective batch B as micro-batches of b, each micro-batch's
+forward run separately (BatchNorm normalises over the micro-batch, and its running
+statistics move once per forward, as vkaccum's):
+    D window, per micro-batch: fake = G(z_d) (no grad; G's statistics move), D(real),
+      D(fake) (D's statistics move twice, real first); loss = BCEWithLogits(D(real), 1)
+      + BCEWithLogits(D(fake), 0), reduction sum (hinge: relu(1 - D(real)) +
+      relu(1 + D(fake))); the gradients of the micro-batches add up, are divided once by
+      B, and torch.optim.Adam steps D;
+    G window: loss = BCEWithLogits(D(G(z_g)), 1) sum (hinge: -D(G(z_g))), / B, Adam
+      steps G (D's statistics move, its parameters do not);
+    EMA: G_ema = beta G_ema + (1 - beta) G, G_ema's buffers copied from G.
+The window's loss is its sum / B (errD_real + errD_fake of PyTorch's DCGAN example),
+the metrics mean sigmoid(D(.)) over the window.
+
+Two checks, both from OUT (vkaccum-parity-gan's files):
+  replay   from init.safetensors, all iterations in PyTorch (float32 by default: what a
+           PyTorch user runs; --dtype float64), then every model tensor of
+           final.safetensors (G, D, G_ema, running statistics) and the final Adam moments
+           against PyTorch's: max|a - b| / max|b| per tensor, the largest per group.
+  step     (d_steps 1 only) each iteration K alone, in float64 from vkaccum's own state
+           K-1 (state.K-1 or init, and moments.safetensors): the losses and metrics, each
+           gradient (recovered from the Adam moments: g = (m_K - beta1 m_K-1) / (1 -
+           beta1)), the step torch.optim.Adam takes from vkaccum's gradient against
+           vkaccum's weights after K, the EMA, and the running statistics. Each
+           difference is vkaccum's own f32 rounding in that iteration, not drift.
+
+Tolerances (max|diff| / max|ref| per tensor unless said; measured figures in
+tools/parity/README.md):
+  step: loss and metrics 1e-5 relative (sums of B f32 terms; measured <= 1e-6);
+    gradient 1e-5, as tools/parity/accum.py's for the U-Net (ops measure <= 6e-7 each,
+    chained through G and D; the recovery from f32 moments adds <= 2^-23 max|m| / (1 -
+    beta1) ~ 3e-7); optimizer |diff| <= 1e-3 lr + 4 ulp_f32(|ref|) per element, as
+    accum.py's; EMA 1e-6 (two f32 roundings of each element, and vkaccum's 1 - beta
+    rounded in f32: 2.4e-7 of G's share at beta 0.9); G_ema's buffers bitwise those of
+    G (a copy); running statistics 1e-5 (f32 means and variances over b*H*W values of
+    f32 activations).
+  replay: 2e-2 on parameters, 1e-4 on running statistics, 2e-2 on the Adam moments;
+    losses and metrics 1e-3 relative. Both sides are f32 and diverge: Adam's first
+    steps move an element by lr * g / (|g| + eps), whose slope 1 / eps = 1e8 at |g| ~
+    eps turns a 1e-12 gradient difference into 1e-4 lr, and elements whose gradient is
+    within rounding of 0 move by up to lr either way: with lr 2e-4 and conv weights of
+    max ~0.08 that is ~2.5e-3 relative per step, and it compounds over iterations. The
+    step check bounds vkaccum's own per-iteration error tightly; the replay shows how
+    far two f32 implementations drift in a few iterations and catches semantic errors,
+    which move weights by ~lr per element on whole tensors (measured: a missed EMA
+    buffer copy, running statistics per window instead of per micro-batch, the G loss
+    of the saturating form: see the README).
+num_batches_tracked is reported, not checked: vkaccum saves the D trainer's micro-step
+count for every BatchNorm layer, where PyTorch counts the forwards of each layer; with a
+fixed momentum PyTorch never reads it.
+
+    /usr/bin/python3 tools/parity/dcgan.py OUT [--dtype float32|float64] [-v]
+
+Exit status 0 when every check is within tolerance, 1 otherwise, 2 on unreadable input.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import st  # noqa: E402
+
+PREFIXES = ("G", "D", "G_ema")
+
+STEP_LOSS_TOL = 1e-5
+STEP_GRAD_TOL = 1e-5
+STEP_TOL_LR = 1e-3
+STEP_ULPS = 4
+STEP_MOMENT_TOL = 1e-5
+STEP_EMA_TOL = 1e-6
+STEP_STATS_TOL = 1e-5
+REPLAY_PARAM_TOL = 2e-2
+REPLAY_STATS_TOL = 1e-4
+REPLAY_MOMENT_TOL = 2e-2
+REPLAY_LOSS_TOL = 1e-3
+
+
+def levels(res):
+    L = 0
+    while (4 << L) < res:
+        L += 1
+    return L
+
+
+def mult(i):
+    return 8 if i >= 3 else 1 << i
+
+
+def check_config(res, channels, width, z_dim):
+    if res not in (32, 64, 128, 256) or channels not in (1, 3) or not 1 <= width <= 1024 \
+            or not 1 <= z_dim <= 4096:
+        raise ValueError(f"res {res} (32, 64, 128 or 256), channels {channels} (1 or 3), "
+                         f"width {width} (1..1024) and z_dim {z_dim} (1..4096) do not make "
+                         "a DCGAN")
+
+
+class _Seq:
+    """Appends blocks to a layer list as models/dcgan.c's block() does."""
+
+    def __init__(self, batch_norm):
+        self.layers, self.bn = [], batch_norm
+
+    def block(self, conv, cin, cout, stride, pad, norm, act):
+        self.layers.append(conv(cin, cout, 4, stride, pad, bias=not self.bn))
+        if norm and self.bn:
+            self.layers.append(nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1))
+        if act is not None:
+            self.layers.append(act)
+
+
+class Generator(nn.Module):
+    def __init__(self, res=64, channels=3, width=64, z_dim=100, batch_norm=True):
+        super().__init__()
+        check_config(res, channels, width, z_dim)
+        L, s = levels(res), _Seq(batch_norm)
+        s.block(nn.ConvTranspose2d, z_dim, mult(L - 1) * width, 1, 0, True, nn.ReLU())
+        for i in range(L - 1, 0, -1):
+            s.block(nn.ConvTranspose2d, mult(i) * width, mult(i - 1) * width, 2, 1, True,
+                    nn.ReLU())
+        s.block(nn.ConvTranspose2d, width, channels, 2, 1, False, nn.Tanh())
+        self.main = nn.Sequential(*s.layers)
+
+    def forward(self, z):
+        """z (N, z_dim, 1, 1) -> (N, channels, res, res)"""
+        return self.main(z)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, res=64, channels=3, width=64, batch_norm=True):
+        super().__init__()
+        check_config(res, channels, width, 1)
+        L, s = levels(res), _Seq(batch_norm)
+        s.block(nn.Conv2d, channels, width, 2, 1, False, nn.LeakyReLU(0.2))
+        for i in range(1, L):
+            s.block(nn.Conv2d, mult(i - 1) * width, mult(i) * width, 2, 1, True,
+                    nn.LeakyReLU(0.2))
+        s.block(nn.Conv2d, mult(L - 1) * width, 1, 1, 0, False, None)
+        self.main = nn.Sequential(*s.layers)
+
+    def forward(self, x):
+        """x (N, channels, res, res) -> logits (N)"""
+        return self.main(x).reshape(-1)
+
+
+def model_tensors(arrays, prefix):
+    """{name without 'PREFIX.': array} of one module"""
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
+
+
+def load_module(module, arrays, prefix, path, params=True, buffers=True):
+    """Copies PREFIX.* of arrays into module (strict on names and shapes)."""
+    own = module.state_dict()
+    src = model_tensors(arrays, prefix)
+    if set(src) != set(own):
+        missing, extra = sorted(set(own) - set(src)), sorted(set(src) - set(own))
+        raise ValueError(f"{path}: {prefix}.* does not match the module: missing "
+                         f"{missing[:4]}, unexpected {extra[:4]}")
+    names = {n for n, _ in module.named_parameters()}
+    with torch.no_grad():
+        for n, t in own.items():
+            if (n in names and not params) or (n not in names and not buffers):
+                continue
+            a = src[n]
+            if tuple(a.shape) != tuple(t.shape):
+                raise ValueError(f"{path}: {prefix}.{n} has shape {list(a.shape)}, the "
+                                 f"module's is {list(t.shape)}")
+            t.copy_(torch.from_numpy(np.array(a)).reshape(t.shape).to(t.dtype))
+
+
+class Config:
+    def __init__(self, meta, path):
+        if "config" not in meta:
+            raise ValueError(f"{path}: no \"config\" metadata: not written by "
+                             "vkaccum-parity-gan")
+        c = json.loads(meta["config"])
+        self.res, self.channels = int(c["res"]), int(c["channels"])
+        self.width, self.z_dim = int(c["width"]), int(c["z_dim"])
+        self.batch_norm = c["norm"] == "batch"
+        self.loss = c["loss"]
+        self.B, self.b = int(c["batch"]), int(c["micro"])
+        self.d_steps, self.iterations = int(c["d_steps"]), int(c["iterations"])
+        self.lr_g, self.lr_d = float(c["lr_g"]), float(c["lr_d"])
+        self.betas = (float(c["beta1"]), float(c["beta2"]))
+        self.eps, self.ema = float(c["eps"]), float(c["ema"])
+        self.raw = c
+
+    def describe(self):
+        return (f"res {self.res}, channels {self.channels}, width {self.width}, z_dim "
+                f"{self.z_dim}, norm {'batch' if self.batch_norm else 'none'}, loss "
+                f"{self.loss}, B {self.B} as micro-batches of {self.b}, d_steps "
+                f"{self.d_steps}, {self.iterations} iterations, Adam lr {self.lr_g:g}/"
+                f"{self.lr_d:g} betas {self.betas}, ema {self.ema:g}")
+
+
+def d_loss(kind, real, fake):
+    """D's loss, summed over the micro-batch: real (n), fake (n) logits"""
+    if kind == "hinge":
+        return F.relu(1 - real).sum() + F.relu(1 + fake).sum()
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real), reduction="sum") +
+            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="sum"))
+
+
+def g_loss(kind, fake):
+    if kind == "hinge":
+        return (-fake).sum()
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake), reduction="sum")
+
+
+class Pair:
+    """G, D, G_ema and their Adam optimizers, as one vka_gan holds them."""
+
+    def __init__(self, cfg, dtype):
+        self.cfg, self.dtype = cfg, dtype
+        mk = dict(res=cfg.res, channels=cfg.channels, width=cfg.width,
+                  batch_norm=cfg.batch_norm)
+        self.G = Generator(z_dim=cfg.z_dim, **mk).to(dtype).train()
+        self.D = Discriminator(**mk).to(dtype).train()
+        self.G_ema = Generator(z_dim=cfg.z_dim, **mk).to(dtype).train() if cfg.ema > 0 \
+            else None
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas,
+                                      eps=cfg.eps, foreach=False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas,
+                                      eps=cfg.eps, foreach=False)
+
+    def modules(self):
+        return [(n, m) for n, m in zip(PREFIXES, (self.G, self.D, self.G_ema)) if m]
+
+    def load(self, arrays, path):
+        for prefix, m in self.modules():
+            load_module(m, arrays, prefix, path)
+
+    def tensors(self):
+        """{file name: ndarray} of every module tensor"""
+        out = {}
+        for prefix, m in self.modules():
+            for n, t in m.state_dict().items():
+                out[f"{prefix}.{n}"] = t.detach().numpy().copy()
+        return out
+
+    def named_params(self, who):
+        m = self.G if who == "G" else self.D
+        return [(f"{who}.{n}", p) for n, p in m.named_parameters()]
+
+    def d_window(self, real, z):
+        """Accumulates D's window gradient into D's .grad (zeroed first) and returns
+        (loss, mean sigmoid D(real), mean sigmoid D(fake)); no step."""
+        cfg, B = self.cfg, real.shape[0]
+        self.opt_d.zero_grad(set_to_none=False)
+        total, m_real, m_fake = 0.0, 0.0, 0.0
+        for s in range(0, B, cfg.b):
+            with torch.no_grad():
+                fake = self.G(z[s:s + cfg.b])
+            lr_, lf = self.D(real[s:s + cfg.b]), self.D(fake)
+            loss = d_loss(cfg.loss, lr_, lf)
+            loss.backward()
+            total += float(loss)
+            m_real += float(torch.sigmoid(lr_).sum())
+            m_fake += float(torch.sigmoid(lf).sum())
+        with torch.no_grad():
+            for p in self.D.parameters():
+                p.grad.div_(B)
+        return total / B, m_real / B, m_fake / B
+
+    def g_window(self, z):
+        """G's window gradient into G's .grad; (loss, mean sigmoid D(G(z)))"""
+        cfg, B = self.cfg, z.shape[0]
+        self.opt_g.zero_grad(set_to_none=False)
+        total, m_fake = 0.0, 0.0
+        for s in range(0, B, cfg.b):
+            lf = self.D(self.G(z[s:s + cfg.b]))
+            loss = g_loss(cfg.loss, lf)
+            loss.backward()
+            total += float(loss)
+            m_fake += float(torch.sigmoid(lf).sum())
+        with torch.no_grad():
+            for p in self.G.parameters():
+                p.grad.div_(B)
+        return total / B, m_fake / B
+
+    def ema_update(self):
+        if not self.G_ema:
+            return
+        beta = self.cfg.ema
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                pe.mul_(beta).add_(p, alpha=1 - beta)
+            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                be.copy_(b)
+
+    def set_moments(self, who, moments, k):
+        """Adam's state of `who` after k steps from moments.safetensors (k = 0: none)"""
+        opt = self.opt_g if who == "G" else self.opt_d
+        opt.state.clear()
+        if k == 0:
+            return
+        for name, p in self.named_params(who):
+            opt.state[p] = {
+                "step": torch.tensor(float(k)),
+                "exp_avg": torch.from_numpy(moments[f"{k}.{name}.exp_avg"]).to(p.dtype),
+                "exp_avg_sq": torch.from_numpy(moments[f"{k}.{name}.exp_avg_sq"]).to(p.dtype)}
+
+    def moments(self, who):
+        opt = self.opt_g if who == "G" else self.opt_d
+        out = {}
+        for name, p in self.named_params(who):
+            s = opt.state.get(p, {})
+            for m in ("exp_avg", "exp_avg_sq"):
+                if m in s:
+                    out[f"{name}.{m}"] = s[m].detach().numpy().copy()
+        return out
+
+
+def rel_diff(got, ref):
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if not np.all(np.isfinite(got)):
+        return float("inf")
+    diff = float(np.abs(got - ref).max()) if got.size else 0.0
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+
+
+def group_of(name):
+    prefix = name.split(".", 1)[0]
+    if name.endswith(("running_mean", "running_var")):
+        return f"{prefix} running stats"
+    if name.endswith("num_batches_tracked"):
+        return f"{prefix} num_batches_tracked"
+    if name.endswith(("exp_avg", "exp_avg_sq")):
+        return f"{prefix} Adam moments"
+    return f"{prefix} parameters"
+
+
+class Report:
+    """Rows of (group, worst rel, its tensor, tolerance); prints and remembers failures."""
+
+    def __init__(self, verbose):
+        self.ok, self.verbose, self.worst = True, verbose, {}
+
+    def tensors(self, title, got, ref, tol_of):
+        groups = {}
+        for name in ref:
+            if name not in got:
+                print(f"  FAIL {title}: {name} is missing from vkaccum's file")
+                self.ok = False
+                continue
+            r = rel_diff(got[name], ref[name])
+            if self.verbose:
+                print(f"    {title} {name}: {r:.2e}")
+            g = group_of(name)
+            n, w, wn = groups.get(g, (0, -1.0, ""))
+            groups[g] = (n + 1, max(w, r), name if r > w else wn)
+        for g, (n, w, wn) in groups.items():
+            tol = tol_of(g)
+            bad = not w <= tol
+            self.ok &= not bad
+            key = f"{title}: {g}"
+            self.worst[key] = max(self.worst.get(key, 0.0), w)
+            print(f"  {title:<8} {g:<24} {n:>3} tensors  worst {w:.2e} ({wn}), tolerance "
+                  f"{tol:.0e}" + ("  FAIL" if bad else ""))
+
+    def value(self, title, got, ref, tol):
+        r = abs(got - ref) / abs(ref) if ref != 0 else abs(got - ref)
+        bad = not r <= tol
+        self.ok &= not bad
+        self.worst[title] = max(self.worst.get(title, 0.0), r)
+        print(f"  {title:<20} vkaccum {got:.9g}  PyTorch {ref:.9g}  rel {r:.2e} "
+              f"(tolerance {tol:.0e})" + ("  FAIL" if bad else ""))
+
+    def fail(self, msg):
+        print(f"  FAIL {msg}")
+        self.ok = False
+
+
+def window_inputs(inputs, k, cfg, dtype, j):
+    dn = cfg.B
+    real = torch.from_numpy(inputs[f"real.{k}"][j * dn:(j + 1) * dn]).to(dtype)
+    zd = torch.from_numpy(inputs[f"z_d.{k}"][j * dn:(j + 1) * dn]).to(dtype)
+    return real, zd
+
+
+def replay(cfg, out, init, inputs, stats, final, moments, dtype, rep):
+    """From init, all iterations in PyTorch; final tensors compared."""
+    print(f"== replay from init.safetensors in {str(dtype).replace('torch.', '')}")
+    pair = Pair(cfg, dtype)
+    pair.load(init, os.path.join(out, "init.safetensors"))
+    for k in range(1, cfg.iterations + 1):
+        for j in range(cfg.d_steps):
+            real, zd = window_inputs(inputs, k, cfg, dtype, j)
+            dl, dr, df = pair.d_window(real, zd)
+            pair.opt_d.step()
+        zg = torch.from_numpy(inputs[f"z_g.{k}"]).to(dtype)
+        gl, gf = pair.g_window(zg)
+        pair.opt_g.step()
+        pair.ema_update()
+        s = stats[k - 1]
+        print(f"  iteration {k}: d_loss {s['d_loss']:.7f} / {dl:.7f}, g_loss "
+              f"{s['g_loss']:.7f} / {gl:.7f}, d_real {s['d_real']:.6f} / {dr:.6f}, d_fake "
+              f"{s['d_fake']:.6f} / {df:.6f}, g_fake {s['g_fake']:.6f} / {gf:.6f} "
+              "(vkaccum / PyTorch)")
+        for key, ref in (("d_loss", dl), ("g_loss", gl), ("d_real", dr), ("d_fake", df),
+                         ("g_fake", gf)):
+            r = abs(s[key] - ref) / abs(ref)
+            rep.worst[f"replay {key}"] = max(rep.worst.get(f"replay {key}", 0.0), r)
+            if not r <= REPLAY_LOSS_TOL:
+                rep.fail(f"replay iteration {k}: {key} {s[key]:.9g}, PyTorch {ref:.9g}, rel "
+                         f"{r:.2e} > {REPLAY_LOSS_TOL:.0e}")
+    ref = pair.tensors()
+    nbt = {n: v for n, v in ref.items() if n.endswith("num_batches_tracked")}
+    ref = {n: v for n, v in ref.items() if n not in nbt}
+
+    def tol(g):
+        if g.endswith("running stats"):
+            return REPLAY_STATS_TOL
+        return REPLAY_MOMENT_TOL if g.endswith("moments") else REPLAY_PARAM_TOL
+    rep.tensors("replay", final, ref, tol)
+    K = cfg.iterations
+    got_m = {n[len(f"{K}."):]: v for n, v in moments.items() if n.startswith(f"{K}.")}
+    rep.tensors("replay", got_m, {**pair.moments("G"), **pair.moments("D")}, tol)
+    counts = sorted({(n.split(".")[0], int(final[n]), int(v)) for n, v in nbt.items()})
+    print("  note: num_batches_tracked (vkaccum, PyTorch): " +
+          ", ".join(f"{p} {a}, {b}" for p, a, b in counts) +
+          (" (not checked: see the docstring)" if any(a != b for _, a, b in counts) else ""))
+
+
+def step_check(cfg, out, init, inputs, stats, states, moments, rep):
+    """Each iteration from vkaccum's own state before it, in float64."""
+    print("== each iteration from vkaccum's state before it, in float64")
+    dt = torch.float64
+    b1, b2 = cfg.betas
+    for k in range(1, cfg.iterations + 1):
+        prev = init if k == 1 else states[k - 1]
+        cur = states[k]
+        prev_path = os.path.join(out, "init.safetensors" if k == 1 else
+                                 f"state.{k - 1}.safetensors")
+        pair = Pair(cfg, dt)
+        pair.load(prev, prev_path)
+        print(f" iteration {k}")
+        s = stats[k - 1]
+        real, zd = window_inputs(inputs, k, cfg, dt, 0)
+        dl, dr, df = pair.d_window(real, zd)
+        zg = torch.from_numpy(inputs[f"z_g.{k}"]).to(dt)
+        rep.value("d_loss", s["d_loss"], dl, STEP_LOSS_TOL)
+        rep.value("d_real", s["d_real"], dr, STEP_LOSS_TOL)
+        rep.value("d_fake", s["d_fake"], df, STEP_LOSS_TOL)
+        for who in ("D", "G"):
+            if who == "G":
+                # G's window sees D after its step: vkaccum's weights of state K
+                load_module(pair.D, cur, "D", f"state.{k}", buffers=False)
+                gl, gf = pair.g_window(zg)
+                rep.value("g_loss", s["g_loss"], gl, STEP_LOSS_TOL)
+                rep.value("g_fake", s["g_fake"], gf, STEP_LOSS_TOL)
+            named = pair.named_params(who)
+            ref_grad = {n: p.grad.detach().numpy().copy() for n, p in named}
+            vk_grad = {}
+            for n, _ in named:
+                m1 = moments[f"{k}.{n}.exp_avg"].astype(np.float64)
+                m0 = moments[f"{k - 1}.{n}.exp_avg"].astype(np.float64) if k > 1 else 0.0
+                vk_grad[n] = (m1 - b1 * m0) / (1 - b1)
+            rep.tensors("grad", vk_grad, ref_grad, lambda g: STEP_GRAD_TOL)
+            # torch.optim's step from vkaccum's state K-1 and gradient
+            saved = {n: p.detach().clone() for n, p in named}
+            pair.set_moments(who, moments, (k - 1) * cfg.d_steps if who == "D" else k - 1)
+            for n, p in named:
+                p.grad = torch.from_numpy(vk_grad[n]).to(dt)
+            (pair.opt_d if who == "D" else pair.opt_g).step()
+            lr = cfg.lr_d if who == "D" else cfg.lr_g
+            worst, wname, bad = 0.0, "", 0
+            for n, p in named:
+                r = p.detach().numpy()
+                g = cur[n].astype(np.float64)
+                diff = np.abs(g - r)
+                allowed = STEP_TOL_LR * lr + STEP_ULPS * np.spacing(np.abs(r).astype(np.float32))
+                bad += int(np.count_nonzero(~(diff <= allowed)))
+                if float(diff.max()) / lr > worst:
+                    worst, wname = float(diff.max()) / lr, n
+            rep.worst[f"step {who}"] = max(rep.worst.get(f"step {who}", 0.0), worst)
+            print(f"  step     {who} parameters: worst {worst:.1e} lr ({wname}), tolerance "
+                  f"{STEP_TOL_LR:.0e} lr + {STEP_ULPS} ulp" +
+                  (f"  FAIL: {bad} values" if bad else ""))
+            rep.ok &= bad == 0
+            got_v = {f"{n}.exp_avg_sq": moments[f"{k}.{n}.exp_avg_sq"] for n, _ in named}
+            ref_v = {n: v for n, v in pair.moments(who).items() if n.endswith("exp_avg_sq")}
+            rep.tensors("step", got_v, ref_v, lambda g: STEP_MOMENT_TOL)
+            # the step from PyTorch's own gradient: reported (Adam amplifies near eps)
+            with torch.no_grad():
+                for n, p in named:
+                    p.copy_(saved[n])
+            pair.set_moments(who, moments, (k - 1) * cfg.d_steps if who == "D" else k - 1)
+            for n, p in named:
+                p.grad = torch.from_numpy(ref_grad[n]).to(dt)
+            (pair.opt_d if who == "D" else pair.opt_g).step()
+            star = max(float(np.abs(cur[n].astype(np.float64) - p.detach().numpy()).max())
+                       for n, p in named) / lr
+            print(f"  step*    {who} parameters from PyTorch's gradient: worst {star:.1e} lr "
+                  "(reported)")
+            rep.worst[f"step* {who}"] = max(rep.worst.get(f"step* {who}", 0.0), star)
+            if who == "D":
+                with torch.no_grad():
+                    for n, p in named:
+                        p.copy_(saved[n])
+        # running statistics: state K-1's, moved by this iteration's three applications
+        stats_ref = {}
+        for prefix, m in (("G", pair.G), ("D", pair.D)):
+            for n, t in m.state_dict().items():
+                if n.endswith(("running_mean", "running_var")):
+                    stats_ref[f"{prefix}.{n}"] = t.numpy().copy()
+        if stats_ref:
+            rep.tensors("stats", cur, stats_ref, lambda g: STEP_STATS_TOL)
+        if cfg.ema > 0:
+            beta = cfg.ema
+            ema_ref = {}
+            for n, _ in pair.G.named_parameters():
+                ema_ref[f"G_ema.{n}"] = (beta * prev[f"G_ema.{n}"].astype(np.float64) +
+                                         (1 - beta) * cur[f"G.{n}"].astype(np.float64))
+            rep.tensors("ema", cur, ema_ref, lambda g: STEP_EMA_TOL)
+            copied = [n for n in cur if n.startswith("G_ema.") and
+                      n.endswith(("running_mean", "running_var"))]
+            diff = [n for n in copied if cur[n].tobytes() != cur["G" + n[5:]].tobytes()]
+            if diff:
+                rep.fail(f"G_ema's buffers are not G's after iteration {k}: {diff[:3]}")
+            elif copied:
+                print(f"  ema      G_ema buffers        {len(copied):>3} tensors  bitwise "
+                      "equal to G's")
+
+
+def load_dir(out):
+    def path(n):
+        return os.path.join(out, n)
+    entries, meta = st.read(path("init.safetensors"))
+    cfg = Config(meta, path("init.safetensors"))
+    init = {n: a for n, _, a in entries}
+    final = st.load(path("final.safetensors"))
+    inputs = st.load(path("inputs.safetensors"))
+    moments = st.load(path("moments.safetensors"))
+    with open(path("stats.json")) as f:
+        stats = json.load(f)
+    states = {}
+    for k in range(1, cfg.iterations + 1):
+        p = path(f"state.{k}.safetensors")
+        states[k] = st.load(p) if os.path.exists(p) else None
+    if len(stats) != cfg.iterations:
+        raise ValueError(f"{path('stats.json')}: {len(stats)} iterations, the config says "
+                         f"{cfg.iterations}")
+    return cfg, init, final, inputs, moments, stats, states
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", help="the folder vkaccum-parity-gan wrote")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="precision of the free replay (float32)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every tensor")
+    args = ap.parse_args(argv[1:])
+    torch.set_grad_enabled(True)
+    try:
+        cfg, init, final, inputs, moments, stats, states = load_dir(args.out)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        print(f"dcgan.py: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {cfg.describe()}")
+    rep = Report(args.verbose)
+    c = final.get("train.gan.counters")
+    want = [cfg.iterations, cfg.iterations * cfg.d_steps * cfg.B, cfg.iterations * cfg.B]
+    if c is None or [int(x) for x in c] != want:
+        rep.fail(f"train.gan.counters {None if c is None else c.tolist()}: expected "
+                 f"{want} (iterations, D and G noise samples): the inputs do not follow "
+                 "the run's noise streams")
+    try:
+        replay(cfg, args.out, init, inputs, stats, final, moments,
+               getattr(torch, args.dtype), rep)
+        if cfg.d_steps == 1 and all(states.values()):
+            step_check(cfg, args.out, init, inputs, stats, states, moments, rep)
+        else:
+            print("== the per-iteration check needs d_steps 1 and every state.K file: "
+                  "skipped")
+    except (ValueError, KeyError) as e:
+        print(f"dcgan.py: {e}", file=sys.stderr)
+        return 2
+    print("largest: " + ", ".join(f"{k} {v:.1e}" for k, v in rep.worst.items()))
+    print("PASS" if rep.ok else "FAIL")
+    return 0 if rep.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
