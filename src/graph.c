@@ -807,11 +807,12 @@ static int place(struct vka_graph *g, const struct mask *m, uint32_t n, bool bac
                 read |= m->active[i] && g->nodes[i].in[k] == (int)v;
         if (!read)
             e = T - 1;
-        items[nitems++] = (struct item){ (int)v, false, align_up(stored(&g->vals[v], n)),
-                                         start[v], e, 0 };
+        /* batched values hold n samples, the others (BatchNorm's saved statistics) their
+         * own fixed size */
+        uint64_t size = align_up(stored(&g->vals[v], batched(&g->vals[v]) ? n : g->vals[v].n));
+        items[nitems++] = (struct item){ (int)v, false, size, start[v], e, 0 };
         if (gstart[v] != UINT32_MAX)
-            items[nitems++] = (struct item){ (int)v, true, align_up(stored(&g->vals[v], n)),
-                                             gstart[v], gend[v], 0 };
+            items[nitems++] = (struct item){ (int)v, true, size, gstart[v], gend[v], 0 };
     }
     free(start);
     qsort(items, nitems, sizeof(*items), cmp_items);

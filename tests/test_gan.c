@@ -209,3 +209,18 @@ Test(gan, parameters_carry_the_pytorch_dcgan_names)
     vka_gan_destroy(&gan);
     test_ctx_done(&ctx);
 }
+
+Test(gan, batch_norm_wider_than_the_arena_alignment)
+{
+    /* 128 channels of saved statistics with micro-batches of 2: the arena holds each
+     * BatchNorm's statistics at their own size, not the micro-batch's */
+    struct vka_ctx *ctx = test_ctx();
+    struct vka_gan *gan;
+    struct vka_gan_params p = params(4, 2, true, 0);
+    p.model.width = 32;
+    cr_assert_eq(vka_gan_create(ctx, &p, &gan), 0, "%s", vka_last_error());
+    struct reals r = { 0, 32 * 32, 32 };
+    iterate(gan, &r, 1);
+    vka_gan_destroy(&gan);
+    test_ctx_done(&ctx);
+}

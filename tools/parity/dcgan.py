@@ -216,18 +216,19 @@ class Config:
                 f"{self.lr_d:g} betas {self.betas}, ema {self.ema:g}")
 
 
-def d_loss(kind, real, fake):
-    """D's loss, summed over the micro-batch: real (n), fake (n) logits"""
+def d_terms(kind, real, fake):
+    """D's per-sample loss terms on the real and on the fake logits (n each)"""
     if kind == "hinge":
-        return F.relu(1 - real).sum() + F.relu(1 + fake).sum()
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real), reduction="sum") +
-            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="sum"))
+        return F.relu(1 - real), F.relu(1 + fake)
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real), reduction="none"),
+            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="none"))
 
 
-def g_loss(kind, fake):
+def g_terms(kind, fake):
+    """G's per-sample loss terms (non-saturating BCE, or hinge's -D(G(z)))"""
     if kind == "hinge":
-        return (-fake).sum()
-    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake), reduction="sum")
+        return -fake
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake), reduction="none")
 
 
 class Pair:
@@ -265,41 +266,75 @@ class Pair:
         m = self.G if who == "G" else self.D
         return [(f"{who}.{n}", p) for n, p in m.named_parameters()]
 
-    def d_window(self, real, z):
+    def _accumulate(self, module, losses, split):
+        """Adds the gradients of the losses (one backward each, as vkaccum runs D(real)
+        and D(fake) and each micro-batch separately) into module's .grad; with split,
+        their absolute values into self.absgrad, the scale against which the sum
+        cancels."""
+        if not split:
+            sum(losses).backward()
+            return
+        named = list(module.named_parameters())
+        for i, loss in enumerate(losses):
+            grads = torch.autograd.grad(loss, [p for _, p in named],
+                                        retain_graph=i + 1 < len(losses), allow_unused=True)
+            with torch.no_grad():
+                for (n, p), g in zip(named, grads):
+                    if g is None:
+                        continue
+                    p.grad.add_(g)
+                    a = self.absgrad.setdefault(id(p), torch.zeros_like(p))
+                    a.add_(g.abs())
+
+    def d_window(self, real, z, split=False):
         """Accumulates D's window gradient into D's .grad (zeroed first) and returns
-        (loss, mean sigmoid D(real), mean sigmoid D(fake)); no step."""
+        (loss, its scale sum|terms| / B, mean sigmoid D(real), mean sigmoid D(fake));
+        no step."""
         cfg, B = self.cfg, real.shape[0]
         self.opt_d.zero_grad(set_to_none=False)
-        total, m_real, m_fake = 0.0, 0.0, 0.0
+        self.absgrad = {}
+        total, scale, m_real, m_fake = 0.0, 0.0, 0.0, 0.0
         for s in range(0, B, cfg.b):
             with torch.no_grad():
                 fake = self.G(z[s:s + cfg.b])
             lr_, lf = self.D(real[s:s + cfg.b]), self.D(fake)
-            loss = d_loss(cfg.loss, lr_, lf)
-            loss.backward()
-            total += float(loss)
+            tr, tf = d_terms(cfg.loss, lr_, lf)
+            self._accumulate(self.D, [tr.sum(), tf.sum()], split)
+            total += float(tr.sum() + tf.sum())
+            scale += float(tr.abs().sum() + tf.abs().sum())
             m_real += float(torch.sigmoid(lr_).sum())
             m_fake += float(torch.sigmoid(lf).sum())
         with torch.no_grad():
             for p in self.D.parameters():
                 p.grad.div_(B)
-        return total / B, m_real / B, m_fake / B
+        return total / B, scale / B, m_real / B, m_fake / B
 
-    def g_window(self, z):
-        """G's window gradient into G's .grad; (loss, mean sigmoid D(G(z)))"""
+    def g_window(self, z, split=False):
+        """G's window gradient into G's .grad; (loss, its scale, mean sigmoid D(G(z)))"""
         cfg, B = self.cfg, z.shape[0]
         self.opt_g.zero_grad(set_to_none=False)
-        total, m_fake = 0.0, 0.0
+        self.absgrad = {}
+        total, scale, m_fake = 0.0, 0.0, 0.0
         for s in range(0, B, cfg.b):
             lf = self.D(self.G(z[s:s + cfg.b]))
-            loss = g_loss(cfg.loss, lf)
-            loss.backward()
-            total += float(loss)
+            t = g_terms(cfg.loss, lf)
+            self._accumulate(self.G, [t.sum()], split)
+            total += float(t.sum())
+            scale += float(t.abs().sum())
             m_fake += float(torch.sigmoid(lf).sum())
         with torch.no_grad():
             for p in self.G.parameters():
                 p.grad.div_(B)
-        return total / B, m_fake / B
+        return total / B, scale / B, m_fake / B
+
+    def cancel(self, who):
+        """{name: max sum|g_c| / max|sum g_c|} over the last window's backward passes"""
+        out = {}
+        for n, p in self.named_params(who):
+            a = self.absgrad.get(id(p))
+            top = float(p.grad.abs().max()) * (self.cfg.B if a is not None else 1)
+            out[n] = float(a.max()) / top if a is not None and top > 0 else 1.0
+        return out
 
     def ema_update(self):
         if not self.G_ema:
