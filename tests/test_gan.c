@@ -224,3 +224,31 @@ Test(gan, batch_norm_wider_than_the_arena_alignment)
     vka_gan_destroy(&gan);
     test_ctx_done(&ctx);
 }
+
+Test(gan, the_g_phase_leaves_d_alone)
+{
+    /* The first iteration's D step comes before any G step, so D after it cannot depend
+     * on G's learning rate, unless the G phase touched D's parameters */
+    struct vka_ctx *ctx = test_ctx();
+    float *d[2], *gw[2];
+    uint64_t nd, ng;
+    const double lr_g[2] = { 2e-4, 1e-3 };
+    for (int k = 0; k < 2; k++) {
+        struct vka_gan *gan;
+        struct vka_gan_params p = params(8, 4, true, 0);
+        p.lr_g = lr_g[k];
+        cr_assert_eq(vka_gan_create(ctx, &p, &gan), 0, "%s", vka_last_error());
+        struct reals r = { 0, 32 * 32, 32 };
+        iterate(gan, &r, 1);
+        d[k] = span(gan, "D.", &nd);
+        gw[k] = span(gan, "G.", &ng);
+        vka_gan_destroy(&gan);
+    }
+    cr_assert_eq(memcmp(d[0], d[1], nd * sizeof(float)), 0, "the G phase changed D");
+    cr_assert_neq(memcmp(gw[0], gw[1], ng * sizeof(float)), 0, "G did not step with its rate");
+    for (int k = 0; k < 2; k++) {
+        free(d[k]);
+        free(gw[k]);
+    }
+    test_ctx_done(&ctx);
+}
