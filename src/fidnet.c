@@ -271,6 +271,10 @@ static int pass(struct vka_fidnet *f, const struct source *src, uint32_t n_stats
 int vka_fidnet_real_stats(struct vka_fidnet *f, const char *split, uint32_t n,
                           struct vka_fid_stats *s)
 {
+    if (!f || !split || !s) {
+        vka_err("fid-net real stats: %s is NULL", !f ? "the network" : !split ? "split" : "s");
+        return -EINVAL;
+    }
     struct source src;
     int ret = source_open(&src, split, false, f->res, f->channels);
     if (ret < 0)
@@ -358,6 +362,10 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
                      struct vka_fidnet_report *r)
 {
     double t0 = now_s();
+    if (!ctx || !p || !r) {
+        vka_err("fid-net train: %s is NULL", !ctx ? "ctx" : !p ? "params" : "report");
+        return -EINVAL;
+    }
     struct vka_fidnet_train_params q = *p;
     int ret = check_params(&q);
     if (ret < 0)
@@ -495,6 +503,10 @@ static int meta_u32(const struct vka_st_file *file, const char *path, const char
 
 int vka_fidnet_load(struct vka_ctx *ctx, const char *path, struct vka_fidnet **out)
 {
+    if (!ctx || !path || !out) {
+        vka_err("fid-net load: %s is NULL", !ctx ? "ctx" : !path ? "path" : "out");
+        return -EINVAL;
+    }
     *out = NULL;
     struct vka_st_file *file;
     int ret = vka_st_read(path, &file);

@@ -15,6 +15,8 @@
 #include "log.h"
 #include "train.h"
 
+#define SEG_TABLE seg_opt_table, seg_opt_count
+
 static const char *train_only[] = { "json", NULL };
 static const char *eval_opts[] = { "data", "palette", "device", "val-count", "tile",
                                    "micro-batch", "json", "skip-bad", "ignore-index", NULL };
@@ -241,11 +243,11 @@ static int seg_train(int argc, char **argv)
     struct seg_opts o;
     seg_opts_defaults(&o);
     bool help;
-    int ret = cli_opts_parse("seg train", argc, argv, seg_opt_table, seg_opt_count, &o, NULL, train_only, NULL, NULL, 0, &help);
+    int ret = cli_opts_parse("seg train", argc, argv, SEG_TABLE, &o, NULL, train_only, NULL, NULL, 0, &help);
     if (ret)
         return ret;
     if (help) {
-        cli_opts_help(seg_opt_table, seg_opt_count, "usage: vkaccum seg train --out RUN [options]\n\nTrains a "
+        cli_opts_help(SEG_TABLE, "usage: vkaccum seg train --out RUN [options]\n\nTrains a "
                    "U-Net on DIR/{train,val}/{images,masks}, a Pascal VOC folder, or a built-in "
                    "dataset,\nwith an effective batch B run as micro-batches of b.", NULL, train_only);
         return 0;
@@ -272,7 +274,7 @@ static int seg_train(int argc, char **argv)
             return 1;
         }
         cJSON_Delete(j);
-        ret = cli_opts_parse("seg train", argc, argv, seg_opt_table, seg_opt_count, &o, NULL, train_only, NULL, NULL, 0, &help);
+        ret = cli_opts_parse("seg train", argc, argv, SEG_TABLE, &o, NULL, train_only, NULL, NULL, 0, &help);
         snprintf(o.resume, sizeof(o.resume), "%s", cli.resume);
         if (!o.out[0])
             snprintf(o.out, sizeof(o.out), "%s", cli.resume);
@@ -584,11 +586,11 @@ static int seg_eval(int argc, char **argv)
     const char *names[] = { "ckpt" };
     char *vals[1] = { NULL };
     bool help;
-    int ret = cli_opts_parse("seg eval", argc, argv, seg_opt_table, seg_opt_count, &cli, eval_opts, NULL, names, vals, 1, &help);
+    int ret = cli_opts_parse("seg eval", argc, argv, SEG_TABLE, &cli, eval_opts, NULL, names, vals, 1, &help);
     if (ret)
         return ret;
     if (help) {
-        cli_opts_help(seg_opt_table, seg_opt_count, "usage: vkaccum seg eval --ckpt F [--data D] [--json]\n\n"
+        cli_opts_help(SEG_TABLE, "usage: vkaccum seg eval --ckpt F [--data D] [--json]\n\n"
                    "Per-class IoU, mIoU, pixel accuracy and the confusion matrix on the val split.",
                    eval_opts, NULL);
         printf("  --%-15s %s\n", "ckpt", "the checkpoint (last or best .safetensors of a run)");
@@ -716,11 +718,11 @@ static int seg_predict_cmd(int argc, char **argv)
     const char *names[] = { "ckpt", "input", "out" };
     char *vals[3] = { NULL, NULL, NULL };
     bool help;
-    int ret = cli_opts_parse("seg predict", argc, argv, seg_opt_table, seg_opt_count, &cli, predict_opts, NULL, names, vals, 3, &help);
+    int ret = cli_opts_parse("seg predict", argc, argv, SEG_TABLE, &cli, predict_opts, NULL, names, vals, 3, &help);
     if (ret)
         return ret;
     if (help) {
-        cli_opts_help(seg_opt_table, seg_opt_count, "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR\n\n"
+        cli_opts_help(SEG_TABLE, "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR\n\n"
                    "Writes NAME_mask.png (class ids) and NAME_overlay.png for each image; images of any\n"
                    "size are predicted in overlapping tiles of --tile (default: the training crop).",
                    predict_opts, NULL);
