@@ -46,6 +46,7 @@ struct source {
     struct vka_augment_params aug;
     float mean[3], std[3];
     uint32_t channels, res;
+    const char *split;
 };
 
 static void source_close(struct source *s)
@@ -57,7 +58,7 @@ static void source_close(struct source *s)
 static int source_open(struct source *s, const char *split, bool labels, uint32_t res,
                        uint32_t channels)
 {
-    *s = (struct source){ .channels = channels, .res = res };
+    *s = (struct source){ .channels = channels, .res = res, .split = split };
     bool train = !strcmp(split, "train");
     if (!train && strcmp(split, "t10k")) {
         vka_err("fid-net: split \"%s\": Fashion-MNIST has \"train\" and \"t10k\"", split);
@@ -232,7 +233,8 @@ static int pass(struct vka_fidnet *f, const struct source *src, uint32_t n_stats
 {
     uint32_t count = vka_dataset_count(src->ds), n = n_stats > n_acc ? n_stats : n_acc;
     if (n_stats < 1 || n > count) {
-        vka_err("fid-net: %u images of a split of %u", n_stats > count ? n_stats : n, count);
+        vka_err("fid-net: %u images of Fashion-MNIST %s: it holds %u (and statistics need "
+                "at least 1)", n_stats > count || n_stats < 1 ? n_stats : n, src->split, count);
         return -EINVAL;
     }
     size_t per = (size_t)f->channels * f->res * f->res;
@@ -299,7 +301,7 @@ static int check_params(struct vka_fidnet_train_params *q)
     if (!q->n)
         q->n = 5000;
     if (!q->lr)
-        q->lr = 2e-3;
+        q->lr = 3e-3;
     if (q->micro > BATCH) {
         vka_err("fid-net: micro-batch %u: the batch is %u, so 1..%u", q->micro, BATCH, BATCH);
         return -EINVAL;

@@ -114,7 +114,7 @@ Test(fidnet, short_training_lowers_the_loss_and_round_trips)
     struct losses l = { .n = 0 };
     struct vka_fidnet_train_params p = { .out = path, .res = 32, .channels = 1, .steps = 16,
                                          .micro = 24, .n = 100, .train_count = 320,
-                                         .eval_count = 200, .seed = 3,
+                                         .eval_count = 200, .seed = 3, .lr = 2e-3,
                                          .on_step = record_loss, .user = &l };
     struct vka_fidnet_report r;
     cr_assert_eq(vka_fidnet_train(ctx, &p, &r), 0, "%s", vka_last_error());
