@@ -153,7 +153,7 @@ static int build(struct vka_gan *gan)
     int lf = lr < 0 ? lr : vka_dcgan_discriminator(g, mp, "D", fake);
     if (lf < 0)
         return lf;
-    if (p->ema > 0) {
+    if (p->ema_kimg > 0) {
         int ze = vka_graph_input(g, "z_ema", VKA_F32, VKA_LAYOUT_NHWC4, mp->z_dim, 1, 1);
         int e = ze < 0 ? ze : vka_dcgan_generator(g, mp, "G_ema", ze);
         if (e < 0)
@@ -223,9 +223,19 @@ static int ema_reset(struct vka_gan *gan)
     return ret < 0 ? ret : vka_cmd_run(gan->cmd);
 }
 
+double vka_gan_ema_beta(const struct vka_gan_params *p, uint64_t steps)
+{
+    double h = p->ema_kimg * 1000.0;
+    if (p->ema_rampup > 0 && (double)steps * p->batch * p->ema_rampup < h)
+        h = (double)steps * p->batch * p->ema_rampup;
+    return h > 0 ? pow(0.5, p->batch / h) : 0.0;
+}
+
 static int ema_update(struct vka_gan *gan)
 {
-    float beta = (float)gan->p.ema;
+    struct vka_trainer_stats s;
+    vka_trainer_get_stats(gan->tg, &s);
+    float beta = (float)vka_gan_ema_beta(&gan->p, s.opt_steps - 1);
     int ret = vka_cmd_begin(gan->cmd);
     if (ret == 0)
         ret = vka_scale(gan->cmd, &gan->ema_params, beta);
@@ -242,9 +252,10 @@ int vka_gan_create(struct vka_ctx *ctx, const struct vka_gan_params *p, struct v
     int ret = vka_dcgan_check(&p->model);
     if (ret < 0)
         return ret;
-    if (p->d_steps == 0 || !(p->ema >= 0 && p->ema < 1) || !(p->lr_d > 0) || !(p->lr_g > 0)) {
-        vka_err("gan: d-steps %u (>= 1), ema %g ([0, 1)) and learning rates %g, %g (> 0)",
-                p->d_steps, p->ema, p->lr_d, p->lr_g);
+    if (p->d_steps == 0 || !(p->ema_kimg >= 0) || !(p->ema_rampup >= 0) || !(p->lr_d > 0) ||
+        !(p->lr_g > 0)) {
+        vka_err("gan: d-steps %u (>= 1), ema-kimg %g, ema-rampup %g (>= 0) and learning "
+                "rates %g, %g (> 0)", p->d_steps, p->ema_kimg, p->ema_rampup, p->lr_d, p->lr_g);
         return -EINVAL;
     }
     struct vka_gan *gan = calloc(1, sizeof(*gan));
@@ -263,16 +274,16 @@ int vka_gan_create(struct vka_ctx *ctx, const struct vka_gan_params *p, struct v
         ret = vka_graph_create(ctx, &(struct vka_graph_params){ .seed = p->seed }, &gan->g);
     if (ret == 0)
         ret = build(gan);
-    const char *src = p->ema > 0 ? "G_ema." : "G.";
+    const char *src = p->ema_kimg > 0 ? "G_ema." : "G.";
     if (ret == 0 && (ret = vka_graph_span(gan->g, VKA_VAL_PARAM, "G.", &gan->g_params)) == 0 &&
         (ret = vka_graph_span(gan->g, VKA_VAL_STATE, "G.", &gan->g_state)) == 0 &&
         (ret = vka_graph_span(gan->g, VKA_VAL_PARAM, src, &gan->ema_params)) == 0)
         ret = vka_graph_span(gan->g, VKA_VAL_STATE, src, &gan->ema_state);
     if (ret == 0)
-        ret = vka_gan_sampler_create(ctx, mp, p->ema > 0 ? "G_ema" : "G", &gan->sampler);
+        ret = vka_gan_sampler_create(ctx, mp, p->ema_kimg > 0 ? "G_ema" : "G", &gan->sampler);
     if (ret == 0)
         ret = vka_cmd_create(ctx, NULL, &gan->cmd);
-    if (ret == 0 && p->ema > 0)
+    if (ret == 0 && p->ema_kimg > 0)
         ret = ema_reset(gan);
     if (ret < 0) {
         vka_gan_destroy(&gan);
@@ -331,7 +342,7 @@ int vka_gan_iteration(struct vka_gan *gan, vka_gan_real_fn real, void *user)
         ret = window(gan, gan->td, 0, real, user);
     if (ret == 0)
         ret = window(gan, gan->tg, 1, NULL, NULL);
-    if (ret == 0 && gan->p.ema > 0)
+    if (ret == 0 && gan->p.ema_kimg > 0)
         ret = ema_update(gan);
     if (ret == 0)
         gan->iterations++;

@@ -22,8 +22,10 @@
  * max(0, 1 + D(G(z))); G: -D(G(z))). Metrics: mean sigmoid(D(x)) and
  * mean sigmoid(D(G(z))) over each window.
  *
- * EMA: after each G step, G_ema = beta * G_ema + (1 - beta) * G, and G_ema's BatchNorm
- * statistics are copied from G (StyleGAN2-ADA's rule); never per micro-batch.
+ * EMA (StyleGAN2-ADA's rule): after each G step, G_ema = beta * G_ema + (1 - beta) * G
+ * with beta = vka_gan_ema_beta (a half-life of ema_kimg thousand images, shortened to
+ * ema_rampup times the images seen so far), and G_ema's BatchNorm statistics are
+ * copied from G; never per micro-batch.
  *
  * Noise: z of sample k of stream s is N(0, 1) from (seed, s, k) alone (streams: D
  * phase, G phase, and the caller's fixed grids), so any micro-batch split draws the
@@ -49,7 +51,8 @@ struct vka_gan_params {
     uint32_t d_steps;      /* D windows per iteration, >= 1 */
     double lr_g, lr_d;     /* Adam */
     double beta1, beta2;
-    double ema;            /* EMA decay per G step, in (0, 1); 0: no EMA */
+    double ema_kimg;       /* EMA half-life in thousands of images; 0: no EMA */
+    double ema_rampup;     /* ramp-up (StyleGAN2-ADA's 0.05); 0: none */
     uint64_t seed;         /* initialisation and noise */
 };
 
@@ -79,6 +82,11 @@ struct vka_graph *vka_gan_graph(struct vka_gan *gan);
 
 /* x (n, channels, res, res) = G_ema(z) (G without EMA), z (n, z_dim) host floats. */
 int vka_gan_generate(struct vka_gan *gan, const float *z, uint32_t n, float *x);
+
+/* The EMA's beta for the G step that follows `steps` G steps: 0.5^(B / h) with the
+ * half-life h = ema_kimg * 1000 images, or min(h, steps * B * ema_rampup) with a
+ * ramp-up (so the first step copies G). */
+double vka_gan_ema_beta(const struct vka_gan_params *p, uint64_t steps);
 
 /* z (n, z_dim): samples first .. first + n - 1 of noise stream `stream` (>= 2 for the
  * caller; 0 and 1 are the D and G phases'). */

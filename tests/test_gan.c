@@ -31,12 +31,15 @@ static int make_real(void *user, uint32_t n, float *x)
     return 0;
 }
 
+/* ema: the EMA's beta per step without ramp-up (0: no EMA) */
 static struct vka_gan_params params(uint32_t batch, uint32_t micro, bool bn, double ema)
 {
     return (struct vka_gan_params){
         .model = { .res = 32, .channels = 1, .width = 8, .z_dim = 16, .batch_norm = bn },
         .loss = VKA_GAN_BCE, .batch = batch, .micro = micro, .d_steps = 1,
-        .lr_g = 2e-4, .lr_d = 2e-4, .beta1 = 0.5, .beta2 = 0.999, .ema = ema, .seed = 3 };
+        .lr_g = 2e-4, .lr_d = 2e-4, .beta1 = 0.5, .beta2 = 0.999, .seed = 3,
+        /* 0.5^(B / h) = ema for a half-life of h = B / log2(1 / ema) images */
+        .ema_kimg = ema > 0 ? batch / log2(1.0 / ema) / 1000.0 : 0 };
 }
 
 /* Every parameter of the training graph, in region order. */

@@ -26,7 +26,7 @@ struct gan_opts {
     int res, channels, width, z_dim, batch, micro, accum, d_steps, workers, grid;
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
-    double lr, lr_d, beta1, beta2, ema, mem_budget;
+    double lr, lr_d, beta1, beta2, ema_kimg, ema_rampup, mem_budget;
     bool skip_bad;
 };
 
@@ -50,7 +50,8 @@ static const struct opt_desc gan_opt_table[] = {
     O("lr-d", OPT_DOUBLE, lr_d, NULL, "Adam learning rate of D, 0: --lr (0)"),
     O("beta1", OPT_DOUBLE, beta1, NULL, "Adam beta1 (0.5)"),
     O("beta2", OPT_DOUBLE, beta2, NULL, "Adam beta2 (0.999)"),
-    O("ema", OPT_DOUBLE, ema, NULL, "EMA decay of G per G step, 0 off (0.999)"),
+    O("ema-kimg", OPT_DOUBLE, ema_kimg, NULL, "EMA of G: half-life in thousands of images, 0 off (10)"),
+    O("ema-rampup", OPT_DOUBLE, ema_rampup, NULL, "EMA half-life ramp-up: at most this times the images seen, 0 off (0.05)"),
     O("sample-every", OPT_INT, sample_every, NULL, "write samples/step_N.png every N steps (100)"),
     O("grid", OPT_INT, grid, NULL, "images in each sample grid, from a fixed z (64)"),
     O("save-every", OPT_INT, save_every, NULL, "save last.safetensors every N steps (100)"),
@@ -82,7 +83,8 @@ static void defaults(struct gan_opts *o)
     o->lr = 2e-4;
     o->beta1 = 0.5;
     o->beta2 = 0.999;
-    o->ema = 0.999;
+    o->ema_kimg = 10;
+    o->ema_rampup = 0.05;
     o->sample_every = 100;
     o->grid = 64;
     o->save_every = 100;
@@ -108,8 +110,6 @@ static int finish(struct gan_opts *o, const char *cmd)
         return cli_usage_error(cmd, "--micro-batch %d is larger than --batch %d", o->micro, o->batch);
     if (o->d_steps < 1)
         return cli_usage_error(cmd, "--d-steps %d: give at least 1", o->d_steps);
-    if (o->ema >= 1)
-        return cli_usage_error(cmd, "--ema %g: give a decay below 1 (0: off)", o->ema);
     if (o->grid < 1 || o->grid > 1024)
         return cli_usage_error(cmd, "--grid %d: give 1 to 1024 images", o->grid);
     if (o->fid_n < 2)
@@ -193,16 +193,20 @@ static int next_real(void *user, uint32_t n, float *x)
     return 0;
 }
 
+/* The checkpoint: the GAN's state, the loader's position and the grid's fixed z. */
 static int save(struct vka_gan *gan, const char *path, const struct gan_opts *o,
-                struct vka_loader_pos pos)
+                struct vka_loader_pos pos, float *zgrid)
 {
     cJSON *cfg = cli_opts_json(GAN_TABLE, o);
     char *cfgs = cJSON_PrintUnformatted(cfg);
     struct vka_st_meta meta[] = { { "config", cfgs }, { "kind", "vkaccum-gan" } };
     int64_t lp[2] = { (int64_t)pos.epoch, (int64_t)pos.index };
-    struct vka_st_tensor extra = { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
-                                   .shape = { 2 }, .data = lp };
-    int ret = vka_gan_save(gan, path, &extra, 1, meta, 2);
+    struct vka_st_tensor extra[2] = {
+        { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1, .shape = { 2 }, .data = lp },
+        { .name = "train.grid_z", .dtype = VKA_ST_F32, .ndim = 2,
+          .shape = { (uint64_t)o->grid, (uint64_t)o->z_dim }, .data = zgrid },
+    };
+    int ret = vka_gan_save(gan, path, extra, 2, meta, 2);
     free(cfgs);
     cJSON_Delete(cfg);
     return ret;
@@ -331,7 +335,7 @@ static int gan_train(int argc, char **argv)
         .model = model_of(&o), .loss = !strcmp(o.loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
         .batch = (uint32_t)o.batch, .micro = (uint32_t)o.micro, .d_steps = (uint32_t)o.d_steps,
         .lr_g = o.lr, .lr_d = o.lr_d > 0 ? o.lr_d : o.lr, .beta1 = o.beta1, .beta2 = o.beta2,
-        .ema = o.ema, .seed = (uint64_t)o.seed };
+        .ema_kimg = o.ema_kimg, .ema_rampup = o.ema_rampup, .seed = (uint64_t)o.seed };
     if (vka_gan_create(ctx, &gp, &gan) < 0) {
         fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
         goto out;
@@ -357,6 +361,12 @@ static int gan_train(int argc, char **argv)
         fprintf(stderr, "vkaccum gan train: cannot create the run folder %s\n", o.out);
         goto out;
     }
+    size_t xf = (size_t)o.channels * o.res * o.res;
+    zgrid = malloc((size_t)o.grid * o.z_dim * sizeof(float));
+    xgrid = malloc((size_t)o.grid * xf * sizeof(float));
+    if (!zgrid || !xgrid)
+        goto out;
+    vka_gan_noise((uint64_t)o.seed, NOISE_GRID, 0, (uint32_t)o.grid, (uint32_t)o.z_dim, zgrid);
     if (o.resume[0]) {
         struct vka_st_file *f;
         snprintf(path, sizeof(path), "%s/last.safetensors", o.resume);
@@ -369,6 +379,11 @@ static int gan_train(int argc, char **argv)
         if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
             pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
                                            (uint64_t)((const int64_t *)lt->data)[1] };
+        /* the grid keeps the run's z (a run resumed with another --grid draws anew) */
+        const struct vka_st_tensor *zt = vka_st_find(f, "train.grid_z");
+        if (zt && zt->dtype == VKA_ST_F32 && zt->ndim == 2 && zt->shape[0] == (uint64_t)o.grid &&
+            zt->shape[1] == (uint64_t)o.z_dim)
+            memcpy(zgrid, zt->data, (size_t)o.grid * o.z_dim * sizeof(float));
         vka_st_file_destroy(&f);
         if (vka_loader_seek(loader, pos) < 0) {
             fprintf(stderr, "vkaccum gan train: --resume: %s\n", vka_last_error());
@@ -388,19 +403,13 @@ static int gan_train(int argc, char **argv)
         fprintf(stderr, "vkaccum gan train: cannot write %s\n", path);
         goto out;
     }
-    size_t xf = (size_t)o.channels * o.res * o.res;
-    zgrid = malloc((size_t)o.grid * o.z_dim * sizeof(float));
-    xgrid = malloc((size_t)o.grid * xf * sizeof(float));
-    if (!zgrid || !xgrid)
-        goto out;
-    vka_gan_noise((uint64_t)o.seed, NOISE_GRID, 0, (uint32_t)o.grid, (uint32_t)o.z_dim, zgrid);
 
     struct vka_gan_stats st;
     vka_gan_get_stats(gan, &st);
     printf("training %lld iterations: batch %d as micro-batches of %d (%d per step) in both "
            "phases, %d D step(s) per G step, %dx%dx%d, width %d, norm %s, loss %s, lr %g, "
-           "ema %g, device %s\n", o.steps, o.batch, o.micro, (o.batch + o.micro - 1) / o.micro,
-           o.d_steps, o.channels, o.res, o.res, o.width, o.norm, o.loss, o.lr, o.ema,
+           "ema %g kimg, device %s\n", o.steps, o.batch, o.micro, (o.batch + o.micro - 1) / o.micro,
+           o.d_steps, o.channels, o.res, o.res, o.width, o.norm, o.loss, o.lr, o.ema_kimg,
            ctx->info.name);
     if (o.resume[0])
         printf("resuming %s at iteration %llu (%llu real images seen)\n", o.resume,
@@ -456,7 +465,7 @@ static int gan_train(int argc, char **argv)
         }
         if (last || (o.save_every && st.iterations % (uint64_t)o.save_every == 0)) {
             snprintf(path, sizeof(path), "%s/last.safetensors", o.out);
-            if (save(gan, path, &o, vka_loader_tell(loader)) < 0) {
+            if (save(gan, path, &o, vka_loader_tell(loader), zgrid) < 0) {
                 fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
                 goto out;
             }
@@ -506,17 +515,17 @@ static bool ends_with(const char *s, const char *suffix)
 static int gan_sample(int argc, char **argv)
 {
     static const char *only[] = { "device", "seed", NULL };
-    const char *names[] = { "ckpt", "n", "out", "interpolate" };
-    char *vals[4] = { NULL, NULL, NULL, NULL };
+    const char *names[] = { "ckpt", "n", "out", "interpolate", "weights" };
+    char *vals[5] = { NULL, NULL, NULL, NULL, NULL };
     struct gan_opts cli;
     defaults(&cli);
     bool help;
-    int ret = cli_opts_parse("gan sample", argc, argv, GAN_TABLE, &cli, only, NULL, names, vals, 4, &help);
+    int ret = cli_opts_parse("gan sample", argc, argv, GAN_TABLE, &cli, only, NULL, names, vals, 5, &help);
     if (ret)
         return ret;
     if (help) {
         printf("usage: vkaccum gan sample --ckpt F --out DIR|grid.png [--n N] [--seed S] "
-               "[--interpolate K]\n\nGenerates N images (default 64) from G_ema (or G) of a "
+               "[--interpolate K] [--weights ema|g]\n\nGenerates N images (default 64) from G_ema (or G) of a "
                "checkpoint of vkaccum gan train:\na grid when --out ends in .png, else one PNG "
                "per image in DIR. --interpolate K: N rows\nof K images along the spherical path "
                "between two random latents.\n\n  --device D  --seed S (0)\n");
@@ -530,6 +539,8 @@ static int gan_sample(int argc, char **argv)
         return cli_usage_error("gan sample", "--n %s: give 1 to 100000 images", vals[1]);
     if (vals[3] && ((k = strtol(vals[3], &end, 10)) < 2 || *end || k > 64))
         return cli_usage_error("gan sample", "--interpolate %s: give 2 to 64 steps", vals[3]);
+    if (vals[4] && strcmp(vals[4], "ema") && strcmp(vals[4], "g"))
+        return cli_usage_error("gan sample", "--weights %s: choose ema or g", vals[4]);
 
     struct vka_st_file *f = NULL;
     struct vka_ctx *ctx = NULL;
@@ -550,7 +561,8 @@ static int gan_sample(int argc, char **argv)
         goto out;
     }
     cJSON_Delete(j);
-    const char *prefix = vka_st_find(f, "G_ema.main.0.weight") ? "G_ema" : "G";
+    bool ema = !vals[4] || !strcmp(vals[4], "ema");
+    const char *prefix = ema && vka_st_find(f, "G_ema.main.0.weight") ? "G_ema" : "G";
     vka_st_file_destroy(&f);
     struct vka_dcgan_params mp = model_of(&o);
     uint32_t total = (uint32_t)(k ? n * k : n), xf = mp.channels * mp.res * mp.res;

@@ -17,11 +17,12 @@ The replay (what src/gan.h specifies, in PyTorch): per iteration, d_steps D wind
 one G window, each the effective batch B as micro-batches of b, each micro-batch's
 forward run separately (BatchNorm normalises over the micro-batch, and its running
 statistics move once per forward, as vkaccum's):
-    D window, per micro-batch: fake = G(z_d) (no grad; G's statistics move), D(real),
-      D(fake) (D's statistics move twice, real first); loss = BCEWithLogits(D(real), 1)
-      + BCEWithLogits(D(fake), 0), reduction sum (hinge: relu(1 - D(real)) +
-      relu(1 + D(fake))); the gradients of the micro-batches add up, are divided once by
-      B, and torch.optim.Adam steps D;
+    D window, two passes: D(real) for each micro-batch of the B real images, then for
+      each micro-batch of z_d: fake = G(z_d) (no grad; G's statistics move) and D(fake)
+      (with b = B: PyTorch's DCGAN example, errD_real then errD_fake); loss =
+      BCEWithLogits(D(real), 1) + BCEWithLogits(D(fake), 0), reduction sum (hinge:
+      relu(1 - D(real)) + relu(1 + D(fake))); the gradients of the micro-batches add up,
+      are divided once by B, and torch.optim.Adam steps D;
     G window: loss = BCEWithLogits(D(G(z_g)), 1) sum (hinge: -D(G(z_g))), / B, Adam
       steps G (D's statistics move, its parameters do not);
     EMA: G_ema = beta G_ema + (1 - beta) G, G_ema's buffers copied from G.
@@ -32,38 +33,56 @@ Two checks, both from OUT (vkaccum-parity-gan's files):
   replay   from init.safetensors, all iterations in PyTorch (float32 by default: what a
            PyTorch user runs; --dtype float64), then every model tensor of
            final.safetensors (G, D, G_ema, running statistics) and the final Adam moments
-           against PyTorch's: max|a - b| / max|b| per tensor, the largest per group.
+           against PyTorch's: max|a - b| / max|b| per tensor, the largest per group, and
+           for parameters max|a - b| in units of lr; the losses and metrics of every
+           iteration against stats.json.
   step     (d_steps 1 only) each iteration K alone, in float64 from vkaccum's own state
            K-1 (state.K-1 or init, and moments.safetensors): the losses and metrics, each
            gradient (recovered from the Adam moments: g = (m_K - beta1 m_K-1) / (1 -
-           beta1)), the step torch.optim.Adam takes from vkaccum's gradient against
-           vkaccum's weights after K, the EMA, and the running statistics. Each
-           difference is vkaccum's own f32 rounding in that iteration, not drift.
+           beta1)), the step torch.optim.Adam takes from vkaccum's gradient and moments
+           against vkaccum's weights and exp_avg_sq after K, the EMA, G_ema's buffers,
+           and the running statistics. Each difference is vkaccum's own f32 rounding in
+           that iteration, not drift.
 
 Tolerances (max|diff| / max|ref| per tensor unless said; measured figures in
 tools/parity/README.md):
-  step: loss and metrics 1e-5 relative (sums of B f32 terms; measured <= 1e-6);
-    gradient 1e-5, as tools/parity/accum.py's for the U-Net (ops measure <= 6e-7 each,
-    chained through G and D; the recovery from f32 moments adds <= 2^-23 max|m| / (1 -
-    beta1) ~ 3e-7); optimizer |diff| <= 1e-3 lr + 4 ulp_f32(|ref|) per element, as
-    accum.py's; EMA 1e-6 (two f32 roundings of each element, and vkaccum's 1 - beta
-    rounded in f32: 2.4e-7 of G's share at beta 0.9); G_ema's buffers bitwise those of
-    G (a copy); running statistics 1e-5 (f32 means and variances over b*H*W values of
-    f32 activations).
-  replay: 2e-2 on parameters, 1e-4 on running statistics, 2e-2 on the Adam moments;
-    losses and metrics 1e-3 relative. Both sides are f32 and diverge: Adam's first
-    steps move an element by lr * g / (|g| + eps), whose slope 1 / eps = 1e8 at |g| ~
-    eps turns a 1e-12 gradient difference into 1e-4 lr, and elements whose gradient is
-    within rounding of 0 move by up to lr either way: with lr 2e-4 and conv weights of
-    max ~0.08 that is ~2.5e-3 relative per step, and it compounds over iterations. The
-    step check bounds vkaccum's own per-iteration error tightly; the replay shows how
-    far two f32 implementations drift in a few iterations and catches semantic errors,
-    which move weights by ~lr per element on whole tensors (measured: a missed EMA
-    buffer copy, running statistics per window instead of per micro-batch, the G loss
-    of the saturating form: see the README).
+  step: losses and metrics 1e-5 of their scale (sum |terms| / B: hinge's G loss, a
+    mean of signed logits, can cancel to near 0; measured <= 8.2e-7). Gradients 1e-5,
+    as tools/parity/accum.py's for the U-Net (ops measure <= 6e-7 each, chained through
+    G and D; the recovery from f32 moments adds ~ 2^-24 max|m| / (1 - beta1)), raised
+    to 1e-5 * cancel / 5 for a tensor whose gradient cancels: cancel = max sum_c |g_c| /
+    max |sum_c g_c| over the backward passes vkaccum accumulates one after the other
+    (micro-batches; D(real) and D(fake)). Without BatchNorm the last conv of D gets
+    opposite gradients from the real and the fake half (cancel 40 to 74) and f32
+    accumulation loses that much (measured up to 1.3e-5). Optimizer |diff| <= 1e-3 lr +
+    4 ulp_f32(|ref|) per element, as accum.py's (a BatchNorm weight near 1 is stored
+    with ulp 1.2e-7 = 6e-4 lr at lr 2e-4); exp_avg_sq 1e-5. EMA 1e-6 (two f32 roundings
+    per element, and vkaccum's 1 - beta rounded in f32: 2.4e-7 of G's share at beta 0.9;
+    measured <= 2.7e-7); G_ema's buffers bitwise G's (a copy). Running statistics 1e-5
+    (f32 means and variances over b*H*W values of f32 activations; measured <= 1.1e-6).
+    A ReLU or LeakyReLU input within f32 rounding of 0 (a few 1e-7 of its rms) can land
+    on either side in vkaccum, as in any f32 run, and moves the gradients upstream by
+    up to 1e-2. When a gradient fails, the nearest such inputs of the reference (< 4e-6
+    rms, at most 8) are taken on their other side one at a time and kept when that cuts
+    the summed mismatch by a third; each kept one is printed.
+  replay: parameters max|diff| <= 2 lr per optimizer step taken (K for G and G_ema,
+    K * d_steps for D). Both runs are f32 and part ways where a gradient element is
+    within rounding of 0 (|g| ~ 1e-7 max|g|): Adam's first step there is lr g / (|g| +
+    eps) ~ +-lr whatever |g| is, so the two runs can step that element in opposite
+    directions (measured 2.0 lr after 2 iterations), and the GAN's dynamics then spread
+    the difference (2.2 lr, relative 0.4 on a BatchNorm bias, after 5).
+    max|diff| / max|b| is printed, not checked: a BatchNorm bias starts at 0 and after
+    K steps max|b| is only ~K lr. Running statistics 1e-2 relative, losses and metrics
+    1e-2 of their scale (measured <= 3.3e-3 and 6.0e-4 after 5 iterations of runs that
+    parted ways; 4.3e-4 and 7.7e-5 after 2). Adam moments reported only (where the
+    runs parted, exp_avg differs wholly). The replay catches what moves losses or
+    statistics (the loss's form or scale, BatchNorm over the window, the order of D's
+    applications, a missed buffer copy); what Adam's normalisation hides from the
+    weights (a constant gradient scale, beta1 in the first steps, the EMA's mix) is
+    the step check's.
 num_batches_tracked is reported, not checked: vkaccum saves the D trainer's micro-step
-count for every BatchNorm layer, where PyTorch counts the forwards of each layer; with a
-fixed momentum PyTorch never reads it.
+count (both passes) for every BatchNorm layer, where PyTorch counts the forwards of each
+layer; with a fixed momentum PyTorch never reads it.
 
     /usr/bin/python3 tools/parity/dcgan.py OUT [--dtype float32|float64] [-v]
 
@@ -207,23 +226,39 @@ class Config:
         self.d_steps, self.iterations = int(c["d_steps"]), int(c["iterations"])
         self.lr_g, self.lr_d = float(c["lr_g"]), float(c["lr_d"])
         self.betas = (float(c["beta1"]), float(c["beta2"]))
-        self.eps, self.ema = float(c["eps"]), float(c["ema"])
-        self.raw = c
+        self.eps = float(c["eps"])
+        self.ema_kimg, self.ema_rampup = float(c["ema_kimg"]), float(c["ema_rampup"])
+        self.ema = self.ema_kimg > 0  # G_ema exists
 
     def describe(self):
         return (f"res {self.res}, channels {self.channels}, width {self.width}, z_dim "
                 f"{self.z_dim}, norm {'batch' if self.batch_norm else 'none'}, loss "
                 f"{self.loss}, B {self.B} as micro-batches of {self.b}, d_steps "
                 f"{self.d_steps}, {self.iterations} iterations, Adam lr {self.lr_g:g}/"
-                f"{self.lr_d:g} betas {self.betas}, ema {self.ema:g}")
+                f"{self.lr_d:g} betas {self.betas}, ema {self.ema_kimg:g} kimg, "
+                f"ramp-up {self.ema_rampup:g}")
 
 
-def d_terms(kind, real, fake):
-    """D's per-sample loss terms on the real and on the fake logits (n each)"""
+def ema_beta(cfg, steps):
+    """StyleGAN2-ADA's EMA beta for the G step after `steps` G steps (src/gan.c)"""
+    h = cfg.ema_kimg * 1000.0
+    if cfg.ema_rampup > 0:
+        h = min(h, steps * cfg.B * cfg.ema_rampup)
+    return 0.5 ** (cfg.B / h) if h > 0 else 0.0
+
+
+def real_terms(kind, x):
+    """D's per-sample loss on the logits of real images"""
     if kind == "hinge":
-        return F.relu(1 - real), F.relu(1 + fake)
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real), reduction="none"),
-            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="none"))
+        return F.relu(1 - x)
+    return F.binary_cross_entropy_with_logits(x, torch.ones_like(x), reduction="none")
+
+
+def fake_terms(kind, x):
+    """D's per-sample loss on the logits of fakes"""
+    if kind == "hinge":
+        return F.relu(1 + x)
+    return F.binary_cross_entropy_with_logits(x, torch.zeros_like(x), reduction="none")
 
 
 def g_terms(kind, fake):
@@ -242,8 +277,8 @@ class Pair:
                   batch_norm=cfg.batch_norm)
         self.G = Generator(z_dim=cfg.z_dim, **mk).to(dtype).train()
         self.D = Discriminator(**mk).to(dtype).train()
-        self.G_ema = Generator(z_dim=cfg.z_dim, **mk).to(dtype).train() if cfg.ema > 0 \
-            else None
+        self.G_ema = Generator(z_dim=cfg.z_dim, **mk).to(dtype).train() if cfg.ema else None
+        self.g_steps = 0
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas,
                                       eps=cfg.eps, foreach=False)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas,
@@ -320,22 +355,29 @@ class Pair:
                     a.add_(g.abs())
 
     def d_window(self, real, z, split=False):
-        """Accumulates D's window gradient into D's .grad (zeroed first) and returns
-        (loss, its scale sum|terms| / B, mean sigmoid D(real), mean sigmoid D(fake));
-        no step."""
+        """Accumulates D's window gradient into D's .grad (zeroed first), in two passes
+        as vkaccum's trainer runs them (the B real images, then the B fakes, each as
+        micro-batches), and returns (loss, its scale sum|terms| / B, mean sigmoid
+        D(real), mean sigmoid D(fake)); no step."""
         cfg, B = self.cfg, real.shape[0]
         self.opt_d.zero_grad(set_to_none=False)
         self.absgrad, self.calls = {}, {}
         total, scale, m_real, m_fake = 0.0, 0.0, 0.0, 0.0
         for s in range(0, B, cfg.b):
+            lr_ = self.D(real[s:s + cfg.b])
+            t = real_terms(cfg.loss, lr_)
+            self._accumulate(self.D, [t.sum()], split)
+            total += float(t.sum())
+            scale += float(t.abs().sum())
+            m_real += float(torch.sigmoid(lr_).sum())
+        for s in range(0, B, cfg.b):
             with torch.no_grad():
                 fake = self.G(z[s:s + cfg.b])
-            lr_, lf = self.D(real[s:s + cfg.b]), self.D(fake)
-            tr, tf = d_terms(cfg.loss, lr_, lf)
-            self._accumulate(self.D, [tr.sum(), tf.sum()], split)
-            total += float(tr.sum() + tf.sum())
-            scale += float(tr.abs().sum() + tf.abs().sum())
-            m_real += float(torch.sigmoid(lr_).sum())
+            lf = self.D(fake)
+            t = fake_terms(cfg.loss, lf)
+            self._accumulate(self.D, [t.sum()], split)
+            total += float(t.sum())
+            scale += float(t.abs().sum())
             m_fake += float(torch.sigmoid(lf).sum())
         with torch.no_grad():
             for p in self.D.parameters():
@@ -365,14 +407,15 @@ class Pair:
         out = {}
         for n, p in self.named_params(who):
             a = self.absgrad.get(id(p))
-            top = float(p.grad.abs().max()) * (self.cfg.B if a is not None else 1)
+            top = float(p.grad.abs().max()) * self.cfg.B  # .grad was divided by B
             out[n] = float(a.max()) / top if a is not None and top > 0 else 1.0
         return out
 
     def ema_update(self):
+        """after G step number self.g_steps (counted from 1)"""
         if not self.G_ema:
             return
-        beta = self.cfg.ema
+        beta = ema_beta(self.cfg, self.g_steps - 1)
         with torch.no_grad():
             for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
                 pe.mul_(beta).add_(p, alpha=1 - beta)
@@ -493,6 +536,7 @@ def replay(cfg, out, init, inputs, stats, final, moments, dtype, rep):
         zg = torch.from_numpy(inputs[f"z_g.{k}"]).to(dtype)
         gl, gscale, gf = pair.g_window(zg)
         pair.opt_g.step()
+        pair.g_steps += 1
         pair.ema_update()
         s = stats[k - 1]
         print(f"  iteration {k}: d_loss {s['d_loss']:.7f} / {dl:.7f}, g_loss "
@@ -543,7 +587,7 @@ def replay(cfg, out, init, inputs, stats, final, moments, dtype, rep):
         rep.worst[f"replay: {g}"] = max(rep.worst.get(f"replay: {g}", 0.0), rel)
         line = f"  replay  {g:<24} {row['n']:>3} tensors  worst rel {rel:.2e} ({rname})"
         if row["unit"] == "lr":
-            line += (f"; max|diff| {row['lr'][0]:.2f} lr ({row['lr'][1]}), tolerance "
+            line += (f"; max|diff| {row['lr'][0]:.2g} lr ({row['lr'][1]}), tolerance "
                      f"{row['tol']:g} lr")
         elif row["unit"] == "rel":
             line += f", tolerance {row['tol']:.0e}"
@@ -622,8 +666,9 @@ def matched_reference(cfg, prev, cur, inputs, k, vk_grad):
 def kink_name(cfg, key, idx):
     """'the input of D.main.4 in D(fake), D window, sample 5 [c, y, x]'"""
     window, module, call = key
+    per_pass = (cfg.B + cfg.b - 1) // cfg.b
     if window == "D" and module.startswith("D."):
-        micro, what = call // 2, "D(real)" if call % 2 == 0 else "D(fake)"
+        micro, what = call % per_pass, "D(real)" if call < per_pass else "D(fake)"
     else:
         micro, what = call, module.split(".")[0] if window == "D" else "D(G(z))" \
             if module.startswith("D.") else "G(z)"
@@ -644,7 +689,7 @@ def adam_step(cfg, prev, moments, who, steps, grad):
     return {n: p.detach().numpy().copy() for n, p in named}, pair.moments(who)
 
 
-def step_check(cfg, out, init, inputs, stats, states, moments, rep):
+def step_check(cfg, init, inputs, stats, states, moments, rep):
     """Each iteration from vkaccum's own state before it, in float64."""
     print("== each iteration from vkaccum's state before it, in float64")
     b1 = cfg.betas[0]
@@ -710,8 +755,8 @@ def step_check(cfg, out, init, inputs, stats, states, moments, rep):
         # running statistics: state K-1's, moved by this iteration's three applications
         if ref.stats:
             rep.tensors("stats", cur, ref.stats, lambda n: STEP_STATS_TOL)
-        if cfg.ema > 0:
-            beta = cfg.ema
+        if cfg.ema:
+            beta = ema_beta(cfg, k - 1)
             ema_ref = {}
             for n in ref.grad:
                 if n.startswith("G."):
@@ -774,7 +819,7 @@ def main(argv):
         replay(cfg, args.out, init, inputs, stats, final, moments,
                getattr(torch, args.dtype), rep)
         if cfg.d_steps == 1 and all(states.values()):
-            step_check(cfg, args.out, init, inputs, stats, states, moments, rep)
+            step_check(cfg, init, inputs, stats, states, moments, rep)
         else:
             print("== the per-iteration check needs d_steps 1 and every state.K file: "
                   "skipped")

@@ -19,7 +19,7 @@
  *
  * Usage: vkaccum-parity-gan OUT_DIR [--res 32] [--channels 1] [--width 8] [--z-dim 16]
  *        [--batch 8] [--micro 4] [--norm batch|none] [--loss bce|hinge]
- *        [--iterations 2] [--d-steps 1] [--ema 0.9] [--seed 1] [--lr 2e-4]
+ *        [--iterations 2] [--d-steps 1] [--ema-kimg 0.02] [--ema-rampup 0.05] [--seed 1] [--lr 2e-4]
  *        [--beta1 0.5] [--beta2 0.999] [--device SEL] */
 #include <errno.h>
 #include <inttypes.h>
@@ -168,6 +168,30 @@ static int add_moments(struct tlist *l, struct vka_graph *g, const struct vka_st
     return 0;
 }
 
+/* A double as JSON; a non-finite loss as Python's json module reads it. */
+static void json_num(FILE *f, const char *key, double v, const char *sep)
+{
+    if (isnan(v))
+        fprintf(f, "\"%s\": NaN%s", key, sep);
+    else if (isinf(v))
+        fprintf(f, "\"%s\": %sInfinity%s", key, v < 0 ? "-" : "", sep);
+    else
+        fprintf(f, "\"%s\": %.17g%s", key, v, sep);
+}
+
+static void stats_row(FILE *f, uint32_t k, const struct vka_gan_stats *s, bool last)
+{
+    fprintf(f, "  {\"iteration\": %u, \"d_steps\": %" PRIu64 ", \"g_steps\": %" PRIu64 ", ", k,
+            s->d_steps, s->g_steps);
+    json_num(f, "d_loss", s->d_loss, ", ");
+    json_num(f, "g_loss", s->g_loss, ", ");
+    json_num(f, "d_real", s->d_real, ", ");
+    json_num(f, "d_fake", s->d_fake, ", ");
+    json_num(f, "g_fake", s->g_fake, ", ");
+    json_num(f, "d_norm", s->d_norm, ", ");
+    json_num(f, "g_norm", s->g_norm, last ? "}\n" : "},\n");
+}
+
 static int write_config(char *buf, size_t size, const struct opts *o)
 {
     const struct vka_gan_params *p = &o->p;
@@ -175,12 +199,13 @@ static int write_config(char *buf, size_t size, const struct opts *o)
                     "{\"res\": %u, \"channels\": %u, \"width\": %u, \"z_dim\": %u, "
                     "\"norm\": \"%s\", \"loss\": \"%s\", \"batch\": %u, \"micro\": %u, "
                     "\"d_steps\": %u, \"iterations\": %u, \"lr_g\": %.17g, \"lr_d\": %.17g, "
-                    "\"beta1\": %.17g, \"beta2\": %.17g, \"eps\": 1e-08, \"ema\": %.17g, "
+                    "\"beta1\": %.17g, \"beta2\": %.17g, \"eps\": 1e-08, \"ema_kimg\": %.17g, "
+                    "\"ema_rampup\": %.17g, "
                     "\"seed\": %" PRIu64 "}",
                     p->model.res, p->model.channels, p->model.width, p->model.z_dim,
                     p->model.batch_norm ? "batch" : "none",
                     p->loss == VKA_GAN_HINGE ? "hinge" : "bce", p->batch, p->micro,
-                    p->d_steps, o->iterations, p->lr_g, p->lr_d, p->beta1, p->beta2, p->ema,
+                    p->d_steps, o->iterations, p->lr_g, p->lr_d, p->beta1, p->beta2, p->ema_kimg, p->ema_rampup,
                     p->seed) >= (int)size ? -ENAMETOOLONG : 0;
 }
 
@@ -250,12 +275,7 @@ static int run(const struct opts *o, struct vka_ctx *ctx)
         vka_st_file_destroy(&f);
         struct vka_gan_stats s;
         vka_gan_get_stats(gan, &s);
-        fprintf(stats,
-                "  {\"iteration\": %u, \"d_steps\": %" PRIu64 ", \"g_steps\": %" PRIu64
-                ", \"d_loss\": %.17g, \"g_loss\": %.17g, \"d_real\": %.17g, "
-                "\"d_fake\": %.17g, \"g_fake\": %.17g, \"d_norm\": %.9g, \"g_norm\": %.9g}%s\n",
-                k, s.d_steps, s.g_steps, s.d_loss, s.g_loss, s.d_real, s.d_fake, s.g_fake,
-                (double)s.d_norm, (double)s.g_norm, k < o->iterations ? "," : "");
+        stats_row(stats, k, &s, k == o->iterations);
     }
     if (stats) {
         fprintf(stats, "]\n");
@@ -289,7 +309,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: vkaccum-parity-gan OUT_DIR [--res 32] [--channels 1] [--width 8]\n"
                "       [--z-dim 16] [--batch 8] [--micro 4] [--norm batch|none]\n"
-               "       [--loss bce|hinge] [--iterations 2] [--d-steps 1] [--ema 0.9]\n"
+               "       [--loss bce|hinge] [--iterations 2] [--d-steps 1] [--ema-kimg 0.02] [--ema-rampup 0.05]\n"
                "       [--seed 1] [--lr 2e-4] [--beta1 0.5] [--beta2 0.999] [--device SEL]\n"
                "Trains a DCGAN with src/gan.c on deterministic inputs and writes the initial\n"
                "and final states, the inputs, the Adam moments and the losses into OUT_DIR\n"
@@ -327,7 +347,8 @@ static int parse(int argc, char **argv, struct opts *o)
     *o = (struct opts){
         .p = { .model = { .res = 32, .channels = 1, .width = 8, .z_dim = 16, .batch_norm = true },
                .loss = VKA_GAN_BCE, .batch = 8, .micro = 4, .d_steps = 1, .lr_g = 2e-4,
-               .lr_d = 2e-4, .beta1 = 0.5, .beta2 = 0.999, .ema = 0.9, .seed = 1 },
+               .lr_d = 2e-4, .beta1 = 0.5, .beta2 = 0.999, .ema_kimg = 0.02,
+               .ema_rampup = 0.05, .seed = 1 },
         .iterations = 2 };
     struct vka_gan_params *p = &o->p;
     for (int i = 1; i < argc; i++) {
@@ -366,8 +387,10 @@ static int parse(int argc, char **argv, struct opts *o)
             bad = parse_u32(a, v, 1, &o->iterations);
         else if (!strcmp(a, "--d-steps"))
             bad = parse_u32(a, v, 1, &p->d_steps);
-        else if (!strcmp(a, "--ema"))
-            bad = parse_f64(a, v, &p->ema);
+        else if (!strcmp(a, "--ema-kimg"))
+            bad = parse_f64(a, v, &p->ema_kimg);
+        else if (!strcmp(a, "--ema-rampup"))
+            bad = parse_f64(a, v, &p->ema_rampup);
         else if (!strcmp(a, "--lr")) {
             bad = parse_f64(a, v, &p->lr_g);
             p->lr_d = p->lr_g;
@@ -416,9 +439,9 @@ static int parse(int argc, char **argv, struct opts *o)
                 p->batch);
         return -1;
     }
-    if (p->ema >= 1 || p->ema < 0) {
-        fprintf(stderr, "vkaccum-parity-gan: --ema %g: give a decay in [0, 1) (0: off)\n",
-                p->ema);
+    if (p->ema_kimg < 0 || p->ema_rampup < 0) {
+        fprintf(stderr, "vkaccum-parity-gan: --ema-kimg %g, --ema-rampup %g: give numbers >= 0\n",
+                p->ema_kimg, p->ema_rampup);
         return -1;
     }
     return 0;
