@@ -10,6 +10,11 @@
 //                  GEOM 1 (scatter turned gather): i = (o + pad - r) / stride, where
 //                  exact; one dispatch per output parity class (oh0, ow0), so the r
 //                  loop visits only the taps that can hit               conv2d dgrad, convT fwd
+//                TILED (GPUs): a workgroup covers TKB output-channel blocks x WG/TKB pixel
+//                  blocks and stages the weight rows of each (r, s, TA4 vec4s of a) in
+//                  shared memory once; every output still sees the same multiply-add
+//                  chain (r, s, a in order) as the untiled kernel, so both give the
+//                  same bits
 // CONV_WGRAD     part[n][chunk][r,s,a,b] = sum over the chunk's pixels o of
 //                  g[n, o*stride - pad + r, a] * d[n, o, b]           (dw, per sample)
 //                  (bases: g at x_base, d at w_base)
@@ -46,14 +51,36 @@ IN_BUFFER(1, Wt)
 IN_BUFFER(2, Bias)
 OUT_BUFFER4(3, Y)
 
+#ifndef TILED
+#define TILED 0
+#endif
+#if TILED
+layout(constant_id = 3) const uint TKB = 4;  // output-channel blocks per workgroup
+const uint TA4 = 8u;                         // a vec4s per staged weight tile
+const uint TW = TKB * TN4;                   // vec4 columns of the tile
+// rows a of the tile x the workgroup's TW output vec4s, for one tap (r, s)
+shared vec4 wtile[TA4 * 4u * TW];
+#endif
+
 void main()
 {
-    uint gid = flat_id();
     uint nkb = (pc.B4 + TN4 - 1u) / TN4;
+#if TILED
+    // Every invocation stays to the end, dead ones included: they help stage the tiles
+    // and must meet each barrier. Pixel blocks past m_count are masked by live[];
+    // channel blocks past nkb read clamped columns and write nothing.
+    uint lid = gl_LocalInvocationID.x, grp = flat_group();
+    uint ngk = (nkb + TKB - 1u) / TKB;
+    uint col0 = (grp % ngk) * TW;    // the tile's first output vec4
+    uint kb = (grp % ngk) * TKB + lid % TKB;
+    uint mb = (grp / ngk) * (WG / TKB) + lid / TKB;
+#else
+    uint gid = flat_id();
     uint kb = gid % nkb;
     uint mb = gid / nkb;
     if (mb * TM >= pc.m_count)
         return;
+#endif
 
     vec4 acc[TM][TN4];
     int pn[TM], ph0[TM], pw0[TM];
@@ -103,17 +130,46 @@ void main()
                 ok[i] = live[i] && ih >= 0 && ih < int(pc.H) && iw >= 0 && iw < int(pc.W);
                 xi[i] = ok[i] ? pc.x_base + uint(pn[i] + ih * int(pc.W) + iw) * pc.A4 : 0u;
             }
-            uint wrow = pc.w_base + (r * pc.S + s) * pc.A4 * 4u * pc.B4 + kb * TN4;
-            for (uint a4 = 0u; a4 < pc.A4; a4++) {
-                vec4 xv[TM];
-                for (uint i = 0u; i < TM; i++)
-                    xv[i] = ok[i] ? LOAD4(X, xi[i] + a4) : vec4(0.0);
-                for (uint c = 0u; c < 4u; c++) {
-                    uint wi = wrow + (a4 * 4u + c) * pc.B4;
-                    for (uint j = 0u; j < TN4; j++) {
-                        vec4 wv = LOAD4(Wt, wi + min(j, pc.B4 - 1u - kb * TN4));
-                        for (uint i = 0u; i < TM; i++)
-                            acc[i][j] = fma(vec4(xv[i][c]), wv, acc[i][j]);
+#if TILED
+            uint wtap = pc.w_base + (r * pc.S + s) * pc.A4 * 4u * pc.B4;
+            for (uint ab = 0u; ab < pc.A4; ab += TA4) {
+                // WAR: every invocation is done reading the previous tile
+                barrier();
+                // columns past B4 repeat the last one, as the untiled kernel's clamp
+                // does; rows past A4 * 4 are never read
+                for (uint e = lid; e < TA4 * 4u * TW; e += WG) {
+                    uint a = ab * 4u + e / TW;
+                    uint col = min(col0 + e % TW, pc.B4 - 1u);
+                    wtile[e] = a < pc.A4 * 4u ? LOAD4(Wt, wtap + a * pc.B4 + col) : vec4(0.0);
+                }
+                // RAW: the tile is complete before anyone reads it
+                barrier();
+                uint a4_end = min(ab + TA4, pc.A4);
+                uint wcol = (lid % TKB) * TN4;
+#else
+            {
+                uint ab = 0u, a4_end = pc.A4;
+                uint wrow = pc.w_base + (r * pc.S + s) * pc.A4 * 4u * pc.B4 + kb * TN4;
+#endif
+                for (uint a4 = ab; a4 < a4_end; a4++) {
+                    vec4 xv[TM];
+                    for (uint i = 0u; i < TM; i++)
+                        xv[i] = ok[i] ? LOAD4(X, xi[i] + a4) : vec4(0.0);
+                    for (uint c = 0u; c < 4u; c++) {
+#if TILED
+                        uint wi = ((a4 - ab) * 4u + c) * TW + wcol;
+#else
+                        uint wi = wrow + (a4 * 4u + c) * pc.B4;
+#endif
+                        for (uint j = 0u; j < TN4; j++) {
+#if TILED
+                            vec4 wv = wtile[wi + j];
+#else
+                            vec4 wv = LOAD4(Wt, wi + min(j, pc.B4 - 1u - kb * TN4));
+#endif
+                            for (uint i = 0u; i < TM; i++)
+                                acc[i][j] = fma(vec4(xv[i][c]), wv, acc[i][j]);
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 /* conv2d, conv_transpose2d and linear against tests/ref on random shapes, both load
- * paths; the += rule on pre-filled gradients; bit-identical dw/db for any split of a
- * batch into micro-batches; refusal of mismatched shapes. */
+ * paths and the shared-memory tiled GEMMs (the GPUs' path); tiled and untiled GEMMs give
+ * the same bits; the += rule on pre-filled gradients; bit-identical dw/db for any split
+ * of a batch into micro-batches; refusal of mismatched shapes. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -216,18 +217,134 @@ static const struct shape shapes[] = {
     { LINEAR, 4, 130, 1, 1, 129, 1, 1, 1, 1, 0, 0, 0, 0, false },
 };
 
-static void run_all(const char *load, size_t step)
+/* For the tiled GEMMs: several weight tiles along a (C or K past 32, the last one
+ * partial), output-channel blocks past the last one in a workgroup, batch 1 and 5. */
+static const struct shape tiled_shapes[] = {
+    /* kind   N  C  H  W  K  R  S sh sw ph pw oph opw bias */
+    { CONV,   5, 37, 5, 3, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },
+    { CONV,   1, 33, 7, 6, 41, 3, 3, 2, 2, 1, 1, 0, 0, false },
+    { CONVT,  1, 37, 3, 3, 9, 4, 4, 2, 2, 1, 1, 0, 0, true },
+    { CONVT,  5, 10, 2, 3, 35, 3, 3, 2, 1, 1, 0, 1, 0, false },
+    { LINEAR, 1, 65, 1, 1, 19, 1, 1, 1, 1, 0, 0, 0, 0, true },
+};
+
+static void run_all(const char *load, size_t step, bool tiles)
 {
     setenv("VKACCUM_LOAD_PATH", load, 1);
     struct vka_ctx *ctx = test_ctx();
+    ctx->profile.conv_tiles = tiles;
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i += step)
         run_shape(ctx, &shapes[i]);
+    for (size_t i = 0; tiles && i < sizeof(tiled_shapes) / sizeof(tiled_shapes[0]); i++)
+        run_shape(ctx, &tiled_shapes[i]);
     test_ctx_done(&ctx);
 }
 
 /* the storage path (GPUs' path) is slow on lavapipe: every other shape */
-Test(conv, against_reference_texel) { test_seed("conv texel"); run_all("texel", 1); }
-Test(conv, against_reference_storage) { test_seed("conv storage"); run_all("storage", 2); }
+Test(conv, against_reference_texel) { test_seed("conv texel"); run_all("texel", 1, false); }
+Test(conv, against_reference_storage) { test_seed("conv storage"); run_all("storage", 2, false); }
+Test(conv, against_reference_tiled) { test_seed("conv tiled"); run_all("storage", 1, true); }
+
+/* y and dx (stored elements, padding included) of one shape on the same inputs, from
+ * the untiled GEMMs on texel loads (lavapipe's path) and from the tiled ones on storage
+ * loads (GPUs' path) and on texel loads: all must be bit-identical, as both GEMMs run
+ * every output's multiply-add chain over r, s, a in the same order. texel_only keeps
+ * the texel pair, whose inputs are not bound by the storage range. */
+static void tiled_bitwise_case(struct vka_ctx *ctx, const struct shape *s, bool texel_only)
+{
+    static const struct { enum vka_load_path load; bool tiles; } cfg[] = {
+        { VKA_LOAD_TEXEL, false }, { VKA_LOAD_STORAGE, true }, { VKA_LOAD_TEXEL, true },
+    };
+    int P, Q;
+    out_size(s, &P, &Q);
+    uint32_t wd[4];
+    wshape(s, wd);
+    size_t nx = (size_t)s->N * s->C * s->H * s->W, ny = (size_t)s->N * s->K * P * Q;
+    size_t nw = (size_t)wd[0] * wd[1] * wd[2] * wd[3];
+    float *x = test_rand_floats(nx, -1, 1), *w = test_rand_floats(nw, -1, 1);
+    float *b = test_rand_floats(s->K, -1, 1), *dy = test_rand_floats(ny, -1, 1);
+    float *dx0 = test_rand_floats(nx, -1, 1);
+    struct vka_tensor tx = test_act(ctx, s->N, s->C, s->H, s->W, x);
+    struct vka_tensor tw = weight_tensor(ctx, wd, w);
+    struct vka_tensor tb = test_flat(ctx, s->K, b);
+    struct vka_tensor tdy = test_act(ctx, s->N, s->K, P, Q, dy);
+    uint64_t sy = vka_tensor_stored(&tdy), sx = vka_tensor_stored(&tx);
+    float *ys[3], *dxs[3];
+    char what[160];
+    snprintf(what, sizeof(what), "kind %d N%d C%d %dx%d K%d %dx%d s%d,%d", s->kind, s->N, s->C,
+             s->H, s->W, s->K, s->R, s->S, s->sh, s->sw);
+    for (int k = 0; k < 3; k += texel_only ? 2 : 1) {
+        ctx->profile.load = cfg[k].load;
+        ctx->profile.conv_tiles = cfg[k].tiles;
+        struct vka_tensor ty = test_act(ctx, s->N, s->K, P, Q, NULL);
+        struct vka_tensor tdx = test_act(ctx, s->N, s->C, s->H, s->W, dx0);
+        struct vka_op_args a = {
+            .p.conv = { .stride = { s->sh, s->sw }, .pad = { s->ph, s->pw },
+                        .out_pad = { s->oph, s->opw } },
+            .x = { &tx, &tw, s->bias ? &tb : NULL }, .y = &ty, .dy = &tdy,
+            .dx = { &tdx, NULL, NULL },
+        };
+        struct vka_cmd *cmd;
+        cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+        cr_assert_eq(vka_cmd_begin(cmd), 0);
+        cr_assert_eq(op_fwd(s->kind, cmd, &a), 0, "%s", vka_last_error());
+        cr_assert_eq(op_bwd(s->kind, cmd, &a), 0, "%s", vka_last_error());
+        test_run(cmd);
+        vka_cmd_destroy(&cmd);
+        ys[k] = malloc(sy * 4);
+        dxs[k] = malloc(sx * 4);
+        cr_assert_eq(vka_buf_download(ty.buf, ty.off * 4, ys[k], sy * 4), 0);
+        cr_assert_eq(vka_buf_download(tdx.buf, tdx.off * 4, dxs[k], sx * 4), 0);
+        /* y was NaN before: an element left unwritten would also compare equal */
+        for (uint64_t i = 0; i < sy; i++)
+            cr_assert(isfinite(ys[k][i]), "%s: y element %llu not written (config %d)", what,
+                      (unsigned long long)i, k);
+        if (k) {
+            cr_assert_eq(memcmp(ys[k], ys[0], sy * 4), 0,
+                         "%s: y of load %d tiles %d differs from the texel untiled one", what,
+                         cfg[k].load, cfg[k].tiles);
+            cr_assert_eq(memcmp(dxs[k], dxs[0], sx * 4), 0,
+                         "%s: dx of load %d tiles %d differs from the texel untiled one", what,
+                         cfg[k].load, cfg[k].tiles);
+        }
+        vka_tensor_destroy(&ty);
+        vka_tensor_destroy(&tdx);
+    }
+    for (int k = 0; k < 3; k += texel_only ? 2 : 1) {
+        free(ys[k]);
+        free(dxs[k]);
+    }
+    struct vka_tensor *ts[] = { &tx, &tw, &tb, &tdy };
+    for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+        vka_tensor_destroy(ts[i]);
+    free(x); free(w); free(b); free(dy); free(dx0);
+}
+
+Test(conv, tiled_and_untiled_give_the_same_bits)
+{
+    test_seed("conv tiled bits");
+    struct vka_ctx *ctx = test_ctx();
+    static const struct shape s[] = {
+        /* kind   N  C  H  W  K  R  S sh sw ph pw oph opw bias */
+        { CONV,   5, 37, 9, 6, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },
+        { CONV,   1, 13, 9, 6, 6, 3, 2, 2, 1, 1, 0, 0, 0, false },
+        { CONV,   2, 8, 8, 8, 16, 4, 4, 2, 2, 1, 1, 0, 0, true },
+        { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
+        { CONVT,  1, 64, 4, 4, 32, 2, 2, 2, 2, 0, 0, 0, 0, true },
+        { LINEAR, 5, 130, 1, 1, 129, 1, 1, 1, 1, 0, 0, 0, 0, true },
+    };
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        tiled_bitwise_case(ctx, &s[i], false);
+    /* outputs in several bindings, one dispatch each */
+    ctx->profile.max_binding = 16 << 10;
+    static const struct shape big[] = {
+        { CONV,  2, 4, 33, 41, 4, 3, 3, 1, 1, 1, 1, 0, 0, true },
+        { CONVT, 2, 4, 21, 23, 4, 3, 3, 2, 2, 1, 1, 1, 0, true },
+    };
+    for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
+        tiled_bitwise_case(ctx, &big[i], true);
+    test_ctx_done(&ctx);
+}
 
 /* A batch of 8 as 8, 4+4, 3+3+2 and 1x8 micro-batches into one pre-filled dw/db. */
 static void split_case(struct vka_ctx *ctx, const struct shape *s)

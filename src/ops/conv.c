@@ -7,6 +7,9 @@
  *   conv_transpose2d  fwd: scatter(x, w^T)       dx: gather(dy, w)       dw: wgrad(dy, x)
  *   linear            conv2d with R = S = H = W = 1
  * w^T is a transposed copy made per call (weights are small next to activations).
+ * The GEMMs come in two variants that give the same bits: register-blocked (every
+ * invocation loads its own weights: lavapipe) and tiled (a workgroup stages the weights
+ * in shared memory: GPUs), picked by the profile's conv_tiles.
  * dw and db are reduced per sample over fixed 4096-pixel chunks and added into the
  * accumulator in sample order (conv_reduce), so they do not depend on the micro-batch. */
 #include <errno.h>
@@ -19,6 +22,9 @@
 enum {
     TM = 16,              /* pixels per GEMM invocation; a-channels per wgrad invocation */
     WGRAD_CHUNK = 4096,   /* pixels per per-sample partial of dw and db */
+    TILE_A = 32,          /* weight rows per shared-memory tile (TA4 vec4s in conv.comp) */
+    TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
+                             and small enough for several workgroups per GPU core */
 };
 
 struct conv_push {
@@ -71,6 +77,30 @@ static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uin
     return vka_pipe_get(ctx, &pp, pipe);
 }
 
+/* The tiled GEMM's workgroup (the profile's size, a power of two) holds tkb
+ * output-channel blocks by wg/tkb pixel blocks: tkb is the power of two that covers the
+ * nkb blocks while the weight tile fits (one block's tile, 2 KiB at most, is within
+ * Vulkan's 16 KiB minimum). Only tn4 and tkb vary, so few pipelines are built: seven
+ * (tn4, tkb) pairs can occur per geometry. */
+static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t nkb,
+                      struct vka_pipe **pipe, uint32_t *tkb_out)
+{
+    uint32_t tkb = 1;
+    uint32_t limit = ctx->props.limits.maxComputeSharedMemorySize;
+    if (limit > TILE_BYTES)
+        limit = TILE_BYTES;
+    while (tkb < nkb && tkb * 2 <= ctx->profile.wg_size &&
+           (uint64_t)TILE_A * tkb * 2 * tn4 * 16 <= limit)
+        tkb *= 2;
+    struct vka_pipe_params pp = {
+        .shader = scatter ? "conv_gemm1_tiled" : "conv_gemm0_tiled", .nbind = 4,
+        .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT },
+        .push_size = sizeof(struct conv_push), .nspec = 3, .spec = { TM, tn4, tkb },
+    };
+    *tkb_out = tkb;
+    return vka_pipe_get(ctx, &pp, pipe);
+}
+
 /* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B), plus bias. */
 static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
                 const struct vka_tensor *x, const struct vka_tensor *w,
@@ -81,8 +111,12 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
     push_geom(&pc, g);
     uint32_t tn4 = tn4_for(pc.B4);
     uint32_t nkb = (pc.B4 + tn4 - 1) / tn4;
+    uint32_t sh = scatter ? g->sh : 1, sw = scatter ? g->sw : 1;
+    uint32_t tkb = 1, wg = ctx->profile.wg_size;
     struct vka_pipe *pipe;
-    int ret = pipe_for(ctx, scatter ? "conv_gemm1" : "conv_gemm0", 4, tn4, &pipe);
+    int ret = ctx->profile.conv_tiles
+                  ? pipe_tiled(ctx, scatter, tn4, nkb, &pipe, &tkb)
+                  : pipe_for(ctx, scatter ? "conv_gemm1" : "conv_gemm0", 4, tn4, &pipe);
     if (ret < 0)
         return ret;
     struct vka_binding b[4];
@@ -101,7 +135,6 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
      * range of a class's pixels spans rows of the output about stride_h * stride_w times
      * its length. */
     uint64_t maxpix = (ctx->profile.max_binding - 256) / ((uint64_t)pc.B4 * 16);
-    uint32_t sh = scatter ? g->sh : 1, sw = scatter ? g->sw : 1;
     for (uint32_t oh0 = 0; oh0 < sh; oh0++)
         for (uint32_t ow0 = 0; ow0 < sw; ow0++) {
             if (oh0 >= g->P || ow0 >= g->Q)
@@ -134,7 +167,12 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
                 pc.o0 = (uint32_t)first;
                 pc.m0 = (uint32_t)m0;
                 pc.m_count = (uint32_t)mc;
-                ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (mc + TM - 1) / TM * nkb);
+                uint64_t nmb = (mc + TM - 1) / TM, n = nmb * nkb;
+                if (ctx->profile.conv_tiles) {
+                    uint64_t mbg = wg / tkb; /* pixel blocks per workgroup */
+                    n = (nmb + mbg - 1) / mbg * ((nkb + tkb - 1) / tkb) * wg;
+                }
+                ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n);
                 if (ret < 0)
                     return ret;
             }

@@ -419,6 +419,13 @@ static void profile_choose(struct vka_ctx *ctx)
         p->load = VKA_LOAD_STORAGE;
     else if (s && *s)
         vka_warn("VKACCUM_LOAD_PATH=%s ignored: use texel or storage", s);
+    /* shared-memory loads are per-lane loops on lavapipe too (7-10 GFLOP/s there) */
+    p->conv_tiles = !cpu;
+    s = getenv("VKACCUM_CONV_TILES");
+    if (s && (!strcmp(s, "0") || !strcmp(s, "1")))
+        p->conv_tiles = s[0] == '1';
+    else if (s && *s)
+        vka_warn("VKACCUM_CONV_TILES=%s ignored: use 0 or 1", s);
 }
 
 int vka_ctx_create(const struct vka_ctx_params *params, struct vka_ctx **out)
@@ -512,9 +519,10 @@ int vka_ctx_create(const struct vka_ctx_params *params, struct vka_ctx **out)
     if (ret < 0)
         goto fail;
 
-    vka_info("device %u: %s (%s, %s), %s loads", ctx->info.index, ctx->info.name,
-             vka_device_type_name(ctx->info.type), ctx->info.driver,
-             ctx->profile.load == VKA_LOAD_TEXEL ? "texel-buffer" : "storage-buffer");
+    vka_info("device %u: %s (%s, %s), %s loads, conv tiles %s", ctx->info.index,
+             ctx->info.name, vka_device_type_name(ctx->info.type), ctx->info.driver,
+             ctx->profile.load == VKA_LOAD_TEXEL ? "texel-buffer" : "storage-buffer",
+             ctx->profile.conv_tiles ? "on" : "off");
     free(phys);
     free(infos);
     *out = ctx;

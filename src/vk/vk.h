@@ -89,6 +89,8 @@ struct vka_profile {
     enum vka_load_path load;
     uint32_t wg_size;      /* 1-D elementwise and reduction workgroups */
     uint32_t reduce_items; /* vec4s per invocation per reduction pass */
+    bool conv_tiles;       /* conv GEMMs stage weights in shared memory (GPUs; on lavapipe
+                              shared loads are per-lane loops); VKACCUM_CONV_TILES=0|1 */
     uint64_t max_binding;  /* bytes one storage binding may span: maxStorageBufferRange
                               rounded down to 256; ops split larger tensors into chunks
                               (tests lower it to exercise the split) */
