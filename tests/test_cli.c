@@ -393,3 +393,36 @@ Test(cli, gan_train_resume_and_sample)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+Test(cli, gan_frechet_distance_is_logged_at_evaluations)
+{
+    char dir[] = "/tmp/vkaccum-fd-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[1024], p[600];
+    cr_assert_eq(run("gan fid-net --out /tmp/x.safetensors --res 30"), 2, "%s", out);
+    cr_assert(strstr(out, "--res 30"), "%s", out);
+    /* a feature network of 5 steps is a poor one, but a real one */
+    snprintf(args, sizeof(args), "gan fid-net --out %s/f.safetensors --steps 5 --n 64", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "gan train --data fashion --width 8 --z-dim 16 --batch 8 "
+             "--steps 2 --eval-every 1 --fid-net %s/f.safetensors --fid-n 64 --workers 0 "
+             "--out %s/run", dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/run/metrics.jsonl", dir);
+    FILE *f = fopen(p, "rb");
+    cr_assert(f);
+    char line[4096];
+    int evals = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *fd = strstr(line, "\"kind\":\"fid\"") ? strstr(line, "\"fd\":") : NULL;
+        if (fd) {
+            double v = atof(fd + 5);
+            cr_assert(v > 0 && v < 1e6, "a Frechet distance of %g: %s", v, line);
+            evals++;
+        }
+    }
+    fclose(f);
+    cr_assert_eq(evals, 2, "one evaluation per iteration was asked for");
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
