@@ -426,3 +426,30 @@ Test(cli, gan_frechet_distance_is_logged_at_evaluations)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+Test(cli, gan_trains_on_a_folder_of_rgb_images_of_any_size)
+{
+    char dir[] = "/tmp/vkaccum-ganrgb-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char p[600], args[1024];
+    static const int sizes[4][2] = { { 40, 30 }, { 32, 32 }, { 90, 45 }, { 20, 70 } };
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/img%d.png", dir, i);
+        write_png(p, sizes[i][0], sizes[i][1], 3, (unsigned char)(40 + 50 * i));
+    }
+    snprintf(args, sizeof(args), "gan train --data %s --out %s/run --width 8 --z-dim 16 "
+             "--batch 4 --micro-batch 2 --steps 2 --grid 4 --sample-every 1 --workers 0",
+             dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "3x32x32"), "RGB images should train a 3-channel GAN: %s", out);
+    /* the grid is an RGB PNG: colour type 2 in its header */
+    snprintf(p, sizeof(p), "%s/run/samples/step_000002.png", dir);
+    FILE *f = fopen(p, "rb");
+    cr_assert(f, "%s was not written", p);
+    unsigned char h[26];
+    cr_assert_eq(fread(h, 1, sizeof(h), f), sizeof(h));
+    fclose(f);
+    cr_assert_eq(h[25], 2, "colour type %u, not RGB", h[25]);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
