@@ -123,18 +123,6 @@ static int finish(struct gan_opts *o, const char *cmd)
     return 0;
 }
 
-static struct vka_ctx *open_ctx(const char *cmd, const char *device, double budget_mib)
-{
-    struct vka_ctx *ctx;
-    if (vka_ctx_create(&(struct vka_ctx_params){
-            .device = device[0] ? device : NULL, .validation = -1,
-            .budget = (uint64_t)(budget_mib * 1048576.0) }, &ctx) < 0) {
-        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
-        return NULL;
-    }
-    return ctx;
-}
-
 static struct vka_dcgan_params model_of(const struct gan_opts *o)
 {
     return (struct vka_dcgan_params){ (uint32_t)o->res, (uint32_t)o->channels,
@@ -327,10 +315,12 @@ static int gan_train(int argc, char **argv)
         .dataset = ds, .batch = (uint32_t)o.micro, .workers = (uint32_t)o.workers, .shuffle = true,
         .seed = (uint64_t)o.seed, .channels = (uint32_t)o.channels,
         .aug = { .size = (uint32_t)o.res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half } };
-    if (vka_loader_create(&lp, &loader) < 0 || !(ctx = open_ctx("gan train", o.device, o.mem_budget))) {
+    if (vka_loader_create(&lp, &loader) < 0) {
         fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
         goto out;
     }
+    if (!(ctx = cli_open_ctx("gan train", o.device, o.mem_budget)))
+        goto out;
     struct vka_gan_params gp = {
         .model = model_of(&o), .loss = !strcmp(o.loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
         .batch = (uint32_t)o.batch, .micro = (uint32_t)o.micro, .d_steps = (uint32_t)o.d_steps,
@@ -566,7 +556,7 @@ static int gan_sample(int argc, char **argv)
     vka_st_file_destroy(&f);
     struct vka_dcgan_params mp = model_of(&o);
     uint32_t total = (uint32_t)(k ? n * k : n), xf = mp.channels * mp.res * mp.res;
-    if (!(ctx = open_ctx("gan sample", cli.device, 0)))
+    if (!(ctx = cli_open_ctx("gan sample", cli.device, 0)))
         goto out;
     if (vka_gan_sampler_create(ctx, &mp, prefix, &s) < 0 ||
         vka_ckpt_load_weights_from(vals[0], vka_gan_sampler_graph(s)) < 0) {

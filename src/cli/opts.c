@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "vk/vk.h"
 #include "log.h"
 
 int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *text)
@@ -217,4 +218,16 @@ int cli_write_json(const char *path, const cJSON *j)
         vka_err("cannot write %s", path);
     free(s);
     return ret;
+}
+
+struct vka_ctx *cli_open_ctx(const char *cmd, const char *device, double budget_mib)
+{
+    struct vka_ctx *ctx;
+    if (vka_ctx_create(&(struct vka_ctx_params){
+            .device = device[0] ? device : NULL, .validation = -1,
+            .budget = (uint64_t)(budget_mib * 1048576.0) }, &ctx) < 0) {
+        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
+        return NULL;
+    }
+    return ctx;
 }

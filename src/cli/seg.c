@@ -38,18 +38,6 @@ static int open_dataset(const struct seg_opts *o, enum vka_split split, struct v
     return vka_dataset_open(&dp, ds);
 }
 
-static struct vka_ctx *open_ctx(const struct seg_opts *o)
-{
-    struct vka_ctx *ctx;
-    if (vka_ctx_create(&(struct vka_ctx_params){
-            .device = o->device[0] ? o->device : NULL, .validation = -1,
-            .budget = (uint64_t)(o->mem_budget * 1048576.0) }, &ctx) < 0) {
-        fprintf(stderr, "vkaccum seg: %s\n", vka_last_error());
-        return NULL;
-    }
-    return ctx;
-}
-
 static void metrics_json(FILE *f, const char *kind, long long step, const struct seg_metrics *m)
 {
     cJSON *j = cJSON_CreateObject();
@@ -256,20 +244,11 @@ static int seg_train(int argc, char **argv)
         /* the run's own options, then this command line's on top */
         char path[1100];
         snprintf(path, sizeof(path), "%s/config.json", o.resume);
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            fprintf(stderr, "vkaccum seg train: --resume %s: cannot read %s\n", o.resume, path);
-            return 1;
-        }
-        static char text[1 << 16];
-        size_t len = fread(text, 1, sizeof(text) - 1, f);
-        fclose(f);
-        text[len] = '\0';
-        cJSON *j = cJSON_Parse(text);
+        cJSON *j = cli_read_json(path);
         struct seg_opts cli = o;
         seg_opts_defaults(&o);
         if (!j || seg_opts_from_json(&o, j, path) < 0) {
-            fprintf(stderr, "vkaccum seg train: %s is not a config.json of vkaccum\n", path);
+            fprintf(stderr, "vkaccum seg train: --resume %s: %s\n", cli.resume, vka_last_error());
             cJSON_Delete(j);
             return 1;
         }
@@ -319,7 +298,7 @@ static int seg_train(int argc, char **argv)
         printf(" %u:%.3f", k, total_px ? (double)cs.pixels[k] / total_px : 0);
     printf(" ignored:%.3f\n", total_px ? (double)cs.ignored / total_px : 0);
 
-    if (!(ctx = open_ctx(&o)))
+    if (!(ctx = cli_open_ctx("seg", o.device, o.mem_budget)))
         goto out;
     if (seg_model_build(ctx, &o, true, &m) < 0) {
         fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
@@ -440,16 +419,12 @@ static int seg_train(int argc, char **argv)
         }
     }
     snprintf(path, sizeof(path), "%s/config.json", o.out);
-    FILE *cf = fopen(path, "wb");
-    if (!cf) {
-        fprintf(stderr, "vkaccum seg train: cannot write %s\n", path);
+    cJSON *cj = seg_opts_json(&o);
+    if (cli_write_json(path, cj) < 0) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        cJSON_Delete(cj);
         goto out;
     }
-    cJSON *cj = seg_opts_json(&o);
-    char *cjs = cJSON_Print(cj);
-    fprintf(cf, "%s\n", cjs);
-    fclose(cf);
-    free(cjs);
     cJSON_Delete(cj);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", o.out);
     if (!(metrics = fopen(path, o.resume[0] ? "ab" : "wb"))) {
@@ -617,7 +592,7 @@ static int seg_eval(int argc, char **argv)
     struct seg_model m = { 0 };
     struct seg_metrics sm = { 0 };
     ret = 1;
-    if (open_dataset(&o, VKA_SPLIT_VAL, &val) < 0 || !(ctx = open_ctx(&o)) ||
+    if (open_dataset(&o, VKA_SPLIT_VAL, &val) < 0 || !(ctx = cli_open_ctx("seg", o.device, o.mem_budget)) ||
         seg_model_build(ctx, &o, false, &m) < 0 || vka_ckpt_load_weights(vals[0], m.g) < 0 ||
         seg_metrics_init(&sm, (uint32_t)o.classes) < 0 ||
         seg_evaluate(&m, &o, val, (uint32_t)o.val_count, NULL, 0, &sm) < 0) {
@@ -747,7 +722,7 @@ static int seg_predict_cmd(int argc, char **argv)
         fprintf(stderr, "vkaccum seg predict: cannot create %s\n", vals[2]);
         return 1;
     }
-    if (!(ctx = open_ctx(&o)) || seg_model_build(ctx, &o, false, &m) < 0 ||
+    if (!(ctx = cli_open_ctx("seg", o.device, o.mem_budget)) || seg_model_build(ctx, &o, false, &m) < 0 ||
         vka_ckpt_load_weights(vals[0], m.g) < 0) {
         fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
         goto out;
