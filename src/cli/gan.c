@@ -271,6 +271,192 @@ static int resume_opts(struct gan_opts *o, int argc, char **argv)
     return ret;
 }
 
+/* A training run's resources; run_close frees whatever run_open made. */
+struct run {
+    struct gan_opts *o;
+    struct vka_dataset *ds;
+    struct vka_loader *loader;
+    struct real_src src;
+    struct vka_ctx *ctx;
+    struct vka_gan *gan;
+    struct vka_fidnet *net;       /* NULL without --fid-net */
+    struct vka_fid_stats real;    /* the test images' features */
+    FILE *metrics;
+    float *zgrid, *xgrid;         /* the grid's fixed z and its images */
+    bool tty;
+    double t0, tlast;
+    uint64_t samples_last;
+};
+
+static void run_close(struct run *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    free(r->zgrid);
+    free(r->xgrid);
+    vka_fid_stats_free(&r->real);
+    vka_fidnet_destroy(&r->net);
+    vka_gan_destroy(&r->gan);
+    vka_loader_destroy(&r->loader);
+    vka_dataset_destroy(&r->ds);
+    vka_ctx_destroy(&r->ctx);
+}
+
+/* Prints "vkaccum gan train: what: the last error" (on a fresh line after a progress
+ * bar) and returns -1. */
+static int fail(const struct run *r, const char *what)
+{
+    fprintf(stderr, "%svkaccum gan train: %s%s%s\n", r->tty ? "\n" : "", what ? what : "",
+            what ? ": " : "", vka_last_error());
+    return -1;
+}
+
+/* The loader's position and the grid's z from a checkpoint, after vka_gan_load. */
+static int resume(struct run *r)
+{
+    const struct gan_opts *o = r->o;
+    struct vka_st_file *f;
+    char path[700];
+    snprintf(path, sizeof(path), "%s/last.safetensors", o->resume);
+    if (vka_gan_load(r->gan, path, &f) < 0)
+        return fail(r, "--resume");
+    const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
+    struct vka_loader_pos pos = { 0, 0 };
+    if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
+        pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
+                                       (uint64_t)((const int64_t *)lt->data)[1] };
+    /* the grid keeps the run's z (a run resumed with another --grid draws anew) */
+    const struct vka_st_tensor *zt = vka_st_find(f, "train.grid_z");
+    if (zt && zt->dtype == VKA_ST_F32 && zt->ndim == 2 && zt->shape[0] == (uint64_t)o->grid &&
+        zt->shape[1] == (uint64_t)o->z_dim)
+        memcpy(r->zgrid, zt->data, (size_t)o->grid * o->z_dim * sizeof(float));
+    vka_st_file_destroy(&f);
+    return vka_loader_seek(r->loader, pos) < 0 ? fail(r, "--resume") : 0;
+}
+
+/* Data, device, GAN, feature network, run folder, resume; -1 after printing why. */
+static int run_open(struct run *r, struct gan_opts *o)
+{
+    *r = (struct run){ .o = o, .tty = isatty(2) };
+    struct vka_dataset_params dp = { .split = VKA_SPLIT_TRAIN, .seed = (uint64_t)o->seed,
+                                     .skip_bad = o->skip_bad };
+    if (vka_dataset_spec_parse(o->data, false, &dp) < 0 || vka_dataset_open(&dp, &r->ds) < 0)
+        return fail(r, NULL);
+    if (!o->channels)
+        o->channels = (int)vka_dataset_channels(r->ds);
+    static const float half[3] = { 0.5f, 0.5f, 0.5f };
+    struct vka_loader_params lp = {
+        .dataset = r->ds, .batch = (uint32_t)o->micro, .workers = (uint32_t)o->workers,
+        .shuffle = true, .seed = (uint64_t)o->seed, .channels = (uint32_t)o->channels,
+        .aug = { .size = (uint32_t)o->res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half } };
+    if (vka_loader_create(&lp, &r->loader) < 0)
+        return fail(r, NULL);
+    r->src = (struct real_src){ r->loader, (uint32_t)(o->channels * o->res * o->res) };
+    if (!(r->ctx = cli_open_ctx("gan train", o->device, o->mem_budget)))
+        return -1;
+    struct vka_gan_params gp = {
+        .model = model_of(o), .loss = !strcmp(o->loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
+        .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
+        .d_steps = (uint32_t)o->d_steps, .lr_g = o->lr, .lr_d = o->lr_d > 0 ? o->lr_d : o->lr,
+        .beta1 = o->beta1, .beta2 = o->beta2, .ema_kimg = o->ema_kimg,
+        .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed };
+    if (vka_gan_create(r->ctx, &gp, &r->gan) < 0)
+        return fail(r, NULL);
+    if (o->fid_net[0]) {
+        if (vka_fidnet_load(r->ctx, o->fid_net, &r->net) < 0)
+            return fail(r, "--fid-net");
+        if (vka_fidnet_res(r->net) != (uint32_t)o->res ||
+            vka_fidnet_channels(r->net) != (uint32_t)o->channels) {
+            fprintf(stderr, "vkaccum gan train: --fid-net %s takes %ux%u images of %u "
+                    "channel(s); this run makes %dx%d of %d\n", o->fid_net,
+                    vka_fidnet_res(r->net), vka_fidnet_res(r->net),
+                    vka_fidnet_channels(r->net), o->res, o->res, o->channels);
+            return -1;
+        }
+        if (vka_fidnet_real_stats(r->net, "t10k", (uint32_t)o->fid_n, &r->real) < 0)
+            return fail(r, "--fid-net");
+    }
+    char path[700];
+    snprintf(path, sizeof(path), "%s/samples", o->out);
+    if (cli_mkdir_p(path) < 0) {
+        fprintf(stderr, "vkaccum gan train: cannot create the run folder %s\n", o->out);
+        return -1;
+    }
+    r->zgrid = malloc((size_t)o->grid * o->z_dim * sizeof(float));
+    r->xgrid = malloc((size_t)o->grid * r->src.size * sizeof(float));
+    if (!r->zgrid || !r->xgrid)
+        return -1;
+    vka_gan_noise((uint64_t)o->seed, NOISE_GRID, 0, (uint32_t)o->grid, (uint32_t)o->z_dim,
+                  r->zgrid);
+    if (o->resume[0] && resume(r) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/config.json", o->out);
+    cJSON *cj = cli_opts_json(GAN_TABLE, o);
+    int ret = cli_write_json(path, cj);
+    cJSON_Delete(cj);
+    if (ret < 0)
+        return fail(r, NULL);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", o->out);
+    if (!(r->metrics = fopen(path, o->resume[0] ? "ab" : "wb"))) {
+        fprintf(stderr, "vkaccum gan train: cannot write %s\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+static bool every(uint64_t step, int n, bool last)
+{
+    return last || (n && step % (uint64_t)n == 0);
+}
+
+/* The work of an iteration's end: metrics, progress, samples, Fréchet distance, save. */
+static int boundary(struct run *r, const struct vka_gan_stats *st)
+{
+    const struct gan_opts *o = r->o;
+    double t = cli_now(), ips = (st->samples - r->samples_last) / (t - r->tlast);
+    r->tlast = t;
+    r->samples_last = st->samples;
+    struct vka_mem_stats ms;
+    vka_mem_get_stats(r->ctx, &ms);
+    fprintf(r->metrics, "{\"kind\":\"train\",\"step\":%llu,\"d_loss\":%.9g,\"g_loss\":%.9g,"
+                        "\"d_real\":%.9g,\"d_fake\":%.9g,\"d_fake_g\":%.9g,\"d_grad_norm\":%.9g,"
+                        "\"g_grad_norm\":%.9g,\"img_per_s\":%.3f,\"peak_mib\":%.2f,"
+                        "\"samples\":%llu}\n",
+            (unsigned long long)st->iterations, st->d_loss, st->g_loss, st->d_real, st->d_fake,
+            st->g_fake, st->d_norm, st->g_norm, ips, ms.total_peak / 1048576.0,
+            (unsigned long long)st->samples);
+    fflush(r->metrics);
+    progress(r->tty, st, o->steps, ips, t - r->t0);
+    bool last = (long long)st->iterations == o->steps;
+    if (!r->tty && every(st->iterations, 50, last))
+        printf("step %llu/%lld  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  "
+               "peak %.0f MiB  %.0f s\n", (unsigned long long)st->iterations, o->steps,
+               st->d_loss, st->g_loss, st->d_real, st->d_fake, ips, ms.total_peak / 1048576.0,
+               t - r->t0);
+    if (every(st->iterations, o->sample_every, last) &&
+        write_samples(r->gan, o, r->zgrid, r->xgrid, st->iterations) < 0)
+        return fail(r, NULL);
+    if (r->net && every(st->iterations, o->eval_every, last)) {
+        double fd;
+        if (frechet(r->gan, r->net, &r->real, o, &fd) < 0)
+            return fail(r, NULL);
+        fprintf(r->metrics, "{\"kind\":\"fid\",\"step\":%llu,\"fd\":%.9g,\"floor\":%.9g,"
+                            "\"n\":%d,\"seconds\":%.1f}\n", (unsigned long long)st->iterations,
+                fd, vka_fidnet_floor(r->net), o->fid_n, cli_now() - r->t0);
+        fflush(r->metrics);
+        printf("%sstep %llu: Frechet distance %.3f (%d images; floor, test vs train: %.3f)  "
+               "(%.0f s)\n", r->tty ? "\n" : "", (unsigned long long)st->iterations, fd,
+               o->fid_n, vka_fidnet_floor(r->net), cli_now() - r->t0);
+    }
+    if (every(st->iterations, o->save_every, last)) {
+        char path[700];
+        snprintf(path, sizeof(path), "%s/last.safetensors", o->out);
+        if (save(r->gan, path, o, vka_loader_tell(r->loader), r->zgrid) < 0)
+            return fail(r, NULL);
+    }
+    return 0;
+}
+
 static int gan_train(int argc, char **argv)
 {
     struct gan_opts o;
@@ -292,191 +478,38 @@ static int gan_train(int argc, char **argv)
     if ((ret = finish(&o, "gan train")))
         return ret;
 
-    struct vka_dataset *ds = NULL;
-    struct vka_loader *loader = NULL;
-    struct vka_ctx *ctx = NULL;
-    struct vka_gan *gan = NULL;
-    struct vka_fidnet *net = NULL;
-    struct vka_fid_stats real_stats = { 0 };
-    FILE *metrics = NULL;
-    float *zgrid = NULL, *xgrid = NULL;
-    char path[700];
-    ret = 1;
-    struct vka_dataset_params dp = { .split = VKA_SPLIT_TRAIN, .seed = (uint64_t)o.seed,
-                                     .skip_bad = o.skip_bad };
-    if (vka_dataset_spec_parse(o.data, false, &dp) < 0 || vka_dataset_open(&dp, &ds) < 0) {
-        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
-        goto out;
+    struct run r;
+    if (run_open(&r, &o) < 0) {
+        run_close(&r);
+        return 1;
     }
-    if (!o.channels)
-        o.channels = (int)vka_dataset_channels(ds);
-    static const float half[3] = { 0.5f, 0.5f, 0.5f };
-    struct vka_loader_params lp = {
-        .dataset = ds, .batch = (uint32_t)o.micro, .workers = (uint32_t)o.workers, .shuffle = true,
-        .seed = (uint64_t)o.seed, .channels = (uint32_t)o.channels,
-        .aug = { .size = (uint32_t)o.res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half } };
-    if (vka_loader_create(&lp, &loader) < 0) {
-        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
-        goto out;
-    }
-    if (!(ctx = cli_open_ctx("gan train", o.device, o.mem_budget)))
-        goto out;
-    struct vka_gan_params gp = {
-        .model = model_of(&o), .loss = !strcmp(o.loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
-        .batch = (uint32_t)o.batch, .micro = (uint32_t)o.micro, .d_steps = (uint32_t)o.d_steps,
-        .lr_g = o.lr, .lr_d = o.lr_d > 0 ? o.lr_d : o.lr, .beta1 = o.beta1, .beta2 = o.beta2,
-        .ema_kimg = o.ema_kimg, .ema_rampup = o.ema_rampup, .seed = (uint64_t)o.seed };
-    if (vka_gan_create(ctx, &gp, &gan) < 0) {
-        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
-        goto out;
-    }
-    if (o.fid_net[0]) {
-        if (vka_fidnet_load(ctx, o.fid_net, &net) < 0) {
-            fprintf(stderr, "vkaccum gan train: --fid-net: %s\n", vka_last_error());
-            goto out;
-        }
-        if (vka_fidnet_res(net) != (uint32_t)o.res || vka_fidnet_channels(net) != (uint32_t)o.channels) {
-            fprintf(stderr, "vkaccum gan train: --fid-net %s takes %ux%u images of %u channel(s); "
-                    "this run makes %dx%d of %d\n", o.fid_net, vka_fidnet_res(net),
-                    vka_fidnet_res(net), vka_fidnet_channels(net), o.res, o.res, o.channels);
-            goto out;
-        }
-        if (vka_fidnet_real_stats(net, "t10k", (uint32_t)o.fid_n, &real_stats) < 0) {
-            fprintf(stderr, "vkaccum gan train: --fid-net: %s\n", vka_last_error());
-            goto out;
-        }
-    }
-    snprintf(path, sizeof(path), "%s/samples", o.out);
-    if (cli_mkdir_p(path) < 0) {
-        fprintf(stderr, "vkaccum gan train: cannot create the run folder %s\n", o.out);
-        goto out;
-    }
-    size_t xf = (size_t)o.channels * o.res * o.res;
-    zgrid = malloc((size_t)o.grid * o.z_dim * sizeof(float));
-    xgrid = malloc((size_t)o.grid * xf * sizeof(float));
-    if (!zgrid || !xgrid)
-        goto out;
-    vka_gan_noise((uint64_t)o.seed, NOISE_GRID, 0, (uint32_t)o.grid, (uint32_t)o.z_dim, zgrid);
-    if (o.resume[0]) {
-        struct vka_st_file *f;
-        snprintf(path, sizeof(path), "%s/last.safetensors", o.resume);
-        if (vka_gan_load(gan, path, &f) < 0) {
-            fprintf(stderr, "vkaccum gan train: --resume: %s\n", vka_last_error());
-            goto out;
-        }
-        const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
-        struct vka_loader_pos pos = { 0, 0 };
-        if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
-            pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
-                                           (uint64_t)((const int64_t *)lt->data)[1] };
-        /* the grid keeps the run's z (a run resumed with another --grid draws anew) */
-        const struct vka_st_tensor *zt = vka_st_find(f, "train.grid_z");
-        if (zt && zt->dtype == VKA_ST_F32 && zt->ndim == 2 && zt->shape[0] == (uint64_t)o.grid &&
-            zt->shape[1] == (uint64_t)o.z_dim)
-            memcpy(zgrid, zt->data, (size_t)o.grid * o.z_dim * sizeof(float));
-        vka_st_file_destroy(&f);
-        if (vka_loader_seek(loader, pos) < 0) {
-            fprintf(stderr, "vkaccum gan train: --resume: %s\n", vka_last_error());
-            goto out;
-        }
-    }
-    snprintf(path, sizeof(path), "%s/config.json", o.out);
-    cJSON *cj = cli_opts_json(GAN_TABLE, &o);
-    if (cli_write_json(path, cj) < 0) {
-        fprintf(stderr, "vkaccum gan train: %s\n", vka_last_error());
-        cJSON_Delete(cj);
-        goto out;
-    }
-    cJSON_Delete(cj);
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", o.out);
-    if (!(metrics = fopen(path, o.resume[0] ? "ab" : "wb"))) {
-        fprintf(stderr, "vkaccum gan train: cannot write %s\n", path);
-        goto out;
-    }
-
     struct vka_gan_stats st;
-    vka_gan_get_stats(gan, &st);
+    vka_gan_get_stats(r.gan, &st);
     printf("training %lld iterations: batch %d as micro-batches of %d (%d per step) in both "
            "phases, %d D step(s) per G step, %dx%dx%d, width %d, norm %s, loss %s, lr %g, "
-           "ema %g kimg, device %s\n", o.steps, o.batch, o.micro, (o.batch + o.micro - 1) / o.micro,
-           o.d_steps, o.channels, o.res, o.res, o.width, o.norm, o.loss, o.lr, o.ema_kimg,
-           ctx->info.name);
+           "ema %g kimg, device %s\n", o.steps, o.batch, o.micro,
+           (o.batch + o.micro - 1) / o.micro, o.d_steps, o.channels, o.res, o.res, o.width,
+           o.norm, o.loss, o.lr, o.ema_kimg, r.ctx->info.name);
     if (o.resume[0])
         printf("resuming %s at iteration %llu (%llu real images seen)\n", o.resume,
                (unsigned long long)st.iterations, (unsigned long long)st.samples);
-    struct real_src src = { loader, (uint32_t)xf };
-    bool tty = isatty(2);
-    double t0 = cli_now(), tlast = t0;
-    uint64_t samples_last = st.samples;
-    while ((long long)st.iterations < o.steps) {
-        if (vka_gan_iteration(gan, next_real, &src) < 0) {
-            fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
-            goto out;
-        }
-        vka_gan_get_stats(gan, &st);
-        double t = cli_now(), ips = (st.samples - samples_last) / (t - tlast);
-        tlast = t;
-        samples_last = st.samples;
-        struct vka_mem_stats ms;
-        vka_mem_get_stats(ctx, &ms);
-        fprintf(metrics, "{\"kind\":\"train\",\"step\":%llu,\"d_loss\":%.9g,\"g_loss\":%.9g,"
-                         "\"d_real\":%.9g,\"d_fake\":%.9g,\"d_fake_g\":%.9g,\"d_grad_norm\":%.9g,"
-                         "\"g_grad_norm\":%.9g,\"img_per_s\":%.3f,\"peak_mib\":%.2f,"
-                         "\"samples\":%llu}\n",
-                (unsigned long long)st.iterations, st.d_loss, st.g_loss, st.d_real, st.d_fake,
-                st.g_fake, st.d_norm, st.g_norm, ips, ms.total_peak / 1048576.0,
-                (unsigned long long)st.samples);
-        fflush(metrics);
-        progress(tty, &st, o.steps, ips, t - t0);
-        bool last = (long long)st.iterations == o.steps;
-        if (!tty && (st.iterations % 50 == 0 || last))
-            printf("step %llu/%lld  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  "
-                   "peak %.0f MiB  %.0f s\n", (unsigned long long)st.iterations, o.steps,
-                   st.d_loss, st.g_loss, st.d_real, st.d_fake, ips, ms.total_peak / 1048576.0,
-                   t - t0);
-        if ((last || (o.sample_every && st.iterations % (uint64_t)o.sample_every == 0)) &&
-            write_samples(gan, &o, zgrid, xgrid, st.iterations) < 0) {
-            fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
-            goto out;
-        }
-        if (net && (last || (o.eval_every && st.iterations % (uint64_t)o.eval_every == 0))) {
-            double fd;
-            if (frechet(gan, net, &real_stats, &o, &fd) < 0) {
-                fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
-                goto out;
-            }
-            fprintf(metrics, "{\"kind\":\"fid\",\"step\":%llu,\"fd\":%.9g,\"floor\":%.9g,"
-                             "\"n\":%d,\"seconds\":%.1f}\n", (unsigned long long)st.iterations,
-                    fd, vka_fidnet_floor(net), o.fid_n, cli_now() - t0);
-            fflush(metrics);
-            printf("%sstep %llu: Frechet distance %.3f (%d images; floor, test vs train: %.3f)  "
-                   "(%.0f s)\n", tty ? "\n" : "", (unsigned long long)st.iterations, fd,
-                   o.fid_n, vka_fidnet_floor(net), cli_now() - t0);
-        }
-        if (last || (o.save_every && st.iterations % (uint64_t)o.save_every == 0)) {
-            snprintf(path, sizeof(path), "%s/last.safetensors", o.out);
-            if (save(gan, path, &o, vka_loader_tell(loader), zgrid) < 0) {
-                fprintf(stderr, "%svkaccum gan train: %s\n", tty ? "\n" : "", vka_last_error());
-                goto out;
-            }
-        }
-    }
-    printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n", tty ? "\n" : "",
-           (unsigned long long)st.iterations, (unsigned long long)st.samples, cli_now() - t0,
-           o.out);
+    r.t0 = r.tlast = cli_now();
+    r.samples_last = st.samples;
     ret = 0;
-out:
-    if (metrics)
-        fclose(metrics);
-    free(zgrid);
-    free(xgrid);
-    vka_fid_stats_free(&real_stats);
-    vka_fidnet_destroy(&net);
-    vka_gan_destroy(&gan);
-    vka_loader_destroy(&loader);
-    vka_dataset_destroy(&ds);
-    vka_ctx_destroy(&ctx);
-    return ret;
+    while (ret == 0 && (long long)st.iterations < o.steps) {
+        if (vka_gan_iteration(r.gan, next_real, &r.src) < 0) {
+            ret = fail(&r, NULL);
+            break;
+        }
+        vka_gan_get_stats(r.gan, &st);
+        ret = boundary(&r, &st);
+    }
+    if (ret == 0)
+        printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n",
+               r.tty ? "\n" : "", (unsigned long long)st.iterations,
+               (unsigned long long)st.samples, cli_now() - r.t0, o.out);
+    run_close(&r);
+    return ret < 0 ? 1 : 0;
 }
 
 /* ---- sample ------------------------------------------------------------------------ */
