@@ -80,8 +80,7 @@ static int bn_counter_name(const struct vka_val *v, char *buf, size_t size)
 }
 
 /* The model's tensors, as the file holds them (data NULL when want_data is false). */
-static int model_tensors(struct vka_graph *g, struct tlist *l, bool want_data,
-                         int64_t batches)
+static int model_tensors(struct vka_graph *g, struct tlist *l, bool want_data)
 {
     int ret = 0;
     for (uint32_t i = 0; i < vka_graph_nvals(g) && ret == 0; i++) {
@@ -109,7 +108,7 @@ static int model_tensors(struct vka_graph *g, struct tlist *l, bool want_data,
             if (want_data && !c)
                 return -ENOMEM;
             if (c)
-                *c = batches;
+                *c = (int64_t)v->batches;
             ret = tl_add(l, bn, VKA_ST_I64, 0, NULL, c);
         }
     }
@@ -191,10 +190,7 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *con
                   const struct vka_st_meta *meta, size_t n_meta)
 {
     struct tlist l = { 0 };
-    struct vka_trainer_stats s = { 0 };
-    if (ntr)
-        vka_trainer_get_stats(tr[0], &s);
-    int ret = model_tensors(g, &l, true, (int64_t)s.micro_steps);
+    int ret = model_tensors(g, &l, true);
     if (ret == 0 && ntr) {
         struct vka_tensor losses = losses_region(g);
         if ((ret = region_tensor(&l, TRAIN_PREFIX "grads", vka_graph_grads_flat(g))) == 0 &&
@@ -229,7 +225,7 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *con
 static int load_model(struct vka_st_file *f, struct vka_graph *g, bool others_ok)
 {
     struct tlist want = { 0 };
-    int ret = model_tensors(g, &want, false, 0);
+    int ret = model_tensors(g, &want, false);
     /* the file's model tensors: everything not under train. */
     size_t nmodel = 0;
     struct vka_st_tensor *model = calloc(f->n_tensors ? f->n_tensors : 1, sizeof(*model));
@@ -272,6 +268,9 @@ static int load_model(struct vka_st_file *f, struct vka_graph *g, bool others_ok
             continue;
         struct vka_tensor t = vka_graph_tensor(g, (int)i);
         ret = vka_tensor_upload(&t, vka_st_find(f, v->name)->data);
+        char bn[128];
+        if (ret == 0 && bn_counter_name(v, bn, sizeof(bn)))
+            vka_graph_set_batches(g, (int)i, (uint64_t)*(const int64_t *)vka_st_find(f, bn)->data);
     }
     free(model);
     tl_free(&want);

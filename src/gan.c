@@ -1,6 +1,7 @@
 /* The GAN engine; see gan.h. */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,6 +213,22 @@ static int record_copy(struct vka_cmd *cmd, const struct vka_tensor *src,
                         vka_tensor_stored(src) * 4);
 }
 
+/* G_ema's BatchNorm pass counts = G's (they are buffers, copied as StyleGAN copies) */
+static void copy_batches(struct vka_gan *gan)
+{
+    struct vka_graph *g = gan->g;
+    for (uint32_t i = 0; i < vka_graph_nvals(g); i++) {
+        const struct vka_val *v = vka_graph_val(g, (int)i);
+        char name[96];
+        if (v->kind != VKA_VAL_STATE || strncmp(v->name, "G_ema.", 6))
+            continue;
+        snprintf(name, sizeof(name), "G.%s", v->name + 6);
+        int src = vka_graph_find(g, name);
+        if (src >= 0)
+            vka_graph_set_batches(g, (int)i, vka_graph_val(g, src)->batches);
+    }
+}
+
 /* G_ema = G (at creation) */
 static int ema_reset(struct vka_gan *gan)
 {
@@ -243,6 +260,8 @@ static int ema_update(struct vka_gan *gan)
         ret = vka_axpy(gan->cmd, 1.0f - beta, &gan->g_params, &gan->ema_params);
     if (ret == 0)
         ret = record_copy(gan->cmd, &gan->g_state, &gan->ema_state);
+    if (ret == 0)
+        copy_batches(gan);
     return ret < 0 ? ret : vka_cmd_run(gan->cmd);
 }
 

@@ -33,6 +33,8 @@ struct vka_plan {
     uint32_t n;
     bool backward;
     struct mask m;
+    int *bn_means;      /* the running means of the BatchNorm nodes it runs in training */
+    uint32_t nbn;
     struct vka_buf *arena;
     uint64_t *act_off;  /* per value: element offset in the arena, UINT64_MAX = none */
     uint64_t *grad_off;
@@ -82,6 +84,7 @@ static void plan_free(struct vka_plan *p)
     free(p->grad_off);
     free(p->m.active);
     free(p->m.grad);
+    free(p->bn_means);
     free(p);
 }
 
@@ -925,9 +928,13 @@ static int record(struct vka_plan *p)
         return ret;
     struct vka_tensor t[12];
     struct vka_op_args a;
+    if (!(p->bn_means = malloc((g->nnodes ? g->nnodes : 1) * sizeof(int))))
+        return -ENOMEM;
     for (uint32_t i = 0; i < g->nnodes; i++) {
         if (!p->m.active[i])
             continue;
+        if (g->nodes[i].op == VKA_OP_batch_norm && g->nodes[i].p.norm.training)
+            p->bn_means[p->nbn++] = g->nodes[i].state[0];
         node_args(p, &g->nodes[i], t, &a, false);
         if ((ret = vka_ops[g->nodes[i].op].fwd(p->cmd, &a)) < 0)
             return ret;
@@ -1015,5 +1022,13 @@ int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backwa
 
 int vka_plan_run(struct vka_plan *p)
 {
-    return vka_cmd_run(p->cmd); /* ended at recording: a replay */
+    int ret = vka_cmd_run(p->cmd); /* ended at recording: a replay */
+    for (uint32_t i = 0; ret == 0 && i < p->nbn; i++)
+        p->g->vals[p->bn_means[i]].batches++;
+    return ret;
+}
+
+void vka_graph_set_batches(struct vka_graph *g, int v, uint64_t batches)
+{
+    g->vals[v].batches = batches;
 }

@@ -46,6 +46,8 @@ struct vka_val {
     bool needs_grad;     /* derived: a gradient flows to it */
     int producer;        /* node index, or -1 */
     uint64_t region_off; /* PARAM/STATE/LOSS: element offset in its region */
+    uint64_t batches;    /* a BatchNorm's running mean: forward passes in training mode,
+                            PyTorch's num_batches_tracked (a module applied twice: 2) */
 };
 
 struct vka_node {
@@ -156,7 +158,9 @@ void vka_graph_drop_plans(struct vka_graph *g);
 /* A value's tensor in a plan (INPUT/ACT), or its gradient (ACT with needs_grad). */
 struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v);
 struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v);
-/* Replays the plan's recording and waits. */
+/* Replays the plan's recording and waits; counts the BatchNorm passes it ran. */
 int vka_plan_run(struct vka_plan *p);
+/* Restores a running mean's pass count (checkpoints). */
+void vka_graph_set_batches(struct vka_graph *g, int v, uint64_t batches);
 
 #endif

@@ -80,9 +80,9 @@ tools/parity/README.md):
     applications, a missed buffer copy); what Adam's normalisation hides from the
     weights (a constant gradient scale, beta1 in the first steps, the EMA's mix) is
     the step check's.
-num_batches_tracked is reported, not checked: vkaccum saves the D trainer's micro-step
-count (both passes) for every BatchNorm layer, where PyTorch counts the forwards of each
-layer; with a fixed momentum PyTorch never reads it.
+num_batches_tracked is checked exactly: each BatchNorm counts its forward passes in
+training mode (D's twice per real and fake micro-batch pair of passes, G's in both
+phases), and G_ema's are copied from G's.
 
     /usr/bin/python3 tools/parity/dcgan.py OUT [--dtype float32|float64] [-v]
 
@@ -599,10 +599,10 @@ def replay(cfg, out, init, inputs, stats, final, moments, dtype, rep):
         print(line)
     counts = sorted({(n.split(".")[0], int(final[n]), int(v)) for n, v in nbt.items()})
     if counts:
-        print("  note: num_batches_tracked (vkaccum, PyTorch): " +
-              ", ".join(f"{p} {a}, {b}" for p, a, b in counts) +
-              (" (not checked: see the docstring)" if any(a != b for _, a, b in counts)
-               else ""))
+        print("  num_batches_tracked (vkaccum, PyTorch): " +
+              ", ".join(f"{p} {a}, {b}" for p, a, b in counts))
+        if any(a != b for _, a, b in counts):
+            rep.fail("num_batches_tracked differs from PyTorch's")
 
 
 class IterRef:
