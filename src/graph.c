@@ -920,6 +920,19 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd,
     }
 }
 
+/* With the validation layer on (the tests), a new arena is NaN: a kernel that reads what
+ * no kernel of the pass wrote before it poisons the first run's results. */
+static int poison(struct vka_buf *arena)
+{
+    struct vka_cmd *cmd = NULL;
+    struct vka_tensor all = vka_tensor_flat(arena, 0, arena->size / 4);
+    int ret = vka_cmd_create(arena->ctx, NULL, &cmd);
+    if (ret == 0 && (ret = vka_cmd_begin(cmd)) == 0 && (ret = vka_fill(cmd, &all, NAN)) == 0)
+        ret = vka_cmd_run(cmd);
+    vka_cmd_destroy(&cmd);
+    return ret;
+}
+
 static int record(struct vka_plan *p)
 {
     struct vka_graph *g = p->g;
@@ -930,6 +943,7 @@ static int record(struct vka_plan *p)
     struct vka_op_args a;
     if (!(p->bn_means = malloc((g->nnodes ? g->nnodes : 1) * sizeof(int))))
         return -ENOMEM;
+
     for (uint32_t i = 0; i < g->nnodes; i++) {
         if (!p->m.active[i])
             continue;
@@ -1008,6 +1022,8 @@ int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backwa
     if (ret == 0)
         ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
             .size = (total ? total : 4) * 4, .cat = VKA_MEM_ACTIVATIONS }, &p->arena);
+    if (ret == 0 && g->ctx->validation)
+        ret = poison(p->arena);
     if (ret == 0)
         ret = record(p);
     if (ret < 0) {

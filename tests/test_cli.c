@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "safetensors.h"
 
 static char out[1 << 16];
 
@@ -157,21 +158,28 @@ Test(cli, bad_dataset_is_refused_by_name)
     cr_assert_eq(system(args), 0);
 }
 
-/* metrics.jsonl's train lines without the timing fields */
-static void losses(const char *path, char *dst, size_t size)
+/* From each train line of metrics.jsonl, the text from key `from` up to key `to` (the
+ * deterministic fields, without the timings), one line each. */
+static void train_fields(const char *path, const char *from, const char *to, char *dst,
+                         size_t size)
 {
     FILE *f = fopen(path, "rb");
     cr_assert(f, "no %s", path);
     char line[4096];
     size_t used = 0;
     while (fgets(line, sizeof(line), f)) {
-        char *l = strstr(line, "\"loss\":");
-        if (!l || !strstr(line, "\"kind\":\"train\""))
-            continue;
-        char *end = strchr(l, ',');
-        used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(end - l), l);
+        char *l = strstr(line, from), *end = strstr(line, to);
+        if (l && end && end > l && strstr(line, "\"kind\":\"train\""))
+            used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(end - l), l);
     }
     fclose(f);
+    cr_assert(used > 0, "%s has no train lines", path);
+}
+
+/* seg: the loss of each step */
+static void losses(const char *path, char *dst, size_t size)
+{
+    train_fields(path, "\"loss\":", "\"lr\":", dst, size);
 }
 
 Test(cli, micro_batch_1_and_B_log_identical_losses)
@@ -218,6 +226,17 @@ Test(cli, resume_eval_and_predict)
     snprintf(p, sizeof(p), "%s/part/metrics.jsonl", dir);
     losses(p, b, sizeof(b));
     cr_assert_str_eq(a, b, "uninterrupted:\n%s\nresumed:\n%s", a, b);
+    /* the checkpoint taken after the last evaluation holds the cleared accumulators of a
+     * window boundary: evaluation runs no loss */
+    snprintf(p, sizeof(p), "%s/whole/last.safetensors", dir);
+    struct vka_st_file *ck;
+    cr_assert_eq(vka_st_read(p, &ck), 0, "%s", vka_last_error());
+    const struct vka_st_tensor *acc = vka_st_find(ck, "train.losses");
+    cr_assert(acc && acc->dtype == VKA_ST_F32);
+    for (uint64_t i = 0; i < acc->shape[0]; i++)
+        cr_assert_eq(((const float *)acc->data)[i], 0.0f, "train.losses[%llu] is %g",
+                     (unsigned long long)i, ((const float *)acc->data)[i]);
+    vka_st_file_destroy(&ck);
 
     snprintf(args, sizeof(args), "seg eval --ckpt %s/whole/last.safetensors --json", dir);
     cr_assert_eq(run(args), 0, "%s", out);
@@ -341,20 +360,10 @@ Test(cli, gan_bad_data_is_refused_by_name)
     cr_assert_eq(system(args), 0);
 }
 
-/* metrics.jsonl's gan lines, from d_loss up to the timing fields */
+/* gan: losses, metrics and gradient norms of each iteration */
 static void gan_losses(const char *path, char *dst, size_t size)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "no %s", path);
-    char line[4096];
-    size_t used = 0;
-    while (fgets(line, sizeof(line), f)) {
-        char *l = strstr(line, "\"d_loss\":"), *end = strstr(line, "\"img_per_s\"");
-        if (l && end && end > l)
-            used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(end - l), l);
-    }
-    fclose(f);
-    cr_assert(used > 0, "%s has no losses", path);
+    train_fields(path, "\"d_loss\":", "\"img_per_s\"", dst, size);
 }
 
 Test(cli, gan_train_resume_and_sample)

@@ -306,3 +306,48 @@ Test(train, partial_last_window_is_stepped_with_its_count_or_dropped)
     free(t);
     test_ctx_done(&ctx);
 }
+
+Test(train, a_phase_runs_only_what_its_outputs_need)
+{
+    /* inference through a phase of the logits neither runs the loss (it would add into
+     * the training accumulators) nor gives the targets a place in the arena */
+    test_seed("train::a_phase_runs_only_what_its_outputs_need");
+    struct vka_ctx *ctx = test_ctx();
+    struct net n;
+    build(ctx, &n);
+    int predict = vka_graph_phase(n.g, &n.logits, 1, NULL);
+    cr_assert_gt(predict, 0, "%s", vka_last_error());
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_plan *full, *pred;
+    cr_assert_eq(vka_graph_plan(n.g, 2, false, &full), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_graph_plan_phase(n.g, predict, 2, false, &pred), 0, "%s", vka_last_error());
+    cr_assert_null(vka_plan_tensor(pred, n.target).buf, "the targets have an arena slot");
+    struct vka_tensor xi = vka_plan_tensor(pred, n.x), loss = vka_graph_tensor(n.g, n.loss);
+    cr_assert_eq(vka_tensor_upload(&xi, x), 0);
+    cr_assert_eq(vka_plan_run(pred), 0);
+    float acc[2];
+    cr_assert_eq(vka_tensor_download(&loss, acc), 0);
+    cr_assert(acc[0] == 0 && acc[1] == 0, "the loss ran: [%g, %g]", acc[0], acc[1]);
+    float *lp = malloc(sizeof(float) * 2 * CLASSES * HW * HW);
+    struct vka_tensor lt = vka_plan_tensor(pred, n.logits);
+    cr_assert_eq(vka_tensor_download(&lt, lp), 0);
+    /* the whole graph's forward computes the same logits, and does run the loss */
+    struct vka_tensor xf = vka_plan_tensor(full, n.x), tf = vka_plan_tensor(full, n.target);
+    cr_assert_eq(vka_tensor_upload(&xf, x), 0);
+    cr_assert_eq(vka_tensor_upload(&tf, t), 0);
+    cr_assert_eq(vka_plan_run(full), 0);
+    float *lf = malloc(sizeof(float) * 2 * CLASSES * HW * HW);
+    lt = vka_plan_tensor(full, n.logits);
+    cr_assert_eq(vka_tensor_download(&lt, lf), 0);
+    cr_assert_eq(memcmp(lp, lf, sizeof(float) * 2 * CLASSES * HW * HW), 0);
+    cr_assert_eq(vka_tensor_download(&loss, acc), 0);
+    cr_assert_gt(acc[1], 0, "the whole graph's forward ran no loss");
+    free(lp);
+    free(lf);
+    free(x);
+    free(t);
+    vka_graph_destroy(&n.g);
+    test_ctx_done(&ctx);
+}

@@ -41,6 +41,7 @@ struct seg_model {
     struct vka_graph *g;
     struct vka_unet net;
     int target, weights, loss;
+    int predict; /* the phase that computes the logits and nothing else (no loss) */
 };
 int seg_model_build(struct vka_ctx *ctx, const struct seg_opts *o, bool train,
                     struct seg_model *m);

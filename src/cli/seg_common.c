@@ -179,6 +179,10 @@ int seg_model_build(struct vka_ctx *ctx, const struct seg_opts *o, bool train,
             goto fail;
         }
     }
+    /* inference must not run the loss: it would add into the training accumulators
+     * with targets nobody uploaded */
+    if ((ret = m->predict = vka_graph_phase(m->g, &m->net.logits, 1, NULL)) < 0)
+        goto fail;
     if (!train)
         vka_graph_set_training(m->g, false);
     if ((ret = vka_graph_alloc(m->g)) < 0)
@@ -246,7 +250,7 @@ int seg_predict(struct seg_model *m, uint32_t batch, const float *x, uint32_t c,
                             x[((size_t)k * h + y0 + yy) * w + x0 + xx];
         }
         struct vka_plan *plan;
-        if ((ret = vka_graph_plan(m->g, nb, false, &plan)) < 0)
+        if ((ret = vka_graph_plan_phase(m->g, m->predict, nb, false, &plan)) < 0)
             break;
         struct vka_tensor ti = vka_plan_tensor(plan, m->net.image);
         struct vka_tensor to = vka_plan_tensor(plan, m->net.logits);
