@@ -256,6 +256,8 @@ static int verify_all(struct vka_dataset *ds, uint32_t threads, char *err)
 
 /* ---- open ----------------------------------------------------------------------- */
 
+/* FOLDER and VOC without a class count asked for: the largest id their masks hold
+ * (ignore index aside) + 1, from the counts made at open. */
 static int finish_classes(struct vka_dataset *ds, char *err)
 {
     if (!ds->has_masks)
@@ -331,7 +333,8 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
         ret = vka_folder_list(ds, p->path, err);
         break;
     case VKA_DATA_VOC:
-        ds->classes = ds->classes ? ds->classes : 21;
+        /* no default of 21: a VOC-layout folder may hold any classes, so like a plain
+         * folder its count comes from its masks (finish_classes) */
         ret = vka_voc_list(ds, p->path, err);
         break;
     case VKA_DATA_IMAGES:
@@ -495,6 +498,53 @@ int vka_dataset_class_stats(struct vka_dataset *ds, struct vka_class_stats *st)
     }
     *st = ds->stats;
     st->classes = ds->classes;
+    return 0;
+}
+
+int vka_dataset_check_classes(struct vka_dataset *ds, uint32_t classes)
+{
+    if (!ds->has_masks) {
+        vka_err("%s: no masks, so no class ids to check", ds->name);
+        return -EINVAL;
+    }
+    if (!classes || classes > VKA_MAX_CLASSES) {
+        vka_err("%s: checking the masks against %u classes; 1..%u", ds->name, classes,
+                VKA_MAX_CLASSES);
+        return -EINVAL;
+    }
+    /* the counts say whether any mask offends; only then are masks read, to name it */
+    struct vka_class_stats st;
+    int ret = vka_dataset_class_stats(ds, &st);
+    if (ret)
+        return ret;
+    bool over = false;
+    for (uint32_t v = classes; v < VKA_MAX_CLASSES && !over; v++)
+        over = (int32_t)v != ds->ignore_index && st.pixels[v];
+    if (!over)
+        return 0;
+    char err[VKA_ERRLEN], name[sizeof(ds->name) + 16];
+    for (uint32_t i = 0; i < ds->count; i++) {
+        struct vka_sample s = { 0 };
+        snprintf(name, sizeof(name), "%s#%u", ds->name, i);
+        const char *what = ds->masks ? ds->masks[i] : name;
+        if (ds->masks)
+            ret = vka_mask_read_err(ds->masks[i], ds->palette, (uint8_t)ds->ignore_index,
+                                    &s.mask, err);
+        else
+            ret = vka_dataset_get_err(ds, i, 0, &s, err);
+        if (ret && ds->skip_bad && ret != -ENOMEM) {
+            /* a mask that went bad after open: the loader skips it too */
+            vka_warn("skipping: %s", err);
+            continue;
+        }
+        if (!ret)
+            ret = vka_mask_check(&s.mask, what, classes, ds->ignore_index, NULL, err);
+        vka_sample_free(&s);
+        if (ret) {
+            vka_err("%s", err);
+            return ret;
+        }
+    }
     return 0;
 }
 

@@ -4,8 +4,11 @@
  * Sources (enum vka_data_kind):
  *   FOLDER   DIR/{train,val}/images/NAME.{png,jpg,jpeg,bmp,tga} and DIR/{train,val}/
  *            masks/NAME.png (same stem), in sorted (byte) order of the image names.
+ *            The stem is the name without its last extension ("a.kk.png": "a.kk"); two
+ *            images, or two masks, of one stem are refused, naming both files.
  *   VOC      DIR/JPEGImages/ID.jpg, DIR/SegmentationClass/ID.png (palette PNGs read as
- *            indices), ids from DIR/ImageSets/Segmentation/{train,val}.txt; 21 classes.
+ *            indices), ids from DIR/ImageSets/Segmentation/{train,val}.txt; classes
+ *            from the masks as for FOLDER (21 for Pascal VOC itself).
  *   IMAGES   a flat folder of images, no masks (GANs), sorted.
  *   IDX      an MNIST-layout IDX file (.gz or plain) of unsigned bytes (N,H,W) or
  *            (N,H,W,C); path NULL: Debian's Fashion-MNIST images of the split.
@@ -96,8 +99,10 @@ struct vka_idx {
 };
 
 /* Reads a .gz (zlib's gz* API; a plain file is read as is). Refuses a wrong magic
- * number, a type other than unsigned byte, D outside 1..4, a zero dimension, more than
- * 2^31 bytes, and a file that ends before its data (a truncated or corrupt .gz). */
+ * number, a type other than unsigned byte, D outside 1..4, a zero dimension, dimensions
+ * that promise more than VKA_IDX_MAX_DATA (1 GiB) or more than the file could hold
+ * (checked before anything is allocated), a file that ends before its data (a truncated
+ * or corrupt .gz), and data left after it. */
 int vka_idx_read(const char *path, struct vka_idx *idx);
 void vka_idx_free(struct vka_idx *idx);
 
@@ -132,7 +137,7 @@ struct vka_dataset_params {
     const char *path;           /* folder or file; FASHION: the IDX folder (NULL: Debian's) */
     enum vka_split split;       /* FOLDER, VOC, IDX/FASHION (val = t10k), generators */
     const char *palette;        /* JSON palette for RGB masks (FOLDER), or NULL */
-    uint32_t classes;           /* 0: VOC 21, generators theirs, FOLDER max id + 1 */
+    uint32_t classes;           /* 0: generators theirs, FOLDER and VOC max id + 1 */
     const int32_t *ignore_index;/* NULL: 255; 0..255 */
     bool skip_bad;              /* drop bad samples with a warning instead of failing */
     bool header_only;           /* verify images by header at open, decode them later */
@@ -172,6 +177,16 @@ struct vka_sample {
 int vka_dataset_get(const struct vka_dataset *ds, uint32_t i, uint32_t channels,
                     struct vka_sample *s);
 void vka_sample_free(struct vka_sample *s);
+
+/* Checks that every mask id other than the ignore index is below classes (1..256),
+ * e.g. the class count of a model about to train on the dataset; 0 when so. Else
+ * -EINVAL, and the error names the first mask in sample order holding an id >= classes
+ * (a generated dataset's "shapes:train#i"), the smallest such id in it, the pixel where
+ * it first appears and how many pixels hold it. File datasets answer from the counts
+ * made at open and read masks only to name the offender; a generated dataset generates
+ * every mask on the first call (as vka_dataset_class_stats, whose cache it shares: not
+ * beside other calls on that dataset). */
+int vka_dataset_check_classes(struct vka_dataset *ds, uint32_t classes);
 
 /* Class frequencies over the whole dataset (masks only, before augmentation). */
 struct vka_class_stats {

@@ -135,13 +135,44 @@ static size_t stem_len(const char *name)
     return dot ? (size_t)(dot - name) : strlen(name);
 }
 
-/* Mask stems sorted for bsearch: "name" with the extension cut off. */
+/* An image and its mask are paired by stem: the name with its last extension cut off
+ * (the one vka_has_image_ext or is_png accepted), so "a.kk.png" has the stem "a.kk".
+ * Stems compare by bytes, as names do. */
 static int cmp_stem(const void *a, const void *b)
 {
     const char *x = *(char *const *)a, *y = *(char *const *)b;
     size_t lx = stem_len(x), ly = stem_len(y);
     int c = strncmp(x, y, lx < ly ? lx : ly);
     return c ? c : (lx > ly) - (lx < ly);
+}
+
+/* Stem order, then name order among equal stems, so that files sharing a stem sit
+ * next to each other (in name order they need not: a.bmp, a.kk.png, a.png) and the
+ * pair reported is the same on every run; still sorted for a bsearch by cmp_stem. */
+static int cmp_stem_name(const void *a, const void *b)
+{
+    int c = cmp_stem(a, b);
+    return c ? c : cmp_str(a, b);
+}
+
+/* Sorts a copy of names (n) into sorted by cmp_stem_name and refuses two files of one
+ * stem, naming both. */
+static int sort_stems(const char *dir, const char *what, char **names, uint32_t n,
+                      char **sorted, char *err)
+{
+    if (!n)
+        return 0;
+    memcpy(sorted, names, n * sizeof(char *));
+    qsort(sorted, n, sizeof(char *), cmp_stem_name);
+    for (uint32_t i = 1; i < n; i++)
+        if (!cmp_stem(&sorted[i - 1], &sorted[i])) {
+            vka_seterr(err, "%s/%s and %s/%s: two %s share the stem \"%.*s\" (an image and "
+                       "its mask are paired by the name without its extension)", dir,
+                       sorted[i - 1], dir, sorted[i], what, (int)stem_len(sorted[i]),
+                       sorted[i]);
+            return -EINVAL;
+        }
+    return 0;
 }
 
 static int push_sample(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask)
@@ -171,7 +202,7 @@ int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
     const char *split = ds->split == VKA_SPLIT_VAL ? "val" : "train";
     char *idir = vka_path_join3(root, split, "images");
     char *mdir = vka_path_join3(root, split, "masks");
-    char **inames = NULL, **mnames = NULL, **msorted = NULL;
+    char **inames = NULL, **mnames = NULL, **msorted = NULL, **isorted = NULL;
     uint32_t ni = 0, nm = 0, cap = 0, used = 0;
     int ret = -ENOMEM;
     bool *taken = NULL;
@@ -183,27 +214,17 @@ int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
         goto fail;
     ret = -ENOMEM;
     msorted = malloc((nm ? nm : 1) * sizeof(char *));
+    isorted = malloc((ni ? ni : 1) * sizeof(char *));
     taken = calloc(nm ? nm : 1, 1);
-    if (!msorted || !taken)
+    if (!msorted || !isorted || !taken)
         goto fail;
-    if (nm) {
-        memcpy(msorted, mnames, nm * sizeof(char *));
-        qsort(msorted, nm, sizeof(char *), cmp_stem);
-    }
-    for (uint32_t i = 1; i < nm; i++)
-        if (!cmp_stem(&msorted[i - 1], &msorted[i])) {
-            vka_seterr(err, "%s: two masks share the stem of %s and %s", mdir,
-                       msorted[i - 1], msorted[i]);
-            ret = -EINVAL;
-            goto fail;
-        }
+    /* two images of one stem would both train on its mask; two masks of one stem leave
+     * its image's mask unknown: neither is a bad sample to skip but a layout to fix */
+    if ((ret = sort_stems(mdir, "masks", mnames, nm, msorted, err)) ||
+        (ret = sort_stems(idir, "images", inames, ni, isorted, err)))
+        goto fail;
+    ret = -ENOMEM;
     for (uint32_t i = 0; i < ni; i++) {
-        if (i && !cmp_stem(&inames[i - 1], &inames[i])) {
-            vka_seterr(err, "%s: two images share the stem of %s and %s", idir,
-                       inames[i - 1], inames[i]);
-            ret = -EINVAL;
-            goto fail;
-        }
         char **hit = nm ? bsearch(&inames[i], msorted, nm, sizeof(char *), cmp_stem) : NULL;
         char *ipath = vka_path_join(idir, inames[i]);
         if (!ipath)
@@ -246,6 +267,7 @@ fail:
         vka_seterr(err, "%s: out of memory", root);
     free(taken);
     free(msorted);
+    free(isorted);
     vka_names_free(inames, ni);
     vka_names_free(mnames, nm);
     free(idir);

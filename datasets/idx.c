@@ -1,13 +1,27 @@
 /* IDX files (the MNIST layout) read through zlib's gz* API, the IDX image source for
- * GANs, and where Debian's dataset-fashion-mnist puts its files. */
+ * GANs, and where Debian's dataset-fashion-mnist puts its files. The data size the header
+ * promises is checked against a cap and against what the file can hold before anything
+ * is allocated: a 2 MB gzip of zeros claiming 2 GiB must not make us allocate and fill
+ * 2 GiB. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zlib.h>
 
 #include "datasets/internal.h"
+#include "file.h"
+
+/* The most data bytes (the product of the dims) an IDX file may promise: 1 GiB, 20 times
+ * Fashion-MNIST's training images (47 MB), far below what would exhaust a host. */
+#define VKA_IDX_MAX_DATA ((uint64_t)1 << 30)
+/* deflate's best case is 258 bytes from 2 bits (1032:1); with a margin for a block's
+ * first literal, a gzip file of S bytes (concatenated members included) inflates to at
+ * most S * 1032 + 4096 */
+#define GZIP_MAX_RATIO 1032
+#define GZIP_MAX_EXTRA 4096
 
 static const char *idx_type(uint8_t t)
 {
@@ -63,18 +77,104 @@ static int gz_exact(gzFile f, const char *path, void *dst, size_t n, const char 
     return 0;
 }
 
+/* "7 x 5 x 6" */
+static void dims_str(const struct vka_idx *idx, uint32_t n, char *buf, size_t size)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < n && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%u", i ? " x " : "", idx->dims[i]);
+}
+
+/* The data size the dims promise, refused when zero, over VKA_IDX_MAX_DATA or more than
+ * a file of fsize bytes can hold (plain or gzip). */
+static int check_size(const char *path, const struct vka_idx *idx, uint64_t fsize,
+                      bool gzip, uint64_t *total, char *err)
+{
+    char ds[64];
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < idx->ndim; i++) {
+        n *= idx->dims[i]; /* 4 dims of < 2^32 can overflow: stop at the cap */
+        if (n > VKA_IDX_MAX_DATA)
+            break;
+    }
+    dims_str(idx, idx->ndim, ds, sizeof(ds));
+    if (n == 0) {
+        vka_seterr(err, "%s: IDX dims %s: a dimension is zero", path, ds);
+        return -EINVAL;
+    }
+    if (n > VKA_IDX_MAX_DATA) {
+        vka_seterr(err, "%s: IDX dims %s promise more than the cap of %llu bytes (1 GiB, "
+                   "VKA_IDX_MAX_DATA) of data", path, ds, (unsigned long long)VKA_IDX_MAX_DATA);
+        return -EFBIG;
+    }
+    uint64_t head = 4 + 4 * (uint64_t)idx->ndim;
+    uint64_t room = fsize >= VKA_IDX_MAX_DATA ? VKA_IDX_MAX_DATA /* cannot overflow */
+                    : gzip ? fsize * GZIP_MAX_RATIO + GZIP_MAX_EXTRA
+                    : fsize > head ? fsize - head : 0;
+    if (n > room) {
+        vka_seterr(err, "%s: truncated: IDX dims %s promise %llu bytes of data, more than "
+                   "this %s file of %llu bytes can hold", path, ds, (unsigned long long)n,
+                   gzip ? "gzip" : "uncompressed", (unsigned long long)fsize);
+        return -EINVAL;
+    }
+    *total = n;
+    return 0;
+}
+
+/* Data past the promised payload means wrong dims or not an IDX file. */
+static int check_end(gzFile f, const char *path, uint64_t total, char *err)
+{
+    uint8_t extra;
+    int r = gzread(f, &extra, 1);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        int zerr;
+        vka_seterr(err, "%s: corrupt gzip data after the IDX data: %s", path,
+                   gz_msg(f, path, &zerr));
+        return -EINVAL;
+    }
+    vka_seterr(err, "%s: data continues past the %llu bytes the IDX dims promise (wrong dims, "
+               "or not an IDX file)", path, (unsigned long long)total);
+    return -EINVAL;
+}
+
+/* gzdopen on a descriptor from vka_open_regular_msg: a FIFO given as the file is
+ * refused instead of blocking in gzopen. *fsize: the file's bytes. */
+static int open_gz(const char *path, gzFile *out, uint64_t *fsize, char *err)
+{
+    int fd = vka_open_regular_msg(path, err, VKA_ERRLEN);
+    if (fd < 0)
+        return fd;
+    struct stat st;
+    int ret = 0;
+    if (fstat(fd, &st) != 0) {
+        ret = -errno;
+        vka_seterr(err, "%s: cannot stat: %s", path, strerror(errno));
+    } else if (!(*out = gzdopen(fd, "rb"))) {
+        ret = -ENOMEM; /* gzdopen fails only to allocate */
+        vka_seterr(err, "%s: cannot open: out of memory", path);
+    }
+    if (ret) {
+        close(fd);
+        return ret;
+    }
+    *fsize = (uint64_t)st.st_size;
+    gzbuffer(*out, 1 << 17);
+    return 0;
+}
+
 int vka_idx_read_err(const char *path, struct vka_idx *idx, char *err)
 {
     *idx = (struct vka_idx){ 0 };
-    gzFile f = gzopen(path, "rb");
-    if (!f) {
-        int e = errno ? errno : ENOMEM;
-        vka_seterr(err, "%s: cannot open: %s", path, strerror(e));
-        return -e;
-    }
-    gzbuffer(f, 1 << 17);
+    uint64_t fsize = 0;
+    gzFile f = NULL;
+    int ret = open_gz(path, &f, &fsize, err);
+    if (ret)
+        return ret;
     uint8_t head[4], dims[16];
-    int ret = gz_exact(f, path, head, 4, "header", err);
+    ret = gz_exact(f, path, head, 4, "header", err);
     if (ret)
         goto done;
     ret = -EINVAL;
@@ -95,18 +195,13 @@ int vka_idx_read_err(const char *path, struct vka_idx *idx, char *err)
     idx->ndim = head[3];
     if ((ret = gz_exact(f, path, dims, 4 * idx->ndim, "header", err)))
         goto done;
-    ret = -EINVAL;
-    uint64_t total = 1;
     for (uint32_t i = 0; i < idx->ndim; i++) {
         const uint8_t *p = dims + 4 * i;
         idx->dims[i] = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        total *= idx->dims[i];
-        if (!idx->dims[i] || total > (1ull << 31)) {
-            vka_seterr(err, "%s: IDX dimension %u of %u: %s", path, i, idx->dims[i],
-                       idx->dims[i] ? "more than 2^31 bytes in all" : "zero");
-            goto done;
-        }
     }
+    uint64_t total;
+    if ((ret = check_size(path, idx, fsize, !gzdirect(f), &total, err)))
+        goto done;
     idx->data = malloc(total);
     if (!idx->data) {
         ret = -ENOMEM;
@@ -114,6 +209,8 @@ int vka_idx_read_err(const char *path, struct vka_idx *idx, char *err)
         goto done;
     }
     ret = gz_exact(f, path, idx->data, total, "data", err);
+    if (!ret)
+        ret = check_end(f, path, total, err);
 done:
     gzclose(f);
     if (ret)

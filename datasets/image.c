@@ -7,9 +7,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "datasets/internal.h"
+#include "file.h"
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
@@ -59,46 +59,14 @@ void vka_image_free(struct vka_image *img)
     *img = (struct vka_image){ 0 };
 }
 
+/* src/file.c opens and reads (a FIFO or a device among the images is refused at once);
+ * the message goes to err so that the caller chooses between an error and a warning. */
 int vka_file_read(const char *path, size_t max, uint8_t **buf, size_t *len, char *err)
 {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        vka_seterr(err, "%s: cannot open: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        vka_seterr(err, "%s: not a regular file", path);
-        return -EINVAL;
-    }
-    if ((uint64_t)st.st_size > max) {
-        fclose(f);
-        vka_seterr(err, "%s: %lld bytes, more than the %zu this reader accepts", path,
-                   (long long)st.st_size, max);
-        return -EFBIG;
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) {
-        fclose(f);
-        vka_seterr(err, "%s: out of memory for %zu bytes", path, n);
-        return -ENOMEM;
-    }
-    size_t got = fread(b, 1, n, f);
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr || got != n) {
-        free(b);
-        vka_seterr(err, "%s: read error after %zu of %zu bytes", path, got, n);
-        return -EIO;
-    }
-    *buf = b;
-    *len = n;
-    return 0;
+    char *data;
+    int ret = vka_read_whole_msg(path, max, &data, len, err, VKA_ERRLEN);
+    *buf = (uint8_t *)data;
+    return ret;
 }
 
 static uint32_t be32(const uint8_t *p)

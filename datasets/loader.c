@@ -3,7 +3,15 @@
  * into the ring slot of that position; the consumer takes slots strictly in position
  * order. A sample is a function of its position alone, so the batches are the same
  * for any number of workers, and a seek (bumping the generation, so that samples made
- * for the old position are dropped) restarts the stream anywhere. */
+ * for the old position are dropped) restarts the stream anywhere.
+ *
+ * Failures: a sample that cannot be made is stored in its slot as an error; the
+ * consumer meets it in position order, so the error vka_loader_next returns is the one
+ * of the earliest bad position, whichever worker failed first, and it is returned
+ * again by every later call until a seek. Workers claim no position past the earliest
+ * known bad one: the stream ends there, so no worker decodes samples nobody will take.
+ * Every wait is on a predicate read under mu, and every change to one is broadcast
+ * under mu. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -44,6 +52,7 @@ struct vka_loader {
     pthread_mutex_t mu;
     pthread_cond_t ready_cv, space_cv;
     uint64_t claim, take, gen;
+    uint64_t bad_pos; /* earliest position a worker failed to make; UINT64_MAX: none */
     bool stop;
     uint32_t depth;
     struct slot *slots;
@@ -116,13 +125,25 @@ static int make(struct vka_loader *l, struct worker *w, uint64_t g, struct out *
     uint32_t idx = l->p.shuffle ? epoch_order(l, w, e)[i] : i;
     struct vka_sample s;
     int ret = 0;
-    for (uint32_t tries = 0; tries < l->count; tries++) {
+    char first[VKA_ERRLEN];
+    uint32_t tries = 0;
+    for (; tries < l->count; tries++) {
         ret = vka_dataset_get_err(l->ds, idx, l->c, &s, err);
         if (!ret || !l->ds->skip_bad || ret == -ENOMEM)
             break;
         uint32_t next = (idx + 1) % l->count;
         vka_warn("skipping: %s (sample %u replaced by %u)", err, idx, next);
+        if (!tries)
+            memcpy(first, err, sizeof(first));
         idx = next;
+    }
+    if (ret && tries == l->count) {
+        /* every sample failed: the file of this position is the one to name */
+        if (l->count > 1)
+            vka_seterr(err, "%s; and none of the other %u samples could replace it", first,
+                       l->count - 1);
+        else
+            memcpy(err, first, sizeof(first));
     }
     if (ret)
         return ret;
@@ -158,7 +179,7 @@ static void *worker_main(void *arg)
     char err[VKA_ERRLEN];
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
-        if (l->failed || l->claim >= l->take + l->depth) {
+        if (l->failed || l->claim >= l->take + l->depth || l->claim > l->bad_pos) {
             pthread_cond_wait(&l->space_cv, &l->mu);
             continue;
         }
@@ -169,6 +190,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&l->mu);
         if (gen != l->gen || l->stop)
             continue;
+        if (ret && g < l->bad_pos)
+            l->bad_pos = g;
         struct slot *s = &l->slots[g % l->depth];
         struct out t = s->o;
         s->o = w->spare;
@@ -216,6 +239,7 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
     if (l->depth < p->workers + 1)
         l->depth = p->workers + 1;
     l->nworkers = p->workers;
+    l->bad_pos = UINT64_MAX;
     ret = -ENOMEM;
     l->ids = calloc(p->batch, sizeof(uint32_t));
     l->sync.l = l;
@@ -412,6 +436,7 @@ int vka_loader_seek(struct vka_loader *l, struct vka_loader_pos pos)
         for (uint32_t i = 0; i < l->depth; i++)
             l->slots[i].ready = false;
     l->failed = 0;
+    l->bad_pos = UINT64_MAX;
     pthread_cond_broadcast(&l->space_cv);
     pthread_mutex_unlock(&l->mu);
     return 0;

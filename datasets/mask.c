@@ -313,8 +313,10 @@ int vka_mask_check(const struct vka_image *mask, const char *name, uint32_t clas
             while (mask->data[i] != v)
                 i++;
             vka_seterr(err, "%s: class id %u at pixel (%zu, %zu) is not below the %u classes "
-                       "and is not the ignore index %d", name, v, i % mask->w, i / mask->w,
-                       classes, ignore_index);
+                       "and is not the ignore index %d (%llu pixel%s hold%s it)", name, v,
+                       i % mask->w, i / mask->w, classes, ignore_index,
+                       (unsigned long long)hist[v], hist[v] > 1 ? "s" : "",
+                       hist[v] > 1 ? "" : "s");
             return -EINVAL;
         }
     if (!st)

@@ -1,7 +1,8 @@
 /* The Pascal VOC segmentation layout: DIR/ImageSets/Segmentation/{train,val}.txt lists
  * ids, one a line; sample ID is DIR/JPEGImages/ID.jpg with DIR/SegmentationClass/ID.png,
- * a palette PNG whose INDICES are the class ids (0 background, 1..20, 255 the object
- * boundaries, ignored). */
+ * a palette PNG whose INDICES are the class ids (0 background, 1..20 in Pascal VOC
+ * itself, 255 the object boundaries, ignored). The class count is not assumed: folders
+ * of this layout hold other classes, so it comes from the masks (dataset.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>

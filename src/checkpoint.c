@@ -38,7 +38,8 @@ static int tl_add(struct tlist *l, const char *name, enum vka_st_dtype dtype, ui
     t->name = strdup(name);
     t->dtype = dtype;
     t->ndim = ndim;
-    memcpy(t->shape, shape, ndim * sizeof(uint64_t));
+    if (ndim) /* a scalar's shape may be NULL, and memcpy's source must not be */
+        memcpy(t->shape, shape, ndim * sizeof(uint64_t));
     t->data = data;
     l->owned[l->n++] = data;
     return t->name ? 0 : -ENOMEM;
@@ -222,7 +223,7 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *con
 }
 
 /* Checks f against the model (train.* tensors aside) and uploads the model's tensors. */
-static int load_model(struct vka_st_file *f, struct vka_graph *g, bool others_ok)
+static int load_model(const struct vka_st_file *f, struct vka_graph *g, bool others_ok)
 {
     struct tlist want = { 0 };
     int ret = model_tensors(g, &want, false);
@@ -288,15 +289,9 @@ int vka_ckpt_load_weights(const char *path, struct vka_graph *g)
     return ret;
 }
 
-int vka_ckpt_load_weights_from(const char *path, struct vka_graph *g)
+int vka_ckpt_load_weights_file(const struct vka_st_file *f, struct vka_graph *g)
 {
-    struct vka_st_file *f;
-    int ret = vka_st_read(path, &f);
-    if (ret < 0)
-        return ret;
-    ret = load_model(f, g, true);
-    vka_st_file_destroy(&f);
-    return ret;
+    return load_model(f, g, true);
 }
 
 static const struct vka_st_tensor *train_tensor(const struct vka_st_file *f, const char *name,
@@ -315,8 +310,57 @@ static const struct vka_st_tensor *train_tensor(const struct vka_st_file *f, con
 
 /* One trainer's train.* tensors, checked against it. */
 struct trainer_file {
+    const char *path;
     const struct vka_st_tensor *counters, *state[4];
 };
+
+/* The counters as the trainer's stats; false (after vka_err naming the tensor) when a
+ * value is out of range: nothing read from a file is trusted to index or size anything. */
+static bool decode_counters(const char *path, const char *name, struct vka_trainer *tr,
+                            const int64_t *c, struct vka_trainer_stats *s,
+                            struct vka_optim_counters *oc)
+{
+    static const char *what[COUNTERS] = { "micro_steps", "opt_steps", "skipped_steps",
+                                          "dropped_windows", "samples_seen", "window_samples",
+                                          "window_micro", "optimizer steps", "optimizer skipped",
+                                          "window_pass" };
+    for (int i = 0; i < COUNTERS; i++)
+        if (c[i] < 0 || ((i == 5 || i == 6 || i == 9) && c[i] > UINT32_MAX)) {
+            vka_err("checkpoint %s: %s[%d] (%s) is %" PRId64 ": out of range", path, name, i,
+                    what[i], c[i]);
+            return false;
+        }
+    vka_trainer_get_stats(tr, s);
+    s->micro_steps = (uint64_t)c[0];
+    s->opt_steps = (uint64_t)c[1];
+    s->skipped_steps = (uint64_t)c[2];
+    s->dropped_windows = (uint64_t)c[3];
+    s->samples_seen = (uint64_t)c[4];
+    s->window_samples = (uint32_t)c[5];
+    s->window_micro = (uint32_t)c[6];
+    s->window_pass = (uint32_t)c[9];
+    *oc = (struct vka_optim_counters){ (uint64_t)c[7], (uint64_t)c[8] };
+    char why[160];
+    if (oc->steps > s->opt_steps || oc->skipped > s->skipped_steps ||
+        oc->steps + oc->skipped > s->opt_steps)
+        snprintf(why, sizeof(why), "the optimizer's %" PRIu64 " steps and %" PRIu64 " skipped "
+                 "do not fit the trainer's %" PRIu64 " steps (%" PRIu64 " skipped)", oc->steps,
+                 oc->skipped, s->opt_steps, s->skipped_steps);
+    else if (vka_trainer_check_stats(tr, s, why, sizeof(why)) == 0)
+        return true;
+    {
+        vka_err("checkpoint %s: %s: %s", path, name, why);
+        return false;
+    }
+}
+
+static bool check_counters(const char *path, const char *name, struct vka_trainer *tr,
+                           const int64_t *c)
+{
+    struct vka_trainer_stats s;
+    struct vka_optim_counters oc;
+    return decode_counters(path, name, tr, c, &s, &oc);
+}
 
 static bool find_trainer(const struct vka_st_file *f, struct vka_trainer *tr,
                          struct trainer_file *tf)
@@ -324,8 +368,10 @@ static bool find_trainer(const struct vka_st_file *f, struct vka_trainer *tr,
     char pre[64], full[128];
     trainer_prefix(tr, pre, sizeof(pre));
     struct vka_optim *opt = vka_trainer_optim(tr);
+    tf->path = f->path;
     snprintf(full, sizeof(full), "%scounters", pre);
-    bool ok = (tf->counters = train_tensor(f, full, VKA_ST_I64, COUNTERS)) != NULL;
+    bool ok = (tf->counters = train_tensor(f, full, VKA_ST_I64, COUNTERS)) != NULL &&
+              check_counters(f->path, full, tr, tf->counters->data);
     for (uint32_t i = 0; ok && i < vka_optim_state_count(opt) && i < 4; i++) {
         const char *name;
         const struct vka_tensor *st = vka_optim_state(opt, i, &name);
@@ -345,20 +391,37 @@ static int restore_trainer(struct vka_trainer *tr, const struct trainer_file *tf
         if (ret < 0)
             return ret;
     }
-    const int64_t *c = tf->counters->data;
     struct vka_trainer_stats s;
-    vka_trainer_get_stats(tr, &s);
-    s.micro_steps = (uint64_t)c[0];
-    s.opt_steps = (uint64_t)c[1];
-    s.skipped_steps = (uint64_t)c[2];
-    s.dropped_windows = (uint64_t)c[3];
-    s.samples_seen = (uint64_t)c[4];
-    s.window_samples = (uint32_t)c[5];
-    s.window_micro = (uint32_t)c[6];
-    s.window_pass = (uint32_t)c[9];
+    struct vka_optim_counters oc;
+    /* checked by find_trainer already */
+    decode_counters(tf->path, "counters", tr, tf->counters->data, &s, &oc);
     vka_trainer_set_stats(tr, &s);
-    struct vka_optim_counters oc = { (uint64_t)c[7], (uint64_t)c[8] };
     return vka_optim_set_counters(opt, &oc);
+}
+
+int vka_ckpt_restore(const struct vka_st_file *f, struct vka_graph *g,
+                     struct vka_trainer *const *tr, size_t ntr)
+{
+    /* every train.* tensor is checked before anything is changed */
+    struct vka_tensor grads = vka_graph_grads_flat(g), losses = losses_region(g);
+    const struct vka_st_tensor *tg, *tl = NULL;
+    struct trainer_file tf[4];
+    tg = train_tensor(f, TRAIN_PREFIX "grads", VKA_ST_F32, vka_tensor_stored(&grads));
+    if (losses.buf)
+        tl = train_tensor(f, TRAIN_PREFIX "losses", VKA_ST_F32, vka_tensor_stored(&losses));
+    bool ok = tg && (tl || !losses.buf) && ntr <= 4;
+    for (size_t i = 0; ok && i < ntr; i++)
+        ok = find_trainer(f, tr[i], &tf[i]);
+    if (!ok)
+        return -EINVAL;
+    int ret;
+    if ((ret = load_model(f, g, false)) < 0 ||
+        (ret = vka_buf_upload(grads.buf, 0, tg->data, vka_tensor_stored(&grads) * 4)) < 0 ||
+        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0))
+        return ret;
+    for (size_t i = 0; ret == 0 && i < ntr; i++)
+        ret = restore_trainer(tr[i], &tf[i]);
+    return ret;
 }
 
 int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *const *tr,
@@ -370,28 +433,7 @@ int vka_ckpt_load(const char *path, struct vka_graph *g, struct vka_trainer *con
     int ret = vka_st_read(path, &f);
     if (ret < 0)
         return ret;
-    /* every train.* tensor is checked before anything is changed */
-    struct vka_tensor grads = vka_graph_grads_flat(g), losses = losses_region(g);
-    const struct vka_st_tensor *tg, *tl = NULL;
-    struct trainer_file tf[4];
-    tg = train_tensor(f, TRAIN_PREFIX "grads", VKA_ST_F32, vka_tensor_stored(&grads));
-    if (losses.buf)
-        tl = train_tensor(f, TRAIN_PREFIX "losses", VKA_ST_F32, vka_tensor_stored(&losses));
-    bool ok = tg && (tl || !losses.buf) && ntr <= 4;
-    for (size_t i = 0; ok && i < ntr; i++)
-        ok = find_trainer(f, tr[i], &tf[i]);
-    if (!ok) {
-        vka_st_file_destroy(&f);
-        return -EINVAL;
-    }
-    if ((ret = load_model(f, g, false)) < 0 ||
-        (ret = vka_buf_upload(grads.buf, 0, tg->data, vka_tensor_stored(&grads) * 4)) < 0 ||
-        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0)) {
-        vka_st_file_destroy(&f);
-        return ret;
-    }
-    for (size_t i = 0; ret == 0 && i < ntr; i++)
-        ret = restore_trainer(tr[i], &tf[i]);
+    ret = vka_ckpt_restore(f, g, tr, ntr);
     if (ret < 0 || !out)
         vka_st_file_destroy(&f);
     else

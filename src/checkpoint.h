@@ -24,8 +24,16 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *con
 /* Loads the model's tensors (nothing else: mmsegmentation's --load-from): a missing,
  * extra or misshapen tensor is an error naming it, and nothing is loaded then. */
 int vka_ckpt_load_weights(const char *path, struct vka_graph *g);
-/* The same from a file that may hold more (a GAN checkpoint's G_ema for a sampler). */
-int vka_ckpt_load_weights_from(const char *path, struct vka_graph *g);
+
+/* The same from a file already read, which may hold more (a GAN checkpoint's G_ema for
+ * a sampler): read once, a file replaced in between cannot change under the caller. */
+int vka_ckpt_load_weights_file(const struct vka_st_file *f, struct vka_graph *g);
+
+/* Restores weights and the trainers' state from a file already read. Every train.*
+ * tensor and counter is checked first (an out-of-range value is refused naming the
+ * tensor); nothing is changed on an error. */
+int vka_ckpt_restore(const struct vka_st_file *f, struct vka_graph *g,
+                     struct vka_trainer *const *tr, size_t ntr);
 
 /* Loads weights and the trainer's state; *file stays open for the caller's extras (NULL
  * allowed) and is the caller's to destroy. Nothing is changed on an error. */

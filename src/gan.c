@@ -427,22 +427,29 @@ int vka_gan_load(struct vka_gan *gan, const char *path, struct vka_st_file **out
     struct vka_st_file *f;
     struct vka_trainer *tr[2] = { gan->td, gan->tg };
     *out = NULL;
-    /* the counters are checked before anything is loaded */
     int ret = vka_st_read(path, &f);
     if (ret < 0)
         return ret;
+    /* the counters are checked before anything is loaded */
     const struct vka_st_tensor *c = vka_st_find(f, COUNTERS_NAME);
     uint64_t n = 0;
-    bool ok = c && c->dtype == VKA_ST_I64 && vka_st_numel(c, &n) == 0 && n == 3;
-    vka_st_file_destroy(&f);
-    if (!ok) {
+    if (!c || c->dtype != VKA_ST_I64 || vka_st_numel(c, &n) < 0 || n != 3) {
         vka_err("checkpoint %s: %s is missing or not 3 int64 values: not a checkpoint of "
                 "vkaccum gan train", path, COUNTERS_NAME);
+        vka_st_file_destroy(&f);
         return -EINVAL;
     }
-    if ((ret = vka_ckpt_load(path, gan->g, tr, 2, &f)) < 0)
+    const int64_t *v = c->data;
+    if (v[0] < 0 || v[1] < 0 || v[2] < 0) {
+        vka_err("checkpoint %s: %s is (%lld, %lld, %lld): counters cannot be negative", path,
+                COUNTERS_NAME, (long long)v[0], (long long)v[1], (long long)v[2]);
+        vka_st_file_destroy(&f);
+        return -EINVAL;
+    }
+    if ((ret = vka_ckpt_restore(f, gan->g, tr, 2)) < 0) {
+        vka_st_file_destroy(&f);
         return ret;
-    const int64_t *v = vka_st_find(f, COUNTERS_NAME)->data;
+    }
     gan->iterations = (uint64_t)v[0];
     gan->noise[0] = (uint64_t)v[1];
     gan->noise[1] = (uint64_t)v[2];

@@ -4,12 +4,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
 static enum vka_log_level log_level = VKA_LOG_WARN;
 static int log_level_from_env = 0;
 static _Thread_local char last_error[1024];
+static bool keep_errors;
+
+void vka_log_keep_errors(bool keep)
+{
+    keep_errors = keep;
+}
 
 static void level_from_env(void)
 {
@@ -46,7 +53,7 @@ void vka_log(enum vka_log_level level, const char *fmt, ...)
         vsnprintf(last_error, sizeof(last_error), fmt, ap);
         va_end(ap);
     }
-    if (level > vka_log_get_level())
+    if (level > vka_log_get_level() || (level == VKA_LOG_ERROR && keep_errors))
         return;
     char line[2048];
     va_start(ap, fmt);
@@ -55,9 +62,21 @@ void vka_log(enum vka_log_level level, const char *fmt, ...)
     fprintf(stderr, "vkaccum: %s: %s\n", prefix[level], line);
 }
 
+double vka_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 const char *vka_last_error(void)
 {
     return last_error;
+}
+
+void vka_restore_error(const char *msg)
+{
+    snprintf(last_error, sizeof(last_error), "%s", msg);
 }
 
 void vka_clear_error(void)

@@ -1,20 +1,20 @@
 /* The safetensors reader and writer (see safetensors.h for the format and the rules).
  * JSON goes through cJSON both ways; integers are written as raw JSON numbers so that
- * every offset prints as digits. Errors: "PATH: tensor 'NAME': what is wrong". */
-#include <dirent.h>
+ * every offset prints as digits. Files are opened and replaced through src/file.h.
+ * Errors: "PATH: tensor 'NAME': what is wrong"; a name that breaks the rules is printed
+ * with its control bytes escaped, so that no message writes raw bytes to a terminal. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
+#include "file.h"
 #include "log.h"
 #include "safetensors.h"
 
@@ -131,6 +131,60 @@ static size_t utf8_check(const unsigned char *s, size_t n)
     return 0;
 }
 
+/* 1 + the offset of the first control byte of s (below 0x20, or 0x7f), or 0. */
+static size_t control_at(const char *s)
+{
+    for (size_t i = 0; s[i]; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return i + 1;
+    return 0;
+}
+
+#define ESC_LEN 128
+
+/* The first n bytes of s with control bytes written as \xNN, clipped to buf (size at
+ * least 5): how a bad name is shown. */
+static const char *escaped(const char *s, size_t n, char *buf, size_t size)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && s[i] && k + 5 < size; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            k += (size_t)snprintf(buf + k, size - k, "\\x%02x", c);
+        else
+            buf[k++] = (char)c;
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+/* Refuses a tensor name or metadata key holding a control byte: what says which. */
+static int check_name(const char *path, const char *what, const char *name)
+{
+    size_t bad = control_at(name);
+    if (!bad)
+        return 0;
+    char esc[ESC_LEN];
+    vka_err("%s: %s '%s': the name holds the control character 0x%02x (byte %zu)", path, what,
+            escaped(name, strlen(name), esc, sizeof(esc)), (unsigned char)name[bad - 1],
+            bad - 1);
+    return -EINVAL;
+}
+
+/* zlib's crc32 of n bytes, in pieces that fit its uInt. */
+static uint32_t crc_update(uint32_t crc, const void *data, uint64_t n)
+{
+    const unsigned char *p = data;
+    uLong c = crc;
+    while (n) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return (uint32_t)c;
+}
+
 static int cmp_str_ptr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -173,6 +227,8 @@ static int validate_write(const char *path, const struct vka_st_write_params *p,
             vka_err("%s: tensor %zu has no name", path, i);
             return -EINVAL;
         }
+        if (check_name(path, "tensor", t->name) < 0)
+            return -EINVAL;
         if (!strcmp(t->name, META_KEY) || utf8_check((const void *)t->name, strlen(t->name))) {
             vka_err("%s: tensor '%s': the name is %s", path, t->name,
                     strcmp(t->name, META_KEY) ? "not valid UTF-8" : "reserved for metadata");
@@ -205,9 +261,16 @@ static int validate_write(const char *path, const struct vka_st_write_params *p,
             vka_err("%s: metadata entry %zu has a NULL %s", path, i, m->key ? "value" : "key");
             return -EINVAL;
         }
+        if (check_name(path, "metadata key", m->key) < 0)
+            return -EINVAL;
         if (utf8_check((const void *)m->key, strlen(m->key)) ||
             utf8_check((const void *)m->value, strlen(m->value))) {
             vka_err("%s: metadata '%s' is not valid UTF-8", path, m->key);
+            return -EINVAL;
+        }
+        if (!strcmp(m->key, VKA_ST_CRC_KEY)) {
+            vka_err("%s: metadata key '%s' is reserved for the checksum the writer adds", path,
+                    m->key);
             return -EINVAL;
         }
     }
@@ -244,17 +307,19 @@ static bool add_uint(cJSON *array, uint64_t v)
     return false;
 }
 
-/* The header JSON, unpadded; tensors in the order of order[]. NULL when out of memory. */
-static char *build_header(const struct vka_st_write_params *p, const size_t *order)
+/* The header JSON, unpadded; the given metadata then the checksum crc of the data;
+ * tensors in the order of order[]. NULL when out of memory. */
+static char *build_header(const struct vka_st_write_params *p, const size_t *order,
+                          uint32_t crc)
 {
     cJSON *root = cJSON_CreateObject();
-    bool ok = root != NULL;
-    if (ok && p->n_meta) {
-        cJSON *m = cJSON_AddObjectToObject(root, META_KEY);
-        ok = m != NULL;
-        for (size_t i = 0; ok && i < p->n_meta; i++)
-            ok = cJSON_AddStringToObject(m, p->meta[i].key, p->meta[i].value) != NULL;
-    }
+    cJSON *m = root ? cJSON_AddObjectToObject(root, META_KEY) : NULL;
+    bool ok = m != NULL;
+    for (size_t i = 0; ok && i < p->n_meta; i++)
+        ok = cJSON_AddStringToObject(m, p->meta[i].key, p->meta[i].value) != NULL;
+    char hex[9];
+    snprintf(hex, sizeof(hex), "%08" PRIx32, crc);
+    ok = ok && cJSON_AddStringToObject(m, VKA_ST_CRC_KEY, hex);
     uint64_t off = 0;
     for (size_t k = 0; ok && k < p->n_tensors; k++) {
         const struct vka_st_tensor *t = &p->tensors[order[k]];
@@ -280,53 +345,6 @@ static char *build_header(const struct vka_st_write_params *p, const size_t *ord
     return js;
 }
 
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return strdup(".");
-    if (slash == path)
-        return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int ret = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return ret;
-}
-
-/* Removes base.tmp-PID files in dir whose writer PID no longer runs. */
-static void remove_stale_temps(const char *dir, const char *base)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    size_t blen = strlen(base);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        const char *s = de->d_name;
-        if (strncmp(s, base, blen) || strncmp(s + blen, ".tmp-", 5))
-            continue;
-        s += blen + 5;
-        char *end;
-        errno = 0;
-        long pid = strtol(s, &end, 10);
-        if (s[0] < '0' || s[0] > '9' || *end || errno || pid <= 0 || pid == (long)getpid())
-            continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-            vka_info("%s/%s: removed the temporary file of a writer that died (pid %ld)", dir,
-                     de->d_name, pid);
-    }
-    closedir(d);
-}
-
 static int write_all(FILE *fp, const void *data, uint64_t n)
 {
     const unsigned char *p = data;
@@ -338,6 +356,45 @@ static int write_all(FILE *fp, const void *data, uint64_t n)
         n -= chunk;
     }
     return 0;
+}
+
+/* The checksum of the data section: the tensors' bytes in the order of order[]. */
+static uint32_t data_crc(const struct vka_st_write_params *p, const size_t *order)
+{
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    for (size_t i = 0; i < p->n_tensors; i++) {
+        const struct vka_st_tensor *t = &p->tensors[order[i]];
+        uint64_t nbytes = 0;
+        vka_st_nbytes(t, &nbytes);
+        crc = crc_update(crc, t->data, nbytes);
+    }
+    return crc;
+}
+
+/* The length, header and data, into fp; stops at the first error, which
+ * it leaves in errno and fp's error state for vka_atomic_commit to report. */
+static void write_body(FILE *fp, const struct vka_st_write_params *p, const size_t *order,
+                       const char *js, uint64_t hlen)
+{
+    size_t jlen = strlen(js);
+    unsigned char head[8 + 8];
+    for (int i = 0; i < 8; i++)
+        head[i] = (unsigned char)(hlen >> (8 * i));
+    memset(head + 8, ' ', 8);
+    errno = 0;
+    int ret = write_all(fp, head, 8);
+    if (!ret)
+        ret = write_all(fp, js, jlen);
+    if (!ret)
+        ret = write_all(fp, head + 8, hlen - jlen);
+    for (size_t i = 0; !ret && i < p->n_tensors; i++) {
+        const struct vka_st_tensor *t = &p->tensors[order[i]];
+        uint64_t nbytes = 0;
+        vka_st_nbytes(t, &nbytes);
+        ret = write_all(fp, t->data, nbytes);
+    }
+    if (ret)
+        errno = -ret;
 }
 
 int vka_st_write(const char *path, const struct vka_st_write_params *params)
@@ -352,107 +409,38 @@ int vka_st_write(const char *path, const struct vka_st_write_params *params)
         return ret;
 
     size_t *order = malloc((params->n_tensors ? params->n_tensors : 1) * sizeof(*order));
-    char *js = NULL, *tmp = NULL, *dir = NULL;
-    FILE *fp = NULL;
-    bool created = false;
+    char *js = NULL;
     if (!order) {
-        ret = -ENOMEM;
-        goto oom;
+        vka_err("%s: out of memory building the header", path);
+        return -ENOMEM;
     }
     size_t k = 0;
     for (size_t size = 8; size; size /= 2)
         for (size_t i = 0; i < params->n_tensors; i++)
             if (dtypes[params->tensors[i].dtype].size == size)
                 order[k++] = i;
-    js = build_header(params, order);
-    size_t tlen = strlen(path) + 32;
-    tmp = malloc(tlen);
-    dir = dir_of(path);
-    if (!js || !tmp || !dir) {
+    js = build_header(params, order, data_crc(params, order));
+    if (!js) {
+        vka_err("%s: out of memory building the header", path);
         ret = -ENOMEM;
-        goto oom;
+        goto done;
     }
-    snprintf(tmp, tlen, "%s.tmp-%ld", path, (long)getpid());
-
-    size_t jlen = strlen(js);
-    uint64_t hlen = (jlen + 7) / 8 * 8;
+    uint64_t hlen = (strlen(js) + 7) / 8 * 8;
     if (hlen > VKA_ST_MAX_HEADER) {
         vka_err("%s: the header would be %" PRIu64 " bytes, past the format's limit of %llu "
                 "(too many tensors or too much metadata)", path, hlen, VKA_ST_MAX_HEADER);
         ret = -EOVERFLOW;
         goto done;
     }
-    unsigned char head[8 + 8];
-    for (int i = 0; i < 8; i++)
-        head[i] = (unsigned char)(hlen >> (8 * i));
-    memset(head + 8, ' ', 8);
-
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        ret = -errno;
-        vka_err("%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
+    struct vka_atomic a;
+    ret = vka_atomic_open(path, &a);
+    if (ret < 0)
         goto done;
-    }
-    created = true;
-    fp = fdopen(fd, "wb");
-    if (!fp) {
-        ret = -errno;
-        close(fd);
-        vka_err("%s: fdopen of %s: %s", path, tmp, strerror(-ret));
-        goto done;
-    }
-    const char *step = "writing";
-    errno = 0;
-    ret = write_all(fp, head, 8);
-    if (!ret)
-        ret = write_all(fp, js, jlen);
-    if (!ret)
-        ret = write_all(fp, head + 8, hlen - jlen);
-    for (size_t i = 0; !ret && i < params->n_tensors; i++) {
-        const struct vka_st_tensor *t = &params->tensors[order[i]];
-        uint64_t nbytes = 0;
-        vka_st_nbytes(t, &nbytes);
-        ret = write_all(fp, t->data, nbytes);
-    }
-    if (!ret && fflush(fp) != 0)
-        ret = -errno;
-    if (!ret && fsync(fileno(fp)) != 0)
-        ret = -errno, step = "fsync of";
-    int cret = fclose(fp);
-    fp = NULL;
-    if (!ret && cret != 0)
-        ret = -errno, step = "closing";
-    if (ret) {
-        vka_err("%s: %s %s failed: %s", path, step, tmp, strerror(-ret));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        ret = -errno;
-        vka_err("%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    created = false;
-    ret = sync_dir(dir);
-    if (ret < 0) {
-        vka_err("%s: written, but the fsync of its folder %s failed: %s", path, dir,
-                strerror(-ret));
-        goto done;
-    }
-    const char *base = strrchr(path, '/');
-    remove_stale_temps(dir, base ? base + 1 : path);
-    goto done;
-
-oom:
-    vka_err("%s: out of memory building the header", path);
+    write_body(a.fp, params, order, js, hlen);
+    ret = vka_atomic_commit(&a);
 done:
-    if (fp)
-        fclose(fp);
-    if (created)
-        unlink(tmp);
     free(order);
     free(js);
-    free(tmp);
-    free(dir);
     return ret;
 }
 
@@ -594,12 +582,34 @@ static int parse_tensor(const char *path, const cJSON *e, struct vka_st_tensor *
     return 0;
 }
 
+/* The checksum entry: exactly 8 hex digits, kept in f->crc_ (not among f->meta). */
+static int parse_crc(const char *path, const char *value, struct vka_st_file *f)
+{
+    char *end;
+    unsigned long v = strtoul(value, &end, 16);
+    bool hex = strlen(value) == 8 && !*end;
+    for (size_t i = 0; hex && i < 8; i++)
+        hex = strchr("0123456789abcdefABCDEF", value[i]) != NULL;
+    if (!hex) {
+        char esc[ESC_LEN];
+        vka_err("%s: metadata '" VKA_ST_CRC_KEY "' is \"%s\", not 8 hex digits: the file is "
+                "corrupt", path, escaped(value, 32, esc, sizeof(esc)));
+        return -EINVAL;
+    }
+    f->checksummed = true;
+    f->crc_ = (uint32_t)v;
+    return 0;
+}
+
 static int parse_meta(const char *path, const cJSON *m, struct vka_st_file *f)
 {
     if (!cJSON_IsObject(m)) {
         vka_err("%s: \"" META_KEY "\" is not a JSON object", path);
         return -EINVAL;
     }
+    for (const cJSON *c = m->child; c; c = c->next)
+        if (check_name(path, "metadata key", c->string) < 0)
+            return -EINVAL;
     int ret = check_members(path, m, "metadata key ");
     if (ret < 0)
         return ret;
@@ -612,11 +622,47 @@ static int parse_meta(const char *path, const cJSON *m, struct vka_st_file *f)
             vka_err("%s: metadata '%s': the value is not a string", path, c->string);
             return -EINVAL;
         }
+        if (!strcmp(c->string, VKA_ST_CRC_KEY)) {
+            ret = parse_crc(path, c->valuestring, f);
+            if (ret < 0)
+                return ret;
+            continue;
+        }
         struct vka_st_meta *e = &f->meta[f->n_meta++];
         e->key = strdup(c->string);
         e->value = strdup(c->valuestring);
         if (!e->key || !e->value)
             return oom(path);
+    }
+    return 0;
+}
+
+/* cJSON turns "\u0000" into a NUL that ends the C string, so that the name "w\u0000junk"
+ * would load as "w": refuses any string of the (parsed, hence valid JSON) header holding
+ * that escape. */
+static int check_nul_escapes(const char *path, const char *hdr, size_t n)
+{
+    size_t start = 0;
+    bool in_str = false, nul = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_str) {
+            if (hdr[i] == '"')
+                in_str = true, nul = false, start = i;
+            continue;
+        }
+        if (hdr[i] == '\\' && i + 1 < n) {
+            nul |= hdr[i + 1] == 'u' && i + 5 < n && !strncmp(hdr + i + 2, "0000", 4);
+            i++; /* the escaped character */
+        } else if (hdr[i] == '"') {
+            in_str = false;
+            if (nul) {
+                char esc[ESC_LEN];
+                vka_err("%s: the header string %s (byte %zu) holds \\u0000, a NUL character: "
+                        "names and metadata must not", path,
+                        escaped(hdr + start, i + 1 - start, esc, 64), start);
+                return -EINVAL;
+            }
+        }
     }
     return 0;
 }
@@ -662,6 +708,11 @@ static int parse_header(const char *path, char *hdr, uint64_t hlen, struct vka_s
         ret = -EINVAL;
         goto done;
     }
+    ret = check_nul_escapes(path, hdr, (size_t)hlen);
+    for (const cJSON *c = root->child; c && !ret; c = c->next)
+        ret = check_name(path, "tensor", c->string);
+    if (ret < 0)
+        goto done;
     ret = check_members(path, root, "tensor ");
     if (ret < 0)
         goto done;
@@ -790,6 +841,19 @@ static int place_data(const char *path, struct vka_st_file *f, const struct entr
     return 0;
 }
 
+/* Flipped bits in the data section, which no structural rule sees, are refused here. */
+static int check_crc(const char *path, const struct vka_st_file *f)
+{
+    if (!f->checksummed)
+        return 0;
+    uint32_t crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), f->buf_, f->data_len);
+    if (crc == f->crc_)
+        return 0;
+    vka_err("%s: the data does not match its checksum: the file is corrupt (" VKA_ST_CRC_KEY
+            " %08" PRIx32 ", the data's %08" PRIx32 ")", path, f->crc_, crc);
+    return -EINVAL;
+}
+
 int vka_st_read(const char *path, struct vka_st_file **out)
 {
     if (!out || !path) {
@@ -806,21 +870,15 @@ int vka_st_read(const char *path, struct vka_st_file **out)
         ret = oom(path);
         goto done;
     }
-    fp = fopen(path, "rb");
+    fp = vka_fopen_regular(path);
     if (!fp) {
         ret = -errno;
-        vka_err("%s: cannot open: %s", path, strerror(errno));
         goto done;
     }
     struct stat st;
     if (fstat(fileno(fp), &st) != 0) {
         ret = -errno;
         vka_err("%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        vka_err("%s: not a regular file", path);
-        ret = -EINVAL;
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -875,6 +933,9 @@ int vka_st_read(const char *path, struct vka_st_file **out)
         goto done;
     }
     ret = read_exact(path, fp, f->buf_, f->data_len, "tensor data");
+    if (ret < 0)
+        goto done;
+    ret = check_crc(path, f);
     if (ret < 0)
         goto done;
     ret = place_data(path, f, ent);

@@ -4,7 +4,8 @@
  *  "__metadata__": {"key": "value", ...}}, then the data buffer, offsets relative to its
  * start. The reader enforces every rule of the format and names the file and the tensor
  * in each error; the writer replaces a file atomically (temporary file, fsync, rename,
- * folder fsync). tools/parity/st.py reads and writes the same files from Python.
+ * folder fsync) and adds a checksum of the data as metadata, which the reader checks.
+ * tools/parity/st.py reads and writes the same files from Python.
  *
  * Layout rule of the checkpoints: model tensors carry PyTorch's state_dict names, shapes
  * (PyTorch's rank, not the device tensor's 4-D N, C, H, W) and memory layouts, so that they
@@ -23,6 +24,7 @@
 #ifndef VKA_SAFETENSORS_H
 #define VKA_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +48,11 @@ enum vka_st_dtype {
 
 #define VKA_ST_MAX_DIMS 8
 #define VKA_ST_MAX_HEADER 100000000ull /* bytes; the format's limit */
+/* The metadata entry the writer adds to every file: zlib's crc32 of the whole data
+ * buffer as 8 lowercase hex digits ("vkaccum.crc32": "1c291ca3"), a string like any
+ * metadata, so that Python's safetensors reads the file unchanged. The key is reserved
+ * (refused among the caller's metadata) and hidden from the reader's f->meta. */
+#define VKA_ST_CRC_KEY "vkaccum.crc32"
 
 /* One tensor: the writer's input, the reader's output and the checker's expectation. */
 struct vka_st_tensor {
@@ -82,15 +89,16 @@ struct vka_st_write_params {
     size_t n_meta;
 };
 
-/* Writes the tensors and metadata to path, atomically: the bytes go to path.tmp-PID in
- * the same folder (fwrite, fflush, fsync), which is renamed onto path, then the folder is
- * fsynced. On an error the temporary file is removed and an existing path is left as it
- * was. After a successful write, temporary files of path left by processes that no longer
- * run (a writer killed mid-write) are removed. The header is compact JSON, "__metadata__"
- * first, padded with spaces to a multiple of 8 bytes; tensors are stored largest element
- * size first (the given order within one size), so that each tensor's data is aligned to
- * its element size. Names must be distinct, valid UTF-8 and not "__metadata__"; metadata
- * keys distinct. Returns 0 or a negative errno; the error names path. */
+/* Writes the tensors and metadata to path, atomically (vka_atomic_*, src/file.h: a
+ * temporary file beside path, fsync, rename, folder fsync; on an error an existing path
+ * is left as it was; a success removes the temporary files of path that dead writers of
+ * this host left). The header is compact JSON, "__metadata__" first (the given entries,
+ * then VKA_ST_CRC_KEY), padded with spaces to a multiple of 8 bytes; tensors are stored
+ * largest element size first (the given order within one size), so that each tensor's
+ * data is aligned to its element size. Names must be distinct, valid UTF-8, free of
+ * control characters (bytes below 0x20 and 0x7f) and not "__metadata__"; metadata keys
+ * distinct, free of control characters and not VKA_ST_CRC_KEY. Returns 0 or a negative
+ * errno; the error names path. */
 int vka_st_write(const char *path, const struct vka_st_write_params *params);
 
 /* A file read into memory and validated. */
@@ -99,22 +107,28 @@ struct vka_st_file {
     struct vka_st_tensor *tensors;     /* file order (by data offset); data aligned to the
                                           element size, never NULL */
     size_t n_tensors;
-    struct vka_st_meta *meta;          /* header order */
+    struct vka_st_meta *meta;          /* header order, without VKA_ST_CRC_KEY */
     size_t n_meta;
     uint64_t header_len;               /* N */
     uint64_t data_len;                 /* bytes of the data buffer */
+    bool checksummed;                  /* the file had VKA_ST_CRC_KEY and its data matched
+                                          (files of other writers have none) */
     /* private */
+    uint32_t crc_;
     void *buf_;
     const struct vka_st_tensor **by_name_; /* the tensors sorted by name */
 };
 
-/* Reads and validates path: header length within the file and at most
- * VKA_ST_MAX_HEADER; valid UTF-8; a JSON object; every entry a known dtype, a shape of
- * non-negative integers (at most VKA_ST_MAX_DIMS), data_offsets [begin, end] with
- * end - begin = numel * element size; the tensors' data contiguous, non-overlapping and
- * covering the data buffer exactly; no duplicate names; "__metadata__" an object of
- * strings. On any violation *out stays NULL and a negative errno returns (-EINVAL for a
- * malformed file) with a message naming the file and the tensor. */
+/* Reads and validates path: a regular file (a FIFO or a device is refused before any
+ * read); header length within the file and at most VKA_ST_MAX_HEADER; valid UTF-8; a JSON
+ * object; no string holding \u0000; tensor names and metadata keys free of control
+ * characters; every entry a known dtype, a shape of non-negative integers (at most
+ * VKA_ST_MAX_DIMS), data_offsets [begin, end] with end - begin = numel * element size;
+ * the tensors' data contiguous, non-overlapping and covering the data buffer exactly; no
+ * duplicate names; "__metadata__" an object of strings; the data matching
+ * VKA_ST_CRC_KEY when the file has it. On any violation *out stays NULL and a negative
+ * errno returns (-EINVAL for a malformed or corrupt file) with a message naming the file
+ * and the tensor. */
 int vka_st_read(const char *path, struct vka_st_file **out);
 void vka_st_file_destroy(struct vka_st_file **f);
 

@@ -1,6 +1,7 @@
 /* The accumulation engine; see train.h. */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,6 +265,33 @@ void vka_trainer_get_stats(const struct vka_trainer *t, struct vka_trainer_stats
 void vka_trainer_set_stats(struct vka_trainer *t, const struct vka_trainer_stats *s)
 {
     t->s = *s;
+}
+
+int vka_trainer_check_stats(const struct vka_trainer *t, const struct vka_trainer_stats *s,
+                            char *why, size_t size)
+{
+    /* every micro-step holds at least one sample and every window at least one micro-step */
+    uint64_t micro_max = (uint64_t)t->p.npasses * t->p.batch;
+    if (s->window_pass >= t->p.npasses)
+        snprintf(why, size, "the open window is in pass %u of a trainer of %u pass(es)",
+                 s->window_pass, t->p.npasses);
+    else if (s->window_samples >= t->p.batch)
+        snprintf(why, size, "the open window holds %u samples of a batch of %u",
+                 s->window_samples, t->p.batch);
+    else if (s->window_micro > micro_max || (s->window_micro == 0) != (s->window_samples == 0 &&
+                                                                       s->window_pass == 0))
+        snprintf(why, size, "the open window counts %u micro-steps for %u samples in pass %u",
+                 s->window_micro, s->window_samples, s->window_pass);
+    else if (s->skipped_steps > s->opt_steps ||
+             s->opt_steps + s->dropped_windows > s->micro_steps ||
+             s->window_micro > s->micro_steps)
+        snprintf(why, size, "%llu steps (%llu skipped), %llu dropped windows and %llu "
+                 "micro-steps do not fit together", (unsigned long long)s->opt_steps,
+                 (unsigned long long)s->skipped_steps, (unsigned long long)s->dropped_windows,
+                 (unsigned long long)s->micro_steps);
+    else
+        return 0;
+    return -EINVAL;
 }
 
 struct vka_optim *vka_trainer_optim(struct vka_trainer *t)

@@ -95,5 +95,10 @@ const char *vka_trainer_name(const struct vka_trainer *t); /* params.name, may b
 
 /* For checkpoints: the counters, restored by vka_trainer_set_stats. */
 void vka_trainer_set_stats(struct vka_trainer *t, const struct vka_trainer_stats *s);
+/* Whether counters read back from a file fit this trainer (the open window's pass,
+ * samples and micro-steps within its batch and passes, no more steps than micro-steps):
+ * -EINVAL with the reason in why (nothing logged) when they do not. */
+int vka_trainer_check_stats(const struct vka_trainer *t, const struct vka_trainer_stats *s,
+                            char *why, size_t size);
 
 #endif

@@ -177,3 +177,30 @@ void test_assert_close(const char *what, const float *got, const double *ref, si
                            atol, rtol);
     }
 }
+
+void test_st_replace(const char *src, const char *dst, const char *name,
+                     enum vka_st_dtype dtype, uint32_t ndim, const uint64_t *shape,
+                     const void *data)
+{
+    struct vka_st_file *f;
+    cr_assert_eq(vka_st_read(src, &f), 0, "%s", vka_last_error());
+    struct vka_st_tensor *t = calloc(f->n_tensors, sizeof(*t));
+    bool found = false;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        t[i] = f->tensors[i];
+        if (!strcmp(t[i].name, name)) {
+            t[i].dtype = dtype;
+            t[i].ndim = ndim;
+            if (ndim)
+                memcpy(t[i].shape, shape, ndim * sizeof(uint64_t));
+            t[i].data = data;
+            found = true;
+        }
+    }
+    cr_assert(found, "%s holds no tensor %s", src, name);
+    cr_assert_eq(vka_st_write(dst, &(struct vka_st_write_params){
+                     .tensors = t, .n_tensors = f->n_tensors, .meta = f->meta,
+                     .n_meta = f->n_meta }), 0, "%s", vka_last_error());
+    free(t);
+    vka_st_file_destroy(&f);
+}

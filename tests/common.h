@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "log.h"
+#include "safetensors.h"
 #include "tensor.h"
 
 /* Opens a context on the default device with validation on; fails the test if none. */
@@ -47,6 +48,12 @@ double *test_to_double(const float *a, size_t n);     /* malloc'ed */
  * first index that fails, with both values. */
 void test_assert_close(const char *what, const float *got, const double *ref, size_t n,
                        double atol, double rtol);
+
+/* Writes a copy of the safetensors file src to dst (metadata kept) with tensor `name`
+ * replaced by (dtype, ndim, shape, data): a file as an outside mutation leaves it. */
+void test_st_replace(const char *src, const char *dst, const char *name,
+                     enum vka_st_dtype dtype, uint32_t ndim, const uint64_t *shape,
+                     const void *data);
 
 /* Runs recorded work and asserts it succeeded. */
 void test_run(struct vka_cmd *cmd);

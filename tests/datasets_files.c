@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <spng.h>
 #include <zlib.h>
@@ -313,4 +314,39 @@ void write_idx(const char *path, const uint8_t *head, size_t hn, const uint8_t *
     if (n)
         cr_assert_eq(gzwrite(f, data, (unsigned)n), (int)n);
     gzclose(f);
+}
+
+static FILE *captured;
+static int saved_fd = -1;
+
+void stderr_begin(void)
+{
+    cr_assert_null(captured, "stderr_begin twice");
+    fflush(stderr);
+    captured = tmpfile();
+    cr_assert(captured, "tmpfile: %s", strerror(errno));
+    saved_fd = dup(STDERR_FILENO);
+    cr_assert_geq(saved_fd, 0, "dup: %s", strerror(errno));
+    cr_assert_geq(dup2(fileno(captured), STDERR_FILENO), 0, "dup2: %s", strerror(errno));
+}
+
+char *stderr_end(void)
+{
+    cr_assert(captured, "stderr_end without stderr_begin");
+    fflush(stderr);
+    dup2(saved_fd, STDERR_FILENO);
+    close(saved_fd);
+    saved_fd = -1;
+    /* the writes went through fd 2, past this FILE's buffer: its size is the file's */
+    struct stat st;
+    cr_assert_eq(fstat(fileno(captured), &st), 0);
+    size_t n = (size_t)st.st_size;
+    char *text = malloc(n + 1);
+    cr_assert(text);
+    rewind(captured);
+    size_t got = fread(text, 1, n, captured);
+    text[got] = '\0';
+    fclose(captured);
+    captured = NULL;
+    return text;
 }

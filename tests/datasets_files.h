@@ -47,4 +47,10 @@ void indexed_png(const char *path, uint32_t w, uint32_t h, const uint8_t *idx);
 void write_idx(const char *path, const uint8_t *head, size_t hn, const uint8_t *data,
                size_t n);
 
+/* Sends this process's stderr (fd 2, where vka_log writes) into a temporary file until
+ * stderr_end, which puts it back and returns what was written (malloc'ed). Every
+ * thread that logs must have finished before stderr_end. */
+void stderr_begin(void);
+char *stderr_end(void);
+
 #endif

@@ -201,3 +201,107 @@ Test(checkpoint, weights_round_trip_and_bad_files_are_refused)
     unlink(bad);
     test_ctx_done(&ctx);
 }
+
+/* Every counter read back from a checkpoint is range-checked before anything changes: a
+ * window pass past the trainer's passes once indexed out of bounds (UBSan), a window of
+ * 10^6 samples underflowed the next micro-step's size. */
+Test(checkpoint, out_of_range_counters_are_refused)
+{
+    test_seed("checkpoint counters");
+    make_data();
+    char path[] = "/tmp/vkaccum-ckpt-XXXXXX", bad[] = "/tmp/vkaccum-bad-XXXXXX";
+    close(mkstemp(path));
+    close(mkstemp(bad));
+    struct vka_ctx *ctx = test_ctx();
+    struct run a, b;
+    open_run(ctx, &a, 1);
+    micro_steps(&a, 0, 5); /* 2 windows and half of the third */
+    cr_assert_eq(vka_ckpt_save(path, a.g, &a.tr, 1, NULL, 0, NULL, 0), 0, "%s", vka_last_error());
+    struct vka_st_file *f;
+    cr_assert_eq(vka_st_read(path, &f), 0);
+    const struct vka_st_tensor *ct = vka_st_find(f, "train.counters");
+    cr_assert(ct && ct->dtype == VKA_ST_I64 && ct->shape[0] == 10);
+    int64_t good[10];
+    memcpy(good, ct->data, sizeof(good));
+    vka_st_file_destroy(&f);
+    cr_assert_eq(good[5], MICRO, "window_samples is counter 5");
+
+    open_run(ctx, &b, 2);
+    uint64_t n;
+    float *before = params_of(&b, &n);
+    struct vka_trainer_stats sb0;
+    vka_trainer_get_stats(b.tr, &sb0);
+    /* counter index, bad value, what the message must say */
+    static const struct { int i; int64_t v; const char *want; } cases[] = {
+        { 9, 4294967295LL, "pass" },         /* window_pass: the UBSan report */
+        { 9, -1, "out of range" },
+        { 9, 1, "pass 1 of a trainer of 1" },
+        { 5, 1000000, "1000000 samples" },   /* window_samples */
+        { 5, B, "holds 4 samples" },
+        { 6, 0, "micro-steps" },             /* samples in the window but no micro-step */
+        { 2, 7, "do not fit" },              /* more skipped steps than steps */
+        { 7, 5, "optimizer" },               /* more optimizer steps than windows */
+        { 0, -3, "out of range" },
+    };
+    uint64_t ten = 10;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        int64_t v[10];
+        memcpy(v, good, sizeof(v));
+        v[cases[c].i] = cases[c].v;
+        test_st_replace(path, bad, "train.counters", VKA_ST_I64, 1, &ten, v);
+        cr_assert_lt(vka_ckpt_load(bad, b.g, &b.tr, 1, NULL), 0, "case %zu was loaded", c);
+        cr_assert(strstr(vka_last_error(), "train.counters") &&
+                  strstr(vka_last_error(), cases[c].want) && strstr(vka_last_error(), bad),
+                  "case %zu: %s", c, vka_last_error());
+        float *after = params_of(&b, &n);
+        cr_assert_eq(memcmp(before, after, n * 4), 0, "case %zu changed the weights", c);
+        free(after);
+        struct vka_trainer_stats sb;
+        vka_trainer_get_stats(b.tr, &sb);
+        cr_assert_eq(sb.micro_steps, sb0.micro_steps, "case %zu changed the counters", c);
+    }
+    /* the unchanged counters still load */
+    test_st_replace(path, bad, "train.counters", VKA_ST_I64, 1, &ten, good);
+    cr_assert_eq(vka_ckpt_load(bad, b.g, &b.tr, 1, NULL), 0, "%s", vka_last_error());
+    free(before);
+    close_run(&a);
+    close_run(&b);
+    free(xs);
+    free(ts);
+    unlink(path);
+    unlink(bad);
+    test_ctx_done(&ctx);
+}
+
+/* A BatchNorm model saves and loads its running statistics and num_batches_tracked (a
+ * 0-dimensional tensor: its shape pointer is NULL, which memcpy must never be given;
+ * UBSan caught that on every BatchNorm save). This file also runs under ASan/UBSan. */
+Test(checkpoint, batchnorm_state_round_trips)
+{
+    test_seed("checkpoint batchnorm");
+    char path[] = "/tmp/vkaccum-ckpt-XXXXXX";
+    close(mkstemp(path));
+    struct vka_ctx *ctx = test_ctx();
+    struct vka_graph *g[2];
+    struct vka_unet net[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 5u + i }, &g[i]), 0);
+        struct vka_unet_params up = { .in_channels = 3, .classes = CLASSES, .depth = 1,
+                                      .width = 4, .norm = VKA_UNET_BATCH, .size = 8 };
+        cr_assert_eq(vka_unet_build(g[i], &up, &net[i]), 0, "%s", vka_last_error());
+        cr_assert_eq(vka_graph_alloc(g[i]), 0, "%s", vka_last_error());
+    }
+    int bn = -1;
+    for (uint32_t i = 0; i < vka_graph_nvals(g[0]) && bn < 0; i++)
+        if (strstr(vka_graph_val(g[0], (int)i)->name, "running_mean"))
+            bn = (int)i;
+    cr_assert_geq(bn, 0, "the model has no BatchNorm");
+    vka_graph_set_batches(g[0], bn, 7);
+    cr_assert_eq(vka_ckpt_save(path, g[0], NULL, 0, NULL, 0, NULL, 0), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_ckpt_load_weights(path, g[1]), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_graph_val(g[1], bn)->batches, 7, "num_batches_tracked was not restored");
+    for (int i = 0; i < 2; i++)
+        vka_graph_destroy(&g[i]);
+    unlink(path);
+    test_ctx_done(&ctx);
+}

@@ -8,24 +8,32 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "common.h"
 #include "safetensors.h"
 
 static char out[1 << 16];
 
-/* Runs `vkaccum ARGS` with stdout and stderr captured into out; returns the exit status. */
-static int run(const char *args)
+/* Runs `PREFIX vkaccum ARGS` in sh (prefix: shell commands ending in "exec ", or "") with
+ * stdout and stderr captured into out; returns the exit status. */
+static int run_in(const char *prefix, const char *args)
 {
     const char *bin = getenv("VKACCUM_BIN");
     cr_assert(bin, "VKACCUM_BIN is not set (meson sets it)");
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, args);
+    snprintf(cmd, sizeof(cmd), "%s%s %s 2>&1", prefix, bin, args);
     FILE *p = popen(cmd, "r");
     cr_assert(p);
     size_t n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run(const char *args)
+{
+    return run_in("", args);
 }
 
 Test(cli, usage_errors_exit_2_and_name_the_problem)
@@ -399,6 +407,35 @@ Test(cli, gan_train_resume_and_sample)
     cr_assert_eq(run(args), 0, "%s", out);
     snprintf(p, sizeof(p), "%s/each/sample_00011.png", dir);
     cr_assert_eq(stat(p, &sb), 0, "%s was not written", p);
+    /* one image per file is exactly the model's 32x32 (grids keep their borders) */
+    unsigned char hdr[24];
+    FILE *f = fopen(p, "rb");
+    cr_assert(f && fread(hdr, 1, 24, f) == 24);
+    fclose(f);
+    cr_assert(hdr[16] == 0 && hdr[17] == 0 && hdr[18] == 0 && hdr[19] == 32 && hdr[23] == 32,
+              "a per-image sample is %ux%u, not 32x32", hdr[19], hdr[23]);
+
+    /* mutated counters and loader positions are refused naming the tensor, before
+     * anything is written to the run folder */
+    static const struct { const char *name; uint32_t ndim; uint64_t shape[2]; int64_t v[3]; } bad[] = {
+        { "train.gan.counters", 1, { 3 }, { -1, 0, 0 } },
+        { "train.loader", 2, { 2, 0 }, { 0 } },
+        { "train.loader", 1, { 2 }, { 0, -5 } },
+    };
+    for (size_t c = 0; c < sizeof(bad) / sizeof(bad[0]); c++) {
+        snprintf(args, sizeof(args), "rm -rf %s/c && cp -r %s/b %s/c", dir, dir, dir);
+        cr_assert_eq(system(args), 0);
+        snprintf(p, sizeof(p), "%s/c/last.safetensors", dir);
+        test_st_replace(p, p, bad[c].name, VKA_ST_I64, bad[c].ndim, bad[c].shape, bad[c].v);
+        snprintf(p, sizeof(p), "%s/c/metrics.jsonl", dir);
+        cr_assert_eq(stat(p, &sb), 0);
+        off_t before = sb.st_size;
+        snprintf(args, sizeof(args), "gan train --resume %s/c --steps 5", dir);
+        cr_assert_eq(run(args), 1, "case %zu: %s", c, out);
+        cr_assert(strstr(out, bad[c].name) && strstr(out, "last.safetensors"), "case %zu: %s", c, out);
+        cr_assert_eq(stat(p, &sb), 0);
+        cr_assert_eq(sb.st_size, before, "case %zu: metrics.jsonl changed", c);
+    }
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
@@ -459,6 +496,261 @@ Test(cli, gan_trains_on_a_folder_of_rgb_images_of_any_size)
     cr_assert_eq(fread(h, 1, sizeof(h), f), sizeof(h));
     fclose(f);
     cr_assert_eq(h[25], 2, "colour type %u, not RGB", h[25]);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* A small seg run in dir/run: 2 steps, a checkpoint at each. */
+static void small_seg_run(const char *dir, const char *more)
+{
+    char args[1024];
+    snprintf(args, sizeof(args), "seg train --data shapes --train-count 8 --crop 32 --depth 2 "
+             "--width 8 --batch 4 --micro-batch 2 --steps 2 --eval-every 0 --save-every 1 "
+             "--workers 0 --val-count 2 --schedule constant --out %s/run %s", dir, more);
+    cr_assert_eq(run(args), 0, "%s", out);
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot read %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strdup(buf);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* A run's config.json goes through the command line's checks: a bad value is refused
+ * naming the file and the key, before anything of the run is written. */
+Test(cli, config_json_values_are_checked_like_the_command_line)
+{
+    char dir[] = "/tmp/vkaccum-cfg-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    small_seg_run(dir, "");
+    char cfg[600], met[600], args[1024];
+    snprintf(cfg, sizeof(cfg), "%s/run/config.json", dir);
+    snprintf(met, sizeof(met), "%s/run/metrics.jsonl", dir);
+    char *good = read_text(cfg), *metrics = read_text(met);
+    /* key, JSON value, what the message must say besides the file and the key */
+    static const char *cases[][3] = {
+        { "micro-batch", "9007199254740994", "0 to 1073741824" },
+        { "optimizer", "\"bogus\"", "adamw|adam|sgd" },
+        { "norm", "\"bogus\"", "group|batch" },
+        { "classes", "-1", "whole number" },
+        { "steps", "2.5", "whole number" },
+        { "lr", "\"fast\"", "must be a number" },
+        { "drop-last", "1", "true or false" },
+        { "data", "\"shapes\\u0007\"", "control character" },
+        { "width", NULL, "is missing" },
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        cJSON *j = cJSON_Parse(good);
+        cr_assert(j);
+        if (cases[c][1])
+            cJSON_ReplaceItemInObjectCaseSensitive(j, cases[c][0], cJSON_Parse(cases[c][1]));
+        else
+            cJSON_DeleteItemFromObjectCaseSensitive(j, cases[c][0]);
+        char *text = cJSON_Print(j);
+        write_text(cfg, text);
+        snprintf(args, sizeof(args), "seg train --resume %s/run --steps 3", dir);
+        cr_assert_eq(run(args), 1, "case %s: %s", cases[c][0], out);
+        char key[64];
+        snprintf(key, sizeof(key), "\"%s\"", cases[c][0]);
+        cr_assert(strstr(out, cfg) && strstr(out, key) && strstr(out, cases[c][2]),
+                  "case %s: %s", cases[c][0], out);
+        char *now = read_text(cfg), *mnow = read_text(met);
+        cr_assert_str_eq(now, text, "case %s: config.json was rewritten", cases[c][0]);
+        cr_assert_str_eq(mnow, metrics, "case %s: metrics.jsonl changed", cases[c][0]);
+        free(now);
+        free(mnow);
+        free(text);
+        cJSON_Delete(j);
+    }
+    /* a value the type check lets through but the run cannot use: refused before the new
+     * run folder is made */
+    cJSON *j = cJSON_Parse(good);
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "color-jitter", cJSON_CreateNumber(9e15));
+    char *text = cJSON_Print(j);
+    write_text(cfg, text);
+    snprintf(args, sizeof(args), "seg train --resume %s/run --out %s/other --steps 3", dir, dir);
+    cr_assert_eq(run(args), 2, "%s", out);
+    cr_assert(strstr(out, "--color-jitter"), "%s", out);
+    snprintf(args, sizeof(args), "%s/other", dir);
+    cr_assert_neq(access(args, F_OK), 0, "the run folder was made before the check");
+    free(text);
+    cJSON_Delete(j);
+    /* the good config resumes */
+    write_text(cfg, good);
+    snprintf(args, sizeof(args), "seg train --resume %s/run --steps 3", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    free(good);
+    free(metrics);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* How many train lines of metrics.jsonl log step s. */
+static int step_lines(const char *path, int s)
+{
+    char *text = read_text(path), key[64];
+    snprintf(key, sizeof(key), "\"kind\":\"train\",\"step\":%d,", s);
+    int n = 0;
+    for (char *p = strstr(text, key); p; p = strstr(p + 1, key))
+        n++;
+    free(text);
+    return n;
+}
+
+/* The run's files under faults: config.json is replaced atomically (a write cut by a
+ * file-size limit leaves the old one, and the run resumes), a failed metrics write ends
+ * the run with the reason, metrics logged after the checkpoint by a run that was then
+ * stopped are dropped on resume (no step twice), and a run folder that cannot be made
+ * says why. */
+Test(cli, run_files_under_faults)
+{
+    char dir[] = "/tmp/vkaccum-flt-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    small_seg_run(dir, "");
+    char cfg[600], met[600], args[1024];
+    snprintf(cfg, sizeof(cfg), "%s/run/config.json", dir);
+    snprintf(met, sizeof(met), "%s/run/metrics.jsonl", dir);
+    char *good = read_text(cfg);
+    cr_assert_gt(strlen(good), 600, "config.json is too short for the 512-byte limit");
+
+    /* a 512-byte file-size limit (SIGXFSZ ignored: writes fail with EFBIG) */
+    snprintf(args, sizeof(args), "seg train --resume %s/run --steps 3", dir);
+    cr_assert_eq(run_in("trap '' XFSZ; ulimit -f 1; exec ", args), 1, "%s", out);
+    cr_assert(strstr(out, "config.json") && strstr(out, "File too large"), "%s", out);
+    char *now = read_text(cfg);
+    cr_assert_str_eq(now, good, "config.json was not kept whole");
+    free(now);
+
+    /* a run stopped after logging step 3 but before saving it, with a torn last line */
+    FILE *f = fopen(met, "ab");
+    cr_assert(f);
+    fputs("{\"kind\":\"train\",\"step\":3,\"epoch\":0,\"loss\":99,\"lr\":0}\n{\"kind\":\"tr", f);
+    fclose(f);
+    cr_assert_eq(run(args), 0, "%s", out);
+    for (int s = 1; s <= 3; s++)
+        cr_assert_eq(step_lines(met, s), 1, "step %d is logged %d times", s, step_lines(met, s));
+    now = read_text(met);
+    cr_assert_null(strstr(now, "\"loss\":99"), "the line logged after the checkpoint stayed");
+    cr_assert_null(strstr(now, "{\"kind\":\"tr\n"), "the torn line stayed");
+    free(now);
+
+    /* metrics.jsonl on a full disk */
+    snprintf(args, sizeof(args), "%s/full", dir);
+    cr_assert_eq(mkdir(args, 0755), 0);
+    snprintf(args, sizeof(args), "%s/full/metrics.jsonl", dir);
+    cr_assert_eq(symlink("/dev/full", args), 0);
+    snprintf(args, sizeof(args), "seg train --data shapes --train-count 8 --crop 32 --depth 2 "
+             "--width 8 --batch 4 --steps 1 --eval-every 0 --workers 0 --val-count 2 "
+             "--out %s/full", dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "metrics.jsonl") && strstr(out, "No space left on device"), "%s", out);
+
+    /* a run folder under a regular file */
+    snprintf(args, sizeof(args), "seg train --data shapes --steps 1 --out %s/run/config.json/x", dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "config.json/x") && strstr(out, "Not a directory"), "%s", out);
+    free(good);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* The loader position and the trainer's counters read back from a checkpoint are checked
+ * by element count and range: a train.loader of shape [2, 0] once read 16 bytes past
+ * its buffer (ASan) and carried on from a garbage position. */
+Test(cli, seg_checkpoint_values_are_range_checked)
+{
+    char dir[] = "/tmp/vkaccum-ckv-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    small_seg_run(dir, "");
+    char ck[300], args[1024];
+    snprintf(ck, sizeof(ck), "%s/run/last.safetensors", dir);
+    struct vka_st_file *f;
+    cr_assert_eq(vka_st_read(ck, &f), 0, "%s", vka_last_error());
+    int64_t counters[10];
+    memcpy(counters, vka_st_find(f, "train.counters")->data, sizeof(counters));
+    vka_st_file_destroy(&f);
+    char keep[300];
+    snprintf(keep, sizeof(keep), "%s/keep.safetensors", dir);
+    snprintf(args, sizeof(args), "cp %s %s", ck, keep);
+    cr_assert_eq(system(args), 0);
+    int64_t pass_bad[10];
+    memcpy(pass_bad, counters, sizeof(pass_bad));
+    pass_bad[9] = 4294967295LL;
+    static const int64_t zero[2] = { 0, 0 }, neg[2] = { -1, 3 }, far[2] = { 0, 1000000 };
+    const struct { const char *name; uint32_t ndim; uint64_t shape[2]; const int64_t *v;
+                   const char *want; } cases[] = {
+        { "train.loader", 2, { 2, 0 }, zero, "2 int64 values" },
+        { "train.loader", 1, { 2 }, neg, "negative" },
+        { "train.loader", 1, { 2 }, far, "outside a dataset" },
+        { "train.counters", 1, { 10 }, pass_bad, "pass 4294967295" },
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        test_st_replace(keep, ck, cases[c].name, VKA_ST_I64, cases[c].ndim, cases[c].shape,
+                        cases[c].v);
+        snprintf(args, sizeof(args), "seg train --resume %s/run --steps 3", dir);
+        cr_assert_eq(run(args), 1, "case %zu: %s", c, out);
+        cr_assert(strstr(out, cases[c].want), "case %zu: %s", c, out);
+        if (c < 2 || c == 3)
+            cr_assert(strstr(out, cases[c].name) && strstr(out, ck), "case %zu: %s", c, out);
+    }
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* Masks as a new user's data has them: a VOC-layout folder of 4 classes trains with
+ * --classes 4; an id >= --classes is refused naming the mask file, the id and its
+ * pixels; without --classes, a stray id warns that the classes between are empty. */
+Test(cli, class_ids_are_read_from_the_masks)
+{
+    char dir[] = "/tmp/vkaccum-cls-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char p[600], args[1024];
+    static const char *sub[] = { "voc", "voc/JPEGImages", "voc/SegmentationClass",
+                                 "voc/ImageSets", "voc/ImageSets/Segmentation" };
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
+        cr_assert_eq(mkdir(p, 0755), 0);
+    }
+    /* images are known by their bytes, not their names: a PNG in ID.jpg will do */
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/voc/JPEGImages/im%d.jpg", dir, i);
+        write_png(p, 16, 16, 3, (unsigned char)(40 * i + 20));
+        snprintf(p, sizeof(p), "%s/voc/SegmentationClass/im%d.png", dir, i);
+        write_png(p, 16, 16, 1, i == 3 ? 255 : (unsigned char)i); /* ids 0-2, 255 ignored */
+    }
+    snprintf(p, sizeof(p), "%s/voc/ImageSets/Segmentation/train.txt", dir);
+    write_text(p, "im0\nim1\nim2\nim3\n");
+    snprintf(p, sizeof(p), "%s/voc/ImageSets/Segmentation/val.txt", dir);
+    write_text(p, "im1\nim2\n");
+    const char *common = "seg train --crop 16 --depth 2 --width 8 --batch 2 --steps 1 "
+                         "--eval-every 0 --workers 0 --no-augment";
+    snprintf(args, sizeof(args), "%s --data voc:%s/voc --classes 4 --out %s/r1", common, dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "4 classes"), "%s", out);
+    snprintf(args, sizeof(args), "%s --data voc:%s/voc --out %s/r2", common, dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "3 classes"), "the class count is not the masks': %s", out);
+    /* a stray 7 in one mask of a folder dataset */
+    snprintf(p, sizeof(p), "%s/voc/SegmentationClass/im2.png", dir);
+    write_png(p, 16, 16, 1, 7);
+    snprintf(args, sizeof(args), "%s --data voc:%s/voc --classes 4 --out %s/r3", common, dir, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "im2.png") && strstr(out, "7") && strstr(out, "256 pixels"), "%s", out);
+    snprintf(args, sizeof(args), "%s --data voc:%s/voc --out %s/r4", common, dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "8 classes") && strstr(out, "warning: class 2 is in no training mask"),
+              "%s", out);
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -199,6 +200,46 @@ Test(datasets, missing_mask)
     for (uint32_t i = 0; i < 3; i++)
         cr_assert_null(strstr(vka_dataset_name(ds, i), "s02"));
     vka_dataset_destroy(&ds);
+}
+
+/* An image and its mask are paired by stem (the name without its last extension), so
+ * two images of one stem would both train on one mask: refused whatever sorts between
+ * them (a.kk.png, stem "a.kk", sorts between a.bmp and a.png). Two masks of one stem
+ * likewise, however the names sort. */
+Test(datasets, folder_duplicate_stems)
+{
+    test_seed("datasets/folder_duplicate_stems");
+    const char *d = tmp_make();
+    make_folder(d, "train", 2, 8, 8, 2);
+    uint8_t *img = rand_bytes(8 * 8 * 3, 256), *m = rand_mask(8, 8, 2);
+    const char *a_bmp = P("%s/train/images/a.bmp", d), *a_png = P("%s/train/images/a.png", d);
+    write_bmp(a_bmp, 8, 8, 3, img);
+    png(P("%s/train/images/a.kk.png", d), 8, 8, 3, img);
+    png(a_png, 8, 8, 3, img);
+    png(P("%s/train/masks/a.png", d), 8, 8, 1, m);
+    png(P("%s/train/masks/a.kk.png", d), 8, 8, 1, m);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d };
+    open_fails(&p, a_bmp, "share the stem \"a\"");
+    cr_assert(strstr(vka_last_error(), a_png), "the error names %s but not %s: %s", a_bmp,
+              a_png, vka_last_error());
+    /* which of the two the mask was made for is unknown, so skip_bad refuses too */
+    p.skip_bad = true;
+    open_fails(&p, a_bmp, "share the stem \"a\"");
+    p.skip_bad = false;
+    cr_assert_eq(remove(a_png), 0);
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 4, "a.bmp, a.kk.png, s00 and s01");
+    vka_dataset_destroy(&ds);
+    /* masks: s00.PNG and s00.png (the extension's case does not count) with s00.x.png,
+     * stem "s00.x", sorting after both in stem order but between them by name */
+    const char *m_upper = P("%s/train/masks/s00.PNG", d), *m_lower = P("%s/train/masks/s00.png", d);
+    png(m_upper, 8, 8, 1, m);
+    png(P("%s/train/masks/s00.x.png", d), 8, 8, 1, m);
+    open_fails(&p, m_upper, "share the stem \"s00\"");
+    cr_assert(strstr(vka_last_error(), m_lower), "the error names %s but not %s: %s", m_upper,
+              m_lower, vka_last_error());
+    free(img);
+    free(m);
 }
 
 Test(datasets, image_mask_size_mismatch)
@@ -425,6 +466,54 @@ Test(datasets, voc_palette_png_read_as_indices)
     open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_VOC, .path = d,
                                              .split = VKA_SPLIT_VAL },
                P("%s/JPEGImages/nope.jpg", d), "missing image");
+}
+
+/* DIR/{JPEGImages,SegmentationClass,ImageSets/Segmentation} with ids v0.. listed in
+ * train.txt; mask i is masks[i] (w x h). */
+static void voc_fixture(const char *d, uint32_t n, uint32_t w, uint32_t h, uint8_t **masks)
+{
+    mkdirs(P("%s/JPEGImages", d));
+    mkdirs(P("%s/SegmentationClass", d));
+    mkdirs(P("%s/ImageSets/Segmentation", d));
+    char list[256] = "";
+    for (uint32_t i = 0; i < n; i++) {
+        rand_jpeg(P("%s/JPEGImages/v%u.jpg", d, i), w, h, NULL);
+        indexed_png(P("%s/SegmentationClass/v%u.png", d, i), w, h, masks[i]);
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "v%u\n", i);
+    }
+    write_bytes(P("%s/ImageSets/Segmentation/train.txt", d), list, strlen(list));
+}
+
+/* A VOC folder's class count is what its masks hold (the largest id + 1, the ignore
+ * index aside), as for a plain folder, not VOC's 21: masks of ids 0..3 and 255 make 4
+ * classes. Asked for, the count is a bound the masks must keep. */
+Test(datasets, voc_classes_from_masks)
+{
+    test_seed("datasets/voc_classes_from_masks");
+    const char *d = tmp_make();
+    uint8_t *masks[3];
+    for (uint32_t i = 0; i < 3; i++)
+        masks[i] = rand_mask(16, 12, 3); /* ids 0..2 and 255 */
+    masks[1][5] = 3;
+    voc_fixture(d, 3, 16, 12, masks);
+    struct vka_dataset_params p = { .kind = VKA_DATA_VOC, .path = d };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_classes(ds), 4, "%s: masks of ids 0..3 and 255 make 4 classes, "
+                 "not %u", d, vka_dataset_classes(ds));
+    struct vka_class_stats st;
+    cr_assert_eq(vka_dataset_class_stats(ds, &st), 0);
+    cr_assert(st.classes == 4 && st.pixels[3] == 1 && st.ignored == 3 * ((16 * 12 + 6) / 7),
+              "classes %u, pixels of 3: %llu, ignored %llu", st.classes,
+              (unsigned long long)st.pixels[3], (unsigned long long)st.ignored);
+    vka_dataset_destroy(&ds);
+    p.classes = 21;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_classes(ds), 21);
+    vka_dataset_destroy(&ds);
+    p.classes = 3;
+    open_fails(&p, P("%s/SegmentationClass/v1.png", d), "class id 3 at pixel (5, 0)");
+    for (uint32_t i = 0; i < 3; i++)
+        free(masks[i]);
 }
 
 Test(datasets, rgb_mask_with_palette)
@@ -981,6 +1070,293 @@ Test(datasets, loader_bad_file_after_open)
     cr_assert(b.ids[0] == 1 && b.ids[1] == 1, "ids %u %u", b.ids[0], b.ids[1]);
     vka_loader_destroy(&l);
     vka_dataset_destroy(&ds);
+}
+
+/* ---- the class count a caller asks for ----------------------------------------------- */
+
+/* vka_dataset_check_classes names the first mask (in sample order) holding an id at or
+ * above the count asked for, the smallest such id in it and how many of its pixels hold
+ * it; the ignore index is never one. */
+Test(datasets, check_classes_names_the_first_mask)
+{
+    test_seed("datasets/check_classes_names_the_first_mask");
+    const char *d = tmp_make();
+    make_folder(d, "train", 5, 8, 8, 3);
+    uint8_t *m = rand_mask(8, 8, 3);
+    m[1] = m[2] = m[3] = 4; /* 3 pixels of 4, 2 of 6 */
+    m[9] = m[10] = 6;
+    const char *m3 = P("%s/train/masks/s03.png", d);
+    png(m3, 8, 8, 1, m);
+    m[1] = m[2] = m[3] = m[9] = m[10] = 0;
+    m[20] = 3;
+    const char *m4 = P("%s/train/masks/s04.png", d);
+    png(m4, 8, 8, 1, m);
+    free(m);
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_FOLDER,
+                                                                   .path = d });
+    cr_assert_eq(vka_dataset_classes(ds), 7);
+    cr_assert_eq(vka_dataset_check_classes(ds, 7), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_dataset_check_classes(ds, 256), 0, "%s", vka_last_error());
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 3), -EINVAL);
+    const char *e = vka_last_error();
+    cr_assert(strstr(e, m3) && strstr(e, "class id 4 at pixel (1, 0)") &&
+              strstr(e, "3 pixels hold it") && strstr(e, "3 classes"),
+              "not naming %s, id 4 and its 3 pixels: %s", m3, e);
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 5), -EINVAL);
+    e = vka_last_error();
+    cr_assert(strstr(e, m3) && strstr(e, "class id 6") && strstr(e, "2 pixels hold it"),
+              "%s", e);
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 0), -EINVAL);
+    cr_assert(strstr(vka_last_error(), "0 classes"), "%s", vka_last_error());
+    vka_dataset_destroy(&ds);
+    /* with another ignore index, 255 is an id like any other */
+    ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_FOLDER, .path = d,
+                                               .ignore_index = &(int32_t){ 6 } });
+    cr_assert_eq(vka_dataset_classes(ds), 256);
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 5), -EINVAL);
+    cr_assert(strstr(vka_last_error(), P("%s/train/masks/s00.png", d)) &&
+              strstr(vka_last_error(), "class id 255"), "%s", vka_last_error());
+    vka_dataset_destroy(&ds);
+    /* a generator: shapes makes ids 0..3 */
+    ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_SHAPES, .seed = 3, .count = 20,
+                                               .width = 32, .height = 32 });
+    cr_assert_eq(vka_dataset_check_classes(ds, 4), 0, "%s", vka_last_error());
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 3), -EINVAL);
+    cr_assert(strstr(vka_last_error(), "shapes:train#") && strstr(vka_last_error(), "class id 3"),
+              "%s", vka_last_error());
+    vka_dataset_destroy(&ds);
+    /* no masks */
+    ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_IMAGES,
+                                               .path = P("%s/train/images", d) });
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 3), -EINVAL);
+    cr_assert(strstr(vka_last_error(), "no masks"), "%s", vka_last_error());
+    vka_dataset_destroy(&ds);
+}
+
+/* ---- the loader meeting bad files mid-epoch ------------------------------------------ */
+
+#define BAD_N 24          /* samples in the folders below */
+#define BAD_SECONDS 5.0   /* a bad file must end (or be skipped by) a loader this fast */
+
+
+/* Damage to sample i of a make_folder folder (16 x 16; images sNN.png/.bmp/.tga by
+ * i % 3); each returns the file it changed. */
+static const char *image_of(const char *d, uint32_t i)
+{
+    const char *ext[] = { "png", "bmp", "tga" };
+    return P("%s/train/images/s%02u.%s", d, i, ext[i % 3]);
+}
+
+/* the image cut after its header and part of its data (a PNG or a BMP: stb_image_write
+ * makes run-length TGAs, whose length the header does not give) */
+static const char *cut_image(const char *d, uint32_t i)
+{
+    const char *img = image_of(d, i);
+    cr_assert_neq(i % 3, 2, "cut_image cuts a PNG or a BMP");
+    size_t n;
+    uint8_t *b = read_bytes(img, &n);
+    write_bytes(img, b, i % 3 == 0 ? 60 : 54 + 16 * 16 * 3 / 2);
+    free(b);
+    return img;
+}
+
+/* the image replaced by one of other dimensions (16 x 12) */
+static const char *resize_image(const char *d, uint32_t i)
+{
+    const char *img = image_of(d, i);
+    uint8_t *px = rand_bytes(16 * 12 * 3, 256);
+    cr_assert_eq(i % 3, 1, "resize_image writes a BMP");
+    write_bmp(img, 16, 12, 3, px);
+    free(px);
+    return img;
+}
+
+/* the mask replaced by one of other dimensions (8 x 16) */
+static const char *resize_mask(const char *d, uint32_t i)
+{
+    const char *mask = P("%s/train/masks/s%02u.png", d, i);
+    uint8_t *m = rand_mask(8, 16, 3);
+    png(mask, 8, 16, 1, m);
+    free(m);
+    return mask;
+}
+
+/* the PNG's compressed data scrambled, header, sizes and IEND intact: it passes the
+ * header check of a header_only open and fails its decode */
+static const char *scramble_image(const char *d, uint32_t i)
+{
+    const char *img = image_of(d, i);
+    cr_assert_eq(i % 3, 0, "scramble_image spoils a PNG");
+    scramble_idat(img);
+    return img;
+}
+
+struct bad_case {
+    const char *(*spoil)(const char *d, uint32_t i);
+    uint32_t sample;
+    const char *what;   /* in the error */
+    bool header_only;   /* spoilt before a header_only open, else after a full open */
+};
+
+/* Reads from a loader over a folder of BAD_N samples, one of them spoilt, until it
+ * fails: it must fail within BAD_SECONDS, the error naming the spoilt file. With
+ * skip_bad one whole epoch must come through instead, without the bad sample, and a
+ * warning must name the file. */
+static void loader_meets_bad_file(const struct bad_case *bc, uint32_t workers, bool skip_bad)
+{
+    const char *d = tmp_make();
+    make_folder(d, "train", BAD_N, 16, 16, 3);
+    const char *bad = bc->header_only ? bc->spoil(d, bc->sample) : NULL;
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_FOLDER, .path = d, .skip_bad = skip_bad,
+        .header_only = bc->header_only, .threads = 2 });
+    cr_assert_eq(vka_dataset_count(ds), BAD_N);
+    if (!bad)
+        bad = bc->spoil(d, bc->sample);
+    struct vka_loader_params p = { .dataset = ds, .batch = 4, .workers = workers,
+                                   .shuffle = true, .seed = 11, .epoch_batches = true,
+                                   .aug = { .size = 16 } };
+    struct vka_loader *l = NULL;
+    struct vka_batch b;
+    int ret = 0;
+    uint32_t delivered = 0, calls = 0;
+    bool seen_bad = false;
+    if (skip_bad)
+        stderr_begin();
+    double t0 = vka_now();
+    cr_assert_eq(vka_loader_create(&p, &l), 0, "%s", vka_last_error());
+    vka_clear_error();
+    /* at most two epochs: the bad sample comes in the first */
+    for (; calls < BAD_N / 2 + 2; calls++) {
+        if ((ret = vka_loader_next(l, 4, &b)))
+            break;
+        for (uint32_t k = 0; k < b.n && delivered < BAD_N; k++, delivered++)
+            seen_bad |= b.ids[k] == bc->sample;
+        if (skip_bad && b.epoch_end)
+            break;
+    }
+    char err[1024];
+    snprintf(err, sizeof(err), "%s", vka_last_error());
+    vka_loader_destroy(&l);
+    double dt = vka_now() - t0;
+    char *log = skip_bad ? stderr_end() : NULL;
+    cr_log_info("%s sample %u, %u workers%s: %.3f s", bc->what, bc->sample, workers,
+                skip_bad ? ", skip_bad" : "", dt);
+    cr_assert_lt(dt, BAD_SECONDS, "%s with %u workers%s: %.1f s (more than %.0f)", bad,
+                 workers, skip_bad ? " and skip_bad" : "", dt, BAD_SECONDS);
+    if (!skip_bad) {
+        cr_assert_lt(ret, 0, "%u workers: %u samples came through although %s is bad",
+                     workers, delivered, bad);
+        cr_assert(strstr(err, bad) && strstr(err, bc->what),
+                  "%u workers: the error does not name %s and say '%s': %s", workers, bad,
+                  bc->what, err);
+    } else {
+        cr_assert_eq(ret, 0, "%u workers, skip_bad: %s", workers, err);
+        cr_assert_eq(delivered, BAD_N, "%u workers, skip_bad: an epoch of %u samples, not %u",
+                     workers, delivered, BAD_N);
+        cr_assert(b.epoch_end && !seen_bad, "%u workers, skip_bad: epoch end %d, bad sample "
+                  "delivered %d", workers, b.epoch_end, seen_bad);
+        cr_assert(strstr(log, "skipping: ") && strstr(log, bad),
+                  "%u workers, skip_bad: no warning names %s:\n%s", workers, bad, log);
+        free(log);
+    }
+    vka_dataset_destroy(&ds);
+}
+
+static void loader_bad_cases(const struct bad_case *bc)
+{
+    const uint32_t workers[] = { 0, 2, 8 };
+    for (int skip = 0; skip < 2; skip++)
+        for (int w = 0; w < 3; w++)
+            loader_meets_bad_file(bc, workers[w], skip);
+}
+
+Test(datasets, loader_truncated_image_mid_epoch, .timeout = 20)
+{
+    test_seed("datasets/loader_truncated_image_mid_epoch");
+    loader_bad_cases(&(struct bad_case){ cut_image, 9, "truncated PNG", false });
+    loader_bad_cases(&(struct bad_case){ cut_image, 13, "truncated BMP", false });
+}
+
+Test(datasets, loader_image_size_changed_mid_epoch, .timeout = 20)
+{
+    test_seed("datasets/loader_image_size_changed_mid_epoch");
+    loader_bad_cases(&(struct bad_case){ resize_image, 13, "but its image", false });
+}
+
+Test(datasets, loader_mask_size_changed_mid_epoch, .timeout = 20)
+{
+    test_seed("datasets/loader_mask_size_changed_mid_epoch");
+    loader_bad_cases(&(struct bad_case){ resize_mask, 17, "mask is 8x16 but its image", false });
+}
+
+Test(datasets, loader_corrupt_data_after_header_only_open, .timeout = 20)
+{
+    test_seed("datasets/loader_corrupt_data_after_header_only_open");
+    loader_bad_cases(&(struct bad_case){ scramble_image, 6, "corrupt PNG", true });
+}
+
+/* Two bad files: whatever worker meets its file first, the loader reports the one
+ * earlier in the stream, and keeps reporting it. */
+Test(datasets, loader_reports_the_first_bad_file, .timeout = 20)
+{
+    test_seed("datasets/loader_reports_the_first_bad_file");
+    const uint32_t workers[] = { 0, 2, 8 };
+    for (int w = 0; w < 3; w++) {
+        const char *d = tmp_make();
+        make_folder(d, "train", BAD_N, 16, 16, 3);
+        struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+            .kind = VKA_DATA_FOLDER, .path = d, .threads = 2 });
+        const char *first = cut_image(d, 6), *second = resize_mask(d, 7);
+        struct vka_loader_params p = { .dataset = ds, .batch = 4, .workers = workers[w],
+                                       .aug = { .size = 16 } };
+        struct vka_loader *l = NULL;
+        cr_assert_eq(vka_loader_create(&p, &l), 0, "%s", vka_last_error());
+        struct vka_batch b;
+        cr_assert_eq(vka_loader_next(l, 4, &b), 0, "%s", vka_last_error());
+        for (int k = 0; k < 2; k++) {
+            vka_clear_error();
+            cr_assert_lt(vka_loader_next(l, 4, &b), 0);
+            cr_assert(strstr(vka_last_error(), first) && !strstr(vka_last_error(), second),
+                      "%u workers, call %d: not the first bad file %s: %s", workers[w], k,
+                      first, vka_last_error());
+        }
+        vka_loader_destroy(&l);
+        vka_dataset_destroy(&ds);
+    }
+    /* skip_bad, every mask deleted after open: no sample can replace the first, whose
+     * mask the error must name (not the last one tried in its place) */
+    for (int w = 0; w < 3; w++) {
+        const char *d = tmp_make();
+        make_folder(d, "train", 6, 16, 16, 3);
+        struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+            .kind = VKA_DATA_FOLDER, .path = d, .skip_bad = true, .threads = 2 });
+        for (uint32_t i = 0; i < 6; i++)
+            cr_assert_eq(remove(P("%s/train/masks/s%02u.png", d, i)), 0);
+        struct vka_loader_params p = { .dataset = ds, .batch = 2, .workers = workers[w],
+                                       .aug = { .size = 16 } };
+        struct vka_loader *l = NULL;
+        cr_assert_eq(vka_loader_create(&p, &l), 0, "%s", vka_last_error());
+        struct vka_batch b;
+        stderr_begin();
+        vka_clear_error();
+        int ret = vka_loader_next(l, 2, &b);
+        char err[1024];
+        snprintf(err, sizeof(err), "%s", vka_last_error());
+        vka_loader_destroy(&l);
+        free(stderr_end());
+        const char *first = P("%s/train/masks/s00.png:", d);
+        cr_assert_lt(ret, 0, "%u workers: a batch although every mask is gone", workers[w]);
+        cr_assert(strstr(err, first) == err && strstr(err, "none of the other 5 samples"),
+                  "%u workers: the error does not start with %s: %s", workers[w], first, err);
+        vka_dataset_destroy(&ds);
+    }
 }
 
 /* ---- class weights -------------------------------------------------------------------- */

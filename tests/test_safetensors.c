@@ -1,7 +1,8 @@
 /* Checkpoint files (src/safetensors.c): round trips of every dtype, the cross-check with
- * tools/parity/st.py, one crafted file per rule of the format the reader enforces, the
- * tensor-set check, the writer's refusals and error paths, and atomic replacement under
- * SIGKILL. Everything is host side: no Vulkan device is opened. */
+ * tools/parity/st.py, one crafted file per rule of the format the reader enforces (names
+ * with NUL or control characters among them), the data checksum, the tensor-set check,
+ * the writer's refusals and error paths, the temporary files of dead writers, and atomic
+ * replacement under SIGKILL. Everything is host side: no Vulkan device is opened. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,8 +18,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 
 #include "common.h"
+#include "file.h"
 #include "safetensors.h"
 
 /* ---- helpers ---- */
@@ -98,6 +101,9 @@ static void craft(const char *path, uint64_t hlen, const char *hdr, size_t hdr_b
 static void assert_error_names(const char *path, const char *tensor, const char *phrase)
 {
     const char *msg = vka_last_error();
+    for (const char *p = msg; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 && *p != 0x7f,
+                  "the error holds the raw control byte 0x%02x: %s", (unsigned char)*p, msg);
     cr_assert(strstr(msg, path), "the error does not name the file %s: %s", path, msg);
     if (tensor) {
         char q[128];
@@ -300,7 +306,7 @@ Test(safetensors, round_trip_every_dtype)
             t[n] = tensor(names[n], (enum vka_st_dtype)d, ndims[s], shapes[s], NULL);
         }
     /* names that JSON must escape, and UTF-8 */
-    snprintf(names[n], sizeof(names[n]), "a \"quoted\"\\name\n\t/x");
+    snprintf(names[n], sizeof(names[n]), "a \"quoted\"\\name /x");
     t[n] = tensor(names[n], VKA_ST_F32, 1, (uint64_t[]){ 3 }, NULL), n++;
     snprintf(names[n], sizeof(names[n]), "gro\xc3\x9f.weight");
     t[n] = tensor(names[n], VKA_ST_U8, 1, (uint64_t[]){ 9 }, NULL), n++;
@@ -322,6 +328,7 @@ Test(safetensors, round_trip_every_dtype)
 
     struct vka_st_file *f = read_ok(path);
     cr_assert_eq(f->n_tensors, n);
+    cr_assert(f->checksummed, "the data checksum was not written or not checked");
     cr_assert_eq(f->header_len % 8, 0, "the header is padded to a multiple of 8");
     size_t flen;
     free(slurp(path, &flen));
@@ -377,12 +384,16 @@ Test(safetensors, empty_file_round_trip)
     write_ok(path, NULL, 0, NULL, 0);
     size_t len;
     unsigned char *b = slurp(path, &len);
-    cr_assert_eq(len, 16, "8 bytes of length + \"{}\" padded to 8");
-    cr_assert_eq(memcmp(b, "\x08\0\0\0\0\0\0\0{}      ", 16), 0);
+    /* 8 bytes of length, the header with the checksum of no data, padded to 8 */
+    static const char want[] = "\x30\0\0\0\0\0\0\0"
+                               "{\"__metadata__\":{\"" VKA_ST_CRC_KEY "\":\"00000000\"}}   ";
+    cr_assert_eq(len, sizeof(want) - 1);
+    cr_assert_eq(memcmp(b, want, len), 0, "%.*s", (int)len - 8, b + 8);
     free(b);
     struct vka_st_file *f = read_ok(path);
     cr_assert_eq(f->n_tensors, 0);
     cr_assert_eq(f->n_meta, 0);
+    cr_assert(f->checksummed);
     cr_assert_null(vka_st_find(f, "x"));
     cr_assert_eq(vka_st_check(f, NULL, 0), 0);
     vka_st_file_destroy(&f);
@@ -466,6 +477,21 @@ static char *run_capture(const char *cmd)
     return out;
 }
 
+/* The header of the file bytes b (its padding cut) and where its data starts. */
+static char *header_text(const unsigned char *b, size_t len, size_t *data_at)
+{
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--)
+        h = h << 8 | b[i];
+    cr_assert_leq(8 + h, len);
+    char *s = strndup((const char *)b + 8, (size_t)h);
+    size_t n = strlen(s);
+    while (n && s[n - 1] == ' ')
+        s[--n] = '\0';
+    *data_at = 8 + (size_t)h;
+    return s;
+}
+
 /* Needs /usr/bin/python3 with numpy: tools/setup.sh installs python3-numpy (CI runs it). */
 Test(safetensors, python_cross_check)
 {
@@ -489,6 +515,8 @@ Test(safetensors, python_cross_check)
     cJSON *tl = cJSON_GetObjectItem(js, "tensors"), *md = cJSON_GetObjectItem(js, "metadata");
     cr_assert_eq(cJSON_GetArraySize(tl), VKA_ST_DTYPE_COUNT);
     cr_assert_str_eq(cJSON_GetObjectItem(md, "note")->valuestring, pattern_meta[1].value);
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(md, VKA_ST_CRC_KEY)),
+              "Python does not see the checksum as string metadata");
     size_t order[VKA_ST_DTYPE_COUNT];
     storage_order(t, VKA_ST_DTYPE_COUNT, order);
     for (int i = 0; i < VKA_ST_DTYPE_COUNT; i++) {
@@ -527,11 +555,23 @@ Test(safetensors, python_cross_check)
     }
     cr_assert_str_eq(vka_st_meta_get(f, "writer"), "st.py");
     cr_assert_str_eq(vka_st_meta_get(f, "note"), pattern_meta[1].value);
+    cr_assert_not(f->checksummed, "st.py writes no checksum");
     vka_st_file_destroy(&f);
-    size_t la, lb;
+    size_t la, lb, da, db;
     unsigned char *a = slurp(c_file, &la), *b = slurp(py_file, &lb);
-    cr_assert(la == lb && !memcmp(a, b, la), "C and st.py write different bytes for the same "
-              "tensors (%zu vs %zu bytes)", la, lb);
+    char *ha = header_text(a, la, &da), *hb = header_text(b, lb, &db);
+    /* the same bytes but for C's checksum entry, zlib's crc32 of the data */
+    cr_assert(la - da == lb - db && !memcmp(a + da, b + db, la - da),
+              "C and st.py write different data for the same tensors");
+    char entry[64];
+    snprintf(entry, sizeof(entry), ",\"" VKA_ST_CRC_KEY "\":\"%08lx\"",
+             crc32(0L, a + da, (uInt)(la - da)));
+    char *at = strstr(ha, entry);
+    cr_assert_not_null(at, "the C header lacks %s: %s", entry, ha);
+    memmove(at, at + strlen(entry), strlen(at + strlen(entry)) + 1);
+    cr_assert_str_eq(ha, hb, "C and st.py write different headers (checksum aside)");
+    free(ha);
+    free(hb);
     free(b);
 
     /* Python reads and rewrites a C file unchanged */
@@ -763,12 +803,67 @@ Test(safetensors, refuses_bad_metadata)
                "appears twice");
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A named pipe given as the checkpoint (--ckpt): refused at once. Before, fopen waited
+ * for a writer for good: the alarm turns that into a failure. */
+Test(safetensors, refuses_fifo_at_once)
+{
+    alarm(10);
+    char *dir = tmpdir_make();
+    char *path = path_in(dir, "pipe.safetensors");
+    cr_assert_eq(mkfifo(path, 0600), 0, "%s", strerror(errno));
+    double t0 = now_s();
+    expect_refused(path, -EINVAL, NULL, "not a regular file (a FIFO)");
+    cr_assert_lt(now_s() - t0, 1.0);
+    free(path);
+    tmpdir_remove(&dir);
+}
+
+/* cJSON ends a string at an escaped NUL: "w\u0000junk" would load as "w". */
+Test(safetensors, refuses_nul_in_names_and_metadata)
+{
+    expect_bad("{\"w\\u0000junk\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+               8, NULL, "string \"w\\u0000junk\" (byte 1) holds \\u0000");
+    expect_bad("{\"__metadata__\":{\"k\\u0000x\":\"v\"}," ENTRY_A "}", 8, NULL, "holds \\u0000");
+    expect_bad("{\"__metadata__\":{\"k\":\"a\\u0000b\"}," ENTRY_A "}", 8, NULL,
+               "\"a\\u0000b\"");
+    /* an escaped backslash then "u0000" is text, not a NUL */
+    char *dir = tmpdir_make();
+    char *path = path_in(dir, "text.safetensors");
+    const char *hdr = "{\"w\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    craft(path, strlen(hdr), hdr, strlen(hdr), 8);
+    struct vka_st_file *f = read_ok(path);
+    cr_assert_not_null(vka_st_find(f, "w\\u0000"));
+    vka_st_file_destroy(&f);
+    free(path);
+    tmpdir_remove(&dir);
+}
+
+/* Control characters in a name would reach the terminal in every message naming it. */
+Test(safetensors, refuses_control_characters_in_names)
+{
+    expect_bad("{\"w\\u001b[2J\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+               8, "w\\x1b[2J", "the name holds the control character 0x1b (byte 1)");
+    expect_bad("{\"w\\n\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+               "w\\x0a", "control character 0x0a");
+    expect_bad("{\"del\\u007f\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+               8, "del\\x7f", "control character 0x7f");
+    expect_bad("{\"__metadata__\":{\"k\\u0007\":\"v\"}," ENTRY_A "}", 8, "k\\x07",
+               "metadata key 'k\\x07'");
+}
+
 Test(safetensors, refuses_missing_file_and_folder)
 {
     char *dir = tmpdir_make();
     char *path = path_in(dir, "none.safetensors");
     expect_refused(path, -ENOENT, NULL, "cannot open");
-    expect_refused(dir, -EINVAL, NULL, "not a regular file");
+    expect_refused(dir, -EINVAL, NULL, "not a regular file (a folder)");
     free(path);
     tmpdir_remove(&dir);
 }
@@ -894,6 +989,12 @@ Test(safetensors, write_refuses_bad_input)
           "reserved for metadata" },
         { { tensor("bad\xff", VKA_ST_F32, 1, (uint64_t[]){ 4 }, x) }, 1, { { 0 } }, 0,
           "not valid UTF-8" },
+        { { tensor("red\x1b[31m", VKA_ST_F32, 1, (uint64_t[]){ 4 }, x) }, 1, { { 0 } }, 0,
+          "tensor 'red\\x1b[31m': the name holds the control character 0x1b (byte 3)" },
+        { { tensor("del\x7f", VKA_ST_F32, 1, (uint64_t[]){ 4 }, x) }, 1, { { 0 } }, 0,
+          "control character 0x7f" },
+        { { good }, 1, { { "k\n", "v" } }, 1, "metadata key 'k\\x0a'" },
+        { { good }, 1, { { VKA_ST_CRC_KEY, "00000000" } }, 1, "reserved for the checksum" },
         { { tensor("d", (enum vka_st_dtype)99, 1, (uint64_t[]){ 4 }, x) }, 1, { { 0 } }, 0,
           "dtype 99" },
         { { tensor("r", VKA_ST_F32, 9, (uint64_t[]){ 1, 1, 1, 1, 1, 1, 1, 1 }, x) }, 1, { { 0 } },
@@ -996,7 +1097,22 @@ static bool exists(const char *dir, const char *name)
     return r;
 }
 
-Test(safetensors, stale_temp_files_of_dead_writers_are_removed)
+/* The host part of this host's temporary file names, as the writer spells it. */
+static char *temp_host(const char *dir)
+{
+    struct vka_atomic a;
+    char *probe = path_in(dir, "probe");
+    cr_assert_eq(vka_atomic_open(probe, &a), 0, "%s", vka_last_error());
+    const char *h = a.tmp + strlen(probe) + strlen(".tmp-");
+    char *host = strndup(h, (size_t)(strrchr(h, '-') - h));
+    vka_atomic_abort(&a);
+    free(probe);
+    return host;
+}
+
+/* In a run folder shared across hosts (NFS) a pid says nothing about another host's
+ * process: only temporary files of this host whose writer is dead go. */
+Test(safetensors, stale_temps_only_of_this_host_and_dead_writers)
 {
     pid_t dead = fork();
     if (dead == 0)
@@ -1005,33 +1121,111 @@ Test(safetensors, stale_temp_files_of_dead_writers_are_removed)
     waitpid(dead, NULL, 0);
     char *dir = tmpdir_make();
     char *path = path_in(dir, "ck.safetensors");
-    char stale[64], live[64], other[64];
-    snprintf(stale, sizeof(stale), "ck.safetensors.tmp-%d", (int)dead);
-    snprintf(live, sizeof(live), "ck.safetensors.tmp-%d", (int)getppid());
-    snprintf(other, sizeof(other), "other.safetensors.tmp-%d", (int)dead);
-    touch(dir, stale);
-    touch(dir, live);
-    touch(dir, other);
-    touch(dir, "ck.safetensors.tmp-12ab");
+    char *host = temp_host(dir);
+    char mine_dead[256], mine_live[256], other_host[256], legacy[256], other_file[256];
+    char junk[256];
+    snprintf(mine_dead, sizeof(mine_dead), "ck.safetensors.tmp-%s-%d", host, (int)dead);
+    snprintf(mine_live, sizeof(mine_live), "ck.safetensors.tmp-%s-%d", host, (int)getppid());
+    snprintf(other_host, sizeof(other_host), "ck.safetensors.tmp-other-%s-%d", host, (int)dead);
+    snprintf(legacy, sizeof(legacy), "ck.safetensors.tmp-%d", (int)dead);
+    snprintf(other_file, sizeof(other_file), "other.safetensors.tmp-%s-%d", host, (int)dead);
+    snprintf(junk, sizeof(junk), "ck.safetensors.tmp-%s-12ab", host);
+    const char *keep[] = { mine_live, other_host, legacy, other_file, junk };
+    touch(dir, mine_dead);
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        touch(dir, keep[i]);
     float x = 1;
     struct vka_st_tensor t = tensor("x", VKA_ST_F32, 0, NULL, &x);
     write_ok(path, &t, 1, NULL, 0);
-    cr_assert_not(exists(dir, stale), "the temporary file of dead pid %d stayed", (int)dead);
-    cr_assert(exists(dir, live), "the temporary file of a running writer was removed");
-    cr_assert(exists(dir, other), "another checkpoint's temporary file was removed");
-    cr_assert(exists(dir, "ck.safetensors.tmp-12ab"));
+    cr_assert_not(exists(dir, mine_dead), "the temporary file of dead pid %d stayed", (int)dead);
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        cr_assert(exists(dir, keep[i]), "%s was removed", keep[i]);
+    free(host);
     free(path);
     tmpdir_remove(&dir);
 }
 
-/* ---- SIGKILL during a write ---- */
+/* ---- the data checksum ---- */
 
-static double now_s(void)
+/* Flips bit 0 of byte at of path. */
+static void flip(const char *path, size_t at)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    FILE *fp = fopen(path, "r+b");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fseek(fp, (long)at, SEEK_SET), 0);
+    int c = fgetc(fp);
+    cr_assert_neq(c, EOF);
+    cr_assert_eq(fseek(fp, (long)at, SEEK_SET), 0);
+    fputc(c ^ 1, fp);
+    cr_assert_eq(fclose(fp), 0);
 }
+
+Test(safetensors, checksum_refuses_a_flipped_data_byte)
+{
+    char *dir = tmpdir_make();
+    char *path = path_in(dir, "ck.safetensors");
+    float w[100];
+    for (int i = 0; i < 100; i++)
+        w[i] = (float)i * 0.25f;
+    int64_t step = 12;
+    struct vka_st_tensor t[2] = { tensor("w", VKA_ST_F32, 2, (uint64_t[]){ 10, 10 }, w),
+                                  tensor("step", VKA_ST_I64, 0, NULL, &step) };
+    const struct vka_st_meta meta = { "config", "{}" };
+    write_ok(path, t, 2, &meta, 1);
+    struct vka_st_file *f = read_ok(path);
+    cr_assert(f->checksummed);
+    cr_assert_eq(f->n_meta, 1, "the checksum shows among the metadata");
+    cr_assert_str_eq(f->meta[0].key, "config");
+    cr_assert_null(vka_st_meta_get(f, VKA_ST_CRC_KEY));
+    size_t data_at = 8 + (size_t)f->header_len, n = (size_t)f->data_len;
+    vka_st_file_destroy(&f);
+
+    /* the value is zlib's crc32 of the data buffer, as Python would compute it */
+    size_t len, at_data;
+    unsigned char *b = slurp(path, &len);
+    char *hdr = header_text(b, len, &at_data), entry[64];
+    snprintf(entry, sizeof(entry), "\"" VKA_ST_CRC_KEY "\":\"%08lx\"",
+             crc32(0L, b + data_at, (uInt)n));
+    cr_assert(strstr(hdr, entry), "the header lacks %s: %s", entry, hdr);
+    free(hdr);
+    free(b);
+
+    size_t at[] = { data_at, data_at + n / 2, data_at + n - 1 };
+    for (size_t i = 0; i < 3; i++) {
+        flip(path, at[i]);
+        expect_refused(path, -EINVAL, NULL,
+                       "the data does not match its checksum: the file is corrupt");
+        flip(path, at[i]);
+        f = read_ok(path);
+        vka_st_file_destroy(&f);
+    }
+    free(path);
+    tmpdir_remove(&dir);
+}
+
+/* Files of other writers (PyTorch's safetensors) carry no checksum: they load as they
+ * are, flipped bytes and all; a checksum entry that is not 8 hex digits is refused. */
+Test(safetensors, file_without_checksum_loads)
+{
+    char *dir = tmpdir_make();
+    char *path = path_in(dir, "torch.safetensors");
+    const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"}," ENTRY_A "}";
+    craft(path, strlen(hdr), hdr, strlen(hdr), 8);
+    flip(path, 8 + strlen(hdr) + 3);
+    struct vka_st_file *f = read_ok(path);
+    cr_assert_not(f->checksummed);
+    cr_assert_eq(((const unsigned char *)vka_st_find(f, "a")->data)[3], (3 * 37 & 0xff) ^ 1);
+    cr_assert_str_eq(vka_st_meta_get(f, "format"), "pt");
+    vka_st_file_destroy(&f);
+    free(path);
+    tmpdir_remove(&dir);
+    expect_bad("{\"__metadata__\":{\"" VKA_ST_CRC_KEY "\":\"12345\"}," ENTRY_A "}", 8, NULL,
+               "is \"12345\", not 8 hex digits");
+    expect_bad("{\"__metadata__\":{\"" VKA_ST_CRC_KEY "\":\"-1234567\"}," ENTRY_A "}", 8,
+               NULL, "not 8 hex digits");
+}
+
+/* ---- SIGKILL during a write ---- */
 
 enum { BIG_TENSORS = 50, BIG_ELEMS = 1 << 20 }; /* 50 x 4 MiB = 200 MiB */
 

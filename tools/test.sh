@@ -21,8 +21,8 @@ meson test -C "$dir" --print-errorlogs --num-processes 1
 status=$?
 echo "suite time: $(( $(date +%s) - start )) s"
 
-# The dataset tests once more, built with AddressSanitizer and UBSan (only that test
-# is built and run). UBSan stops at its first report, so undefined behaviour crashes
+# The tests of what reads files (datasets, checkpoints) once more, built with
+# AddressSanitizer and UBSan (only those tests are built and run). UBSan stops at its first report, so undefined behaviour crashes
 # the test; LeakSanitizer's reports leave Criterion's counts alone, so each sanitizer
 # report in its log counts as one more failure.
 adir=build-asan
@@ -34,16 +34,16 @@ if [ -f "$adir/build.ninja" ]; then
   meson setup --reconfigure "$adir" "${aopts[@]}" >/dev/null
 else
   meson setup "$adir" "${aopts[@]}" >/dev/null
-fi && { ninja -C "$adir" tests/test_datasets >"$adir/ninja-datasets.log" 2>&1 ||
+fi && { ninja -C "$adir" tests/test_datasets tests/test_checkpoint >"$adir/ninja-datasets.log" 2>&1 ||
         { tail -n 40 "$adir/ninja-datasets.log"; false; }; }
 abuild=$?
 astatus=1
 if [ "$abuild" -eq 0 ]; then
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-    meson test -C "$adir" --no-rebuild --print-errorlogs datasets
+    meson test -C "$adir" --no-rebuild --print-errorlogs datasets checkpoint
   astatus=$?
 else
-  echo "$adir: the sanitizer build of the dataset tests failed"
+  echo "$adir: the sanitizer build of the dataset and checkpoint tests failed"
 fi
 if [ "$astatus" -ne 0 ]; then status=1; fi
 echo "sanitizer suite time: $(( $(date +%s) - astart )) s"

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "cli/run.h"
 #include "datasets/dataset.h"
 #include "checkpoint.h"
 #include "fid.h"
@@ -68,8 +69,9 @@ static const struct opt_desc gan_opt_table[] = {
 static const size_t gan_opt_count = sizeof(gan_opt_table) / sizeof(gan_opt_table[0]);
 #define GAN_TABLE gan_opt_table, gan_opt_count
 
-static void defaults(struct gan_opts *o)
+static void defaults(void *opts)
 {
+    struct gan_opts *o = opts;
     memset(o, 0, sizeof(*o));
     snprintf(o->data, sizeof(o->data), "fashion");
     snprintf(o->norm, sizeof(o->norm), "batch");
@@ -133,11 +135,11 @@ static struct vka_dcgan_params model_of(const struct gan_opts *o)
 /* ---- images ------------------------------------------------------------------------ */
 
 /* Writes n images x (n, c, res, res) in [-1, 1] as a grid of `cols` columns with a
- * 2-pixel gap. */
+ * gap of `gap` pixels around each (0 for one image: exactly the model's resolution). */
 static int write_grid(const char *path, const float *x, uint32_t n, uint32_t cols, uint32_t c,
-                      uint32_t res)
+                      uint32_t res, uint32_t gap)
 {
-    uint32_t rows = (n + cols - 1) / cols, gap = 2;
+    uint32_t rows = (n + cols - 1) / cols;
     uint32_t w = cols * (res + gap) + gap, h = rows * (res + gap) + gap;
     uint8_t *img = calloc((size_t)w * h * c, 1);
     if (!img)
@@ -188,9 +190,9 @@ static int save(struct vka_gan *gan, const char *path, const struct gan_opts *o,
     cJSON *cfg = cli_opts_json(GAN_TABLE, o);
     char *cfgs = cJSON_PrintUnformatted(cfg);
     struct vka_st_meta meta[] = { { "config", cfgs }, { "kind", "vkaccum-gan" } };
-    int64_t lp[2] = { (int64_t)pos.epoch, (int64_t)pos.index };
+    int64_t lp[2];
     struct vka_st_tensor extra[2] = {
-        { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1, .shape = { 2 }, .data = lp },
+        run_loader_tensor(pos, lp),
         { .name = "train.grid_z", .dtype = VKA_ST_F32, .ndim = 2,
           .shape = { (uint64_t)o->grid, (uint64_t)o->z_dim }, .data = zgrid },
     };
@@ -233,7 +235,7 @@ static int write_samples(struct vka_gan *gan, const struct gan_opts *o, const fl
     snprintf(path, sizeof(path), "%s/samples/step_%06llu.png", o->out, (unsigned long long)step);
     int ret = vka_gan_generate(gan, zgrid, (uint32_t)o->grid, xgrid);
     return ret < 0 ? ret : write_grid(path, xgrid, (uint32_t)o->grid, grid_cols((uint32_t)o->grid),
-                                      (uint32_t)o->channels, (uint32_t)o->res);
+                                      (uint32_t)o->channels, (uint32_t)o->res, 2);
 }
 
 static void progress(bool tty, const struct vka_gan_stats *s, long long steps, double ips,
@@ -249,28 +251,6 @@ static void progress(bool tty, const struct vka_gan_stats *s, long long steps, d
             ips, (int)eta / 60, (int)eta % 60);
 }
 
-/* Reads RUN/config.json into o (the run's options), then the command line on top. */
-static int resume_opts(struct gan_opts *o, int argc, char **argv)
-{
-    char path[600], resume[512];
-    snprintf(resume, sizeof(resume), "%s", o->resume);
-    snprintf(path, sizeof(path), "%s/config.json", resume);
-    cJSON *j = cli_read_json(path);
-    defaults(o);
-    if (!j || cli_opts_from_json(GAN_TABLE, o, j, path) < 0) {
-        fprintf(stderr, "vkaccum gan train: --resume %s: %s\n", resume, vka_last_error());
-        cJSON_Delete(j);
-        return 1;
-    }
-    cJSON_Delete(j);
-    bool help;
-    int ret = cli_opts_parse("gan train", argc, argv, GAN_TABLE, o, NULL, NULL, NULL, NULL, 0, &help);
-    snprintf(o->resume, sizeof(o->resume), "%s", resume);
-    if (!o->out[0])
-        snprintf(o->out, sizeof(o->out), "%s", resume);
-    return ret;
-}
-
 /* A training run's resources; run_close frees whatever run_open made. */
 struct run {
     struct gan_opts *o;
@@ -281,7 +261,7 @@ struct run {
     struct vka_gan *gan;
     struct vka_fidnet *net;       /* NULL without --fid-net */
     struct vka_fid_stats real;    /* the test images' features */
-    FILE *metrics;
+    struct run_log log;
     float *zgrid, *xgrid;         /* the grid's fixed z and its images */
     bool tty;
     double t0, tlast;
@@ -290,8 +270,6 @@ struct run {
 
 static void run_close(struct run *r)
 {
-    if (r->metrics)
-        fclose(r->metrics);
     free(r->zgrid);
     free(r->xgrid);
     vka_fid_stats_free(&r->real);
@@ -304,6 +282,16 @@ static void run_close(struct run *r)
 
 /* Prints "vkaccum gan train: what: the last error" (on a fresh line after a progress
  * bar) and returns -1. */
+static int fail(const struct run *r, const char *what);
+
+/* Frees whatever run_open made; a failed close of the metrics file is an error too. */
+static int run_close_checked(struct run *r)
+{
+    int ret = run_log_close(&r->log) < 0 ? fail(r, NULL) : 0;
+    run_close(r);
+    return ret;
+}
+
 static int fail(const struct run *r, const char *what)
 {
     fprintf(stderr, "%svkaccum gan train: %s%s%s\n", r->tty ? "\n" : "", what ? what : "",
@@ -320,11 +308,11 @@ static int resume(struct run *r)
     snprintf(path, sizeof(path), "%s/last.safetensors", o->resume);
     if (vka_gan_load(r->gan, path, &f) < 0)
         return fail(r, "--resume");
-    const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
-    struct vka_loader_pos pos = { 0, 0 };
-    if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
-        pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
-                                       (uint64_t)((const int64_t *)lt->data)[1] };
+    struct vka_loader_pos pos;
+    if (run_loader_pos(f, &pos) < 0) {
+        vka_st_file_destroy(&f);
+        return fail(r, "--resume");
+    }
     /* the grid keeps the run's z (a run resumed with another --grid draws anew) */
     const struct vka_st_tensor *zt = vka_st_find(f, "train.grid_z");
     if (zt && zt->dtype == VKA_ST_F32 && zt->ndim == 2 && zt->shape[0] == (uint64_t)o->grid &&
@@ -376,12 +364,6 @@ static int run_open(struct run *r, struct gan_opts *o)
         if (vka_fidnet_real_stats(r->net, "t10k", (uint32_t)o->fid_n, &r->real) < 0)
             return fail(r, "--fid-net");
     }
-    char path[700];
-    snprintf(path, sizeof(path), "%s/samples", o->out);
-    if (cli_mkdir_p(path) < 0) {
-        fprintf(stderr, "vkaccum gan train: cannot create the run folder %s\n", o->out);
-        return -1;
-    }
     r->zgrid = malloc((size_t)o->grid * o->z_dim * sizeof(float));
     r->xgrid = malloc((size_t)o->grid * r->src.size * sizeof(float));
     if (!r->zgrid || !r->xgrid)
@@ -390,17 +372,11 @@ static int run_open(struct run *r, struct gan_opts *o)
                   r->zgrid);
     if (o->resume[0] && resume(r) < 0)
         return -1;
-    snprintf(path, sizeof(path), "%s/config.json", o->out);
-    cJSON *cj = cli_opts_json(GAN_TABLE, o);
-    int ret = cli_write_json(path, cj);
-    cJSON_Delete(cj);
-    if (ret < 0)
+    struct vka_gan_stats st;
+    vka_gan_get_stats(r->gan, &st);
+    if (run_folder_prepare(o->out, GAN_TABLE, o) < 0 ||
+        run_log_open(&r->log, o->out, o->resume[0], st.iterations) < 0)
         return fail(r, NULL);
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", o->out);
-    if (!(r->metrics = fopen(path, o->resume[0] ? "ab" : "wb"))) {
-        fprintf(stderr, "vkaccum gan train: cannot write %s\n", path);
-        return -1;
-    }
     return 0;
 }
 
@@ -418,14 +394,14 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
     r->samples_last = st->samples;
     struct vka_mem_stats ms;
     vka_mem_get_stats(r->ctx, &ms);
-    fprintf(r->metrics, "{\"kind\":\"train\",\"step\":%llu,\"d_loss\":%.9g,\"g_loss\":%.9g,"
-                        "\"d_real\":%.9g,\"d_fake\":%.9g,\"d_fake_g\":%.9g,\"d_grad_norm\":%.9g,"
-                        "\"g_grad_norm\":%.9g,\"img_per_s\":%.3f,\"peak_mib\":%.2f,"
-                        "\"samples\":%llu}\n",
-            (unsigned long long)st->iterations, st->d_loss, st->g_loss, st->d_real, st->d_fake,
-            st->g_fake, st->d_norm, st->g_norm, ips, ms.total_peak / 1048576.0,
-            (unsigned long long)st->samples);
-    fflush(r->metrics);
+    if (run_log_printf(&r->log, "{\"kind\":\"train\",\"step\":%llu,\"d_loss\":%.9g,"
+                       "\"g_loss\":%.9g,\"d_real\":%.9g,\"d_fake\":%.9g,\"d_fake_g\":%.9g,"
+                       "\"d_grad_norm\":%.9g,\"g_grad_norm\":%.9g,\"img_per_s\":%.3f,"
+                       "\"peak_mib\":%.2f,\"samples\":%llu}",
+                       (unsigned long long)st->iterations, st->d_loss, st->g_loss, st->d_real,
+                       st->d_fake, st->g_fake, st->d_norm, st->g_norm, ips,
+                       ms.total_peak / 1048576.0, (unsigned long long)st->samples) < 0)
+        return fail(r, NULL);
     progress(r->tty, st, o->steps, ips, t - r->t0);
     bool last = (long long)st->iterations == o->steps;
     if (!r->tty && every(st->iterations, 50, last))
@@ -440,10 +416,11 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
         double fd;
         if (frechet(r->gan, r->net, &r->real, o, &fd) < 0)
             return fail(r, NULL);
-        fprintf(r->metrics, "{\"kind\":\"fid\",\"step\":%llu,\"fd\":%.9g,\"floor\":%.9g,"
-                            "\"n\":%d,\"seconds\":%.1f}\n", (unsigned long long)st->iterations,
-                fd, vka_fidnet_floor(r->net), o->fid_n, cli_now() - r->t0);
-        fflush(r->metrics);
+        if (run_log_printf(&r->log, "{\"kind\":\"fid\",\"step\":%llu,\"fd\":%.9g,"
+                           "\"floor\":%.9g,\"n\":%d,\"seconds\":%.1f}",
+                           (unsigned long long)st->iterations, fd, vka_fidnet_floor(r->net),
+                           o->fid_n, cli_now() - r->t0) < 0)
+            return fail(r, NULL);
         printf("%sstep %llu: Frechet distance %.3f (%d images; floor, test vs train: %.3f)  "
                "(%.0f s)\n", r->tty ? "\n" : "", (unsigned long long)st->iterations, fd,
                o->fid_n, vka_fidnet_floor(r->net), cli_now() - r->t0);
@@ -471,7 +448,9 @@ static int gan_train(int argc, char **argv)
                       "steps once on the gradient of the whole batch.", NULL, NULL);
         return 0;
     }
-    if (o.resume[0] && (ret = resume_opts(&o, argc, argv)))
+    /* the run's own options, then this command line's on top */
+    if (o.resume[0] &&
+        (ret = run_resume_opts("gan train", GAN_TABLE, &o, defaults, argc, argv, NULL)))
         return ret;
     if (!o.out[0])
         return cli_usage_error("gan train", "say where the run goes: --out RUN");
@@ -480,7 +459,7 @@ static int gan_train(int argc, char **argv)
 
     struct run r;
     if (run_open(&r, &o) < 0) {
-        run_close(&r);
+        run_close_checked(&r);
         return 1;
     }
     struct vka_gan_stats st;
@@ -508,7 +487,8 @@ static int gan_train(int argc, char **argv)
         printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n",
                r.tty ? "\n" : "", (unsigned long long)st.iterations,
                (unsigned long long)st.samples, cli_now() - r.t0, o.out);
-    run_close(&r);
+    if (run_close_checked(&r) < 0)
+        ret = -1;
     return ret < 0 ? 1 : 0;
 }
 
@@ -578,21 +558,26 @@ static int gan_sample(int argc, char **argv)
     }
     const char *cfg = vka_st_meta_get(f, "config"), *kind = vka_st_meta_get(f, "kind");
     cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
-    if (!kind || strcmp(kind, "vkaccum-gan") || !j || cli_opts_from_json(GAN_TABLE, &o, j, vals[0]) < 0) {
+    if (!kind || strcmp(kind, "vkaccum-gan") || !j) {
         fprintf(stderr, "vkaccum gan sample: %s is not a checkpoint of vkaccum gan train\n", vals[0]);
         cJSON_Delete(j);
         goto out;
     }
+    bool bad = cli_opts_from_json(GAN_TABLE, &o, j, vals[0]) < 0;
     cJSON_Delete(j);
+    if (bad) {
+        fprintf(stderr, "vkaccum gan sample: the configuration in the metadata of %s\n",
+                vka_last_error());
+        goto out;
+    }
     bool ema = !vals[4] || !strcmp(vals[4], "ema");
     const char *prefix = ema && vka_st_find(f, "G_ema.main.0.weight") ? "G_ema" : "G";
-    vka_st_file_destroy(&f);
     struct vka_dcgan_params mp = model_of(&o);
     uint32_t total = (uint32_t)(k ? n * k : n), xf = mp.channels * mp.res * mp.res;
     if (!(ctx = cli_open_ctx("gan sample", cli.device, 0)))
         goto out;
     if (vka_gan_sampler_create(ctx, &mp, prefix, &s) < 0 ||
-        vka_ckpt_load_weights_from(vals[0], vka_gan_sampler_graph(s)) < 0) {
+        vka_ckpt_load_weights_file(f, vka_gan_sampler_graph(s)) < 0) {
         fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
         goto out;
     }
@@ -616,19 +601,21 @@ static int gan_sample(int argc, char **argv)
         goto out;
     }
     if (ends_with(vals[2], ".png")) {
-        if (write_grid(vals[2], x, total, k ? (uint32_t)k : grid_cols(total), mp.channels, mp.res) < 0) {
+        if (write_grid(vals[2], x, total, k ? (uint32_t)k : grid_cols(total), mp.channels,
+                       mp.res, 2) < 0) {
             fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
             goto out;
         }
     } else {
-        if (cli_mkdir_p(vals[2]) < 0) {
-            fprintf(stderr, "vkaccum gan sample: cannot create %s\n", vals[2]);
+        if ((ret = cli_mkdir_p(vals[2])) < 0) {
+            fprintf(stderr, "vkaccum gan sample: cannot create %s: %s\n", vals[2], strerror(-ret));
+            ret = 1;
             goto out;
         }
         for (uint32_t i = 0; i < total; i++) {
             char path[700];
             snprintf(path, sizeof(path), "%s/sample_%05u.png", vals[2], i);
-            if (write_grid(path, x + (size_t)i * xf, 1, 1, mp.channels, mp.res) < 0) {
+            if (write_grid(path, x + (size_t)i * xf, 1, 1, mp.channels, mp.res, 0) < 0) {
                 fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
                 goto out;
             }

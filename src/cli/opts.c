@@ -11,9 +11,12 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "vk/vk.h"
+#include "file.h"
 #include "log.h"
 
-int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *text)
+/* The one check of an option's value, shared by the command line and config.json (and
+ * a checkpoint's metadata): stores text into o, or returns why it cannot. */
+static const char *opt_store(void *o, const struct opt_desc *d, const char *text)
 {
     char *p = (char *)o + d->off, *end;
     errno = 0;
@@ -21,41 +24,64 @@ int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *
     case OPT_INT:
     case OPT_LONG: {
         long long v = strtoll(text, &end, 10);
-        if (errno || end == text || *end || v < 0 || (d->type == OPT_INT && v > 1 << 30))
-            return cli_usage_error(cmd, "--%s %s: give a whole number >= 0", d->name, text), -EINVAL;
+        if (errno || end == text || *end || v < 0)
+            return d->type == OPT_INT ? "give a whole number from 0 to 1073741824"
+                                      : "give a whole number >= 0";
+        if (d->type == OPT_INT && v > 1 << 30)
+            return "give a whole number from 0 to 1073741824";
         if (d->type == OPT_INT)
             *(int *)p = (int)v;
         else
             *(long long *)p = v;
-        return 0;
+        return NULL;
     }
     case OPT_DOUBLE: {
         double v = strtod(text, &end);
         if (errno || end == text || *end || !isfinite(v) || v < 0)
-            return cli_usage_error(cmd, "--%s %s: give a number >= 0", d->name, text), -EINVAL;
+            return "give a finite number >= 0";
         *(double *)p = v;
-        return 0;
+        return NULL;
     }
     case OPT_BOOL:
-        *(bool *)p = true;
-        return 0;
+        if (strcmp(text, "true") && strcmp(text, "false"))
+            return "give true or false";
+        *(bool *)p = !strcmp(text, "true");
+        return NULL;
     case OPT_STR:
         if (strlen(text) >= d->size)
-            return cli_usage_error(cmd, "--%s: the value is too long", d->name), -EINVAL;
+            return "the value is too long";
+        for (const char *c = text; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                return "the value holds a control character";
         if (d->choices) {
-            char list[96];
-            snprintf(list, sizeof(list), "%s", d->choices);
+            /* "a|b|c": text must be one of them */
+            size_t n = strlen(text);
             bool ok = false;
-            for (char *t = strtok(list, "|"); t && !ok; t = strtok(NULL, "|"))
-                ok = !strcmp(t, text);
+            for (const char *c = d->choices; *c && !ok; c = *c == '|' ? c + 1 : c) {
+                size_t len = strcspn(c, "|");
+                ok = len == n && !strncmp(c, text, n);
+                c += len;
+            }
             if (!ok)
-                return cli_usage_error(cmd, "--%s %s: choose one of %s", d->name, text,
-                                       d->choices), -EINVAL;
+                return "not one of the choices";
         }
         snprintf(p, d->size, "%s", text);
-        return 0;
+        return NULL;
     }
-    return -EINVAL;
+    return "unknown option type";
+}
+
+int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *text)
+{
+    const char *why = opt_store(o, d, d->type == OPT_BOOL ? "true" : text);
+    if (!why)
+        return 0;
+    if (d->choices)
+        return cli_usage_error(cmd, "--%s %s: choose one of %s", d->name, text, d->choices),
+               -EINVAL;
+    if (d->type == OPT_STR)
+        return cli_usage_error(cmd, "--%s: %s", d->name, why), -EINVAL;
+    return cli_usage_error(cmd, "--%s %s: %s", d->name, text, why), -EINVAL;
 }
 
 cJSON *cli_opts_json(const struct opt_desc *table, size_t n, const void *o)
@@ -75,9 +101,35 @@ cJSON *cli_opts_json(const struct opt_desc *table, size_t n, const void *o)
     return j;
 }
 
+/* A JSON value as the text the command line would have given (NULL: wrong type). */
+static const char *json_text(const struct opt_desc *d, const cJSON *it, char *buf, size_t size)
+{
+    switch (d->type) {
+    case OPT_INT:
+    case OPT_LONG:
+    case OPT_DOUBLE:
+        if (!cJSON_IsNumber(it))
+            return NULL;
+        /* %.17g keeps every digit: 2.5 or 1e+20 are refused as whole numbers, as typed */
+        snprintf(buf, size, "%.17g", it->valuedouble);
+        return buf;
+    case OPT_BOOL:
+        return cJSON_IsBool(it) ? (cJSON_IsTrue(it) ? "true" : "false") : NULL;
+    case OPT_STR:
+        return cJSON_IsString(it) ? it->valuestring : NULL;
+    }
+    return NULL;
+}
+
 int cli_opts_from_json(const struct opt_desc *table, size_t n, void *o, const cJSON *j,
                        const char *what)
 {
+    static const char *type_names[] = { "a whole number", "a whole number", "a number",
+                                        "a string", "true or false" };
+    if (!cJSON_IsObject(j)) {
+        vka_err("%s: the options must be a JSON object", what);
+        return -EINVAL;
+    }
     const cJSON *it;
     cJSON_ArrayForEach(it, j) {
         const struct opt_desc *d = NULL;
@@ -85,27 +137,34 @@ int cli_opts_from_json(const struct opt_desc *table, size_t n, void *o, const cJ
             if (!strcmp(table[i].name, it->string))
                 d = &table[i];
         if (!d) {
-            vka_err("%s: unknown option \"%s\"", what, it->string);
+            vka_err("%s: unknown option \"%.64s\"", what, it->string);
             return -EINVAL;
         }
-        char *p = (char *)o + d->off;
-        bool ok = true;
-        switch (d->type) {
-        case OPT_INT: ok = cJSON_IsNumber(it); if (ok) *(int *)p = it->valueint; break;
-        case OPT_LONG: ok = cJSON_IsNumber(it); if (ok) *(long long *)p = (long long)it->valuedouble; break;
-        case OPT_DOUBLE: ok = cJSON_IsNumber(it); if (ok) *(double *)p = it->valuedouble; break;
-        case OPT_BOOL: ok = cJSON_IsBool(it); if (ok) *(bool *)p = cJSON_IsTrue(it); break;
-        case OPT_STR:
-            ok = cJSON_IsString(it) && strlen(it->valuestring) < d->size;
-            if (ok)
-                snprintf(p, d->size, "%s", it->valuestring);
-            break;
+        char buf[64];
+        const char *text = json_text(d, it, buf, sizeof(buf)), *why;
+        if (!text) {
+            vka_err("%s: option \"%s\" must be %s", what, d->name, type_names[d->type]);
+            return -EINVAL;
         }
-        if (!ok) {
-            vka_err("%s: option \"%s\" has a value of the wrong type", what, it->string);
+        if ((why = opt_store(o, d, text))) {
+            if (d->choices)
+                vka_err("%s: option \"%s\" is \"%.64s\": choose one of %s", what, d->name,
+                        text, d->choices);
+            else if (d->type == OPT_STR)
+                vka_err("%s: option \"%s\": %s", what, d->name, why);
+            else
+                vka_err("%s: option \"%s\" is %s: %s", what, d->name, text, why);
             return -EINVAL;
         }
     }
+    /* vkaccum writes every option: one missing is a file edited by hand or cut short, and
+     * a default in its place would silently change the run */
+    for (size_t i = 0; i < n; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(j, table[i].name)) {
+            vka_err("%s: option \"%s\" is missing (vkaccum writes every option)", what,
+                    table[i].name);
+            return -EINVAL;
+        }
     return 0;
 }
 
@@ -190,32 +249,44 @@ double cli_now(void)
 }
 
 
+/* config.json and a checkpoint's config hold a few dozen options: 1 MiB is far beyond
+ * any real one and keeps a wrong path (a dataset, /dev/zero) from being read whole */
+#define JSON_MAX_BYTES (1u << 20)
+
 cJSON *cli_read_json(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        vka_err("cannot read %s: %s", path, strerror(errno));
+    char *text;
+    size_t len;
+    if (vka_read_whole(path, JSON_MAX_BYTES, &text, &len) < 0)
+        return NULL;
+    if (memchr(text, '\0', len)) {
+        vka_err("%s is not JSON: it holds a NUL byte", path);
+        free(text);
         return NULL;
     }
-    static char text[1 << 16];
-    size_t len = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[len] = '\0';
-    cJSON *j = cJSON_Parse(text);
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len + 1, &end, true);
     if (!j)
-        vka_err("%s is not JSON", path);
+        vka_err("%s is not JSON (at byte %zu)", path,
+                end && end >= text ? (size_t)(end - text) : (size_t)0);
+    free(text);
     return j;
 }
 
 int cli_write_json(const char *path, const cJSON *j)
 {
     char *s = cJSON_Print(j);
-    FILE *f = s ? fopen(path, "wb") : NULL;
-    int ret = f && fprintf(f, "%s\n", s) > 0 ? 0 : -EIO;
-    if (f && fclose(f) != 0)
-        ret = -EIO;
-    if (ret < 0)
-        vka_err("cannot write %s", path);
+    if (!s) {
+        vka_err("%s: out of memory printing the JSON", path);
+        return -ENOMEM;
+    }
+    struct vka_atomic a = { 0 };
+    int ret = vka_atomic_open(path, &a);
+    if (ret == 0) {
+        fputs(s, a.fp);
+        fputc('\n', a.fp);
+        ret = vka_atomic_commit(&a); /* checks the stream's error state */
+    }
     free(s);
     return ret;
 }

@@ -23,7 +23,9 @@ struct opt_desc {
  * on a bad value. */
 int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *text);
 cJSON *cli_opts_json(const struct opt_desc *table, size_t n, const void *o);
-/* Options from a config.json object (unknown keys are an error naming them). */
+/* Options from a config.json object (or a checkpoint's metadata), every value checked as
+ * the command line checks it; an unknown, missing or bad key is an error naming `what`
+ * (the file) and the key. */
 int cli_opts_from_json(const struct opt_desc *table, size_t n, void *o, const cJSON *j,
                        const char *what);
 /* Parses argv against the table (limited to `only` / without `skip` when given); extra

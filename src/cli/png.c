@@ -1,7 +1,13 @@
-/* PNG output (stb_image_write, Debian's libstb-dev), for masks, overlays and grids. */
+/* PNG output (stb_image_write, Debian's libstb-dev), for masks, overlays and grids:
+ * encoded in memory, then written through src/file.c (atomically, every write checked:
+ * stbi_write_png itself ignores fwrite's errors and would leave a cut file on a full
+ * disk). */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "cli/cli.h"
+#include "file.h"
+#include "log.h"
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
@@ -18,9 +24,13 @@
 
 int cli_png_write(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *data)
 {
-    if (!stbi_write_png(path, (int)w, (int)h, (int)c, data, (int)(w * c))) {
-        fprintf(stderr, "vkaccum: cannot write %s\n", path);
-        return -EIO;
+    int len = 0;
+    unsigned char *png = stbi_write_png_to_mem(data, (int)(w * c), (int)w, (int)h, (int)c, &len);
+    if (!png) {
+        vka_err("%s: out of memory encoding a %ux%u PNG", path, w, h);
+        return -ENOMEM;
     }
-    return 0;
+    int ret = vka_write_atomic(path, png, (size_t)len);
+    free(png);
+    return ret;
 }

@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "cli/cli.h"
+#include "cli/run.h"
 #include "cli/seg.h"
 #include "log.h"
 #include "train.h"
@@ -38,7 +39,8 @@ static int open_dataset(const struct seg_opts *o, enum vka_split split, struct v
     return vka_dataset_open(&dp, ds);
 }
 
-static void metrics_json(FILE *f, const char *kind, long long step, const struct seg_metrics *m)
+static int metrics_json(struct run_log *log, const char *kind, long long step,
+                        const struct seg_metrics *m)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", kind);
@@ -49,10 +51,10 @@ static void metrics_json(FILE *f, const char *kind, long long step, const struct
     for (uint32_t k = 0; k < m->classes; k++)
         cJSON_AddItemToArray(iou, m->present[k] ? cJSON_CreateNumber(m->iou[k]) : cJSON_CreateNull());
     char *s = cJSON_PrintUnformatted(j);
-    fprintf(f, "%s\n", s);
-    fflush(f);
+    int ret = s ? run_log_printf(log, "%s", s) : -ENOMEM;
     free(s);
     cJSON_Delete(j);
+    return ret;
 }
 
 static int save(const char *path, struct seg_model *m, struct vka_trainer *tr,
@@ -63,9 +65,8 @@ static int save(const char *path, struct seg_model *m, struct vka_trainer *tr,
     char bests[32];
     snprintf(bests, sizeof(bests), "%.17g", best);
     struct vka_st_meta meta[] = { { "config", cfgs }, { "best_miou", bests } };
-    int64_t lp[2] = { (int64_t)pos.epoch, (int64_t)pos.index };
-    struct vka_st_tensor extra = { .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
-                                   .shape = { 2 }, .data = lp };
+    int64_t lp[2];
+    struct vka_st_tensor extra = run_loader_tensor(pos, lp);
     int ret = vka_ckpt_save(path, m->g, &tr, tr ? 1 : 0, tr ? &extra : NULL, tr ? 1 : 0, meta, 2);
     free(cfgs);
     cJSON_Delete(cfg);
@@ -226,6 +227,71 @@ static void progress(bool tty, const struct vka_trainer_stats *s, long long tota
                 (int)eta / 60, (int)eta % 60);
 }
 
+/* The class histogram of the training masks, and a warning for a class id that looks
+ * like a stray one: present in under 0.01 % of the pixels, or absent between present
+ * ids (a mask with a 7 among 0-3 makes an 8-class model with four empty classes). */
+static void print_class_stats(const struct seg_opts *o, struct vka_dataset *train,
+                              struct vka_dataset *val, const struct vka_class_stats *cs)
+{
+    uint64_t total_px = cs->ignored, labelled = 0;
+    for (uint32_t k = 0; k < cs->classes; k++)
+        labelled += cs->pixels[k];
+    total_px += labelled;
+    printf("%s: %u training images, %u validation images, %d classes; class frequencies:",
+           o->data, vka_dataset_count(train), val ? vka_dataset_count(val) : 0, o->classes);
+    for (uint32_t k = 0; k < cs->classes; k++)
+        printf(" %u:%.3f", k, total_px ? (double)cs->pixels[k] / total_px : 0);
+    printf(" ignored:%.3f\n", total_px ? (double)cs->ignored / total_px : 0);
+    uint32_t last = 0;
+    for (uint32_t k = 0; k < cs->classes; k++)
+        if (cs->pixels[k])
+            last = k;
+    for (uint32_t k = 0; k <= last && labelled; k++) {
+        if (!cs->pixels[k])
+            fprintf(stderr, "vkaccum seg train: warning: class %u is in no training mask, "
+                    "though class %u is: a stray id in a mask? (--classes %d trains all "
+                    "of them)\n", k, last, o->classes);
+        else if ((double)cs->pixels[k] / labelled < 1e-4)
+            fprintf(stderr, "vkaccum seg train: warning: class %u is only %llu of %llu "
+                    "labelled pixels (under 0.01 %%): a stray id in a mask?\n", k,
+                    (unsigned long long)cs->pixels[k], (unsigned long long)labelled);
+    }
+}
+
+static void defaults(void *o)
+{
+    seg_opts_defaults(o);
+}
+
+/* --resume: the trainer's state, the loader's position and the best mIoU so far, from
+ * RUN/last.safetensors read once; every value is checked before anything is changed. */
+static int resume(const struct seg_opts *o, struct seg_model *m, struct vka_trainer *tr,
+                  struct vka_loader *loader, double *best)
+{
+    char path[1100];
+    struct vka_st_file *f;
+    snprintf(path, sizeof(path), "%s/last.safetensors", o->resume);
+    if (vka_ckpt_load(path, m->g, &tr, 1, &f) < 0) {
+        fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
+        return -1;
+    }
+    const char *b = vka_st_meta_get(f, "best_miou");
+    char *end = NULL;
+    *best = b ? strtod(b, &end) : -1;
+    struct vka_loader_pos pos;
+    int ret = run_loader_pos(f, &pos);
+    if (ret == 0 && b && (end == b || *end || !(*best >= -1 && *best <= 1))) {
+        vka_err("checkpoint %s: best_miou \"%.32s\" is not a number from -1 to 1", path, b);
+        ret = -EINVAL;
+    }
+    vka_st_file_destroy(&f);
+    if (ret < 0 || vka_loader_seek(loader, pos) < 0) {
+        fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
+        return -1;
+    }
+    return 0;
+}
+
 static int seg_train(int argc, char **argv)
 {
     struct seg_opts o;
@@ -240,26 +306,10 @@ static int seg_train(int argc, char **argv)
                    "dataset,\nwith an effective batch B run as micro-batches of b.", NULL, train_only);
         return 0;
     }
-    if (o.resume[0]) {
-        /* the run's own options, then this command line's on top */
-        char path[1100];
-        snprintf(path, sizeof(path), "%s/config.json", o.resume);
-        cJSON *j = cli_read_json(path);
-        struct seg_opts cli = o;
-        seg_opts_defaults(&o);
-        if (!j || seg_opts_from_json(&o, j, path) < 0) {
-            fprintf(stderr, "vkaccum seg train: --resume %s: %s\n", cli.resume, vka_last_error());
-            cJSON_Delete(j);
-            return 1;
-        }
-        cJSON_Delete(j);
-        ret = cli_opts_parse("seg train", argc, argv, SEG_TABLE, &o, NULL, train_only, NULL, NULL, 0, &help);
-        snprintf(o.resume, sizeof(o.resume), "%s", cli.resume);
-        if (!o.out[0])
-            snprintf(o.out, sizeof(o.out), "%s", cli.resume);
-        if (ret)
-            return ret;
-    }
+    /* the run's own options, then this command line's on top */
+    if (o.resume[0] &&
+        (ret = run_resume_opts("seg train", SEG_TABLE, &o, defaults, argc, argv, train_only)))
+        return ret;
     if (!o.out[0] && !o.dump_grads[0])
         return cli_usage_error("seg train", "say where the run goes: --out RUN");
     if (seg_opts_finish(&o, "seg train") < 0)
@@ -270,7 +320,7 @@ static int seg_train(int argc, char **argv)
     struct vka_ctx *ctx = NULL;
     struct seg_model m = { 0 };
     struct vka_trainer *tr = NULL;
-    FILE *metrics = NULL;
+    struct run_log log = { 0 };
     ret = 1;
     if (open_dataset(&o, VKA_SPLIT_TRAIN, &train) < 0 ||
         (!o.dump_grads[0] && open_dataset(&o, VKA_SPLIT_VAL, &val) < 0)) {
@@ -279,9 +329,11 @@ static int seg_train(int argc, char **argv)
     }
     if (!o.classes)
         o.classes = (int)vka_dataset_classes(train);
-    if ((uint32_t)o.classes < vka_dataset_classes(train)) {
-        fprintf(stderr, "vkaccum seg train: --classes %d, but the masks of %s hold ids up to %u\n",
-                o.classes, o.data, vka_dataset_classes(train) - 1);
+    /* the ids the masks really hold, checked against the model's classes: the error names
+     * the first mask holding one too large */
+    if (vka_dataset_check_classes(train, (uint32_t)o.classes) < 0 ||
+        (val && vka_dataset_check_classes(val, (uint32_t)o.classes) < 0)) {
+        fprintf(stderr, "vkaccum seg train: --classes %d: %s\n", o.classes, vka_last_error());
         goto out;
     }
     struct vka_class_stats cs;
@@ -289,14 +341,7 @@ static int seg_train(int argc, char **argv)
         fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
         goto out;
     }
-    uint64_t total_px = cs.ignored;
-    for (uint32_t k = 0; k < cs.classes; k++)
-        total_px += cs.pixels[k];
-    printf("%s: %u training images, %u validation images, %d classes; class frequencies:",
-           o.data, vka_dataset_count(train), val ? vka_dataset_count(val) : 0, o.classes);
-    for (uint32_t k = 0; k < cs.classes; k++)
-        printf(" %u:%.3f", k, total_px ? (double)cs.pixels[k] / total_px : 0);
-    printf(" ignored:%.3f\n", total_px ? (double)cs.ignored / total_px : 0);
+    print_class_stats(&o, train, val, &cs);
 
     if (!(ctx = cli_open_ctx("seg", o.device, o.mem_budget)))
         goto out;
@@ -392,43 +437,13 @@ static int seg_train(int argc, char **argv)
 
     char path[1200];
     double best = -1;
-    if (cli_mkdir_p(o.out) < 0) {
-        fprintf(stderr, "vkaccum seg train: cannot create the run folder %s\n", o.out);
+    if (o.resume[0] && resume(&o, &m, tr, loader, &best) < 0)
         goto out;
-    }
-    snprintf(path, sizeof(path), "%s/samples", o.out);
-    cli_mkdir_p(path);
-    if (o.resume[0]) {
-        struct vka_st_file *f;
-        snprintf(path, sizeof(path), "%s/last.safetensors", o.resume);
-        if (vka_ckpt_load(path, m.g, &tr, 1, &f) < 0) {
-            fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
-            goto out;
-        }
-        const struct vka_st_tensor *lt = vka_st_find(f, "train.loader");
-        const char *b = vka_st_meta_get(f, "best_miou");
-        best = b ? atof(b) : -1;
-        struct vka_loader_pos pos = { 0, 0 };
-        if (lt && lt->dtype == VKA_ST_I64 && lt->shape[0] == 2)
-            pos = (struct vka_loader_pos){ (uint64_t)((const int64_t *)lt->data)[0],
-                                           (uint64_t)((const int64_t *)lt->data)[1] };
-        vka_st_file_destroy(&f);
-        if (vka_loader_seek(loader, pos) < 0) {
-            fprintf(stderr, "vkaccum seg train: --resume: %s\n", vka_last_error());
-            goto out;
-        }
-    }
-    snprintf(path, sizeof(path), "%s/config.json", o.out);
-    cJSON *cj = seg_opts_json(&o);
-    if (cli_write_json(path, cj) < 0) {
+    struct vka_trainer_stats st;
+    vka_trainer_get_stats(tr, &st);
+    if (run_folder_prepare(o.out, SEG_TABLE, &o) < 0 ||
+        run_log_open(&log, o.out, o.resume[0], st.opt_steps) < 0) {
         fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
-        cJSON_Delete(cj);
-        goto out;
-    }
-    cJSON_Delete(cj);
-    snprintf(path, sizeof(path), "%s/metrics.jsonl", o.out);
-    if (!(metrics = fopen(path, o.resume[0] ? "ab" : "wb"))) {
-        fprintf(stderr, "vkaccum seg train: cannot write %s\n", path);
         goto out;
     }
 
@@ -437,14 +452,11 @@ static int seg_train(int argc, char **argv)
            o.crop, o.optimizer, o.lr, o.schedule, ctx->info.name);
     bool tty = isatty(2);
     double t0 = cli_now(), tlast = t0;
-    uint64_t samples_last = 0;
-    struct vka_trainer_stats st;
-    vka_trainer_get_stats(tr, &st);
     if (o.resume[0])
-        printf("resuming %s at step %llu (%llu samples seen, %u in the open window)\n", o.resume,
-               (unsigned long long)st.opt_steps, (unsigned long long)st.samples_seen,
-               st.window_samples);
-    samples_last = st.samples_seen;
+        printf("resuming %s at step %llu (%llu samples seen, %u in the open window)%s\n",
+               o.resume, (unsigned long long)st.opt_steps, (unsigned long long)st.samples_seen,
+               st.window_samples, log.dropped ? "; metrics logged after that step dropped" : "");
+    uint64_t samples_last = st.samples_seen;
     while ((long long)st.opt_steps < steps) {
         struct vka_batch bt;
         bool stepped = false;
@@ -465,13 +477,16 @@ static int seg_train(int argc, char **argv)
         struct vka_mem_stats ms;
         vka_mem_get_stats(ctx, &ms);
         struct vka_loader_pos pos = vka_loader_tell(loader);
-        fprintf(metrics, "{\"kind\":\"train\",\"step\":%llu,\"epoch\":%.4f,\"loss\":%.9g,"
-                         "\"lr\":%.9g,\"grad_norm\":%.9g,\"img_per_s\":%.3f,\"peak_mib\":%.2f,"
-                         "\"samples\":%llu,\"skipped\":%llu}\n",
-                (unsigned long long)st.opt_steps, pos.epoch + (double)pos.index / count, st.loss,
-                st.lr, st.grad_norm, ips, ms.total_peak / 1048576.0,
-                (unsigned long long)st.samples_seen, (unsigned long long)st.skipped_steps);
-        fflush(metrics);
+        if (run_log_printf(&log, "{\"kind\":\"train\",\"step\":%llu,\"epoch\":%.4f,"
+                           "\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"img_per_s\":%.3f,"
+                           "\"peak_mib\":%.2f,\"samples\":%llu,\"skipped\":%llu}",
+                           (unsigned long long)st.opt_steps, pos.epoch + (double)pos.index / count,
+                           st.loss, st.lr, st.grad_norm, ips, ms.total_peak / 1048576.0,
+                           (unsigned long long)st.samples_seen,
+                           (unsigned long long)st.skipped_steps) < 0) {
+            fprintf(stderr, "%svkaccum seg train: %s\n", tty ? "\n" : "", vka_last_error());
+            goto out;
+        }
         progress(tty, &st, steps, ips, t - t0);
         if (!tty && (st.opt_steps % 50 == 0 || (long long)st.opt_steps == steps))
             printf("step %llu/%lld  loss %.4f  lr %.2e  %.1f img/s  peak %.0f MiB  %.0f s\n",
@@ -483,7 +498,12 @@ static int seg_train(int argc, char **argv)
             struct seg_model em;
             snprintf(path, sizeof(path), "%s/samples/step_%06llu", o.out,
                      (unsigned long long)st.opt_steps);
-            cli_mkdir_p(path);
+            int mk = cli_mkdir_p(path);
+            if (mk < 0) {
+                fprintf(stderr, "%svkaccum seg train: cannot create %s: %s\n", tty ? "\n" : "",
+                        path, strerror(-mk));
+                goto out;
+            }
             /* evaluation runs the same weights through a forward-only plan */
             vka_graph_set_training(m.g, false);
             em = m;
@@ -495,7 +515,11 @@ static int seg_train(int argc, char **argv)
                 goto out;
             }
             vka_graph_set_training(m.g, true);
-            metrics_json(metrics, "val", (long long)st.opt_steps, &sm);
+            if (metrics_json(&log, "val", (long long)st.opt_steps, &sm) < 0) {
+                fprintf(stderr, "%svkaccum seg train: %s\n", tty ? "\n" : "", vka_last_error());
+                seg_metrics_free(&sm);
+                goto out;
+            }
             printf("%sstep %llu: val mIoU %.4f  pixel accuracy %.4f  (%.0f s)\n", tty ? "\n" : "",
                    (unsigned long long)st.opt_steps, sm.miou, sm.pixel_acc, cli_now() - t0);
             if (sm.miou > best) {
@@ -522,8 +546,10 @@ static int seg_train(int argc, char **argv)
            (unsigned long long)st.samples_seen, cli_now() - t0, best, o.out);
     ret = 0;
 out:
-    if (metrics)
-        fclose(metrics);
+    if (run_log_close(&log) < 0 && ret == 0) {
+        fprintf(stderr, "vkaccum seg train: %s\n", vka_last_error());
+        ret = 1;
+    }
     vka_trainer_destroy(&tr);
     vka_loader_destroy(&loader);
     seg_model_destroy(&m);
@@ -545,7 +571,10 @@ static int opts_from_ckpt(const char *cmd, const char *path, struct seg_opts *o)
     cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
     seg_opts_defaults(o);
     int ret = j ? seg_opts_from_json(o, j, path) : -EINVAL;
-    if (ret < 0)
+    if (ret < 0 && j)
+        fprintf(stderr, "vkaccum %s: the configuration in the metadata of %s\n", cmd,
+                vka_last_error());
+    else if (ret < 0)
         fprintf(stderr, "vkaccum %s: %s holds no vkaccum seg configuration in its metadata\n",
                 cmd, path);
     cJSON_Delete(j);
@@ -717,11 +746,11 @@ static int seg_predict_cmd(int argc, char **argv)
         return CLI_USAGE;
     struct vka_ctx *ctx = NULL;
     struct seg_model m = { 0 };
-    ret = 1;
-    if (cli_mkdir_p(vals[2]) < 0) {
-        fprintf(stderr, "vkaccum seg predict: cannot create %s\n", vals[2]);
+    if ((ret = cli_mkdir_p(vals[2])) < 0) {
+        fprintf(stderr, "vkaccum seg predict: cannot create %s: %s\n", vals[2], strerror(-ret));
         return 1;
     }
+    ret = 1;
     if (!(ctx = cli_open_ctx("seg", o.device, o.mem_budget)) || seg_model_build(ctx, &o, false, &m) < 0 ||
         vka_ckpt_load_weights(vals[0], m.g) < 0) {
         fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());

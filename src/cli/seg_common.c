@@ -132,7 +132,7 @@ int seg_opts_finish(struct seg_opts *o, const char *cmd)
                                o->batch), -EINVAL;
     if (o->depth < 1 || o->depth > 6)
         return cli_usage_error(cmd, "--depth %d: give 1 to 6", o->depth), -EINVAL;
-    if (o->crop < 1 || o->crop % (1 << o->depth))
+    if (o->crop < 1 || o->crop > (int)VKA_IMAGE_MAX_SIDE || o->crop % (1 << o->depth))
         return cli_usage_error(cmd, "--crop %d must be a positive multiple of 2^depth = %d",
                                o->crop, 1 << o->depth), -EINVAL;
     if (o->tile && o->tile % (1 << o->depth))
@@ -144,6 +144,17 @@ int seg_opts_finish(struct seg_opts *o, const char *cmd)
     if (o->scale_min > o->scale_max)
         return cli_usage_error(cmd, "--scale-min %g is above --scale-max %g", o->scale_min,
                                o->scale_max), -EINVAL;
+    /* the augmenter's own limits, checked here so that nothing is written before */
+    if (!(o->scale_min > 0) || o->scale_max > 16)
+        return cli_usage_error(cmd, "--scale-min %g / --scale-max %g: need 0 < min <= max <= 16",
+                               o->scale_min, o->scale_max), -EINVAL;
+    if (o->jitter > 1)
+        return cli_usage_error(cmd, "--color-jitter %g: give 0 to 1", o->jitter), -EINVAL;
+    if (o->classes > (int)VKA_MAX_CLASSES)
+        return cli_usage_error(cmd, "--classes %d: at most %u", o->classes, VKA_MAX_CLASSES),
+               -EINVAL;
+    if (o->workers > 64)
+        return cli_usage_error(cmd, "--workers %d: at most 64", o->workers), -EINVAL;
     if (o->width < 1 || (!strcmp(o->norm, "group") && (o->groups < 1 || o->width % o->groups)))
         return cli_usage_error(cmd, "--width %d must be a multiple of --groups %d", o->width,
                                o->groups), -EINVAL;

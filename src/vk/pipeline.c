@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "log.h"
 #include "vk/internal.h"
 #include "vka_spirv.h"
@@ -74,18 +75,14 @@ int vka_pipeline_cache_open(struct vka_ctx *ctx, const char *dir)
             snprintf(uuid + 2 * i, 3, "%02x", ctx->props.pipelineCacheUUID[i]);
         snprintf(ctx->cache_path, sizeof(ctx->cache_path), "%s/pipelines-%04x-%04x-%s.bin",
                  folder, ctx->props.vendorID, ctx->props.deviceID, uuid);
-        FILE *f = fopen(ctx->cache_path, "rb");
-        if (f) {
-            if (!fseek(f, 0, SEEK_END)) {
-                long len = ftell(f);
-                if (len > 0 && len < (256l << 20) && !fseek(f, 0, SEEK_SET)) {
-                    data = malloc((size_t)len);
-                    if (data && fread(data, 1, (size_t)len, f) == (size_t)len)
-                        size = (size_t)len;
-                }
-            }
-            fclose(f);
-        }
+        /* a cache is an optimisation: an unreadable one (a FIFO, over 256 MiB) is only
+         * worth a warning, a missing one nothing */
+        char msg[1024], *bytes;
+        int r = vka_read_whole_msg(ctx->cache_path, 256u << 20, &bytes, &size, msg,
+                                   sizeof(msg));
+        data = bytes;
+        if (r < 0 && r != -ENOENT)
+            vka_warn("pipeline cache ignored: %s", msg);
         if (size && !cache_header_matches(ctx, data, size)) {
             vka_info("pipeline cache %s is for another device or driver: ignored",
                      ctx->cache_path);
@@ -103,7 +100,7 @@ fail:
     return ret;
 }
 
-/* Written to a temporary file and renamed, so a crash never leaves half a cache. */
+/* Replaced atomically (src/file.h), so a crash never leaves half a cache. */
 void vka_pipeline_cache_close(struct vka_ctx *ctx)
 {
     if (!ctx->pipeline_cache)
@@ -114,23 +111,22 @@ void vka_pipeline_cache_close(struct vka_ctx *ctx)
         vkGetPipelineCacheData(ctx->dev, ctx->pipeline_cache, &size, NULL) == VK_SUCCESS &&
         size && (data = malloc(size)) &&
         vkGetPipelineCacheData(ctx->dev, ctx->pipeline_cache, &size, data) == VK_SUCCESS) {
-        char folder[4096], tmp[4200];
+        char folder[4096];
         snprintf(folder, sizeof(folder), "%s", ctx->cache_path);
         char *slash = strrchr(folder, '/');
         if (slash)
             *slash = '\0';
-        snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", ctx->cache_path, (long)getpid());
-        FILE *f = NULL;
-        if (mkdir_p(folder) == 0 && (f = fopen(tmp, "wb"))) {
-            bool ok = fwrite(data, 1, size, f) == size;
-            ok &= fclose(f) == 0;
-            if (!ok || rename(tmp, ctx->cache_path) < 0) {
-                vka_warn("could not write the pipeline cache %s", ctx->cache_path);
-                unlink(tmp);
-            }
-        } else {
+        /* a read-only cache folder is common (a shared home) and only worth a note, a
+         * failed write a warning: neither replaces the error a caller is reporting while
+         * it closes the context */
+        if (mkdir_p(folder) == 0 && access(folder, W_OK) == 0) {
+            char err[1024];
+            snprintf(err, sizeof(err), "%s", vka_last_error());
+            if (vka_write_atomic(ctx->cache_path, data, size) < 0)
+                vka_warn("pipeline cache not saved: %s", vka_last_error());
+            vka_restore_error(err);
+        } else
             vka_info("pipeline cache folder %s is not writable: cache not saved", folder);
-        }
     }
     free(data);
     vkDestroyPipelineCache(ctx->dev, ctx->pipeline_cache, NULL);

@@ -1,0 +1,169 @@
+/* The run folder shared by seg train and gan train; see run.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/run.h"
+#include "file.h"
+#include "log.h"
+
+/* metrics.jsonl of a run of a million steps with an evaluation every hundred is about
+ * 200 MiB; a file past 1 GiB is not one vkaccum wrote */
+#define LOG_MAX_BYTES (1u << 30)
+
+static const struct opt_desc *find_opt(const struct opt_desc *table, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(table[i].name, name))
+            return &table[i];
+    return NULL;
+}
+
+int run_resume_opts(const char *cmd, const struct opt_desc *table, size_t n, void *o,
+                    void (*defaults)(void *o), int argc, char **argv, const char **skip)
+{
+    const struct opt_desc *dr = find_opt(table, n, "resume"), *dout = find_opt(table, n, "out");
+    char run[1024], path[1100];
+    snprintf(run, sizeof(run), "%s", (const char *)o + dr->off);
+    snprintf(path, sizeof(path), "%s/config.json", run);
+    defaults(o);
+    cJSON *j = cli_read_json(path);
+    if (!j || cli_opts_from_json(table, n, o, j, path) < 0) {
+        fprintf(stderr, "vkaccum %s: --resume %s: %s\n", cmd, run, vka_last_error());
+        cJSON_Delete(j);
+        return 1;
+    }
+    cJSON_Delete(j);
+    bool help;
+    int ret = cli_opts_parse(cmd, argc, argv, table, n, o, NULL, skip, NULL, NULL, 0, &help);
+    snprintf((char *)o + dr->off, dr->size, "%s", run);
+    char *out = (char *)o + dout->off;
+    if (!out[0])
+        snprintf(out, dout->size, "%s", run);
+    return ret;
+}
+
+int run_folder_prepare(const char *dir, const struct opt_desc *table, size_t n, const void *o)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/samples", dir);
+    int ret = cli_mkdir_p(path);
+    if (ret < 0) {
+        vka_err("cannot create the run folder %s: %s", path, strerror(-ret));
+        return ret;
+    }
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cJSON *j = cli_opts_json(table, n, o);
+    ret = j ? cli_write_json(path, j) : -ENOMEM;
+    cJSON_Delete(j);
+    return ret;
+}
+
+/* The step of a metrics line, or -1 for a line that is not a whole JSON object with one. */
+static long long line_step(const char *line, size_t len)
+{
+    cJSON *j = cJSON_ParseWithLength(line, len);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
+    long long step = cJSON_IsNumber(s) && s->valuedouble >= 0 ? (long long)s->valuedouble : -1;
+    cJSON_Delete(j);
+    return step;
+}
+
+/* Keeps the lines of path up to step (a torn last line has no newline: dropped). */
+static int log_cut(struct run_log *l, uint64_t step)
+{
+    char *text;
+    size_t len;
+    int ret = vka_read_whole(l->path, LOG_MAX_BYTES, &text, &len);
+    if (ret == -ENOENT) {
+        vka_clear_error();
+        return 0;
+    }
+    if (ret < 0)
+        return ret;
+    size_t keep = 0;
+    for (size_t at = 0; at < len;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - (text + at)) : len - at;
+        long long s = nl ? line_step(text + at, n) : -1;
+        if (s >= 0 && (uint64_t)s <= step) {
+            memmove(text + keep, text + at, n + 1);
+            keep += n + 1;
+        } else {
+            l->dropped++;
+        }
+        at += n + 1;
+    }
+    ret = l->dropped ? vka_write_atomic(l->path, text, keep) : 0;
+    free(text);
+    return ret;
+}
+
+int run_log_open(struct run_log *l, const char *dir, bool resume, uint64_t step)
+{
+    *l = (struct run_log){ 0 };
+    snprintf(l->path, sizeof(l->path), "%s/metrics.jsonl", dir);
+    int ret = resume ? log_cut(l, step) : 0;
+    if (ret < 0)
+        return ret;
+    if (!(l->f = fopen(l->path, resume ? "ab" : "wb"))) {
+        ret = -errno;
+        vka_err("cannot write %s: %s", l->path, strerror(errno));
+    }
+    return ret;
+}
+
+int run_log_printf(struct run_log *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int n = vfprintf(l->f, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && fputc('\n', l->f) != EOF && fflush(l->f) == 0)
+        return 0;
+    int e = errno ? errno : EIO;
+    vka_err("cannot write %s: %s", l->path, strerror(e));
+    return -e;
+}
+
+int run_log_close(struct run_log *l)
+{
+    if (!l->f)
+        return 0;
+    int ret = fclose(l->f) == 0 ? 0 : -errno;
+    l->f = NULL;
+    if (ret < 0)
+        vka_err("cannot write %s: %s", l->path, strerror(-ret));
+    return ret;
+}
+
+struct vka_st_tensor run_loader_tensor(struct vka_loader_pos pos, int64_t buf[2])
+{
+    buf[0] = (int64_t)pos.epoch;
+    buf[1] = (int64_t)pos.index;
+    return (struct vka_st_tensor){ .name = "train.loader", .dtype = VKA_ST_I64, .ndim = 1,
+                                   .shape = { 2 }, .data = buf };
+}
+
+int run_loader_pos(const struct vka_st_file *f, struct vka_loader_pos *pos)
+{
+    const struct vka_st_tensor *t = vka_st_find(f, "train.loader");
+    uint64_t n = 0;
+    if (!t || t->dtype != VKA_ST_I64 || vka_st_numel(t, &n) < 0 || n != 2) {
+        vka_err("checkpoint %s: train.loader %s (2 int64 values expected: the data loader's "
+                "epoch and index)", f->path, t ? "has another dtype or size" : "is missing");
+        return -EINVAL;
+    }
+    const int64_t *v = t->data;
+    if (v[0] < 0 || v[1] < 0) {
+        vka_err("checkpoint %s: train.loader is (%" PRId64 ", %" PRId64 "): a position "
+                "cannot be negative", f->path, v[0], v[1]);
+        return -EINVAL;
+    }
+    *pos = (struct vka_loader_pos){ (uint64_t)v[0], (uint64_t)v[1] };
+    return 0;
+}

@@ -1,0 +1,54 @@
+/* The run folder that `seg train` and `gan train` share, in one place: the options read
+ * back from RUN/config.json (each key checked as the command line checks it), config.json
+ * written atomically, metrics.jsonl with every write checked and, on --resume, cut back to
+ * the checkpoint's step, and the data loader's position kept in a checkpoint.
+ *
+ * Errors go through vka_err (vka_last_error()); the caller prints them. */
+#ifndef VKA_CLI_RUN_H
+#define VKA_CLI_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli/opts.h"
+#include "datasets/dataset.h"
+#include "safetensors.h"
+
+/* --resume RUN (the table's "resume" option, already parsed into o): resets o with
+ * defaults, reads RUN/config.json into it (an unknown key, a value of the wrong type or
+ * out of range is an error naming the file and the key), then parses this command line
+ * on top (skip as for cli_opts_parse); "out" defaults to RUN. Returns 0, CLI_USAGE after
+ * a usage error, or 1 after printing "vkaccum CMD: --resume RUN: why". */
+int run_resume_opts(const char *cmd, const struct opt_desc *table, size_t n, void *o,
+                    void (*defaults)(void *o), int argc, char **argv, const char **skip);
+
+/* Makes RUN and RUN/samples (mkdir -p) and writes RUN/config.json atomically. */
+int run_folder_prepare(const char *dir, const struct opt_desc *table, size_t n, const void *o);
+
+/* RUN/metrics.jsonl: one JSON object a line. Opened for a new run it is emptied; for a
+ * resumed one, lines past `step` (logged after the checkpoint by a run that was then
+ * stopped) and a torn last line are dropped first, so that no step appears twice. */
+struct run_log {
+    FILE *f;
+    char path[1040];
+    uint64_t dropped; /* lines dropped on resume */
+};
+int run_log_open(struct run_log *l, const char *dir, bool resume, uint64_t step);
+/* One line (printf-style, without the newline), written and flushed; a failed write
+ * (a full disk) is an error naming the file. */
+int run_log_printf(struct run_log *l, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+int run_log_close(struct run_log *l); /* 0 when never opened */
+
+/* The loader's position as the checkpoint tensor "train.loader" (int64 [epoch, index]);
+ * buf holds the values and must outlive the tensor. */
+struct vka_st_tensor run_loader_tensor(struct vka_loader_pos pos, int64_t buf[2]);
+/* The position read back from a checkpoint: train.loader must be int64 with exactly 2
+ * elements, both >= 0 (vka_loader_seek checks them against the dataset). */
+int run_loader_pos(const struct vka_st_file *f, struct vka_loader_pos *pos);
+
+#endif
