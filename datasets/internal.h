@@ -10,6 +10,7 @@
 
 #include "datasets/dataset.h"
 #include "log.h"
+#include "rng.h"
 
 #define VKA_ERRLEN 512
 #define VKA_FILE_MAX ((size_t)1 << 30) /* largest image or mask file read, bytes */
@@ -18,26 +19,9 @@ void vka_seterr(char *err, const char *fmt, ...) VKA_PRINTF(2, 3);
 
 /* ---- rng: splitmix64 as a counter hash and as a stream ---------------------------- */
 
-static inline uint64_t vka_mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static inline uint64_t vka_hash3(uint64_t a, uint64_t b, uint64_t c)
 {
     return vka_mix64(a ^ vka_mix64(b ^ vka_mix64(c)));
-}
-
-static inline uint64_t vka_rng_next(uint64_t *s)
-{
-    *s += 0x9e3779b97f4a7c15ull;
-    uint64_t z = *s;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 /* [0, 1) with 24 bits */

@@ -22,6 +22,7 @@
 #include "fidnet.h"
 #include "log.h"
 #include "models/classifier.h"
+#include "rng.h"
 #include "train.h"
 
 #define META_KEY "fidnet" /* its value: the version of this layout */
@@ -113,31 +114,16 @@ static int source_get(const struct source *s, const uint32_t *ids, uint32_t firs
     return 0;
 }
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void shuffle(uint32_t *order, uint32_t count, uint64_t *rng)
 {
     for (uint32_t i = 0; i < count; i++)
         order[i] = i;
     for (uint32_t i = count; i > 1; i--) {
-        uint32_t j = (uint32_t)(splitmix64(rng) % i);
+        uint32_t j = (uint32_t)(vka_rng_next(rng) % i);
         uint32_t t = order[i - 1];
         order[i - 1] = order[j];
         order[j] = t;
     }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- the inference network --------------------------------------------------------- */
@@ -363,7 +349,7 @@ static int save(const char *path, struct vka_fidnet *f, const struct vka_fidnet_
 int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *p,
                      struct vka_fidnet_report *r)
 {
-    double t0 = now_s();
+    double t0 = vka_now();
     if (!ctx || !p || !r) {
         vka_err("fid-net train: %s is NULL", !ctx ? "ctx" : !p ? "params" : "report");
         return -EINVAL;
@@ -471,7 +457,7 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
         goto out;
     r->accuracy = acc;
     r->floor = fd;
-    r->seconds = now_s() - t0;
+    r->seconds = vka_now() - t0;
 out:
     vka_fid_stats_free(&st_test);
     vka_fid_stats_free(&st_train);

@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "gan.h"
 #include "log.h"
+#include "rng.h"
 #include "ops/basic.h"
 
 #define SAMPLER_RUN 64 /* images per sampler plan */
@@ -34,22 +35,15 @@ struct vka_gan {
 
 /* ---- noise ------------------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void vka_gan_noise(uint64_t seed, uint32_t stream, uint64_t first, uint32_t n,
                    uint32_t z_dim, float *z)
 {
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t s = mix(mix(seed ^ 0x6761ull) ^ mix(((uint64_t)stream << 56) ^ (first + i)));
+        uint64_t s = vka_mix64(vka_mix64(seed ^ 0x6761ull) ^
+                               vka_mix64(((uint64_t)stream << 56) ^ (first + i)));
         for (uint32_t j = 0; j < z_dim; j += 2) {
             /* Box-Muller on two 53-bit uniforms, u1 in (0, 1] */
-            uint64_t a = mix(s + 2 * j), b = mix(s + 2 * j + 1);
+            uint64_t a = vka_mix64(s + 2 * j), b = vka_mix64(s + 2 * j + 1);
             double u1 = ((a >> 11) + 1) * (1.0 / 9007199254740992.0);
             double u2 = (b >> 11) * (1.0 / 9007199254740992.0);
             double r = sqrt(-2.0 * log(u1));

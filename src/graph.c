@@ -9,6 +9,7 @@
 
 #include "graph.h"
 #include "log.h"
+#include "rng.h"
 #include "ops/basic.h"
 
 #define ALIGN 64 /* elements: 256 bytes, every binding offset stays aligned */
@@ -472,11 +473,7 @@ static uint64_t stored(const struct vka_val *v, uint32_t n)
 /* splitmix64 -> uniform doubles: the initialisation's only randomness */
 static double rng_uniform(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(vka_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static void init_values(const struct vka_val *v, float *data, uint64_t count, uint64_t *rng)

@@ -1,5 +1,6 @@
 /* Test helpers; see common.h. */
 #include <math.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,4 +204,41 @@ void test_st_replace(const char *src, const char *dst, const char *name,
                      .n_meta = f->n_meta }), 0, "%s", vka_last_error());
     free(t);
     vka_st_file_destroy(&f);
+}
+
+int test_vkaccum(const char *prefix, const char *args, char *out, size_t size)
+{
+    const char *bin = getenv("VKACCUM_BIN");
+    cr_assert(bin, "VKACCUM_BIN is not set (meson sets it)");
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "%s%s %s 2>&1", prefix, bin, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void test_st_assert_equal(const char *a, const char *b)
+{
+    struct vka_st_file *fa, *fb;
+    cr_assert_eq(vka_st_read(a, &fa), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_st_read(b, &fb), 0, "%s", vka_last_error());
+    cr_assert_eq(fa->n_tensors, fb->n_tensors, "%s holds %zu tensors, %s %zu", a, fa->n_tensors,
+                 b, fb->n_tensors);
+    for (size_t i = 0; i < fa->n_tensors; i++) {
+        const struct vka_st_tensor *x = &fa->tensors[i], *y = vka_st_find(fb, x->name);
+        cr_assert(y, "%s holds no %s", b, x->name);
+        uint64_t nx = 0, ny = 0;
+        vka_st_nbytes(x, &nx);
+        vka_st_nbytes(y, &ny);
+        cr_assert(x->dtype == y->dtype && x->ndim == y->ndim && nx == ny &&
+                  !memcmp(x->shape, y->shape, x->ndim * sizeof(uint64_t)),
+                  "%s differs in dtype or shape", x->name);
+        cr_assert_eq(memcmp(x->data, y->data, nx), 0, "%s differs between %s and %s", x->name,
+                     a, b);
+    }
+    vka_st_file_destroy(&fa);
+    vka_st_file_destroy(&fb);
 }

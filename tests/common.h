@@ -55,6 +55,14 @@ void test_st_replace(const char *src, const char *dst, const char *name,
                      enum vka_st_dtype dtype, uint32_t ndim, const uint64_t *shape,
                      const void *data);
 
+/* Runs `PREFIX $VKACCUM_BIN ARGS` in sh (prefix: shell commands ending in "exec ", or
+ * "") with stdout and stderr captured into out (size bytes, terminated); returns the
+ * exit status, or -1 when a signal ended it. */
+int test_vkaccum(const char *prefix, const char *args, char *out, size_t size);
+
+/* Asserts that two safetensors files hold the same tensors, bit for bit. */
+void test_st_assert_equal(const char *a, const char *b);
+
 /* Runs recorded work and asserts it succeeded. */
 void test_run(struct vka_cmd *cmd);
 

@@ -19,16 +19,7 @@ static char out[1 << 16];
  * stdout and stderr captured into out; returns the exit status. */
 static int run_in(const char *prefix, const char *args)
 {
-    const char *bin = getenv("VKACCUM_BIN");
-    cr_assert(bin, "VKACCUM_BIN is not set (meson sets it)");
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "%s%s %s 2>&1", prefix, bin, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert(p);
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return test_vkaccum(prefix, args, out, sizeof(out));
 }
 
 static int run(const char *args)

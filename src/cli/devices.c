@@ -104,8 +104,10 @@ int cli_devices(int argc, char **argv)
 
     struct vka_device_info *infos;
     uint32_t n;
-    if (vka_devices_query(&infos, &n) < 0)
+    if (vka_devices_query(&infos, &n) < 0) {
+        fprintf(stderr, "vkaccum devices: %s\n", vka_last_error());
         return 1;
+    }
     uint32_t chosen = UINT32_MAX;
     if (n)
         vka_device_select(infos, n, NULL, &chosen);
@@ -127,4 +129,17 @@ int cli_devices(int argc, char **argv)
     }
     free(infos);
     return 0;
+}
+
+/* The one place the commands open a device (vka_ctx_params: --device, --mem-budget). */
+struct vka_ctx *cli_open_ctx(const char *cmd, const char *device, double budget_mib)
+{
+    struct vka_ctx *ctx;
+    if (vka_ctx_create(&(struct vka_ctx_params){
+            .device = device[0] ? device : NULL, .validation = -1,
+            .budget = (uint64_t)(budget_mib * 1048576.0) }, &ctx) < 0) {
+        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
+        return NULL;
+    }
+    return ctx;
 }

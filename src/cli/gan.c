@@ -263,9 +263,7 @@ struct run {
     struct vka_fid_stats real;    /* the test images' features */
     struct run_log log;
     float *zgrid, *xgrid;         /* the grid's fixed z and its images */
-    bool tty;
-    double t0, tlast;
-    uint64_t samples_last;
+    struct run_pace pace;
 };
 
 static void run_close(struct run *r)
@@ -294,7 +292,7 @@ static int run_close_checked(struct run *r)
 
 static int fail(const struct run *r, const char *what)
 {
-    fprintf(stderr, "%svkaccum gan train: %s%s%s\n", r->tty ? "\n" : "", what ? what : "",
+    fprintf(stderr, "%svkaccum gan train: %s%s%s\n", r->pace.tty ? "\n" : "", what ? what : "",
             what ? ": " : "", vka_last_error());
     return -1;
 }
@@ -325,7 +323,7 @@ static int resume(struct run *r)
 /* Data, device, GAN, feature network, run folder, resume; -1 after printing why. */
 static int run_open(struct run *r, struct gan_opts *o)
 {
-    *r = (struct run){ .o = o, .tty = isatty(2) };
+    *r = (struct run){ .o = o, .pace = { .tty = isatty(2) } };
     struct vka_dataset_params dp = { .split = VKA_SPLIT_TRAIN, .seed = (uint64_t)o->seed,
                                      .skip_bad = o->skip_bad };
     if (vka_dataset_spec_parse(o->data, false, &dp) < 0 || vka_dataset_open(&dp, &r->ds) < 0)
@@ -366,8 +364,10 @@ static int run_open(struct run *r, struct gan_opts *o)
     }
     r->zgrid = malloc((size_t)o->grid * o->z_dim * sizeof(float));
     r->xgrid = malloc((size_t)o->grid * r->src.size * sizeof(float));
-    if (!r->zgrid || !r->xgrid)
-        return -1;
+    if (!r->zgrid || !r->xgrid) {
+        vka_err("out of memory for a grid of %d images", o->grid);
+        return fail(r, NULL);
+    }
     vka_gan_noise((uint64_t)o->seed, NOISE_GRID, 0, (uint32_t)o->grid, (uint32_t)o->z_dim,
                   r->zgrid);
     if (o->resume[0] && resume(r) < 0)
@@ -380,18 +380,18 @@ static int run_open(struct run *r, struct gan_opts *o)
     return 0;
 }
 
-static bool every(uint64_t step, int n, bool last)
+static int save_last(struct run *r)
 {
-    return last || (n && step % (uint64_t)n == 0);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/last.safetensors", r->o->out);
+    return save(r->gan, path, r->o, vka_loader_tell(r->loader), r->zgrid) < 0 ? fail(r, NULL) : 0;
 }
 
 /* The work of an iteration's end: metrics, progress, samples, Fréchet distance, save. */
 static int boundary(struct run *r, const struct vka_gan_stats *st)
 {
     const struct gan_opts *o = r->o;
-    double t = cli_now(), ips = (st->samples - r->samples_last) / (t - r->tlast);
-    r->tlast = t;
-    r->samples_last = st->samples;
+    double elapsed, ips = run_pace_tick(&r->pace, st->samples, &elapsed);
     struct vka_mem_stats ms;
     vka_mem_get_stats(r->ctx, &ms);
     if (run_log_printf(&r->log, "{\"kind\":\"train\",\"step\":%llu,\"d_loss\":%.9g,"
@@ -402,36 +402,30 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
                        st->d_fake, st->g_fake, st->d_norm, st->g_norm, ips,
                        ms.total_peak / 1048576.0, (unsigned long long)st->samples) < 0)
         return fail(r, NULL);
-    progress(r->tty, st, o->steps, ips, t - r->t0);
+    progress(r->pace.tty, st, o->steps, ips, elapsed);
     bool last = (long long)st->iterations == o->steps;
-    if (!r->tty && every(st->iterations, 50, last))
+    if (!r->pace.tty && run_every(st->iterations, 50, last))
         printf("step %llu/%lld  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  "
                "peak %.0f MiB  %.0f s\n", (unsigned long long)st->iterations, o->steps,
                st->d_loss, st->g_loss, st->d_real, st->d_fake, ips, ms.total_peak / 1048576.0,
-               t - r->t0);
-    if (every(st->iterations, o->sample_every, last) &&
+               elapsed);
+    if (run_every(st->iterations, o->sample_every, last) &&
         write_samples(r->gan, o, r->zgrid, r->xgrid, st->iterations) < 0)
         return fail(r, NULL);
-    if (r->net && every(st->iterations, o->eval_every, last)) {
+    if (r->net && run_every(st->iterations, o->eval_every, last)) {
         double fd;
         if (frechet(r->gan, r->net, &r->real, o, &fd) < 0)
             return fail(r, NULL);
         if (run_log_printf(&r->log, "{\"kind\":\"fid\",\"step\":%llu,\"fd\":%.9g,"
                            "\"floor\":%.9g,\"n\":%d,\"seconds\":%.1f}",
                            (unsigned long long)st->iterations, fd, vka_fidnet_floor(r->net),
-                           o->fid_n, cli_now() - r->t0) < 0)
+                           o->fid_n, run_pace_elapsed(&r->pace)) < 0)
             return fail(r, NULL);
         printf("%sstep %llu: Frechet distance %.3f (%d images; floor, test vs train: %.3f)  "
-               "(%.0f s)\n", r->tty ? "\n" : "", (unsigned long long)st->iterations, fd,
-               o->fid_n, vka_fidnet_floor(r->net), cli_now() - r->t0);
+               "(%.0f s)\n", r->pace.tty ? "\n" : "", (unsigned long long)st->iterations, fd,
+               o->fid_n, vka_fidnet_floor(r->net), run_pace_elapsed(&r->pace));
     }
-    if (every(st->iterations, o->save_every, last)) {
-        char path[700];
-        snprintf(path, sizeof(path), "%s/last.safetensors", o->out);
-        if (save(r->gan, path, o, vka_loader_tell(r->loader), r->zgrid) < 0)
-            return fail(r, NULL);
-    }
-    return 0;
+    return run_every(st->iterations, o->save_every, last) ? save_last(r) : 0;
 }
 
 static int gan_train(int argc, char **argv)
@@ -472,21 +466,26 @@ static int gan_train(int argc, char **argv)
     if (o.resume[0])
         printf("resuming %s at iteration %llu (%llu real images seen)\n", o.resume,
                (unsigned long long)st.iterations, (unsigned long long)st.samples);
-    r.t0 = r.tlast = cli_now();
-    r.samples_last = st.samples;
+    run_pace_start(&r.pace, st.samples);
+    run_signals_install();
     ret = 0;
-    while (ret == 0 && (long long)st.iterations < o.steps) {
+    int sig = 0;
+    while (ret == 0 && !sig && (long long)st.iterations < o.steps) {
         if (vka_gan_iteration(r.gan, next_real, &r.src) < 0) {
             ret = fail(&r, NULL);
             break;
         }
         vka_gan_get_stats(r.gan, &st);
-        ret = boundary(&r, &st);
+        if ((ret = boundary(&r, &st)) == 0 && (sig = run_stop_signal()) &&
+            (ret = save_last(&r)) == 0)
+            printf("%sstopped by %s at iteration %llu of %lld; last.safetensors saved. Resume "
+                   "with:\n  vkaccum gan train --resume %s\n", r.pace.tty ? "\n" : "",
+                   run_signal_name(sig), (unsigned long long)st.iterations, o.steps, o.out);
     }
-    if (ret == 0)
+    if (ret == 0 && !sig)
         printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n",
-               r.tty ? "\n" : "", (unsigned long long)st.iterations,
-               (unsigned long long)st.samples, cli_now() - r.t0, o.out);
+               r.pace.tty ? "\n" : "", (unsigned long long)st.iterations,
+               (unsigned long long)st.samples, run_pace_elapsed(&r.pace), o.out);
     if (run_close_checked(&r) < 0)
         ret = -1;
     return ret < 0 ? 1 : 0;
@@ -583,8 +582,10 @@ static int gan_sample(int argc, char **argv)
     }
     z = malloc((size_t)total * mp.z_dim * sizeof(float));
     x = malloc((size_t)total * xf * sizeof(float));
-    if (!z || !x)
+    if (!z || !x) {
+        fprintf(stderr, "vkaccum gan sample: out of memory for %u images\n", total);
         goto out;
+    }
     if (k) {
         float ends[2 * 4096];
         for (uint32_t r = 0; r < (uint32_t)n; r++) {

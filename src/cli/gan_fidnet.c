@@ -124,11 +124,9 @@ int cli_gan_fidnet(int argc, char **argv)
         return cli_usage_error(CMD, "say where the weights go: --out FILE");
     p.seed = seed;
 
-    struct vka_ctx *ctx;
-    if (vka_ctx_create(&(struct vka_ctx_params){ .device = device, .validation = -1 }, &ctx) < 0) {
-        fprintf(stderr, "vkaccum %s: %s\n", CMD, vka_last_error());
+    struct vka_ctx *ctx = cli_open_ctx(CMD, device ? device : "", 0);
+    if (!ctx)
         return 1;
-    }
     struct progress pr = { .tty = isatty(2) };
     p.on_step = on_step;
     p.user = &pr;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "log.h"
 #include "vka_config.h"
 
 static const char usage[] =
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
         { "gan", cli_gan },
     };
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log file as they happen */
+    vka_log_keep_errors(true);        /* each command prints the errors it gets, once */
     if (argc < 2) {
         fputs(usage, stderr);
         return CLI_USAGE;

@@ -10,7 +10,6 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
-#include "vk/vk.h"
 #include "file.h"
 #include "log.h"
 
@@ -241,12 +240,6 @@ int cli_mkdir_p(const char *path)
     return 0;
 }
 
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 
 /* config.json and a checkpoint's config hold a few dozen options: 1 MiB is far beyond
@@ -289,16 +282,4 @@ int cli_write_json(const char *path, const cJSON *j)
     }
     free(s);
     return ret;
-}
-
-struct vka_ctx *cli_open_ctx(const char *cmd, const char *device, double budget_mib)
-{
-    struct vka_ctx *ctx;
-    if (vka_ctx_create(&(struct vka_ctx_params){
-            .device = device[0] ? device : NULL, .validation = -1,
-            .budget = (uint64_t)(budget_mib * 1048576.0) }, &ctx) < 0) {
-        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
-        return NULL;
-    }
-    return ctx;
 }

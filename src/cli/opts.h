@@ -39,10 +39,5 @@ void cli_opts_help(const struct opt_desc *table, size_t count, const char *usage
 int cli_mkdir_p(const char *path); /* mkdir -p; -errno */
 cJSON *cli_read_json(const char *path);                /* NULL with a message */
 int cli_write_json(const char *path, const cJSON *j);  /* -EIO with a message */
-/* The context on --device (empty: the default) with a --mem-budget in MiB (0: the
- * device's); prints "vkaccum CMD: error" and returns NULL on failure. */
-struct vka_ctx;
-struct vka_ctx *cli_open_ctx(const char *cmd, const char *device, double budget_mib);
-double cli_now(void);              /* monotonic seconds */
 
 #endif

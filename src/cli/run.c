@@ -1,9 +1,11 @@
 /* The run folder shared by seg train and gan train; see run.h. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/run.h"
@@ -166,4 +168,57 @@ int run_loader_pos(const struct vka_st_file *f, struct vka_loader_pos *pos)
     }
     *pos = (struct vka_loader_pos){ (uint64_t)v[0], (uint64_t)v[1] };
     return 0;
+}
+
+void run_pace_start(struct run_pace *p, uint64_t samples)
+{
+    *p = (struct run_pace){ .tty = isatty(2), .t0 = vka_now(), .samples_last = samples };
+    p->tlast = p->t0;
+}
+
+double run_pace_tick(struct run_pace *p, uint64_t samples, double *elapsed)
+{
+    double t = vka_now(), ips = (double)(samples - p->samples_last) / (t - p->tlast);
+    p->tlast = t;
+    p->samples_last = samples;
+    if (elapsed)
+        *elapsed = t - p->t0;
+    return ips;
+}
+
+double run_pace_elapsed(const struct run_pace *p)
+{
+    return vka_now() - p->t0;
+}
+
+bool run_every(uint64_t step, int n, bool last)
+{
+    return last || (n > 0 && step % (uint64_t)n == 0);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+void run_signals_install(void)
+{
+    /* SA_RESTART: reads, writes and waits of the run go on; SA_RESETHAND: a second
+     * signal takes the default action */
+    struct sigaction sa = { .sa_handler = on_stop, .sa_flags = SA_RESTART | SA_RESETHAND };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int run_stop_signal(void)
+{
+    return stop_signal;
+}
+
+const char *run_signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
 }

@@ -44,6 +44,29 @@ int run_log_printf(struct run_log *l, const char *fmt, ...)
     ;
 int run_log_close(struct run_log *l); /* 0 when never opened */
 
+/* The clock of a training run: images per second between window boundaries and the
+ * elapsed time; tty says whether stderr is a terminal (a progress line there, plain
+ * lines every 50 steps on stdout otherwise). */
+struct run_pace {
+    bool tty;
+    double t0, tlast;
+    uint64_t samples_last;
+};
+void run_pace_start(struct run_pace *p, uint64_t samples);
+/* Images per second since the last tick (or the start); *elapsed: seconds since start. */
+double run_pace_tick(struct run_pace *p, uint64_t samples, double *elapsed);
+double run_pace_elapsed(const struct run_pace *p);
+/* Whether step is one of every n (n 0: never), or the last. */
+bool run_every(uint64_t step, int n, bool last);
+
+/* SIGINT and SIGTERM ask a training run to stop at its next window boundary: it saves
+ * last.safetensors there and exits 0 with the command that resumes it. The handler is
+ * reset by the first signal, so a second one ends the process at once (the checkpoint on
+ * disk stays whole: every save is atomic). */
+void run_signals_install(void);
+int run_stop_signal(void); /* the signal that asked to stop, or 0 */
+const char *run_signal_name(int sig);
+
 /* The loader's position as the checkpoint tensor "train.loader" (int64 [epoch, index]);
  * buf holds the values and must outlive the tensor. */
 struct vka_st_tensor run_loader_tensor(struct vka_loader_pos pos, int64_t buf[2]);

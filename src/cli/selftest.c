@@ -1,5 +1,6 @@
 /* vkaccum selftest: runs the built-in shaders on this device against plain C, so a new
  * machine shows at once whether its Vulkan driver computes what vkaccum expects. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -44,7 +45,8 @@ static int run_one(struct vka_ctx *ctx, uint64_t n, struct check out[4])
     struct vka_buf *bx = NULL, *by = NULL, *bs = NULL;
     struct vka_cmd *cmd = NULL;
     if (!x || !y || !r) {
-        ret = -1;
+        vka_err("selftest: out of memory for %llu floats", (unsigned long long)n);
+        ret = -ENOMEM;
         goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -123,8 +125,8 @@ int cli_selftest(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("selftest", "unexpected argument '%s'", argv[optind]);
 
-    struct vka_ctx *ctx;
-    if (vka_ctx_create(&(struct vka_ctx_params){ .device = device, .validation = -1 }, &ctx) < 0)
+    struct vka_ctx *ctx = cli_open_ctx("selftest", device ? device : "", 0);
+    if (!ctx)
         return 1;
     printf("device %u: %s (%s), %s loads\n", ctx->info.index, ctx->info.name,
            vka_device_type_name(ctx->info.type),

@@ -1,4 +1,5 @@
-/* vkaccum seg: the option table, the model, tiled inference and metrics; see seg.h. */
+/* vkaccum seg: the option table, the engine's parameters from the options, overlays;
+ * see seg_opts.h. */
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -7,7 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/seg.h"
+#include "cli/seg_opts.h"
 #include "log.h"
 
 #define O(n, t, f, ch, h) { n, t, offsetof(struct seg_opts, f), sizeof(((struct seg_opts *)0)->f), ch, h }
@@ -161,189 +162,42 @@ int seg_opts_finish(struct seg_opts *o, const char *cmd)
     return 0;
 }
 
-int seg_model_build(struct vka_ctx *ctx, const struct seg_opts *o, bool train,
-                    struct seg_model *m)
+void seg_engine_params(const struct seg_opts *o, bool train, long long steps,
+                       const float *class_weights, struct vka_seg_params *p)
 {
-    memset(m, 0, sizeof(*m));
-    m->target = m->weights = m->loss = -1;
-    int ret = vka_graph_create(ctx, &(struct vka_graph_params){ .seed = (uint64_t)o->seed }, &m->g);
-    if (ret < 0)
-        return ret;
-    struct vka_unet_params up = {
-        .in_channels = 3, .classes = (uint32_t)o->classes, .depth = (uint32_t)o->depth,
-        .width = (uint32_t)o->width, .groups = (uint32_t)o->groups,
-        .norm = !strcmp(o->norm, "batch") ? VKA_UNET_BATCH : VKA_UNET_GROUP,
-        .bilinear = !strcmp(o->up, "bilinear"),
-        .size = (uint32_t)(train || !o->tile ? o->crop : o->tile),
+    *p = (struct vka_seg_params){
+        .model = { .in_channels = 3, .classes = (uint32_t)o->classes, .depth = (uint32_t)o->depth,
+                   .width = (uint32_t)o->width, .groups = (uint32_t)o->groups,
+                   .norm = !strcmp(o->norm, "batch") ? VKA_UNET_BATCH : VKA_UNET_GROUP,
+                   .bilinear = !strcmp(o->up, "bilinear"),
+                   .size = (uint32_t)(train || !o->tile ? o->crop : o->tile) },
+        .train = train, .mean = o->mean_v, .std = o->std_v, .ignore_index = o->ignore_index,
+        .seed = (uint64_t)o->seed, .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
+        .drop_last = o->drop_last, .class_weights = class_weights,
     };
-    if ((ret = vka_unet_build(m->g, &up, &m->net)) < 0)
-        goto fail;
-    if (train) {
-        m->target = vka_graph_input(m->g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, up.size, up.size);
-        if (strcmp(o->class_weights, "none"))
-            m->weights = vka_graph_state(m->g, "train.class_weights", up.classes, 1.0f);
-        union vka_op_params ce = { .loss = { .ignore_index = o->ignore_index, .scale = 1 } };
-        if (m->target < 0 || (m->weights < -1) ||
-            (m->loss = vka_graph_node(m->g, VKA_OP_cross_entropy, &ce, m->net.logits, m->target,
-                                      m->weights)) < 0) {
-            ret = m->loss < 0 ? m->loss : -EINVAL;
-            goto fail;
-        }
-    }
-    /* inference must not run the loss: it would add into the training accumulators
-     * with targets nobody uploaded */
-    if ((ret = m->predict = vka_graph_phase(m->g, &m->net.logits, 1, NULL)) < 0)
-        goto fail;
     if (!train)
-        vka_graph_set_training(m->g, false);
-    if ((ret = vka_graph_alloc(m->g)) < 0)
-        goto fail;
-    return 0;
-fail:
-    vka_graph_destroy(&m->g);
-    return ret;
-}
-
-void seg_model_destroy(struct seg_model *m)
-{
-    vka_graph_destroy(&m->g);
-}
-
-static void tile_starts(uint32_t len, uint32_t tile, uint32_t *starts, uint32_t *n)
-{
-    /* tiles every 2/3 of a tile, the last one flush with the end */
-    uint32_t stride = tile * 2 / 3 ? tile * 2 / 3 : 1;
-    *n = 0;
-    if (len <= tile) {
-        starts[(*n)++] = 0;
         return;
-    }
-    for (uint32_t s = 0;; s += stride) {
-        if (s + tile >= len) {
-            starts[(*n)++] = len - tile;
-            return;
-        }
-        starts[(*n)++] = s;
-    }
-}
-
-int seg_predict(struct seg_model *m, uint32_t batch, const float *x, uint32_t c, uint32_t h,
-                uint32_t w, uint8_t *pred)
-{
-    const struct vka_val *img = vka_graph_val(m->g, m->net.image);
-    const struct vka_val *lv = vka_graph_val(m->g, m->net.logits);
-    uint32_t T = img->h, K = lv->c;
-    uint32_t *ys = malloc(sizeof(uint32_t) * (h / (T * 2 / 3 ? T * 2 / 3 : 1) + 3));
-    uint32_t *xs = malloc(sizeof(uint32_t) * (w / (T * 2 / 3 ? T * 2 / 3 : 1) + 3));
-    uint32_t ny, nx;
-    float *acc = calloc((size_t)K * h * w, sizeof(float));
-    uint16_t *hits = calloc((size_t)h * w, sizeof(uint16_t));
-    float *tiles = malloc(sizeof(float) * batch * c * T * T);
-    float *logits = malloc(sizeof(float) * batch * K * T * T);
-    int ret = 0;
-    if (!ys || !xs || !acc || !hits || !tiles || !logits) {
-        ret = -ENOMEM;
-        goto out;
-    }
-    tile_starts(h, T, ys, &ny);
-    tile_starts(w, T, xs, &nx);
-    uint32_t total = ny * nx;
-    for (uint32_t first = 0; first < total && ret == 0; first += batch) {
-        uint32_t nb = total - first < batch ? total - first : batch;
-        /* a tile past a small image's edge is the mean colour: 0 after normalisation */
-        memset(tiles, 0, sizeof(float) * nb * c * T * T);
-        for (uint32_t b = 0; b < nb; b++) {
-            uint32_t y0 = ys[(first + b) / nx], x0 = xs[(first + b) % nx];
-            for (uint32_t k = 0; k < c; k++)
-                for (uint32_t yy = 0; yy < T && y0 + yy < h; yy++)
-                    for (uint32_t xx = 0; xx < T && x0 + xx < w; xx++)
-                        tiles[((size_t)(b * c + k) * T + yy) * T + xx] =
-                            x[((size_t)k * h + y0 + yy) * w + x0 + xx];
-        }
-        struct vka_plan *plan;
-        if ((ret = vka_graph_plan_phase(m->g, m->predict, nb, false, &plan)) < 0)
-            break;
-        struct vka_tensor ti = vka_plan_tensor(plan, m->net.image);
-        struct vka_tensor to = vka_plan_tensor(plan, m->net.logits);
-        if ((ret = vka_tensor_upload(&ti, tiles)) < 0 || (ret = vka_plan_run(plan)) < 0 ||
-            (ret = vka_tensor_download(&to, logits)) < 0)
-            break;
-        for (uint32_t b = 0; b < nb; b++) {
-            uint32_t y0 = ys[(first + b) / nx], x0 = xs[(first + b) % nx];
-            for (uint32_t yy = 0; yy < T && y0 + yy < h; yy++)
-                for (uint32_t xx = 0; xx < T && x0 + xx < w; xx++) {
-                    size_t p = (size_t)(y0 + yy) * w + x0 + xx;
-                    hits[p]++;
-                    for (uint32_t k = 0; k < K; k++)
-                        acc[(size_t)k * h * w + p] += logits[((size_t)(b * K + k) * T + yy) * T + xx];
-                }
-        }
-    }
-    for (size_t p = 0; ret == 0 && p < (size_t)h * w; p++) {
-        uint32_t best = 0;
-        for (uint32_t k = 1; k < K; k++)
-            if (acc[(size_t)k * h * w + p] > acc[(size_t)best * h * w + p])
-                best = k;
-        pred[p] = (uint8_t)best;
-    }
-out:
-    free(ys);
-    free(xs);
-    free(acc);
-    free(hits);
-    free(tiles);
-    free(logits);
-    return ret;
-}
-
-int seg_metrics_init(struct seg_metrics *s, uint32_t classes)
-{
-    memset(s, 0, sizeof(*s));
-    s->classes = classes;
-    s->conf = calloc((size_t)classes * classes, sizeof(uint64_t));
-    return s->conf ? 0 : -ENOMEM;
-}
-
-void seg_metrics_add(struct seg_metrics *s, const int32_t *target, const uint8_t *pred,
-                     uint64_t n, int32_t ignore_index)
-{
-    for (uint64_t i = 0; i < n; i++)
-        if (target[i] != ignore_index && target[i] >= 0 && (uint32_t)target[i] < s->classes &&
-            pred[i] < s->classes)
-            s->conf[(size_t)target[i] * s->classes + pred[i]]++;
-}
-
-/* mmsegmentation's rule: IoU = TP / (TP + FP + FN) per class; mIoU the mean over classes
- * whose union is not empty (nanmean); pixel accuracy = sum TP / all counted pixels. */
-void seg_metrics_finish(struct seg_metrics *s)
-{
-    uint32_t C = s->classes, present = 0;
-    uint64_t tp_all = 0, all = 0;
-    double sum = 0;
-    for (uint32_t k = 0; k < C; k++) {
-        uint64_t tp = s->conf[(size_t)k * C + k], row = 0, col = 0;
-        for (uint32_t j = 0; j < C; j++) {
-            row += s->conf[(size_t)k * C + j];
-            col += s->conf[(size_t)j * C + k];
-        }
-        uint64_t uni = row + col - tp;
-        s->present[k] = uni > 0;
-        s->iou[k] = uni ? (double)tp / uni : NAN;
-        if (uni) {
-            sum += s->iou[k];
-            present++;
-        }
-        tp_all += tp;
-        all += row;
-    }
-    s->miou = present ? sum / present : NAN;
-    s->pixel_acc = all ? (double)tp_all / all : NAN;
-}
-
-void seg_metrics_free(struct seg_metrics *s)
-{
-    free(s->conf);
-    s->conf = NULL;
+    enum vka_optim_kind kind = !strcmp(o->optimizer, "sgd") ? VKA_OPTIM_SGD
+                             : !strcmp(o->optimizer, "adam") ? VKA_OPTIM_ADAM : VKA_OPTIM_ADAMW;
+    p->optim = vka_optim_defaults(kind, 1);
+    p->optim.weight_decay = o->weight_decay;
+    p->optim.max_norm = o->clip;
+    if (kind == VKA_OPTIM_SGD)
+        p->optim.momentum = o->momentum;
+    /* schedules count optimizer steps, over the run's steps */
+    if (!strcmp(o->schedule, "poly"))
+        p->lr = (struct vka_lr_schedule){ .kind = VKA_LR_POLY, .total_steps = (uint64_t)steps,
+                                          .power = 0.9, .min_lr = 1e-4 * o->lr };
+    else if (!strcmp(o->schedule, "cosine"))
+        p->lr = (struct vka_lr_schedule){ .kind = VKA_LR_COSINE, .t_max = (uint64_t)steps };
+    else if (!strcmp(o->schedule, "step"))
+        p->lr = (struct vka_lr_schedule){ .kind = VKA_LR_STEP, .gamma = 0.1,
+                                          .step_size = (uint64_t)(steps / 3 ? steps / 3 : 1) };
+    else
+        p->lr = (struct vka_lr_schedule){ .kind = VKA_LR_CONSTANT };
+    p->lr.lr = o->lr;
+    p->lr.warmup_steps = (uint64_t)o->warmup;
+    p->lr.warmup_start_factor = 0.001;
 }
 
 void seg_class_colour(uint32_t k, uint8_t rgb[3])
@@ -358,12 +212,14 @@ void seg_class_colour(uint32_t k, uint8_t rgb[3])
     }
 }
 
-static int write_overlay(const char *path, const struct vka_image *img, const uint8_t *pred)
+int seg_write_overlay(const char *path, const struct vka_image *img, const uint8_t *pred)
 {
     size_t n = (size_t)img->w * img->h;
     uint8_t *rgb = malloc(n * 3);
-    if (!rgb)
+    if (!rgb) {
+        vka_err("%s: out of memory", path);
         return -ENOMEM;
+    }
     for (size_t p = 0; p < n; p++) {
         uint8_t col[3];
         seg_class_colour(pred[p], col);
@@ -374,45 +230,5 @@ static int write_overlay(const char *path, const struct vka_image *img, const ui
     }
     int ret = cli_png_write(path, img->w, img->h, 3, rgb);
     free(rgb);
-    return ret;
-}
-
-int seg_evaluate(struct seg_model *m, const struct seg_opts *o, struct vka_dataset *ds,
-                 uint32_t max_images, const char *overlay_dir, uint32_t overlays,
-                 struct seg_metrics *s)
-{
-    struct vka_augment_params aug = { .mean = o->mean_v, .std = o->std_v };
-    uint32_t n = vka_dataset_count(ds);
-    if (max_images && max_images < n)
-        n = max_images;
-    int ret = 0;
-    for (uint32_t i = 0; i < n && ret == 0; i++) {
-        struct vka_sample smp;
-        if ((ret = vka_dataset_get(ds, i, 3, &smp)) < 0)
-            break;
-        uint32_t w = smp.image.w, h = smp.image.h;
-        float *x = malloc(sizeof(float) * 3 * w * h);
-        int32_t *y = malloc(sizeof(int32_t) * w * h);
-        uint8_t *pred = malloc((size_t)w * h);
-        if (!x || !y || !pred)
-            ret = -ENOMEM;
-        if (ret == 0)
-            ret = vka_augment(&aug, 0, &smp.image, &smp.mask, vka_dataset_ignore_index(ds), x, y);
-        if (ret == 0)
-            ret = seg_predict(m, (uint32_t)o->micro, x, 3, h, w, pred);
-        if (ret == 0) {
-            seg_metrics_add(s, y, pred, (uint64_t)w * h, vka_dataset_ignore_index(ds));
-            if (overlay_dir && i < overlays) {
-                char path[1024];
-                snprintf(path, sizeof(path), "%s/val_%04u.png", overlay_dir, i);
-                ret = write_overlay(path, &smp.image, pred);
-            }
-        }
-        free(x);
-        free(y);
-        free(pred);
-        vka_sample_free(&smp);
-    }
-    seg_metrics_finish(s);
     return ret;
 }
