@@ -287,11 +287,12 @@ static int evaluate(struct train_run *r, uint64_t step)
         vka_seg_metrics_free(&sm);
         return fail(r, "evaluation");
     }
-    cJSON *j = cJSON_CreateObject(), *iou = cJSON_AddArrayToObject(j, "iou");
+    cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", "val");
     cJSON_AddNumberToObject(j, "step", (double)step);
     cJSON_AddNumberToObject(j, "miou", sm.miou);
     cJSON_AddNumberToObject(j, "pixel_acc", sm.pixel_acc);
+    cJSON *iou = cJSON_AddArrayToObject(j, "iou");
     for (uint32_t k = 0; k < sm.classes; k++)
         cJSON_AddItemToArray(iou, sm.present[k] ? cJSON_CreateNumber(sm.iou[k]) : cJSON_CreateNull());
     char *line = cJSON_PrintUnformatted(j);
