@@ -745,3 +745,54 @@ Test(cli, class_ids_are_read_from_the_masks)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* Curves: seg train draws RUN/curves.png at its evaluations (the suite turns that off
+ * with VKACCUM_CURVES=0, this test back on); vkaccum plot overlays runs, refuses to mix
+ * seg and gan runs and names a missing run; without matplotlib it says what to install. */
+Test(cli, curves_of_runs)
+{
+    char dir[] = "/tmp/vkaccum-plot-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[2048], p[300];
+    const char *common = "seg train --data shapes --train-count 8 --crop 32 --depth 2 "
+                         "--width 8 --batch 4 --steps 4 --eval-every 2 --workers 0 --val-count 2";
+    snprintf(args, sizeof(args), "%s --out %s/a", common, dir);
+    cr_assert_eq(run_in("VKACCUM_CURVES=1 exec ", args), 0, "%s", out);
+    cr_assert(strstr(out, "curves: ") && strstr(out, "curves.png"), "%s", out);
+    unsigned char sig[8], png[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
+    snprintf(p, sizeof(p), "%s/a/curves.png", dir);
+    FILE *f = fopen(p, "rb");
+    cr_assert(f && fread(sig, 1, 8, f) == 8 && !memcmp(sig, png, 8), "no PNG in %s", p);
+    fclose(f);
+    snprintf(args, sizeof(args), "%s --micro-batch 2 --out %s/b", common, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/b/curves.png", dir);
+    cr_assert_neq(access(p, F_OK), 0, "VKACCUM_CURVES=0 drew curves");
+    snprintf(args, sizeof(args), "plot %s/a %s/b --out %s/ab.png --title two", dir, dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/ab.png", dir);
+    struct stat sb;
+    cr_assert(stat(p, &sb) == 0 && sb.st_size > 1000, "%s", out);
+    snprintf(args, sizeof(args), "gan train --data fashion --width 8 --z-dim 16 --batch 8 "
+             "--steps 2 --workers 0 --grid 4 --out %s/g", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(args, sizeof(args), "plot %s/a %s/g --out %s/x.png", dir, dir, dir);
+    cr_assert_eq(run(args), 2, "%s", out);
+    cr_assert(strstr(out, "seg and gan runs cannot share"), "%s", out);
+    snprintf(args, sizeof(args), "plot %s/nothing --out %s/x.png", dir, dir);
+    cr_assert_eq(run(args), 2, "%s", out);
+    cr_assert(strstr(out, "nothing") && strstr(out, "No such file"), "%s", out);
+    cr_assert_eq(run("plot --out x.png"), 2, "%s", out);
+    /* a matplotlib that cannot be imported */
+    snprintf(p, sizeof(p), "%s/fake/matplotlib", dir);
+    snprintf(args, sizeof(args), "mkdir -p %s && echo 'raise ImportError(\"no\")' > %s/__init__.py",
+             p, p);
+    cr_assert_eq(system(args), 0);
+    char prefix[700];
+    snprintf(prefix, sizeof(prefix), "PYTHONPATH=%s/fake exec ", dir);
+    snprintf(args, sizeof(args), "plot %s/a --out %s/y.png", dir, dir);
+    cr_assert_eq(run_in(prefix, args), 1, "%s", out);
+    cr_assert(strstr(out, "install python3-matplotlib"), "%s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}

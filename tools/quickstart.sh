@@ -22,3 +22,4 @@ rm -rf runs/shapes
   --depth 3 --width 16 --crop 32 --batch 8 --micro-batch 4 \
   --steps 1500 --lr 2e-3 --class-weights auto --eval-every 250 --save-every 250
 ./build/vkaccum seg eval --ckpt runs/shapes/best.safetensors
+echo "curves of the run: runs/shapes/curves.png (vkaccum plot RUN [RUN...] --out F.png overlays runs)"

@@ -10,7 +10,7 @@ pkgs=(
   libstb-dev libcjson-dev zlib1g-dev libspng-dev
   dataset-fashion-mnist
   libcriterion-dev
-  python3-numpy
+  python3-numpy python3-matplotlib
 )
 
 missing=()

@@ -15,6 +15,7 @@ int cli_gan(int argc, char **argv);
 int cli_gan_fidnet(int argc, char **argv); /* vkaccum gan fid-net */
 
 int cli_devices(int argc, char **argv);
+int cli_plot(int argc, char **argv);
 /* The context on --device (empty: the default) with a --mem-budget in MiB (0: the
  * device's); prints "vkaccum CMD: error" and returns NULL on failure (devices.c: the one
  * place the commands open a device). */

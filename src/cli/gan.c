@@ -262,6 +262,7 @@ struct run {
     struct vka_fidnet *net;       /* NULL without --fid-net */
     struct vka_fid_stats real;    /* the test images' features */
     struct run_log log;
+    struct run_curves curves;
     float *zgrid, *xgrid;         /* the grid's fixed z and its images */
     struct run_pace pace;
 };
@@ -409,10 +410,11 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
                "peak %.0f MiB  %.0f s\n", (unsigned long long)st->iterations, o->steps,
                st->d_loss, st->g_loss, st->d_real, st->d_fake, ips, ms.total_peak / 1048576.0,
                elapsed);
-    if (run_every(st->iterations, o->sample_every, last) &&
-        write_samples(r->gan, o, r->zgrid, r->xgrid, st->iterations) < 0)
+    bool draw = run_every(st->iterations, o->sample_every, last);
+    if (draw && write_samples(r->gan, o, r->zgrid, r->xgrid, st->iterations) < 0)
         return fail(r, NULL);
     if (r->net && run_every(st->iterations, o->eval_every, last)) {
+        draw = true;
         double fd;
         if (frechet(r->gan, r->net, &r->real, o, &fd) < 0)
             return fail(r, NULL);
@@ -425,6 +427,8 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
                "(%.0f s)\n", r->pace.tty ? "\n" : "", (unsigned long long)st->iterations, fd,
                o->fid_n, vka_fidnet_floor(r->net), run_pace_elapsed(&r->pace));
     }
+    if (draw)
+        run_curves_refresh(&r->curves, o->out);
     return run_every(st->iterations, o->save_every, last) ? save_last(r) : 0;
 }
 
@@ -486,6 +490,8 @@ static int gan_train(int argc, char **argv)
         printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n",
                r.pace.tty ? "\n" : "", (unsigned long long)st.iterations,
                (unsigned long long)st.samples, run_pace_elapsed(&r.pace), o.out);
+    if (run_curves_finish(&r.curves) == 0 && r.curves.out[0] && ret == 0)
+        printf("curves: %s\n", r.curves.out);
     if (run_close_checked(&r) < 0)
         ret = -1;
     return ret < 0 ? 1 : 0;

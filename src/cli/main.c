@@ -21,6 +21,7 @@ static const char usage[] =
     "  bench      GEMM and per-op throughput on this device (gemm, ops)\n"
     "  seg        U-Net segmentation: train, eval, predict\n"
     "  gan        DCGAN: train, sample, fid-net\n"
+    "  plot       curves of runs (loss, lr, mIoU; D/G losses, FD) as a PNG\n"
     "\n"
     "Run 'vkaccum COMMAND --help' for a command's options.\n"
     "Environment: VKACCUM_VALIDATION=1 (Khronos validation layer), VKACCUM_LOG=\n"
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
         { "bench", cli_bench },
         { "seg", cli_seg },
         { "gan", cli_gan },
+        { "plot", cli_plot },
     };
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log file as they happen */
     vka_log_keep_errors(true);        /* each command prints the errors it gets, once */

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "cli/opts.h"
 #include "datasets/dataset.h"
@@ -66,6 +67,18 @@ bool run_every(uint64_t step, int n, bool last);
 void run_signals_install(void);
 int run_stop_signal(void); /* the signal that asked to stop, or 0 */
 const char *run_signal_name(int sig);
+
+/* RUN/curves.png redrawn (tools/plot.py) at each evaluation, in the background, one
+ * drawing at a time; run_curves_finish waits for the last one (its exit status). A
+ * missing matplotlib is said once and the run goes on without curves; VKACCUM_CURVES=0
+ * turns the refresh off. */
+struct run_curves {
+    pid_t pid;
+    bool off;
+    char out[1100];
+};
+void run_curves_refresh(struct run_curves *c, const char *run);
+int run_curves_finish(struct run_curves *c);
 
 /* The loader's position as the checkpoint tensor "train.loader" (int64 [epoch, index]);
  * buf holds the values and must outlive the tensor. */

@@ -48,6 +48,7 @@ struct train_run {
     struct vka_seg *seg;
     struct run_log log;
     struct run_pace pace;
+    struct run_curves curves;
     long long steps;
     double best;
 };
@@ -307,6 +308,7 @@ static int evaluate(struct train_run *r, uint64_t step)
     vka_seg_metrics_free(&sm);
     if (ret < 0)
         return fail(r, NULL);
+    run_curves_refresh(&r->curves, o->out);
     return better ? save(r, "best.safetensors", false) : 0;
 }
 
@@ -410,6 +412,8 @@ static int seg_train(int argc, char **argv)
         printf("%sdone: %llu steps, %llu samples, %.0f s, best val mIoU %.4f; run in %s\n",
                r.pace.tty ? "\n" : "", (unsigned long long)st.opt_steps,
                (unsigned long long)st.samples_seen, run_pace_elapsed(&r.pace), r.best, o.out);
+    if (run_curves_finish(&r.curves) == 0 && r.curves.out[0])
+        printf("curves: %s (vkaccum plot RUN... --out F.png overlays runs)\n", r.curves.out);
     if (run_log_close(&r.log) < 0 && ret == 0)
         ret = fail(&r, NULL);
     train_close(&r);
