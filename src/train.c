@@ -147,6 +147,42 @@ static int read_accs(struct vka_trainer *t, float *acc)
     return ret;
 }
 
+/* After a step skipped for a non-finite gradient norm: names the first parameter (in
+ * registration order) whose accumulated gradient holds a NaN or an infinity, and the
+ * window's loss when it is not finite. Runs only then: it reads the gradients back. */
+static void report_nonfinite(struct vka_trainer *t)
+{
+    char first[256] = "";
+    uint64_t lo = t->grads.off, hi = lo + vka_tensor_stored(&t->grads);
+    for (uint32_t i = 0; i < vka_graph_nvals(t->g) && !first[0]; i++) {
+        const struct vka_val *v = vka_graph_val(t->g, (int)i);
+        if (v->kind != VKA_VAL_PARAM)
+            continue;
+        struct vka_tensor gt = vka_graph_grad_tensor(t->g, (int)i);
+        if (gt.buf != t->grads.buf || gt.off < lo || gt.off >= hi)
+            continue; /* another trainer's parameter */
+        uint64_t n = (uint64_t)v->n * v->c * v->h * v->w, bad = 0;
+        float *h = malloc((n ? n : 1) * sizeof(float));
+        if (!h || vka_tensor_download(&gt, h) < 0) {
+            free(h);
+            break;
+        }
+        for (uint64_t k = 0; k < n; k++)
+            bad += !isfinite(h[k]);
+        free(h);
+        if (bad)
+            snprintf(first, sizeof(first), "; the first parameter whose gradient holds one: "
+                     "%s (%llu of %llu values)", v->name, (unsigned long long)bad,
+                     (unsigned long long)n);
+    }
+    char loss[64] = "";
+    if (!isfinite(t->s.loss))
+        snprintf(loss, sizeof(loss), "; the window's loss is %g", t->s.loss);
+    vka_warn("step %llu skipped: the gradient norm is %g (non-finite)%s%s; the accumulators "
+             "were cleared", (unsigned long long)t->s.opt_steps + 1, t->s.grad_norm, loss,
+             first);
+}
+
 static int close_window(struct vka_trainer *t, bool step)
 {
     float acc[16];
@@ -166,26 +202,28 @@ static int close_window(struct vka_trainer *t, bool step)
     vka_optim_get_counters(t->opt, &oc);
     t->s.lr = vka_lr_at(&t->p.lr, oc.steps);
     bool stepping = step && acc[1] > 0;
-    if ((ret = vka_cmd_begin(t->cmd)) < 0)
-        return ret;
-    if (stepping && (ret = vka_optim_record_step(t->cmd, t->opt, &t->params, &t->grads,
-                                                 (float)(1.0 / acc[1]), t->s.lr)) < 0)
-        return ret;
-    if ((ret = record_clear(t)) < 0 || (ret = vka_cmd_run(t->cmd)) < 0) {
-        if (stepping)
-            vka_optim_abort_step(t->opt);
-        return ret;
-    }
+    /* the step, then the clear of the accumulators: two submissions, so that a skipped
+     * step can still read the gradient that made it skip */
     if (stepping) {
-        bool skipped;
-        if ((ret = vka_optim_finish_step(t->opt, &skipped, &t->s.grad_norm)) < 0)
+        if ((ret = vka_cmd_begin(t->cmd)) < 0 ||
+            (ret = vka_optim_record_step(t->cmd, t->opt, &t->params, &t->grads,
+                                         (float)(1.0 / acc[1]), t->s.lr)) < 0)
             return ret;
-        if (skipped) {
-            t->s.skipped_steps++;
-            vka_warn("step %llu skipped: the gradient norm is %g (non-finite); the "
-                     "accumulators were cleared",
-                     (unsigned long long)t->s.opt_steps + 1, t->s.grad_norm);
+        if ((ret = vka_cmd_run(t->cmd)) < 0) {
+            vka_optim_abort_step(t->opt);
+            return ret;
         }
+    }
+    bool skipped = false;
+    if (stepping && (ret = vka_optim_finish_step(t->opt, &skipped, &t->s.grad_norm)) < 0)
+        return ret;
+    if (skipped)
+        report_nonfinite(t);
+    if ((ret = vka_cmd_begin(t->cmd)) < 0 || (ret = record_clear(t)) < 0 ||
+        (ret = vka_cmd_run(t->cmd)) < 0)
+        return ret;
+    if (stepping) {
+        t->s.skipped_steps += skipped;
         t->s.opt_steps++;
     } else if (step) {
         t->s.skipped_steps++;

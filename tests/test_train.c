@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "datasets_files.h"
 #include "train.h"
 
 enum { B = 8, C_IN = 3, HW = 12, CLASSES = 5 };
@@ -348,6 +349,66 @@ Test(train, a_phase_runs_only_what_its_outputs_need)
     free(lf);
     free(x);
     free(t);
+    vka_graph_destroy(&n.g);
+    test_ctx_done(&ctx);
+}
+
+/* A non-finite gradient skips the step (the weights stay, the accumulators are cleared,
+ * the next window steps as if nothing happened) and the warning names the step and the
+ * first parameter whose gradient holds a NaN (the loss too when it is not finite; here
+ * the cross-entropy's clamped log-probabilities keep it finite). */
+Test(train, a_non_finite_gradient_is_named_and_skipped)
+{
+    test_seed("train nonfinite");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    struct net n;
+    build(ctx, &n);
+    struct vka_trainer_params tp = {
+        .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
+        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 },
+        .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
+    };
+    struct vka_trainer *tr;
+    cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+    struct vka_tensor params = vka_graph_params_flat(n.g);
+    float *before = download_all(&params);
+    /* one NaN pixel in the window's first sample */
+    float *bad = malloc(sizeof(float) * B * C_IN * HW * HW);
+    memcpy(bad, x, sizeof(float) * B * C_IN * HW * HW);
+    bad[5] = NAN;
+    stderr_begin();
+    bool stepped;
+    for (int i = 0; i < 2; i++) {
+        const void *in[2] = { bad + (size_t)i * 4 * C_IN * HW * HW, t + (size_t)i * 4 * HW * HW };
+        cr_assert_eq(vka_trainer_micro_step(tr, in, 4, &stepped), 0, "%s", vka_last_error());
+    }
+    char *log = stderr_end();
+    struct vka_trainer_stats st;
+    vka_trainer_get_stats(tr, &st);
+    cr_assert(stepped && st.opt_steps == 1 && st.skipped_steps == 1, "the step was not skipped");
+    cr_assert(strstr(log, "step 1 skipped") &&
+              strstr(log, "first parameter whose gradient holds one: enc.0.weight"), "%s", log);
+    free(log);
+    float *after = download_all(&params);
+    cr_assert_eq(memcmp(before, after, vka_tensor_stored(&params) * 4), 0,
+                 "a skipped step changed the weights");
+    /* the next, clean window steps from cleared accumulators */
+    for (int i = 0; i < 2; i++) {
+        const void *in[2] = { x + (size_t)i * 4 * C_IN * HW * HW, t + (size_t)i * 4 * HW * HW };
+        cr_assert_eq(vka_trainer_micro_step(tr, in, 4, &stepped), 0, "%s", vka_last_error());
+    }
+    vka_trainer_get_stats(tr, &st);
+    cr_assert(st.opt_steps == 2 && st.skipped_steps == 1 && isfinite(st.grad_norm) &&
+              isfinite(st.loss), "the window after the skipped one did not step cleanly");
+    free(after);
+    free(before);
+    free(bad);
+    free(x);
+    free(t);
+    vka_trainer_destroy(&tr);
     vka_graph_destroy(&n.g);
     test_ctx_done(&ctx);
 }
