@@ -539,7 +539,7 @@ Test(cli, config_json_values_are_checked_like_the_command_line)
         { "lr", "\"fast\"", "must be a number" },
         { "drop-last", "1", "true or false" },
         { "data", "\"shapes\\u0007\"", "control character" },
-        { "width", NULL, "is missing" },
+        { "width", NULL, "is missing: its default is used" }, /* then 32 channels do not load */
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         cJSON *j = cJSON_Parse(good);
@@ -793,6 +793,74 @@ Test(cli, curves_of_runs)
     snprintf(args, sizeof(args), "plot %s/a --out %s/y.png", dir, dir);
     cr_assert_eq(run_in(prefix, args), 1, "%s", out);
     cr_assert(strstr(out, "install python3-matplotlib"), "%s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* The bytes of the one event file in dir (malloc'd; *n its size). */
+static char *events_file(const char *dir, size_t *n)
+{
+    char cmd[700], path[700];
+    snprintf(cmd, sizeof(cmd), "ls %s/events.out.tfevents.*", dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p && fgets(path, sizeof(path), p), "no event file in %s", dir);
+    pclose(p);
+    path[strcspn(path, "\n")] = '\0';
+    FILE *f = fopen(path, "rb");
+    cr_assert(f);
+    static char buf[1 << 20];
+    *n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    char *copy = malloc(*n);
+    memcpy(copy, buf, *n);
+    return copy;
+}
+
+static bool holds(const char *data, size_t n, const char *what)
+{
+    size_t k = strlen(what);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(data + i, what, k))
+            return true;
+    return false;
+}
+
+/* --tensorboard: RUN/tb/ holds an event file with the runs' scalars and images (the
+ * format itself is checked record by record in tests/test_tb.c). */
+Test(cli, tensorboard_events_of_a_run)
+{
+    char dir[] = "/tmp/vkaccum-tb-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[1024], p[300];
+    snprintf(args, sizeof(args), "seg train --data shapes --train-count 8 --crop 32 --depth 2 "
+             "--width 8 --batch 4 --steps 2 --eval-every 2 --workers 0 --val-count 2 "
+             "--tensorboard --out %s/s", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/s/tb", dir);
+    size_t n;
+    char *ev = events_file(p, &n);
+    static const char *seg_tags[] = { "brain.Event:2", "train/loss", "train/lr", "val/miou",
+                                      "val/overlay_0", "\x89PNG" };
+    for (size_t i = 0; i < sizeof(seg_tags) / sizeof(seg_tags[0]); i++)
+        cr_assert(holds(ev, n, seg_tags[i]), "the seg events hold no %s", seg_tags[i]);
+    free(ev);
+    snprintf(args, sizeof(args), "gan train --data fashion --width 8 --z-dim 16 --batch 8 "
+             "--steps 2 --sample-every 1 --workers 0 --grid 4 --tensorboard --out %s/g", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/g/tb", dir);
+    ev = events_file(p, &n);
+    static const char *gan_tags[] = { "train/d_loss", "train/g_loss", "train/d_real",
+                                      "samples/grid" };
+    for (size_t i = 0; i < sizeof(gan_tags) / sizeof(gan_tags[0]); i++)
+        cr_assert(holds(ev, n, gan_tags[i]), "the gan events hold no %s", gan_tags[i]);
+    free(ev);
+    /* without the flag, no tb/ */
+    snprintf(args, sizeof(args), "seg train --data shapes --train-count 8 --crop 32 --depth 2 "
+             "--width 8 --batch 4 --steps 1 --eval-every 0 --workers 0 --val-count 2 "
+             "--out %s/n", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    snprintf(p, sizeof(p), "%s/n/tb", dir);
+    cr_assert_neq(access(p, F_OK), 0, "tb/ was made without --tensorboard");
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }

@@ -8,8 +8,12 @@
 
 #define CLI_USAGE 2 /* exit status of a usage error */
 
-/* 8-bit PNG (c = 1, 3 or 4 channels, rows top to bottom); -EIO naming path. */
+/* 8-bit PNG (c = 1, 3 or 4 channels, rows top to bottom), written atomically; an error
+ * names path and the reason. */
 int cli_png_write(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *data);
+/* The same PNG in memory (*png malloc'd, the caller's to free). */
+int cli_png_encode(uint32_t w, uint32_t h, uint32_t c, const uint8_t *data, unsigned char **png,
+                   size_t *len);
 int cli_seg(int argc, char **argv);
 int cli_gan(int argc, char **argv);
 int cli_gan_fidnet(int argc, char **argv); /* vkaccum gan fid-net */

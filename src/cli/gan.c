@@ -17,6 +17,7 @@
 #include "fidnet.h"
 #include "gan.h"
 #include "log.h"
+#include "tb.h"
 
 #define NOISE_GRID 2 /* noise streams: the fixed grid, the Fréchet distance's samples */
 #define NOISE_FID 3
@@ -28,7 +29,7 @@ struct gan_opts {
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
     double lr, lr_d, beta1, beta2, ema_kimg, ema_rampup, mem_budget;
-    bool skip_bad;
+    bool skip_bad, tensorboard;
 };
 
 #define O(n, t, f, ch, h) { n, t, offsetof(struct gan_opts, f), sizeof(((struct gan_opts *)0)->f), ch, h }
@@ -65,6 +66,7 @@ static const struct opt_desc gan_opt_table[] = {
     O("workers", OPT_INT, workers, NULL, "data loading threads (2)"),
     O("skip-bad", OPT_BOOL, skip_bad, NULL, "warn and skip bad images instead of failing"),
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
+    O("tensorboard", OPT_BOOL, tensorboard, NULL, "also write TensorBoard event files into RUN/tb/"),
 };
 static const size_t gan_opt_count = sizeof(gan_opt_table) / sizeof(gan_opt_table[0]);
 #define GAN_TABLE gan_opt_table, gan_opt_count
@@ -135,9 +137,10 @@ static struct vka_dcgan_params model_of(const struct gan_opts *o)
 /* ---- images ------------------------------------------------------------------------ */
 
 /* Writes n images x (n, c, res, res) in [-1, 1] as a grid of `cols` columns with a
- * gap of `gap` pixels around each (0 for one image: exactly the model's resolution). */
+ * gap of `gap` pixels around each (0 for one image: exactly the model's resolution);
+ * also to TensorBoard as samples/grid at step when tb is not NULL. */
 static int write_grid(const char *path, const float *x, uint32_t n, uint32_t cols, uint32_t c,
-                      uint32_t res, uint32_t gap)
+                      uint32_t res, uint32_t gap, struct vka_tb *tb, uint64_t step)
 {
     uint32_t rows = (n + cols - 1) / cols;
     uint32_t w = cols * (res + gap) + gap, h = rows * (res + gap) + gap;
@@ -155,6 +158,8 @@ static int write_grid(const char *path, const float *x, uint32_t n, uint32_t col
                     img[px * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
                 }
     int ret = cli_png_write(path, w, h, c, img);
+    if (ret == 0)
+        ret = run_tb_image(tb, "samples/grid", step, w, h, c, img);
     free(img);
     return ret;
 }
@@ -229,13 +234,13 @@ static int frechet(struct vka_gan *gan, struct vka_fidnet *net, const struct vka
 }
 
 static int write_samples(struct vka_gan *gan, const struct gan_opts *o, const float *zgrid,
-                         float *xgrid, uint64_t step)
+                         float *xgrid, uint64_t step, struct vka_tb *tb)
 {
     char path[700];
     snprintf(path, sizeof(path), "%s/samples/step_%06llu.png", o->out, (unsigned long long)step);
     int ret = vka_gan_generate(gan, zgrid, (uint32_t)o->grid, xgrid);
     return ret < 0 ? ret : write_grid(path, xgrid, (uint32_t)o->grid, grid_cols((uint32_t)o->grid),
-                                      (uint32_t)o->channels, (uint32_t)o->res, 2);
+                                      (uint32_t)o->channels, (uint32_t)o->res, 2, tb, step);
 }
 
 static void progress(bool tty, const struct vka_gan_stats *s, long long steps, double ips,
@@ -263,12 +268,14 @@ struct run {
     struct vka_fid_stats real;    /* the test images' features */
     struct run_log log;
     struct run_curves curves;
+    struct vka_tb *tb; /* --tensorboard */
     float *zgrid, *xgrid;         /* the grid's fixed z and its images */
     struct run_pace pace;
 };
 
 static void run_close(struct run *r)
 {
+    vka_tb_close(&r->tb);
     free(r->zgrid);
     free(r->xgrid);
     vka_fid_stats_free(&r->real);
@@ -283,10 +290,13 @@ static void run_close(struct run *r)
  * bar) and returns -1. */
 static int fail(const struct run *r, const char *what);
 
-/* Frees whatever run_open made; a failed close of the metrics file is an error too. */
-static int run_close_checked(struct run *r)
+/* Frees whatever run_open made; a failed close of the metrics or event file is an error
+ * too, reported unless the run already failed (it would be the same error again). */
+static int run_close_checked(struct run *r, bool report)
 {
-    int ret = run_log_close(&r->log) < 0 ? fail(r, NULL) : 0;
+    int ret = run_log_close(&r->log) < 0 || vka_tb_close(&r->tb) < 0 ? -1 : 0;
+    if (ret < 0 && report)
+        fail(r, NULL);
     run_close(r);
     return ret;
 }
@@ -376,7 +386,8 @@ static int run_open(struct run *r, struct gan_opts *o)
     struct vka_gan_stats st;
     vka_gan_get_stats(r->gan, &st);
     if (run_folder_prepare(o->out, GAN_TABLE, o) < 0 ||
-        run_log_open(&r->log, o->out, o->resume[0], st.iterations) < 0)
+        run_log_open(&r->log, o->out, o->resume[0], st.iterations) < 0 ||
+        run_tb_open(&r->tb, o->out, o->tensorboard) < 0)
         return fail(r, NULL);
     return 0;
 }
@@ -403,6 +414,13 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
                        st->d_fake, st->g_fake, st->d_norm, st->g_norm, ips,
                        ms.total_peak / 1048576.0, (unsigned long long)st->samples) < 0)
         return fail(r, NULL);
+    static const char *const tags[] = { "train/d_loss", "train/g_loss", "train/d_real",
+                                        "train/d_fake", "train/d_grad_norm",
+                                        "train/g_grad_norm", "train/img_per_s" };
+    if (run_tb_scalars(r->tb, st->iterations, tags,
+                       (const double[]){ st->d_loss, st->g_loss, st->d_real, st->d_fake,
+                                         st->d_norm, st->g_norm, ips }, 7) < 0)
+        return fail(r, NULL);
     progress(r->pace.tty, st, o->steps, ips, elapsed);
     bool last = (long long)st->iterations == o->steps;
     if (!r->pace.tty && run_every(st->iterations, 50, last))
@@ -411,7 +429,7 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
                st->d_loss, st->g_loss, st->d_real, st->d_fake, ips, ms.total_peak / 1048576.0,
                elapsed);
     bool draw = run_every(st->iterations, o->sample_every, last);
-    if (draw && write_samples(r->gan, o, r->zgrid, r->xgrid, st->iterations) < 0)
+    if (draw && write_samples(r->gan, o, r->zgrid, r->xgrid, st->iterations, r->tb) < 0)
         return fail(r, NULL);
     if (r->net && run_every(st->iterations, o->eval_every, last)) {
         draw = true;
@@ -422,6 +440,9 @@ static int boundary(struct run *r, const struct vka_gan_stats *st)
                            "\"floor\":%.9g,\"n\":%d,\"seconds\":%.1f}",
                            (unsigned long long)st->iterations, fd, vka_fidnet_floor(r->net),
                            o->fid_n, run_pace_elapsed(&r->pace)) < 0)
+            return fail(r, NULL);
+        const char *tag = "eval/frechet_distance";
+        if (run_tb_scalars(r->tb, st->iterations, &tag, &fd, 1) < 0)
             return fail(r, NULL);
         printf("%sstep %llu: Frechet distance %.3f (%d images; floor, test vs train: %.3f)  "
                "(%.0f s)\n", r->pace.tty ? "\n" : "", (unsigned long long)st->iterations, fd,
@@ -457,7 +478,7 @@ static int gan_train(int argc, char **argv)
 
     struct run r;
     if (run_open(&r, &o) < 0) {
-        run_close_checked(&r);
+        run_close_checked(&r, false);
         return 1;
     }
     struct vka_gan_stats st;
@@ -492,7 +513,7 @@ static int gan_train(int argc, char **argv)
                (unsigned long long)st.samples, run_pace_elapsed(&r.pace), o.out);
     if (run_curves_finish(&r.curves) == 0 && r.curves.out[0] && ret == 0)
         printf("curves: %s\n", r.curves.out);
-    if (run_close_checked(&r) < 0)
+    if (run_close_checked(&r, ret == 0) < 0)
         ret = -1;
     return ret < 0 ? 1 : 0;
 }
@@ -609,7 +630,7 @@ static int gan_sample(int argc, char **argv)
     }
     if (ends_with(vals[2], ".png")) {
         if (write_grid(vals[2], x, total, k ? (uint32_t)k : grid_cols(total), mp.channels,
-                       mp.res, 2) < 0) {
+                       mp.res, 2, NULL, 0) < 0) {
             fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
             goto out;
         }
@@ -622,7 +643,7 @@ static int gan_sample(int argc, char **argv)
         for (uint32_t i = 0; i < total; i++) {
             char path[700];
             snprintf(path, sizeof(path), "%s/sample_%05u.png", vals[2], i);
-            if (write_grid(path, x + (size_t)i * xf, 1, 1, mp.channels, mp.res, 0) < 0) {
+            if (write_grid(path, x + (size_t)i * xf, 1, 1, mp.channels, mp.res, 0, NULL, 0) < 0) {
                 fprintf(stderr, "vkaccum gan sample: %s\n", vka_last_error());
                 goto out;
             }

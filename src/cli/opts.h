@@ -24,8 +24,8 @@ struct opt_desc {
 int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *text);
 cJSON *cli_opts_json(const struct opt_desc *table, size_t n, const void *o);
 /* Options from a config.json object (or a checkpoint's metadata), every value checked as
- * the command line checks it; an unknown, missing or bad key is an error naming `what`
- * (the file) and the key. */
+ * the command line checks it; an unknown or bad key is an error naming `what` (the file)
+ * and the key; a missing one takes its default with a warning naming it. */
 int cli_opts_from_json(const struct opt_desc *table, size_t n, void *o, const cJSON *j,
                        const char *what);
 /* Parses argv against the table (limited to `only` / without `skip` when given); extra

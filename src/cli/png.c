@@ -22,15 +22,27 @@
 #pragma GCC diagnostic pop
 #endif
 
-int cli_png_write(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *data)
+int cli_png_encode(uint32_t w, uint32_t h, uint32_t c, const uint8_t *data, unsigned char **png,
+                   size_t *len)
 {
-    int len = 0;
-    unsigned char *png = stbi_write_png_to_mem(data, (int)(w * c), (int)w, (int)h, (int)c, &len);
-    if (!png) {
-        vka_err("%s: out of memory encoding a %ux%u PNG", path, w, h);
+    int n = 0;
+    *png = stbi_write_png_to_mem(data, (int)(w * c), (int)w, (int)h, (int)c, &n);
+    *len = (size_t)n;
+    if (!*png) {
+        vka_err("out of memory encoding a %ux%u PNG", w, h);
         return -ENOMEM;
     }
-    int ret = vka_write_atomic(path, png, (size_t)len);
+    return 0;
+}
+
+int cli_png_write(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *data)
+{
+    unsigned char *png;
+    size_t len;
+    int ret = cli_png_encode(w, h, c, data, &png, &len);
+    if (ret < 0)
+        return ret;
+    ret = vka_write_atomic(path, png, len);
     free(png);
     return ret;
 }

@@ -11,6 +11,7 @@
 #include "cli/run.h"
 #include "file.h"
 #include "log.h"
+#include "tb.h"
 
 /* metrics.jsonl of a run of a million steps with an evaluation every hundred is about
  * 200 MiB; a file past 1 GiB is not one vkaccum wrote */
@@ -221,4 +222,38 @@ int run_stop_signal(void)
 const char *run_signal_name(int sig)
 {
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+int run_tb_open(struct vka_tb **tb, const char *run, bool on)
+{
+    *tb = NULL;
+    if (!on)
+        return 0;
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/tb", run);
+    return vka_tb_open(dir, tb);
+}
+
+int run_tb_scalars(struct vka_tb *tb, uint64_t step, const char *const *tags,
+                   const double *values, size_t n)
+{
+    double wall = vka_tb_wall_time();
+    int ret = 0;
+    for (size_t i = 0; tb && i < n && ret == 0; i++)
+        ret = vka_tb_scalar(tb, tags[i], (int64_t)step, wall, (float)values[i]);
+    return ret < 0 || !tb ? ret : vka_tb_flush(tb);
+}
+
+int run_tb_image(struct vka_tb *tb, const char *tag, uint64_t step, uint32_t w, uint32_t h,
+                 uint32_t c, const uint8_t *pixels)
+{
+    if (!tb)
+        return 0;
+    unsigned char *png;
+    size_t len;
+    int ret = cli_png_encode(w, h, c, pixels, &png, &len);
+    if (ret == 0)
+        ret = vka_tb_image_png(tb, tag, (int64_t)step, vka_tb_wall_time(), w, h, c, png, len);
+    free(png);
+    return ret < 0 ? ret : vka_tb_flush(tb);
 }

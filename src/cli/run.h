@@ -80,6 +80,16 @@ struct run_curves {
 void run_curves_refresh(struct run_curves *c, const char *run);
 int run_curves_finish(struct run_curves *c);
 
+/* --tensorboard: event files in RUN/tb/ (src/tb.h). NULL tb: nothing is written. A
+ * failed write ends the run like a failed metrics write. */
+struct vka_tb;
+int run_tb_open(struct vka_tb **tb, const char *run, bool on);
+int run_tb_scalars(struct vka_tb *tb, uint64_t step, const char *const *tags,
+                   const double *values, size_t n);
+/* 8-bit pixels (c channels, rows top to bottom), encoded as PNG. */
+int run_tb_image(struct vka_tb *tb, const char *tag, uint64_t step, uint32_t w, uint32_t h,
+                 uint32_t c, const uint8_t *pixels);
+
 /* The loader's position as the checkpoint tensor "train.loader" (int64 [epoch, index]);
  * buf holds the values and must outlive the tensor. */
 struct vka_st_tensor run_loader_tensor(struct vka_loader_pos pos, int64_t buf[2]);

@@ -14,11 +14,12 @@
 #include "cli/run.h"
 #include "cli/seg_opts.h"
 #include "log.h"
+#include "tb.h"
 #include "train.h"
 
 #define SEG_TABLE seg_opt_table, seg_opt_count
 
-static const char *train_only[] = { "json", NULL };
+static const char *train_skip[] = { "json", NULL }; /* options of eval only */
 static const char *eval_opts[] = { "data", "palette", "device", "val-count", "tile",
                                    "micro-batch", "json", "skip-bad", "ignore-index", NULL };
 static const char *predict_opts[] = { "device", "tile", "micro-batch", NULL };
@@ -49,12 +50,14 @@ struct train_run {
     struct run_log log;
     struct run_pace pace;
     struct run_curves curves;
+    struct vka_tb *tb; /* --tensorboard */
     long long steps;
     double best;
 };
 
 static void train_close(struct train_run *r)
 {
+    vka_tb_close(&r->tb);
     vka_seg_destroy(&r->seg);
     vka_loader_destroy(&r->loader);
     vka_dataset_destroy(&r->train);
@@ -232,7 +235,8 @@ static int train_open(struct train_run *r, struct seg_opts *o)
     struct vka_trainer_stats st;
     vka_seg_get_stats(r->seg, &st);
     if (run_folder_prepare(o->out, SEG_TABLE, o) < 0 ||
-        run_log_open(&r->log, o->out, o->resume[0], st.opt_steps) < 0)
+        run_log_open(&r->log, o->out, o->resume[0], st.opt_steps) < 0 ||
+        run_tb_open(&r->tb, o->out, o->tensorboard) < 0)
         return fail(r, NULL);
     return 0;
 }
@@ -261,12 +265,26 @@ static int dump(struct train_run *r)
     return 0;
 }
 
+struct overlay_sink {
+    const char *dir;
+    struct vka_tb *tb;
+    uint64_t step;
+};
+
+/* A validation overlay into the step's samples folder (and TensorBoard). */
 static int write_val_overlay(void *user, uint32_t i, const struct vka_image *img,
                              const uint8_t *pred)
 {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/val_%04u.png", (const char *)user, i);
-    return seg_write_overlay(path, img, pred);
+    const struct overlay_sink *s = user;
+    char path[1200], tag[32];
+    snprintf(path, sizeof(path), "%s/val_%04u.png", s->dir, i);
+    snprintf(tag, sizeof(tag), "val/overlay_%u", i);
+    uint8_t *rgb = seg_overlay_rgb(img, pred);
+    int ret = rgb ? cli_png_write(path, img->w, img->h, 3, rgb) : -ENOMEM;
+    if (ret == 0)
+        ret = run_tb_image(s->tb, tag, s->step, img->w, img->h, 3, rgb);
+    free(rgb);
+    return ret;
 }
 
 /* Evaluation at a window boundary: metrics line, overlays of the first images, and
@@ -282,9 +300,10 @@ static int evaluate(struct train_run *r, uint64_t step)
         return fail(r, NULL);
     }
     struct vka_seg_metrics sm;
+    struct overlay_sink sink = { dir, r->tb, step };
     if (vka_seg_metrics_init(&sm, (uint32_t)o->classes) < 0 ||
         vka_seg_evaluate(r->seg, r->val, (uint32_t)o->val_count, (uint32_t)o->micro, &sm,
-                         write_val_overlay, dir, 4) < 0) {
+                         write_val_overlay, &sink, 4) < 0) {
         vka_seg_metrics_free(&sm);
         return fail(r, "evaluation");
     }
@@ -298,6 +317,16 @@ static int evaluate(struct train_run *r, uint64_t step)
         cJSON_AddItemToArray(iou, sm.present[k] ? cJSON_CreateNumber(sm.iou[k]) : cJSON_CreateNull());
     char *line = cJSON_PrintUnformatted(j);
     int ret = line ? run_log_printf(&r->log, "%s", line) : -ENOMEM;
+    static const char *const tags[] = { "val/miou", "val/pixel_acc" };
+    if (ret == 0)
+        ret = run_tb_scalars(r->tb, step, tags, (const double[]){ sm.miou, sm.pixel_acc }, 2);
+    for (uint32_t k = 0; ret == 0 && r->tb && k < sm.classes; k++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "val/iou_%u", k);
+        const char *t = tag;
+        if (sm.present[k])
+            ret = run_tb_scalars(r->tb, step, &t, &sm.iou[k], 1);
+    }
     free(line);
     cJSON_Delete(j);
     printf("%sstep %llu: val mIoU %.4f  pixel accuracy %.4f  (%.0f s)\n", r->pace.tty ? "\n" : "",
@@ -328,6 +357,11 @@ static int boundary(struct train_run *r, const struct vka_trainer_stats *st)
                        st->lr, st->grad_norm, ips, peak, (unsigned long long)st->samples_seen,
                        (unsigned long long)st->skipped_steps) < 0)
         return fail(r, NULL);
+    static const char *const tags[] = { "train/loss", "train/lr", "train/grad_norm",
+                                        "train/img_per_s" };
+    if (run_tb_scalars(r->tb, st->opt_steps, tags,
+                       (const double[]){ st->loss, st->lr, st->grad_norm, ips }, 4) < 0)
+        return fail(r, NULL);
     bool last = (long long)st->opt_steps == r->steps;
     if (r->pace.tty) {
         double eta = elapsed / (double)st->opt_steps * (double)(r->steps - (long long)st->opt_steps);
@@ -355,18 +389,18 @@ static int seg_train(int argc, char **argv)
     struct seg_opts o;
     seg_opts_defaults(&o);
     bool help;
-    int ret = cli_opts_parse("seg train", argc, argv, SEG_TABLE, &o, NULL, train_only, NULL, NULL, 0, &help);
+    int ret = cli_opts_parse("seg train", argc, argv, SEG_TABLE, &o, NULL, train_skip, NULL, NULL, 0, &help);
     if (ret)
         return ret;
     if (help) {
         cli_opts_help(SEG_TABLE, "usage: vkaccum seg train --out RUN [options]\n\nTrains a "
                    "U-Net on DIR/{train,val}/{images,masks}, a Pascal VOC folder, or a built-in "
-                   "dataset,\nwith an effective batch B run as micro-batches of b.", NULL, train_only);
+                   "dataset,\nwith an effective batch B run as micro-batches of b.", NULL, train_skip);
         return 0;
     }
     /* the run's own options, then this command line's on top */
     if (o.resume[0] &&
-        (ret = run_resume_opts("seg train", SEG_TABLE, &o, defaults, argc, argv, train_only)))
+        (ret = run_resume_opts("seg train", SEG_TABLE, &o, defaults, argc, argv, train_skip)))
         return ret;
     if (!o.out[0] && !o.dump_grads[0])
         return cli_usage_error("seg train", "say where the run goes: --out RUN");
@@ -414,7 +448,7 @@ static int seg_train(int argc, char **argv)
                (unsigned long long)st.samples_seen, run_pace_elapsed(&r.pace), r.best, o.out);
     if (run_curves_finish(&r.curves) == 0 && r.curves.out[0])
         printf("curves: %s (vkaccum plot RUN... --out F.png overlays runs)\n", r.curves.out);
-    if (run_log_close(&r.log) < 0 && ret == 0)
+    if ((run_log_close(&r.log) < 0 || vka_tb_close(&r.tb) < 0) && ret == 0)
         ret = fail(&r, NULL);
     train_close(&r);
     return ret < 0 ? 1 : 0;

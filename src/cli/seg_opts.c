@@ -59,6 +59,7 @@ const struct opt_desc seg_opt_table[] = {
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
     O("dump-grads", OPT_STR, dump_grads, NULL, "write the first window's normalised gradient and exit"),
     O("json", OPT_BOOL, json, NULL, "eval: print JSON"),
+    O("tensorboard", OPT_BOOL, tensorboard, NULL, "also write TensorBoard event files into RUN/tb/"),
 };
 const size_t seg_opt_count = sizeof(seg_opt_table) / sizeof(seg_opt_table[0]);
 
@@ -212,13 +213,13 @@ void seg_class_colour(uint32_t k, uint8_t rgb[3])
     }
 }
 
-int seg_write_overlay(const char *path, const struct vka_image *img, const uint8_t *pred)
+uint8_t *seg_overlay_rgb(const struct vka_image *img, const uint8_t *pred)
 {
     size_t n = (size_t)img->w * img->h;
     uint8_t *rgb = malloc(n * 3);
     if (!rgb) {
-        vka_err("%s: out of memory", path);
-        return -ENOMEM;
+        vka_err("out of memory for a %ux%u overlay", img->w, img->h);
+        return NULL;
     }
     for (size_t p = 0; p < n; p++) {
         uint8_t col[3];
@@ -228,7 +229,13 @@ int seg_write_overlay(const char *path, const struct vka_image *img, const uint8
             rgb[p * 3 + k] = pred[p] ? (uint8_t)((v + col[k]) / 2) : v;
         }
     }
-    int ret = cli_png_write(path, img->w, img->h, 3, rgb);
+    return rgb;
+}
+
+int seg_write_overlay(const char *path, const struct vka_image *img, const uint8_t *pred)
+{
+    uint8_t *rgb = seg_overlay_rgb(img, pred);
+    int ret = rgb ? cli_png_write(path, img->w, img->h, 3, rgb) : -ENOMEM;
     free(rgb);
     return ret;
 }

@@ -18,7 +18,7 @@ struct seg_opts {
     int depth, width, groups, ignore_index, workers, val_count, train_count, tile;
     long long steps, seed;
     double lr, weight_decay, momentum, clip, mem_budget, scale_min, scale_max, jitter;
-    bool no_augment, skip_bad, drop_last, json;
+    bool no_augment, skip_bad, drop_last, json, tensorboard;
     /* derived */
     float mean_v[3], std_v[3];
 };
@@ -40,7 +40,9 @@ void seg_engine_params(const struct seg_opts *o, bool train, long long steps,
 
 /* The colour of class k in overlays (Pascal VOC's colour map). */
 void seg_class_colour(uint32_t k, uint8_t rgb[3]);
-/* img with the classes of pred blended in, as a PNG (vka_err naming path on failure). */
+/* img (w x h, RGB) with the classes of pred blended in: malloc'd, NULL after vka_err. */
+uint8_t *seg_overlay_rgb(const struct vka_image *img, const uint8_t *pred);
+/* The same as a PNG file (vka_err naming path on failure). */
 int seg_write_overlay(const char *path, const struct vka_image *img, const uint8_t *pred);
 
 #endif
