@@ -12,6 +12,23 @@
 //   OP_CONCAT                        x0 (C1 = c), x1 (C2 = c1) -> y (C1 + C2)
 //   OP_CONCAT_BWD                    dy -> dx += dy[:, c1 : c1 + c]
 // Elementwise variants see A, B and Y with the same stored channels (cs4 vec4s a pixel).
+// HAS_B: a variant reads B; ACCUMULATE: it adds into Y (backward).
+//
+// variant act_relu            OP_RELU
+// variant act_leaky_relu      OP_LEAKY_RELU
+// variant act_tanh            OP_TANH
+// variant act_sigmoid         OP_SIGMOID
+// variant act_scale           OP_SCALE
+// variant act_add             OP_ADD HAS_B
+// variant act_mul             OP_MUL HAS_B
+// variant act_concat          OP_CONCAT HAS_B
+// variant act_relu_bwd        OP_RELU_BWD HAS_B ACCUMULATE
+// variant act_leaky_relu_bwd  OP_LEAKY_RELU_BWD HAS_B ACCUMULATE
+// variant act_tanh_bwd        OP_TANH_BWD HAS_B ACCUMULATE
+// variant act_sigmoid_bwd     OP_SIGMOID_BWD HAS_B ACCUMULATE
+// variant act_mul_bwd         OP_MUL_BWD HAS_B ACCUMULATE
+// variant act_axpy_bwd        OP_AXPY_BWD ACCUMULATE
+// variant act_concat_bwd      OP_CONCAT_BWD ACCUMULATE
 #include "common.glsl"
 
 layout(push_constant) uniform PC {
@@ -27,22 +44,13 @@ layout(push_constant) uniform PC {
     float alpha; // leaky_relu slope, scale factor
 } pc;
 
-#if defined(OP_ADD) || defined(OP_MUL) || defined(OP_CONCAT) || defined(OP_RELU_BWD) || \
-    defined(OP_LEAKY_RELU_BWD) || defined(OP_TANH_BWD) || defined(OP_SIGMOID_BWD) ||  \
-    defined(OP_MUL_BWD)
-#define HAS_B 1
+#ifdef HAS_B
 IN_BUFFER(0, A)
 IN_BUFFER(1, B)
 OUT_BUFFER(2, Y)
 #else
 IN_BUFFER(0, A)
 OUT_BUFFER(1, Y)
-#endif
-
-#if defined(OP_RELU_BWD) || defined(OP_LEAKY_RELU_BWD) || defined(OP_TANH_BWD) || \
-    defined(OP_SIGMOID_BWD) || defined(OP_MUL_BWD) || defined(OP_AXPY_BWD) ||     \
-    defined(OP_CONCAT_BWD)
-#define ACCUMULATE 1
 #endif
 
 #if defined(OP_CONCAT)

@@ -25,6 +25,16 @@
 //                  split of a batch into micro-batches gives the same bits
 // CONV_TRANSPOSE dst[r,s,b,a] = src[r,s,a,b] (RSAB4 -> RSBA4), for the taps that need
 //                  the weights the other way round (conv2d dgrad, convT fwd)
+//
+// variant conv_gemm0         CONV_GEMM GEOM=0
+// variant conv_gemm1         CONV_GEMM GEOM=1
+// variant conv_gemm0_tiled   CONV_GEMM GEOM=0 TILED=1
+// variant conv_gemm1_tiled   CONV_GEMM GEOM=1 TILED=1
+// variant conv_wgrad         CONV_WGRAD DIRECT=0
+// variant conv_wgrad_direct  CONV_WGRAD DIRECT=1
+// variant conv_bgrad         CONV_BGRAD
+// variant conv_reduce        CONV_REDUCE
+// variant conv_transpose     CONV_TRANSPOSE
 #include "common.glsl"
 
 layout(constant_id = 1) const uint TM = 16;  // pixels per invocation

@@ -4,6 +4,10 @@
 //   OP_SCALE  y = a * y
 //   OP_AXPY   y += a * x   (x read through the load path)
 // y is bound at an aligned offset and addressed from y_base; x by its base in vec4s.
+//
+// variant-no-inputs fill   OP_FILL
+// variant-no-inputs scale  OP_SCALE
+// variant axpy             OP_AXPY
 #include "common.glsl"
 
 layout(push_constant) uniform PC {

@@ -20,6 +20,24 @@
 // the chain rule from G, no scale); padding channels of DX are written 0.
 // Logits are NHWC4 (a pixel is q4 vec4s); targets of CE/Dice are a storage buffer of
 // int, read one per pixel; a target that is ignore_index or outside [0, C) is skipped.
+//
+// variant loss_ce                OP_CE
+// variant loss_ce_bwd            OP_CE BWD
+// variant loss_bce               OP_BCE ELTWISE
+// variant loss_bce_bwd           OP_BCE ELTWISE BWD
+// variant loss_mse               OP_MSE ELTWISE
+// variant loss_mse_bwd           OP_MSE ELTWISE BWD
+// variant loss_l1                OP_L1 ELTWISE
+// variant loss_l1_bwd            OP_L1 ELTWISE BWD
+// variant loss_hinge             OP_HINGE ELTWISE
+// variant loss_hinge_bwd         OP_HINGE ELTWISE BWD
+// variant loss_hinge_linear      OP_HINGE HINGE_LINEAR ELTWISE
+// variant loss_hinge_linear_bwd  OP_HINGE HINGE_LINEAR ELTWISE BWD
+// variant loss_sigmoid_mean      OP_SIGMEAN ELTWISE
+// variant loss_dice              OP_DICE
+// variant loss_dice_bwd          OP_DICE BWD
+// variant loss_dice_prep         OP_DICE_PREP
+// variant loss_fold              OP_FOLD
 #include "common.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;
@@ -53,11 +71,6 @@ layout(push_constant) uniform PC {
     uint t_const;    // f32 targets: 1 when x1 is absent and every target is pc.target
     float target;
 } pc;
-#endif
-
-#if defined(OP_BCE) || defined(OP_MSE) || defined(OP_L1) || defined(OP_HINGE) || \
-    defined(OP_SIGMEAN)
-#define ELTWISE 1
 #endif
 
 const uint P = WG * ITEMS; // items per block

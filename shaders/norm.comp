@@ -19,6 +19,13 @@
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
 // Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
 // sample's bits do not depend on the other samples of its micro-batch.
+//
+// variant norm_stats    OP_STATS
+// variant norm_gradsum  OP_GRADSUM
+// variant norm_fin      OP_FIN
+// variant norm_finbwd   OP_FINBWD
+// variant norm_apply    OP_APPLY
+// variant norm_dx       OP_DX
 #include "common.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;

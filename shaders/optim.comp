@@ -12,6 +12,11 @@
 // The update kernels read the stats vec4 first: when the norm is NaN or infinite they
 // write nothing (a skipped step). The check is on the float's exponent bits, which no
 // floating-point optimisation may fold away.
+//
+// variant optim_sumsq  OP_SUMSQ
+// variant optim_sgd    OP_SGD
+// variant optim_adam   OP_ADAM DECOUPLED=0
+// variant optim_adamw  OP_ADAM DECOUPLED=1
 #include "common.glsl"
 
 #ifdef OP_SUMSQ

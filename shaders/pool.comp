@@ -16,7 +16,17 @@
 // Bindings: 0 the LOAD4 input (x, or dy); 1 the output (y, or dx +=); 2 the argmax (max
 // only): FLAT, one float per element of y, in (N,P,Q,C) order. A dispatch covers the
 // output vec4s [first4, first4 + count4); inputs are addressed by their absolute vec4
-// index in the tensor plus a delta that maps it into the bound range.
+// index in the tensor plus a delta that maps it into the bound range. BWD marks the
+// backward variants (the input is dy).
+//
+// variant pool_max_fwd       MAX_FWD
+// variant pool_max_bwd       MAX_BWD BWD
+// variant pool_avg_fwd       AVG_FWD
+// variant pool_avg_bwd       AVG_BWD BWD
+// variant pool_nearest_fwd   NEAREST_FWD
+// variant pool_nearest_bwd   NEAREST_BWD BWD
+// variant pool_bilinear_fwd  BILINEAR_FWD
+// variant pool_bilinear_bwd  BILINEAR_BWD BWD
 #include "common.glsl"
 
 layout(push_constant) uniform PC {
@@ -39,8 +49,7 @@ OUT_BUFFER(2, A)
 layout(set = 0, binding = 2, std430) readonly buffer A_ssbo { float A[]; };
 #endif
 
-#if defined(MAX_BWD) || defined(AVG_BWD) || defined(NEAREST_BWD) || defined(BILINEAR_BWD)
-#define BWD 1
+#ifdef BWD
 // the input is dy (N,C,P,Q)
 vec4 load_in(uint n, uint h, uint w, uint c4)
 {

@@ -3,6 +3,8 @@
 // each, in a fixed order (each invocation adds its ITEMS vec4s in index order, then the
 // four lanes as (x + y) + (z + w), then a shared-memory tree over the workgroup). The
 // host runs passes until one value is left. No atomics: the same bits on every run.
+//
+// variant sum  OP_SUM
 #include "common.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;

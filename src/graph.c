@@ -263,7 +263,7 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
 
     char name[80];
     snprintf(name, sizeof(name), "%s.%u", opname, g->nnodes);
-    if (vka_ops[op].loss) {
+    if (vka_ops[op].flags & VKA_OP_LOSS) {
         struct vka_val v = { .kind = VKA_VAL_LOSS, .layout = VKA_LAYOUT_FLAT, .dtype = VKA_F32,
                              .n = s[0], .c = 1, .h = 1, .w = 1 };
         snprintf(v.name, sizeof(v.name), "%s", name);
@@ -277,20 +277,15 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
     g->vals[ret].needs_grad = grad;
     g->vals[ret].producer = (int)g->nnodes;
 
-    /* what the forward saves for the backward */
-    const uint32_t x_c = x0 >= 0 ? g->vals[x0].c : 0; /* add_act may move g->vals */
+    /* what the forward saves for the backward (the shapes in a come from copies, so
+     * add_act moving g->vals does not touch them) */
     char sname[96];
     for (int i = 0; i < 2; i++) {
-        snprintf(sname, sizeof(sname), "%s.saved%d", name, i);
-        int sv;
-        if (op == VKA_OP_group_norm)
-            sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, node.p.norm.groups, 1, 1);
-        else if (op == VKA_OP_batch_norm)
-            sv = add_act(g, sname, VKA_LAYOUT_FLAT, false, x_c, 1, 1, 1);
-        else if (op == VKA_OP_max_pool2d && i == 0)
-            sv = add_act(g, sname, VKA_LAYOUT_FLAT, true, 0, s[1], s[2], s[3]);
-        else
+        struct vka_saved_shape ss;
+        if (!vka_op_saved_shape(op, i, &a, s, &ss))
             continue; /* nothing saved: node.saved[i] stays -1 */
+        snprintf(sname, sizeof(sname), "%s.saved%d", name, i);
+        int sv = add_act(g, sname, VKA_LAYOUT_FLAT, ss.per_sample, ss.n, ss.c, ss.h, ss.w);
         if (sv < 0)
             return sv;
         node.saved[i] = sv;
@@ -435,7 +430,7 @@ void vka_graph_set_training(struct vka_graph *g, bool training)
         return;
     g->training = training;
     for (uint32_t i = 0; i < g->nnodes; i++)
-        if (g->nodes[i].op == VKA_OP_batch_norm)
+        if (vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING)
             g->nodes[i].p.norm.training = training;
     vka_graph_drop_plans(g);
 }
@@ -944,7 +939,7 @@ static int record(struct vka_plan *p)
     for (uint32_t i = 0; i < g->nnodes; i++) {
         if (!p->m.active[i])
             continue;
-        if (g->nodes[i].op == VKA_OP_batch_norm && g->nodes[i].p.norm.training)
+        if ((vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING) && g->nodes[i].p.norm.training)
             p->bn_means[p->nbn++] = g->nodes[i].state[0];
         node_args(p, &g->nodes[i], t, &a, false);
         if ((ret = vka_ops[g->nodes[i].op].fwd(p->cmd, &a)) < 0)

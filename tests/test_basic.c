@@ -13,13 +13,15 @@
 static const uint64_t sizes[] = { 0, 1, 2, 3, 5, 7, 13, 64, 257, 1021, 4099, 65537, 1048583 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
+/* A context on a load path, with bindings of at most max_binding bytes (0: the
+ * device's). */
 static struct vka_ctx *ctx_for(const char *load, uint64_t max_binding)
 {
-    setenv("VKACCUM_LOAD_PATH", load, 1);
-    struct vka_ctx *ctx = test_ctx();
-    cr_assert_eq(ctx->profile.load, !strcmp(load, "texel") ? VKA_LOAD_TEXEL : VKA_LOAD_STORAGE);
-    if (max_binding)
-        ctx->profile.max_binding = max_binding;
+    enum vka_load_path path = !strcmp(load, "texel") ? VKA_LOAD_TEXEL : VKA_LOAD_STORAGE;
+    struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
+        .validation = 1, .load = path, .max_binding = max_binding });
+    cr_assert_eq(ctx->profile.load, path);
+    cr_assert(!max_binding || ctx->profile.max_binding == max_binding);
     return ctx;
 }
 
@@ -131,9 +133,10 @@ static float device_sum(struct vka_ctx *ctx, struct vka_cmd *cmd, const struct v
 
 static void check_sum(const char *load)
 {
-    struct vka_ctx *ctx = ctx_for(load, 0);
-    struct vka_cmd *cmd;
+    struct vka_ctx *ctx = ctx_for(load, 0), *chunked = ctx_for(load, 8192);
+    struct vka_cmd *cmd, *cmd8;
     cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    cr_assert_eq(vka_cmd_create(chunked, NULL, &cmd8), 0);
     for (size_t s = 0; s < NSIZES; s++) {
         uint64_t n = sizes[s], xoff = 4 * test_rand_range(0, 3);
         float *x = rand_array(n);
@@ -156,18 +159,21 @@ static void check_sum(const char *load)
         cr_assert_eq(memcmp(&got, &again, 4), 0, "sum n=%llu changed between runs: %a %a",
                      (unsigned long long)n, got, again);
         /* and the same when the tensor is split into 8 KiB bindings */
-        uint64_t saved = ctx->profile.max_binding;
-        ctx->profile.max_binding = 8192;
-        float split = device_sum(ctx, cmd, &tx, &tout);
-        ctx->profile.max_binding = saved;
+        struct vka_tensor tx8 = test_flat_guarded(chunked, xoff, n, x);
+        struct vka_tensor tout8 = test_flat_guarded(chunked, test_rand_range(0, 5), 1, &nan);
+        float split = device_sum(chunked, cmd8, &tx8, &tout8);
         cr_assert_eq(memcmp(&got, &split, 4), 0, "sum n=%llu differs when chunked: %a %a",
                      (unsigned long long)n, got, split);
         vka_tensor_destroy(&tx);
         vka_tensor_destroy(&tout);
+        vka_tensor_destroy(&tx8);
+        vka_tensor_destroy(&tout8);
         free(x);
     }
     vka_cmd_destroy(&cmd);
+    vka_cmd_destroy(&cmd8);
     test_ctx_done(&ctx);
+    test_ctx_done(&chunked);
 }
 
 Test(basic, fill_scale_texel) { test_seed("fill_scale_texel"); check_fill_scale("texel", 0); }

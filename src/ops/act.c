@@ -150,13 +150,6 @@ struct unary {
     bool bwd_from_y;       /* f' from the forward output y instead of x0 */
 };
 
-static const struct unary relu = { "relu", "relu_bwd", "act_relu", "act_relu_bwd", false };
-static const struct unary leaky_relu = { "leaky_relu", "leaky_relu_bwd", "act_leaky_relu",
-                                         "act_leaky_relu_bwd", false };
-static const struct unary tanh_ = { "tanh", "tanh_bwd", "act_tanh", "act_tanh_bwd", true };
-static const struct unary sigmoid = { "sigmoid", "sigmoid_bwd", "act_sigmoid",
-                                      "act_sigmoid_bwd", true };
-
 static int unary_shape(const struct unary *u, const struct vka_op_args *a, uint32_t shape[4])
 {
     int ret = check_any(u->fwd, "x0", a->x[0], true);
@@ -194,65 +187,28 @@ static int unary_bwd(const struct unary *u, struct vka_cmd *cmd, const struct vk
                     (struct act_push){ .c = src->c, .alpha = alpha });
 }
 
-int vka_relu_shape(const struct vka_op_args *a, uint32_t shape[4])
-{
-    return unary_shape(&relu, a, shape);
-}
+/* An elementwise op of act.comp's variants act_NAME and act_NAME_bwd, whose bwd takes f'
+ * from y (from_y) or x0, with the push constant alpha (an expression of a). */
+#define UNARY(name, from_y, alpha)                                                      \
+    static const struct unary name##_u = { #name, #name "_bwd", "act_" #name,           \
+                                           "act_" #name "_bwd", from_y };               \
+    int vka_##name##_shape(const struct vka_op_args *a, uint32_t shape[4])              \
+    {                                                                                   \
+        return unary_shape(&name##_u, a, shape);                                        \
+    }                                                                                   \
+    int vka_##name##_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)              \
+    {                                                                                   \
+        return unary_fwd(&name##_u, cmd, a, alpha);                                     \
+    }                                                                                   \
+    int vka_##name##_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)              \
+    {                                                                                   \
+        return unary_bwd(&name##_u, cmd, a, alpha);                                     \
+    }
 
-int vka_relu_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_fwd(&relu, cmd, a, 0.0f);
-}
-
-int vka_relu_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_bwd(&relu, cmd, a, 0.0f);
-}
-
-int vka_leaky_relu_shape(const struct vka_op_args *a, uint32_t shape[4])
-{
-    return unary_shape(&leaky_relu, a, shape);
-}
-
-int vka_leaky_relu_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_fwd(&leaky_relu, cmd, a, a->p.slope);
-}
-
-int vka_leaky_relu_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_bwd(&leaky_relu, cmd, a, a->p.slope);
-}
-
-int vka_tanh_shape(const struct vka_op_args *a, uint32_t shape[4])
-{
-    return unary_shape(&tanh_, a, shape);
-}
-
-int vka_tanh_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_fwd(&tanh_, cmd, a, 0.0f);
-}
-
-int vka_tanh_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_bwd(&tanh_, cmd, a, 0.0f);
-}
-
-int vka_sigmoid_shape(const struct vka_op_args *a, uint32_t shape[4])
-{
-    return unary_shape(&sigmoid, a, shape);
-}
-
-int vka_sigmoid_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_fwd(&sigmoid, cmd, a, 0.0f);
-}
-
-int vka_sigmoid_bwd(struct vka_cmd *cmd, const struct vka_op_args *a)
-{
-    return unary_bwd(&sigmoid, cmd, a, 0.0f);
-}
+UNARY(relu, false, 0.0f)
+UNARY(leaky_relu, false, a->p.slope)
+UNARY(tanh, true, 0.0f)
+UNARY(sigmoid, true, 0.0f)
 
 /* ---- scale ---------------------------------------------------------------------------- */
 

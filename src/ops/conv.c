@@ -351,10 +351,16 @@ static int conv_geom(const char *op, const struct vka_op_args *a, bool transpose
     return 0;
 }
 
+/* y, dy and dx: the GEMMs write (and read) them as whole vec4s from their start */
 static int check_out(const char *op, const char *name, const struct vka_tensor *t,
                      const uint32_t s[4])
 {
-    return vka_op_check(op, name, t, VKA_LAYOUT_NHWC4, s[0], s[1], s[2], s[3]);
+    int ret = vka_op_check(op, name, t, VKA_LAYOUT_NHWC4, s[0], s[1], s[2], s[3]);
+    if (ret == 0 && t->off % 4) {
+        vka_err("%s: %s starts at element %" PRIu64 ", not a vec4", op, name, t->off);
+        return -EINVAL;
+    }
+    return ret;
 }
 
 int vka_conv2d_shape(const struct vka_op_args *a, uint32_t shape[4])

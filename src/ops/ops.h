@@ -4,8 +4,9 @@
  * padded to a multiple of 4, padding channels zero on output. linear's x/y are NHWC4
  * with H = W = 1 (so (N, features)). Parameters (conv/linear weights, biases, gamma,
  * beta), running statistics, saved statistics and loss accumulators are FLAT f32
- * tensors; conv weights are stored in the GEMM order the kernels want (see conv.h), not
- * PyTorch's, and converted at the checkpoint boundary. Loss targets are FLAT i32 class
+ * tensors; conv weights are VKA_LAYOUT_WEIGHT tensors, stored in the GEMM order the
+ * kernels want (tensor.h, src/ops/conv.c), not PyTorch's, and converted at the checkpoint
+ * boundary. Loss targets are FLAT i32 class
  * ids (N*H*W), or NHWC4 f32 for BCE/MSE/L1.
  *
  * Backward. Every backward recorder ADDS into every gradient it is given (dx, dw, db,
@@ -65,6 +66,40 @@ union vka_op_params {
     float alpha;  /* scale */
 };
 
+/* Which member of union vka_op_params an op reads (ops.def's params column). */
+enum vka_op_params_kind {
+    VKA_PARAMS_none,
+    VKA_PARAMS_conv,
+    VKA_PARAMS_norm,
+    VKA_PARAMS_pool,
+    VKA_PARAMS_resize,
+    VKA_PARAMS_loss,
+    VKA_PARAMS_slope,
+    VKA_PARAMS_alpha,
+};
+
+/* What fwd writes into saved[i] for bwd (ops.def's saved columns); the shapes come from
+ * vka_op_saved_shape. */
+enum vka_op_saved {
+    VKA_SAVED_NONE,
+    VKA_SAVED_PER_C,  /* one per channel of x0 over the whole batch (batch_norm) */
+    VKA_SAVED_PER_NG, /* p.norm.groups per sample (group_norm) */
+    VKA_SAVED_LIKE_Y, /* one per element of y, per sample in y's (H, W, C) order */
+};
+
+/* ops.def's flags: what bwd reads besides the shapes of its tensors, and the kind of op */
+enum {
+    VKA_OP_R_X0 = 1 << 0,
+    VKA_OP_R_X1 = 1 << 1,
+    VKA_OP_R_X2 = 1 << 2,
+    VKA_OP_R_Y = 1 << 3,
+    VKA_OP_R_SAVED = 1 << 4,
+    VKA_OP_R_STATE = 1 << 5,
+    VKA_OP_R_DY = 1 << 6,
+    VKA_OP_LOSS = 1 << 7,    /* y is a FLAT accumulator fwd adds into, not an activation */
+    VKA_OP_RUNNING = 1 << 8, /* state0/1 are running statistics; p.norm.training selects */
+};
+
 /* What one op node records. Which slot holds what is listed per op in ops.def. */
 struct vka_op_args {
     union vka_op_params p;
@@ -79,22 +114,26 @@ struct vka_op_args {
 typedef int (*vka_op_shape_fn)(const struct vka_op_args *a, uint32_t shape[4]);
 typedef int (*vka_op_rec_fn)(struct vka_cmd *cmd, const struct vka_op_args *a);
 
+/* A row of ops.def. */
 struct vka_op_info {
     const char *name;
+    const char *family;
     vka_op_shape_fn shape;
     vka_op_rec_fn fwd;
     vka_op_rec_fn bwd;
-    bool loss;  /* the loss family: y is a FLAT accumulator, not an activation */
+    enum vka_op_params_kind params;
+    enum vka_op_saved saved[2];
+    unsigned flags; /* VKA_OP_R_*, VKA_OP_LOSS, VKA_OP_RUNNING */
 };
 
 enum vka_op {
-#define VKA_OP(name, family) VKA_OP_##name,
+#define VKA_OP(name, ...) VKA_OP_##name,
 #include "ops/ops.def"
 #undef VKA_OP
     VKA_OP_COUNT
 };
 
-#define VKA_OP(name, family)                                                            \
+#define VKA_OP(name, ...)                                                               \
     int vka_##name##_shape(const struct vka_op_args *a, uint32_t shape[4]);             \
     int vka_##name##_fwd(struct vka_cmd *cmd, const struct vka_op_args *a);             \
     int vka_##name##_bwd(struct vka_cmd *cmd, const struct vka_op_args *a);
@@ -102,6 +141,18 @@ enum vka_op {
 #undef VKA_OP
 
 extern const struct vka_op_info vka_ops[VKA_OP_COUNT];
+
+/* The shape of what op's fwd saves in saved[i] (table.c): a FLAT f32 tensor of
+ * n*c*h*w values; per_sample: n is x0's N and a sample's c*h*w values are contiguous
+ * (the graph keeps such a tensor per micro-batch), else n is fixed. a holds x0 (a shape
+ * is enough) and the params, y is the shape rule's output. False when nothing is saved
+ * there. */
+struct vka_saved_shape {
+    uint32_t n, c, h, w;
+    bool per_sample;
+};
+bool vka_op_saved_shape(enum vka_op op, int i, const struct vka_op_args *a,
+                        const uint32_t y[4], struct vka_saved_shape *s);
 
 /* ---- helpers for op implementations (common.c) ----------------------------------- */
 

@@ -3,6 +3,7 @@
  * state off it. */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,7 +403,7 @@ static int check_required(const struct vka_device_info *d)
     return 0;
 }
 
-static void profile_choose(struct vka_ctx *ctx)
+static int profile_choose(struct vka_ctx *ctx, const struct vka_ctx_params *prm)
 {
     struct vka_profile *p = &ctx->profile;
     bool cpu = ctx->info.type == VK_PHYSICAL_DEVICE_TYPE_CPU;
@@ -426,6 +427,25 @@ static void profile_choose(struct vka_ctx *ctx)
         p->conv_tiles = s[0] == '1';
     else if (s && *s)
         vka_warn("VKACCUM_CONV_TILES=%s ignored: use 0 or 1", s);
+    if (prm->load > VKA_LOAD_STORAGE || prm->conv_tiles > VKA_ON) {
+        vka_err("vka_ctx_params: load %d or conv_tiles %d is not a choice", (int)prm->load,
+                (int)prm->conv_tiles);
+        return -EINVAL;
+    }
+    if (prm->load != VKA_LOAD_DEFAULT)
+        p->load = prm->load;
+    if (prm->conv_tiles != VKA_DEFAULT)
+        p->conv_tiles = prm->conv_tiles == VKA_ON;
+    if (prm->max_binding) {
+        /* ops keep room for a 256-byte aligned start and a few vec4s in a binding */
+        if (prm->max_binding < 4096 || prm->max_binding > p->max_binding) {
+            vka_err("vka_ctx_params: max_binding %" PRIu64 " is outside [4096, %" PRIu64
+                    "] (this device's storage range)", prm->max_binding, p->max_binding);
+            return -EINVAL;
+        }
+        p->max_binding = prm->max_binding & ~(uint64_t)255;
+    }
+    return 0;
 }
 
 int vka_ctx_create(const struct vka_ctx_params *params, struct vka_ctx **out)
@@ -513,7 +533,9 @@ int vka_ctx_create(const struct vka_ctx_params *params, struct vka_ctx **out)
     };
     VK(vkCreateCommandPool(ctx->dev, &pci, NULL, &ctx->cmd_pool));
 
-    profile_choose(ctx);
+    ret = profile_choose(ctx, prm);
+    if (ret < 0)
+        goto fail;
     vka_mem_init(ctx, prm->budget);
     ret = vka_pipeline_cache_open(ctx, prm->cache_dir);
     if (ret < 0)

@@ -78,22 +78,31 @@ struct vka_mem_stats {
 /* ---- device profile ---------------------------------------------------------------- */
 
 enum vka_load_path {
+    VKA_LOAD_DEFAULT, /* vka_ctx_params only: the device's choice */
     VKA_LOAD_TEXEL,   /* uniform texel buffers, RGBA32F texelFetch (lavapipe) */
     VKA_LOAD_STORAGE, /* storage buffers (GPUs) */
 };
 
+/* An on/off choice of vka_ctx_params; VKA_DEFAULT leaves it to the device. */
+enum vka_choice {
+    VKA_DEFAULT,
+    VKA_OFF,
+    VKA_ON,
+};
+
 /* Which kernel variants and sizes this device runs. Filled by vka_ctx_create from the
- * device type (lavapipe.md holds the measurements behind the CPU row); VKACCUM_LOAD_PATH
- * = texel|storage overrides the load path, for benchmarks and tests of both. */
+ * device type (lavapipe.md holds the measurements behind the CPU row), then from the
+ * environment (VKACCUM_LOAD_PATH=texel|storage, VKACCUM_CONV_TILES=0|1: runs and
+ * benchmarks), then from vka_ctx_params (load, conv_tiles, max_binding: tests of every
+ * path). Read-only once the context exists. */
 struct vka_profile {
-    enum vka_load_path load;
+    enum vka_load_path load; /* never VKA_LOAD_DEFAULT */
     uint32_t wg_size;      /* 1-D elementwise and reduction workgroups */
     uint32_t reduce_items; /* vec4s per invocation per reduction pass */
     bool conv_tiles;       /* conv GEMMs stage weights in shared memory (GPUs; on lavapipe
-                              shared loads are per-lane loops); VKACCUM_CONV_TILES=0|1 */
+                              shared loads are per-lane loops) */
     uint64_t max_binding;  /* bytes one storage binding may span: maxStorageBufferRange
-                              rounded down to 256; ops split larger tensors into chunks
-                              (tests lower it to exercise the split) */
+                              rounded down to 256; ops split larger tensors into chunks */
 };
 
 /* ---- context ----------------------------------------------------------------------- */
@@ -106,6 +115,11 @@ struct vka_ctx_params {
     uint64_t budget;        /* bytes; 0: VK_EXT_memory_budget or the heap size */
     const char *cache_dir;  /* pipeline cache folder; NULL: $VKACCUM_CACHE_DIR,
                                $XDG_CACHE_HOME/vkaccum, ~/.cache/vkaccum */
+    /* device policy (struct vka_profile); zero keeps the device's or the environment's */
+    enum vka_load_path load;    /* the kernels' input load path */
+    enum vka_choice conv_tiles; /* shared-memory weight tiles in the conv GEMMs */
+    uint64_t max_binding;       /* bytes, at most the device's range and at least 4096:
+                                   a smaller one splits ops into more dispatches (tests) */
 };
 
 struct vka_ctx {

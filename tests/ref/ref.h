@@ -152,6 +152,18 @@ void ref_batch_norm_bwd(const struct ref_bn *p,
                         double *dx,                /* (N,C,H,W) += */
                         double *dgamma,            /* (C) += */
                         double *dbeta);            /* (C) += */
+/* Eval bwd: the running statistics are constants, so with invstd = 1 / sqrt(running_var
+ * + eps) and xhat = (x - running_mean) * invstd:
+ *   dx += gamma * invstd * dy,  dgamma += sum_M dy * xhat,  dbeta += sum_M dy. */
+void ref_batch_norm_bwd_eval(const struct ref_bn *p,
+                             const double *x,            /* (N,C,H,W) */
+                             const double *gamma,        /* (C) or NULL */
+                             const double *running_mean, /* (C) */
+                             const double *running_var,  /* (C) */
+                             const double *dy,           /* (N,C,H,W) */
+                             double *dx,                 /* (N,C,H,W) += */
+                             double *dgamma,             /* (C) += */
+                             double *dbeta);             /* (C) += */
 
 /*
  * group_norm: channels split into G contiguous groups of C/G (C % G == 0).
@@ -233,6 +245,11 @@ void ref_max_pool2d_bwd(const struct ref_pool *p,
                         const double *x,   /* (N,C,H,W) */
                         const double *dy,  /* (N,C,P,Q) */
                         double *dx);       /* (N,C,H,W) += */
+/* The element each max window picks, as its index h*W + w in its (n,c) plane
+ * (PyTorch's return_indices). */
+void ref_max_pool2d_argmax(const struct ref_pool *p,
+                           const double *x,   /* (N,C,H,W) */
+                           double *arg);      /* (N,C,P,Q) */
 void ref_avg_pool2d_fwd(const struct ref_pool *p,
                         const double *x,   /* (N,C,H,W) */
                         double *y);        /* (N,C,P,Q) */

@@ -129,6 +129,19 @@ void ref_max_pool2d_fwd(const struct ref_pool *p,
     }
 }
 
+void ref_max_pool2d_argmax(const struct ref_pool *p,
+                           const double *x,   /* (N,C,H,W) */
+                           double *arg)       /* (N,C,P,Q) */
+{
+    int P, Q;
+    ref_pool2d_out_size(p, &P, &Q);
+    for (size_t nc = 0; nc < (size_t)p->N * p->C; nc++)
+        for (int op = 0; op < P; op++)
+            for (int oq = 0; oq < Q; oq++)
+                arg[(nc * P + op) * Q + oq] =
+                    (double)max_window_argmax(p, x + nc * p->H * p->W, op, oq);
+}
+
 void ref_max_pool2d_bwd(const struct ref_pool *p,
                         const double *x,   /* (N,C,H,W) */
                         const double *dy,  /* (N,C,P,Q) */

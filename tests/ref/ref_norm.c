@@ -165,6 +165,33 @@ void ref_batch_norm_bwd(const struct ref_bn *p,
     }
 }
 
+void ref_batch_norm_bwd_eval(const struct ref_bn *p,
+                             const double *x,            /* (N,C,H,W) */
+                             const double *gamma,        /* (C) or NULL */
+                             const double *running_mean, /* (C) */
+                             const double *running_var,  /* (C) */
+                             const double *dy,           /* (N,C,H,W) */
+                             double *dx,                 /* (N,C,H,W) += */
+                             double *dgamma,             /* (C) += */
+                             double *dbeta)              /* (C) += */
+{
+    size_t HW = (size_t)p->H * p->W;
+    for (int n = 0; n < p->N; n++)
+        for (int c = 0; c < p->C; c++) {
+            double invstd = 1.0 / sqrt(running_var[c] + p->eps);
+            double g = gamma ? gamma[c] : 1.0;
+            for (size_t i = 0; i < HW; i++) {
+                size_t at = ((size_t)n * p->C + c) * HW + i;
+                if (dx)
+                    dx[at] += g * invstd * dy[at];
+                if (dgamma)
+                    dgamma[c] += dy[at] * (x[at] - running_mean[c]) * invstd;
+                if (dbeta)
+                    dbeta[c] += dy[at];
+            }
+        }
+}
+
 void ref_group_norm_fwd(const struct ref_gn *p,
                         const double *x,        /* (N,C,H,W) */
                         const double *gamma,    /* (C) or NULL */

@@ -95,7 +95,10 @@ def ref_conv_transpose2d(c):
 
 
 def ref_linear(c):
-    return _fwd_dy(F.linear(c.t("x0"), c.t("x1"), c.opt("x2")), c)
+    """x0 (N, in, 1, 1) and the weight (out, in, 1, 1) as vkaccum keeps them"""
+    x, w = c.t("x0"), c.t("x1")
+    y = F.linear(x.flatten(1), w.flatten(1), c.opt("x2"))
+    return _fwd_dy(y.reshape(x.shape[0], -1, 1, 1), c)
 
 
 def _stats(v, eps):
@@ -188,8 +191,9 @@ def ref_upsample_bilinear(c):
 
 
 def _loss(s, count):
-    """y = [sum, count]; the dump ran bwd with scale 1, so dx0 is the sum's gradient"""
-    return {"y": torch.stack([s, count.to(torch.float64)])}, s
+    """y = [sum, count], compared as its two elements; the dump ran bwd with scale 1, so
+    dx0 is the sum's gradient"""
+    return {"y[0] sum": s.reshape(1), "y[1] count": count.to(torch.float64).reshape(1)}, s
 
 
 def ref_cross_entropy(c):
@@ -242,7 +246,9 @@ def ref_sigmoid_mean(c):
 
 
 def ref_dice(c):
-    x, t, ii, s = c.t("x0"), c.long("x1"), c.meta.i("ignore_index"), c.meta.f("smooth")
+    """smooth 1: the dump's dy comes from vka_dice_loss with smooth 1 (tests/opcases.c)"""
+    x, t, ii = c.t("x0"), c.long("x1"), c.meta.i("ignore_index")
+    s = c.meta.f("smooth") if "smooth" in c.meta else 1.0
     C = x.shape[1]
     valid = (t != ii) & (t >= 0) & (t < C)
     onehot = F.one_hot(torch.where(valid, t, torch.zeros_like(t)), C).permute(0, 3, 1, 2)
@@ -330,11 +336,12 @@ def run_case(path):
     rows = []
     for name, ref in outs.items():
         exact = (op, name) in EXACT
-        if op in ("cross_entropy", "bce_logits", "mse", "l1", "hinge", "sigmoid_mean") \
-                and name == "y":
-            rows.append(compare("y[0] sum", arrays["y"][:1], ref[:1], False))
+        m = re.match(r"(\w+)\[(\d+)\] (\w+)$", name)  # one element of a tensor: _loss's
+        if m and m.group(1) in arrays:
+            k = int(m.group(2))
             # an integer count is exact; a sum of f32 class weights is not
-            rows.append(compare("y[1] count", arrays["y"][1:], ref[1:], "x2" not in arrays))
+            exact = m.group(3) == "count" and "x2" not in arrays
+            rows.append(compare(name, arrays[m.group(1)].reshape(-1)[k:k + 1], ref, exact))
             continue
         if name not in arrays:
             rows.append(dict(tensor=name, ok=False, note="missing from the file", ref_max=0.0,
