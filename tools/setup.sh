@@ -10,6 +10,7 @@ pkgs=(
   libstb-dev libcjson-dev zlib1g-dev libspng-dev
   dataset-fashion-mnist
   libcriterion-dev
+  clang libclang-rt-14-dev
   python3-numpy python3-matplotlib
 )
 
