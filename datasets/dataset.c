@@ -1,6 +1,7 @@
 /* The dataset object: opening a source by kind, verifying every sample of a file
  * source at open (on threads; results are reported in index order, so what is kept,
- * skipped or refused never depends on the threads), raw samples by index, class
+ * skipped or refused never depends on the threads), the label maps applied to every
+ * mask read (Cityscapes' train ids, reduce_zero_label), raw samples by index, class
  * frequencies and median frequency class weights. */
 #include <errno.h>
 #include <pthread.h>
@@ -23,21 +24,45 @@ void vka_sample_free(struct vka_sample *s)
     vka_image_free(&s->mask);
 }
 
+/* Mask i of a file layout through the layout's label map: every reader of masks (open,
+ * samples, class checks) goes through here, so all of them see the same ids. */
+static int read_mask(const struct vka_dataset *ds, uint32_t i, struct vka_image *m, char *err)
+{
+    int ret = vka_mask_read_err(ds->masks[i], ds->palette, (uint8_t)ds->ignore_index, m, err);
+    if (ret || !ds->mapped)
+        return ret;
+    size_t n = (size_t)m->w * m->h;
+    for (size_t k = 0; k < n; k++)
+        m->data[k] = ds->label_map[m->data[k]];
+    return 0;
+}
+
+/* vka_mask_check, saying when the ids it names are not the file's own */
+static int check_mask(const struct vka_dataset *ds, const struct vka_image *m, const char *name,
+                      uint32_t classes, struct vka_class_stats *st, char *err)
+{
+    int ret = vka_mask_check(m, name, classes, ds->ignore_index, st, err);
+    if (ret && ds->map_note) {
+        size_t n = strlen(err);
+        snprintf(err + n, VKA_ERRLEN - n, "; %s", ds->map_note);
+    }
+    return ret;
+}
+
 static int get_file_sample(const struct vka_dataset *ds, uint32_t i, uint32_t channels,
                            struct vka_sample *s, struct vka_class_stats *st, char *err)
 {
     int ret = vka_image_read_err(ds->images[i], channels, &s->image, err);
     if (ret || !ds->masks)
         return ret;
-    if ((ret = vka_mask_read_err(ds->masks[i], ds->palette, (uint8_t)ds->ignore_index,
-                                 &s->mask, err)))
+    if ((ret = read_mask(ds, i, &s->mask, err)))
         return ret;
     if (s->mask.w != s->image.w || s->mask.h != s->image.h) {
         vka_seterr(err, "%s: mask is %ux%u but its image %s is %ux%u", ds->masks[i],
                    s->mask.w, s->mask.h, ds->images[i], s->image.w, s->image.h);
         return -EINVAL;
     }
-    return vka_mask_check(&s->mask, ds->masks[i], ds->classes, ds->ignore_index, st, err);
+    return check_mask(ds, &s->mask, ds->masks[i], ds->classes, st, err);
 }
 
 int vka_dataset_get_err(const struct vka_dataset *ds, uint32_t i, uint32_t channels,
@@ -57,6 +82,9 @@ int vka_dataset_get_err(const struct vka_dataset *ds, uint32_t i, uint32_t chann
     switch (ds->kind) {
     case VKA_DATA_FOLDER:
     case VKA_DATA_VOC:
+    case VKA_DATA_CITYSCAPES:
+    case VKA_DATA_ADE20K:
+    case VKA_DATA_LIST:
     case VKA_DATA_IMAGES:
         ret = get_file_sample(ds, i, c, s, NULL, err);
         break;
@@ -116,8 +144,7 @@ static int verify_one(struct vka_dataset *ds, uint32_t i, struct vka_class_stats
         if (ret)
             return ret;
         struct vka_image mask;
-        if ((ret = vka_mask_read_err(ds->masks[i], ds->palette, (uint8_t)ds->ignore_index,
-                                     &mask, err)))
+        if ((ret = read_mask(ds, i, &mask, err)))
             return ret;
         if (mask.w != info.w || mask.h != info.h) {
             vka_seterr(err, "%s: mask is %ux%u but its image %s is %ux%u", ds->masks[i],
@@ -125,7 +152,7 @@ static int verify_one(struct vka_dataset *ds, uint32_t i, struct vka_class_stats
             vka_image_free(&mask);
             return -EINVAL;
         }
-        ret = vka_mask_check(&mask, ds->masks[i], ds->classes, ds->ignore_index, st, err);
+        ret = check_mask(ds, &mask, ds->masks[i], ds->classes, st, err);
         vka_image_free(&mask);
         return ret;
     }
@@ -133,7 +160,8 @@ static int verify_one(struct vka_dataset *ds, uint32_t i, struct vka_class_stats
         struct vka_image_info info;
         return vka_image_probe_err(ds->images[i], &info, err);
     }
-    struct vka_sample s;
+    /* zeroed: a failed image read leaves the mask unset, and both are freed */
+    struct vka_sample s = { 0 };
     int ret = get_file_sample(ds, i, 0, &s, st, err);
     vka_sample_free(&s);
     return ret;
@@ -256,8 +284,21 @@ static int verify_all(struct vka_dataset *ds, uint32_t threads, char *err)
 
 /* ---- open ----------------------------------------------------------------------- */
 
-/* FOLDER and VOC without a class count asked for: the largest id their masks hold
- * (ignore index aside) + 1, from the counts made at open. */
+/* A label map writes the ignore index for unlabelled pixels, so it must not be a class:
+ * checked as soon as the class count is known (before verifying, when asked for or
+ * fixed by the layout). */
+static int ignore_clash(const struct vka_dataset *ds, char *err)
+{
+    if (!ds->mapped || ds->ignore_index >= (int32_t)ds->classes)
+        return 0;
+    vka_seterr(err, "%s: ignore index %d is one of the %u classes, but the label map "
+               "writes it for unlabelled pixels: choose one of %u..255", ds->name,
+               ds->ignore_index, ds->classes, ds->classes);
+    return -EINVAL;
+}
+
+/* FOLDER, VOC and LIST without a class count asked for: the largest id their masks
+ * hold (ignore index aside) + 1, from the counts made at open. */
 static int finish_classes(struct vka_dataset *ds, char *err)
 {
     if (!ds->has_masks)
@@ -273,7 +314,55 @@ static int finish_classes(struct vka_dataset *ds, char *err)
         }
     }
     ds->stats.classes = ds->classes;
-    return 0;
+    return ignore_clash(ds, err);
+}
+
+static bool is_file_kind(enum vka_data_kind k)
+{
+    return k == VKA_DATA_FOLDER || k == VKA_DATA_VOC || k == VKA_DATA_CITYSCAPES ||
+           k == VKA_DATA_ADE20K || k == VKA_DATA_LIST || k == VKA_DATA_IMAGES;
+}
+
+/* The label map of the layout, or of reduce_zero_label, applied by read_mask. */
+static int label_map(struct vka_dataset *ds, const struct vka_dataset_params *p, char *err)
+{
+    uint8_t ign = (uint8_t)ds->ignore_index;
+    bool reduce = p->reduce_zero_label || p->kind == VKA_DATA_ADE20K;
+    if (p->kind == VKA_DATA_CITYSCAPES) {
+        if (p->reduce_zero_label) {
+            vka_seterr(err, "%s: reduce_zero_label would drop road, train id 0; the "
+                       "labelId map already ignores the unlabelled ids", ds->name);
+            return -EINVAL;
+        }
+        vka_cityscapes_label_map(ds->label_map, ign);
+        ds->map_note = "ids are train ids mapped from the file's labelIds";
+        ds->mapped = true;
+        return ignore_clash(ds, err);
+    }
+    if (!reduce)
+        return 0;
+    if (p->kind != VKA_DATA_FOLDER && p->kind != VKA_DATA_VOC && p->kind != VKA_DATA_LIST &&
+        p->kind != VKA_DATA_ADE20K) {
+        vka_seterr(err, "%s: reduce_zero_label applies to mask files (folder, voc, list; "
+                   "ade20k always)", ds->name);
+        return -EINVAL;
+    }
+    if (p->palette) {
+        /* a palette names its colours' classes itself: list class 0's colour under
+         * "ignore" instead, and the ignore colours would be shifted with the ids */
+        vka_seterr(err, "%s: reduce_zero_label with a palette: put the colour of class 0 "
+                   "in the palette's \"ignore\" list instead", ds->name);
+        return -EINVAL;
+    }
+    /* mmsegmentation's LoadAnnotations: 0 -> 255, then - 1 with 254 (from 255) back to
+     * 255; here 255 stands for the ignore index, whatever it is */
+    ds->label_map[0] = ign;
+    for (uint32_t v = 1; v < 255; v++)
+        ds->label_map[v] = (uint8_t)(v - 1);
+    ds->label_map[255] = ign;
+    ds->map_note = "ids are after reduce_zero_label: the file's values - 1";
+    ds->mapped = true;
+    return ignore_clash(ds, err);
 }
 
 int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **out)
@@ -286,7 +375,12 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
         return -ENOMEM;
     }
     int ret = -EINVAL;
-    static const char *kinds[] = { "folder", "voc", "images", "idx", "shapes", "fashion" };
+    static const char *kinds[] = {
+        [VKA_DATA_FOLDER] = "folder", [VKA_DATA_VOC] = "voc",
+        [VKA_DATA_CITYSCAPES] = "cityscapes", [VKA_DATA_ADE20K] = "ade20k",
+        [VKA_DATA_LIST] = "list", [VKA_DATA_IMAGES] = "images", [VKA_DATA_IDX] = "idx",
+        [VKA_DATA_SHAPES] = "shapes", [VKA_DATA_FASHION] = "fashion",
+    };
     ds->kind = p->kind;
     ds->split = p->split;
     ds->skip_bad = p->skip_bad;
@@ -310,13 +404,21 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
         vka_seterr(err, "%u classes: at most %u", p->classes, VKA_MAX_CLASSES);
         goto fail;
     }
-    bool files = p->kind <= VKA_DATA_IMAGES;
+    bool files = is_file_kind(p->kind);
     if ((files || p->kind == VKA_DATA_IDX) && !p->path) {
         if (p->kind != VKA_DATA_IDX) {
             vka_seterr(err, "the %s dataset needs a path", kinds[p->kind]);
             goto fail;
         }
     }
+    /* the layouts of a known class set; others count their masks' ids */
+    if (!ds->classes && p->kind == VKA_DATA_CITYSCAPES)
+        ds->classes = VKA_CITYSCAPES_CLASSES;
+    if (!ds->classes && p->kind == VKA_DATA_ADE20K)
+        ds->classes = VKA_ADE20K_CLASSES;
+    if ((ret = label_map(ds, p, err)))
+        goto fail;
+    ret = -EINVAL;
     if (p->kind == VKA_DATA_SHAPES || p->kind == VKA_DATA_FASHION) {
         ds->width = p->width ? p->width : DEFAULT_SIDE;
         ds->height = p->height ? p->height : DEFAULT_SIDE;
@@ -336,6 +438,15 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
         /* no default of 21: a VOC-layout folder may hold any classes, so like a plain
          * folder its count comes from its masks (finish_classes) */
         ret = vka_voc_list(ds, p->path, err);
+        break;
+    case VKA_DATA_CITYSCAPES:
+        ret = vka_cityscapes_list(ds, p->path, err);
+        break;
+    case VKA_DATA_ADE20K:
+        ret = vka_ade20k_list(ds, p->path, err);
+        break;
+    case VKA_DATA_LIST:
+        ret = vka_list_read(ds, p->path, err);
         break;
     case VKA_DATA_IMAGES:
         ret = vka_images_list(ds, p->path, err);
@@ -423,8 +534,10 @@ int vka_dataset_spec_parse(const char *spec, bool seg, struct vka_dataset_params
     static const struct {
         const char *prefix;
         enum vka_data_kind kind;
-    } pre[] = { { "voc:", VKA_DATA_VOC },       { "idx:", VKA_DATA_IDX },
-                { "images:", VKA_DATA_IMAGES }, { "folder:", VKA_DATA_FOLDER } };
+    } pre[] = { { "voc:", VKA_DATA_VOC },       { "cityscapes:", VKA_DATA_CITYSCAPES },
+                { "ade20k:", VKA_DATA_ADE20K }, { "list:", VKA_DATA_LIST },
+                { "idx:", VKA_DATA_IDX },       { "images:", VKA_DATA_IMAGES },
+                { "folder:", VKA_DATA_FOLDER } };
     if (!spec || !*spec) {
         vka_err("--data: empty");
         return -EINVAL;
@@ -528,8 +641,7 @@ int vka_dataset_check_classes(struct vka_dataset *ds, uint32_t classes)
         snprintf(name, sizeof(name), "%s#%u", ds->name, i);
         const char *what = ds->masks ? ds->masks[i] : name;
         if (ds->masks)
-            ret = vka_mask_read_err(ds->masks[i], ds->palette, (uint8_t)ds->ignore_index,
-                                    &s.mask, err);
+            ret = read_mask(ds, i, &s.mask, err);
         else
             ret = vka_dataset_get_err(ds, i, 0, &s, err);
         if (ret && ds->skip_bad && ret != -ENOMEM) {
@@ -538,7 +650,7 @@ int vka_dataset_check_classes(struct vka_dataset *ds, uint32_t classes)
             continue;
         }
         if (!ret)
-            ret = vka_mask_check(&s.mask, what, classes, ds->ignore_index, NULL, err);
+            ret = check_mask(ds, &s.mask, what, classes, NULL, err);
         vka_sample_free(&s);
         if (ret) {
             vka_err("%s", err);

@@ -9,6 +9,18 @@
  *   VOC      DIR/JPEGImages/ID.jpg, DIR/SegmentationClass/ID.png (palette PNGs read as
  *            indices), ids from DIR/ImageSets/Segmentation/{train,val}.txt; classes
  *            from the masks as for FOLDER (21 for Pascal VOC itself).
+ *   CITYSCAPES  DIR/leftImg8bit/{train,val}/CITY/NAME_leftImg8bit.png with DIR/gtFine/
+ *            {train,val}/CITY/NAME_gtFine_labelIds.png, cities then names sorted; the
+ *            labelIds are mapped to the 19 train ids (Cityscapes' table, cityscapes.c),
+ *            every other id to the ignore index. 19 classes.
+ *   ADE20K   DIR/images/{training,validation}/NAME.jpg with DIR/annotations/{training,
+ *            validation}/NAME.png, paired by stem as FOLDER; always reduce_zero_label
+ *            (below). 150 classes.
+ *   LIST     FILE.csv (image,mask; quoted fields may hold commas) or FILE.txt (image
+ *            mask, blank-separated), one pair a line, in file order; relative paths
+ *            are relative to FILE's folder; blank lines and '#' lines skipped. The
+ *            validation split reads FILE's name with its last "train" replaced by
+ *            "val" (FILE itself when there is none). Classes from the masks.
  *   IMAGES   a flat folder of images, no masks (GANs), sorted.
  *   IDX      an MNIST-layout IDX file (.gz or plain) of unsigned bytes (N,H,W) or
  *            (N,H,W,C); path NULL: Debian's Fashion-MNIST images of the split.
@@ -31,7 +43,10 @@
  * the next good sample in index order, with a warning).
  *
  * Masks: a pixel equal to the ignore index (default 255) is ignored; any other value
- * must be below the dataset's classes.
+ * must be below the dataset's classes. Both apply to the ids after a layout's map
+ * (CITYSCAPES' train ids; reduce_zero_label, mmsegmentation's: 0 and 255 become the
+ * ignore index, any other k becomes k - 1), which errors about class ids say; with a
+ * map the ignore index must not be a class id, since the map writes it.
  *
  * Threads: vka_dataset_get may be called from any number of threads at once; the
  * first vka_dataset_class_stats of a generated dataset fills a cache, so it must not
@@ -124,6 +139,9 @@ uint32_t vka_fashion_group(uint32_t label, bool fine);
 enum vka_data_kind {
     VKA_DATA_FOLDER,
     VKA_DATA_VOC,
+    VKA_DATA_CITYSCAPES,
+    VKA_DATA_ADE20K,
+    VKA_DATA_LIST,
     VKA_DATA_IMAGES,
     VKA_DATA_IDX,
     VKA_DATA_SHAPES,
@@ -135,10 +153,12 @@ enum vka_split { VKA_SPLIT_TRAIN, VKA_SPLIT_VAL };
 struct vka_dataset_params {
     enum vka_data_kind kind;
     const char *path;           /* folder or file; FASHION: the IDX folder (NULL: Debian's) */
-    enum vka_split split;       /* FOLDER, VOC, IDX/FASHION (val = t10k), generators */
+    enum vka_split split;       /* file layouts, IDX/FASHION (val = t10k), generators */
     const char *palette;        /* JSON palette for RGB masks (FOLDER), or NULL */
-    uint32_t classes;           /* 0: generators theirs, FOLDER and VOC max id + 1 */
+    uint32_t classes;           /* 0: generators, CITYSCAPES (19), ADE20K (150) theirs;
+                                 * FOLDER, VOC, LIST the largest id + 1 */
     const int32_t *ignore_index;/* NULL: 255; 0..255 */
+    bool reduce_zero_label;     /* FOLDER (without palette), VOC, LIST; ADE20K always */
     bool skip_bad;              /* drop bad samples with a warning instead of failing */
     bool header_only;           /* verify images by header at open, decode them later */
     uint32_t threads;           /* threads verifying files at open; 0: online CPUs, <= 8 */
@@ -154,8 +174,9 @@ struct vka_dataset;
 int vka_dataset_open(const struct vka_dataset_params *params, struct vka_dataset **ds);
 void vka_dataset_destroy(struct vka_dataset **ds);
 
-/* Parses the CLI's --data: "shapes", "fashion", "voc:DIR", "idx:FILE", "images:DIR",
- * "folder:DIR" or DIR (FOLDER when seg, else IMAGES), a path ending in .gz (IDX). Sets
+/* Parses the CLI's --data: "shapes", "fashion", "voc:DIR", "cityscapes:DIR",
+ * "ade20k:DIR", "list:FILE", "idx:FILE", "images:DIR", "folder:DIR" or DIR (FOLDER when
+ * seg, else IMAGES), a path ending in .gz (IDX). Sets
  * kind and path (pointing into spec) and leaves the other fields alone. */
 int vka_dataset_spec_parse(const char *spec, bool seg, struct vka_dataset_params *params);
 
@@ -165,7 +186,7 @@ int32_t vka_dataset_ignore_index(const struct vka_dataset *ds);
 bool vka_dataset_has_masks(const struct vka_dataset *ds);
 /* 1 or 3: what the source holds (IDX and grey generators 1, the rest 3). */
 uint32_t vka_dataset_channels(const struct vka_dataset *ds);
-/* The file of sample i (FOLDER/VOC/IMAGES), else e.g. "shapes:train#12". */
+/* The image file of sample i (file layouts), else e.g. "shapes:train#12". */
 const char *vka_dataset_name(const struct vka_dataset *ds, uint32_t i);
 
 /* One raw sample. channels: 1 or 3 (0: vka_dataset_channels). mask.data is NULL when

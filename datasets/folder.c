@@ -1,17 +1,20 @@
-/* Folder sources: the simple segmentation layout DIR/{train,val}/{images,masks}/ (an
- * image and its mask share a stem) and flat image folders (GANs), plus the folder
- * listing and path helpers the other readers use. Names are kept in byte order
- * (strcmp), whatever the locale; files whose extension is not an image's are skipped
- * with one warning naming them. */
+/* Folder sources: the simple segmentation layout DIR/{train,val}/{images,masks}/ and
+ * ADE20K's DIR/{images,annotations}/{training,validation}/ (in both an image and its
+ * mask share a stem: one pairing, stem_pairs), flat image folders (GANs), plus the
+ * folder listing, path and sample-list helpers the other readers use. Names are kept
+ * in byte order (strcmp), whatever the locale; files whose extension is not an
+ * image's are skipped with one warning naming them. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "datasets/internal.h"
 
 static const char *image_exts[] = { ".png", ".jpg", ".jpeg", ".bmp", ".tga" };
+#define IMAGE_EXTS ".png, .jpg, .jpeg, .bmp or .tga"
 
 bool vka_has_ext(const char *name, const char *ext)
 {
@@ -64,8 +67,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int vka_dir_list(const char *dir, bool (*keep)(const char *), char ***names,
-                 uint32_t *count, char *err)
+int vka_dir_list(const char *dir, bool (*keep)(const char *), const char *want,
+                 char ***names, uint32_t *count, char *err)
 {
     *names = NULL;
     *count = 0;
@@ -119,9 +122,8 @@ int vka_dir_list(const char *dir, bool (*keep)(const char *), char ***names,
         return ret;
     }
     if (skipped)
-        vka_warn("%s: ignoring %u file%s whose extension is not %s (first: %s)", dir,
-                 skipped, skipped > 1 ? "s" : "",
-                 keep == is_png ? ".png" : ".png, .jpg, .jpeg, .bmp or .tga", first);
+        vka_warn("%s: ignoring %u file%s whose name does not end in %s (first: %s)", dir,
+                 skipped, skipped > 1 ? "s" : "", want, first);
     if (n)
         qsort(list, n, sizeof(*list), cmp_str);
     *names = list;
@@ -175,7 +177,7 @@ static int sort_stems(const char *dir, const char *what, char **names, uint32_t 
     return 0;
 }
 
-static int push_sample(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask)
+int vka_sample_push(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask)
 {
     if (ds->count == *cap) {
         *cap = *cap ? *cap * 2 : 64;
@@ -197,20 +199,35 @@ static int push_sample(struct vka_dataset *ds, uint32_t *cap, char *image, char 
     return 0;
 }
 
-int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
+int vka_sample_add(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask,
+                   const char *from, char *err)
 {
-    const char *split = ds->split == VKA_SPLIT_VAL ? "val" : "train";
-    char *idir = vka_path_join3(root, split, "images");
-    char *mdir = vka_path_join3(root, split, "masks");
+    const char *missing = access(image, F_OK) ? image : access(mask, F_OK) ? mask : NULL;
+    if (!missing) {
+        if (!vka_sample_push(ds, cap, image, mask))
+            return 0;
+        vka_seterr(err, "%s: out of memory", from);
+        return -ENOMEM;
+    }
+    vka_seterr(err, "%s: missing %s (%s)", missing, missing == image ? "image" : "mask", from);
+    free(image);
+    free(mask);
+    if (!ds->skip_bad)
+        return -ENOENT;
+    vka_warn("skipping: %s", err);
+    return 0;
+}
+
+/* The images of folder idir, each with the mask of its stem in folder mdir. */
+static int stem_pairs(struct vka_dataset *ds, const char *idir, const char *mdir, char *err)
+{
     char **inames = NULL, **mnames = NULL, **msorted = NULL, **isorted = NULL;
     uint32_t ni = 0, nm = 0, cap = 0, used = 0;
-    int ret = -ENOMEM;
+    int ret;
     bool *taken = NULL;
-    if (!idir || !mdir)
+    if ((ret = vka_dir_list(idir, vka_has_image_ext, IMAGE_EXTS, &inames, &ni, err)))
         goto fail;
-    if ((ret = vka_dir_list(idir, vka_has_image_ext, &inames, &ni, err)))
-        goto fail;
-    if ((ret = vka_dir_list(mdir, is_png, &mnames, &nm, err)))
+    if ((ret = vka_dir_list(mdir, is_png, ".png", &mnames, &nm, err)))
         goto fail;
     ret = -ENOMEM;
     msorted = malloc((nm ? nm : 1) * sizeof(char *));
@@ -244,11 +261,13 @@ int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
         taken[hit - msorted] = true;
         used++;
         char *mpath = vka_path_join(mdir, *hit);
-        if (!mpath || push_sample(ds, &cap, ipath, mpath)) {
+        if (!mpath) {
             free(ipath);
-            free(mpath);
             goto fail;
         }
+        /* it frees both paths when it fails */
+        if (vka_sample_push(ds, &cap, ipath, mpath))
+            goto fail;
     }
     if (used < nm) {
         uint32_t k = 0;
@@ -264,22 +283,52 @@ int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
     }
 fail:
     if (ret == -ENOMEM)
-        vka_seterr(err, "%s: out of memory", root);
+        vka_seterr(err, "%s: out of memory", idir);
     free(taken);
     free(msorted);
     free(isorted);
     vka_names_free(inames, ni);
     vka_names_free(mnames, nm);
+    return ret;
+}
+
+/* stem_pairs on idir and mdir (malloc'ed paths under root, NULL when out of memory),
+ * which it frees */
+static int stem_pairs_own(struct vka_dataset *ds, const char *root, char *idir, char *mdir,
+                          char *err)
+{
+    int ret = -ENOMEM;
+    if (idir && mdir)
+        ret = stem_pairs(ds, idir, mdir, err);
+    else
+        vka_seterr(err, "%s: out of memory", root);
     free(idir);
     free(mdir);
     return ret;
+}
+
+int vka_folder_list(struct vka_dataset *ds, const char *root, char *err)
+{
+    const char *split = ds->split == VKA_SPLIT_VAL ? "val" : "train";
+    return stem_pairs_own(ds, root, vka_path_join3(root, split, "images"),
+                          vka_path_join3(root, split, "masks"), err);
+}
+
+/* mmsegmentation's ADE20KDataset: images/{training,validation}/NAME.jpg with
+ * annotations/{training,validation}/NAME.png; any image extension is taken, as for the
+ * folder layout. The ids are shifted by reduce_zero_label in dataset.c. */
+int vka_ade20k_list(struct vka_dataset *ds, const char *root, char *err)
+{
+    const char *split = ds->split == VKA_SPLIT_VAL ? "validation" : "training";
+    return stem_pairs_own(ds, root, vka_path_join3(root, "images", split),
+                          vka_path_join3(root, "annotations", split), err);
 }
 
 int vka_images_list(struct vka_dataset *ds, const char *root, char *err)
 {
     char **names;
     uint32_t n;
-    int ret = vka_dir_list(root, vka_has_image_ext, &names, &n, err);
+    int ret = vka_dir_list(root, vka_has_image_ext, IMAGE_EXTS, &names, &n, err);
     if (ret)
         return ret;
     if (!n) {

@@ -135,6 +135,57 @@ static int sniff_png(const char *path, const uint8_t *b, size_t n,
     return 0;
 }
 
+/* stb_image 2.27 builds a Huffman table from the 16 code counts of a DHT segment without
+ * checking that they add up to at most 256, the size of its tables (2.28 checks), so that
+ * a corrupt DHT writes past them. Every DHT the decoder could read is checked first: the
+ * segments are walked as it walks them (bytes between segments skipped, a table read on
+ * past its segment's end and as zeros past the file's), the entropy-coded data after an
+ * SOS skipped to the next marker (FF then neither 00, RSTn nor another FF). */
+static int jpeg_check_dht(const char *path, const uint8_t *b, size_t n, char *err)
+{
+    size_t p = 2;
+    while (p < n) {
+        if (b[p++] != 0xff)
+            continue;
+        while (p < n && b[p] == 0xff)
+            p++;
+        if (p >= n)
+            break;
+        uint8_t m = b[p++];
+        if (m == 0xd9)
+            break;
+        if (m == 0x00 || m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7) || p + 2 > n)
+            continue;
+        size_t len = be16(b + p);
+        for (size_t q = p + 2, left = len > 2 ? len - 2 : 0; m == 0xc4 && left && q < n;) {
+            uint32_t codes = 0;
+            for (size_t i = q + 1; i < q + 17 && i < n; i++)
+                codes += b[i];
+            if (codes > 256) {
+                vka_seterr(err, "%s: corrupt JPEG (a Huffman table of %u codes, more than 256)",
+                           path, codes);
+                return -EINVAL;
+            }
+            q += 17 + codes;
+            left = left > 17 + codes ? left - 17 - codes : 0;
+        }
+        p += len;
+        while (m == 0xda && p < n) {
+            if (b[p] != 0xff) {
+                p++;
+                continue;
+            }
+            size_t q = p + 1;
+            while (q < n && b[q] == 0xff)
+                q++;
+            if (q < n && b[q] != 0x00 && (b[q] < 0xd0 || b[q] > 0xd7))
+                break;
+            p = q;
+        }
+    }
+    return 0;
+}
+
 /* JPEG: walk the markers to the first SOFn; an EOI (FF D9) must follow it. */
 static int sniff_jpeg(const char *path, const uint8_t *b, size_t n,
                       struct vka_image_info *info, char *err)
@@ -188,7 +239,7 @@ static int sniff_jpeg(const char *path, const uint8_t *b, size_t n,
     for (const uint8_t *q = b + p; (q = memchr(q, 0xff, (size_t)(b + n - q))) && q + 1 < b + n;
          q++)
         if (q[1] == 0xd9)
-            return 0;
+            return jpeg_check_dht(path, b, n, err);
     vka_seterr(err, "%s: truncated JPEG (no end-of-image marker)", path);
     return -EINVAL;
 }
@@ -308,6 +359,10 @@ static int probe_mem(const char *path, const uint8_t *b, size_t n,
                    stbi_failure_reason() ? stbi_failure_reason() : "too large");
         return -EINVAL;
     }
+    /* stb_image 2.27's BMP info gives a top-down BMP's height as stored, negative (its
+     * loader takes the absolute value); sniff_bmp has refused |h| over the cap */
+    if (info->format == VKA_FMT_BMP && h < 0)
+        h = -h;
     if ((uint32_t)w != info->w || (uint32_t)h != info->h) {
         vka_seterr(err, "%s: corrupt %s (header says %ux%u, the decoder %dx%d)", path,
                    fmt_name[info->format], info->w, info->h, w, h);

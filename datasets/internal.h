@@ -51,10 +51,10 @@ char *vka_path_join3(const char *a, const char *b, const char *c);
 bool vka_has_image_ext(const char *name);
 bool vka_has_ext(const char *name, const char *ext); /* ext ".png", any case */
 
-/* The sorted names in folder dir whose extension keep() accepts; the others are
- * reported in one warning (hidden files are skipped silently). */
-int vka_dir_list(const char *dir, bool (*keep)(const char *), char ***names,
-                 uint32_t *count, char *err);
+/* The sorted names in folder dir that keep() accepts; the others are reported in one
+ * warning saying they do not end in `want` (hidden files are skipped silently). */
+int vka_dir_list(const char *dir, bool (*keep)(const char *), const char *want,
+                 char ***names, uint32_t *count, char *err);
 void vka_names_free(char **names, uint32_t count);
 
 /* Format, dimensions (refused over the limits) and structure from the file's bytes. */
@@ -100,15 +100,33 @@ struct vka_dataset {
     uint32_t groups;
     bool fine;
 
+    /* a mask file's value v is class label_map[v] when mapped (CITYSCAPES' labelIds,
+     * reduce_zero_label); map_note says so in class-id errors, which name mapped ids */
+    bool mapped;
+    uint8_t label_map[256];
+    const char *map_note;
+
     struct vka_class_stats stats;
     bool stats_ready;
     char tmpname[96];
 };
 
+/* Sample lists (folder.c). vka_sample_push appends the pair, taking both malloc'ed
+ * strings (freed on failure); cap is the capacity of ds->images and ds->masks.
+ * vka_sample_add first checks that both files exist: a missing one is an error naming
+ * it and `from` (where the pair comes from, e.g. "listed in F:3"), or with skip_bad a
+ * warning and the pair is dropped (returning 0). */
+int vka_sample_push(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask);
+int vka_sample_add(struct vka_dataset *ds, uint32_t *cap, char *image, char *mask,
+                   const char *from, char *err);
+
 /* Sources fill ds->images/masks (count) or their own state. */
 int vka_folder_list(struct vka_dataset *ds, const char *root, char *err);
 int vka_images_list(struct vka_dataset *ds, const char *root, char *err);
 int vka_voc_list(struct vka_dataset *ds, const char *root, char *err);
+int vka_ade20k_list(struct vka_dataset *ds, const char *root, char *err);
+int vka_cityscapes_list(struct vka_dataset *ds, const char *root, char *err);
+int vka_list_read(struct vka_dataset *ds, const char *file, char *err);
 int vka_idx_open(struct vka_dataset *ds, const char *path, char *err);
 int vka_fashion_open(struct vka_dataset *ds, const char *dir, char *err);
 
@@ -117,6 +135,11 @@ int vka_shapes_make(const struct vka_dataset *ds, uint32_t i, struct vka_sample 
                     char *err);
 int vka_fashion_make(const struct vka_dataset *ds, uint32_t i, struct vka_sample *s,
                      char *err);
+
+/* Cityscapes' labelId -> trainId table: lut[id] is the train id 0..18, else ignore. */
+void vka_cityscapes_label_map(uint8_t lut[256], uint8_t ignore);
+#define VKA_CITYSCAPES_CLASSES 19u
+#define VKA_ADE20K_CLASSES 150u
 
 /* Checks the mask of sample name against classes and adds its histogram to st (when
  * not NULL). classes 0: no upper bound. */

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "datasets/internal.h"
 
@@ -35,16 +34,7 @@ int vka_voc_list(struct vka_dataset *ds, const char *root, char *err)
         free(list);
         return ret;
     }
-    uint32_t lines = 1;
-    for (size_t i = 0; i < len; i++)
-        lines += text[i] == '\n';
-    ds->images = calloc(lines, sizeof(char *));
-    ds->masks = calloc(lines, sizeof(char *));
-    if (!ds->images || !ds->masks) {
-        ret = -ENOMEM;
-        vka_seterr(err, "%s: out of memory", list);
-        goto done;
-    }
+    uint32_t cap = 0;
     size_t p = 0;
     for (uint32_t line = 1; p < len; line++) {
         size_t e = p;
@@ -69,6 +59,8 @@ int vka_voc_list(struct vka_dataset *ds, const char *root, char *err)
         id[b - a] = '\0';
         char *img = voc_path(root, "JPEGImages", id, ".jpg");
         char *mask = voc_path(root, "SegmentationClass", id, ".png");
+        char from[VKA_ERRLEN / 2];
+        snprintf(from, sizeof(from), "listed in %s:%u", list, line);
         if (!img || !mask) {
             free(img);
             free(mask);
@@ -76,22 +68,8 @@ int vka_voc_list(struct vka_dataset *ds, const char *root, char *err)
             vka_seterr(err, "%s: out of memory", list);
             goto done;
         }
-        const char *missing = access(img, F_OK) ? img : access(mask, F_OK) ? mask : NULL;
-        if (missing) {
-            vka_seterr(err, "%s: missing %s (listed in %s:%u)", missing,
-                       missing == img ? "image" : "mask", list, line);
-            free(img);
-            free(mask);
-            if (!ds->skip_bad) {
-                ret = -ENOENT;
-                goto done;
-            }
-            vka_warn("skipping: %s", err);
-            continue;
-        }
-        ds->images[ds->count] = img;
-        ds->masks[ds->count] = mask;
-        ds->count++;
+        if ((ret = vka_sample_add(ds, &cap, img, mask, from, err)))
+            goto done;
     }
     if (!ds->count) {
         vka_seterr(err, "%s: empty dataset: no ids listed", list);

@@ -178,7 +178,7 @@ static int build(struct vka_gan *gan)
         .lr = { .kind = VKA_LR_CONSTANT, .lr = p->lr_d },
         .loss = d_real, .passes = { { phase_dr, { gan->real }, 1 }, { phase_df, { gan->z }, 1 } },
         .npasses = 2, .name = "D", .extra_losses = { d_fake }, .nextra_losses = 1,
-        .metrics = { m_real, m_fake }, .nmetrics = 2,
+        .metrics = { m_real, m_fake }, .nmetrics = 2, .detect_anomaly = p->detect_anomaly,
     };
     tp.optim.beta1 = p->beta1;
     tp.optim.beta2 = p->beta2;

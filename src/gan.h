@@ -54,6 +54,7 @@ struct vka_gan_params {
     double ema_kimg;       /* EMA half-life in thousands of images; 0: no EMA */
     double ema_rampup;     /* ramp-up (StyleGAN2-ADA's 0.05); 0: none */
     uint64_t seed;         /* initialisation and noise */
+    bool detect_anomaly;   /* the trainers' (train.h) */
 };
 
 struct vka_gan_stats {

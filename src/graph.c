@@ -925,30 +925,30 @@ static int poison(struct vka_buf *arena)
     return ret;
 }
 
-static int record(struct vka_plan *p)
+/* Called after each node's work is recorded into cmd (node i, its backward when bwd). */
+typedef int (*node_hook)(struct vka_plan *p, struct vka_cmd *cmd, uint32_t i, bool bwd,
+                         const struct vka_op_args *a);
+
+/* Records the plan's forward nodes, then (with backward) their backward in reverse, into
+ * cmd; hook, when not NULL, runs after each node. */
+static int walk(struct vka_plan *p, struct vka_cmd *cmd, node_hook hook)
 {
     struct vka_graph *g = p->g;
-    int ret = vka_cmd_create(g->ctx, NULL, &p->cmd);
-    if (ret < 0 || (ret = vka_cmd_begin(p->cmd)) < 0)
-        return ret;
     struct vka_tensor t[12];
     struct vka_op_args a;
-    if (!(p->bn_means = malloc((g->nnodes ? g->nnodes : 1) * sizeof(int))))
-        return -ENOMEM;
-
+    int ret = 0;
     for (uint32_t i = 0; i < g->nnodes; i++) {
         if (!p->m.active[i])
             continue;
-        if ((vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING) && g->nodes[i].p.norm.training)
-            p->bn_means[p->nbn++] = g->nodes[i].state[0];
         node_args(p, &g->nodes[i], t, &a, false);
-        if ((ret = vka_ops[g->nodes[i].op].fwd(p->cmd, &a)) < 0)
+        if ((ret = vka_ops[g->nodes[i].op].fwd(cmd, &a)) < 0 ||
+            (hook && (ret = hook(p, cmd, i, false, &a)) < 0))
             return ret;
     }
     if (p->backward) {
         /* a gradient is zeroed right before the first backward that adds into it (the
          * backward of its last consumer), since the arena reuses memory */
-        bool *zeroed = calloc(g->nvals, sizeof(bool));
+        bool *zeroed = calloc(g->nvals ? g->nvals : 1, sizeof(bool));
         if (!zeroed)
             return -ENOMEM;
         for (uint32_t i = g->nnodes; i-- > 0 && ret == 0;) {
@@ -960,19 +960,35 @@ static int record(struct vka_plan *p)
                 if (v >= 0 && p->grad_off[v] != UINT64_MAX && !zeroed[v]) {
                     struct vka_tensor gt = vka_plan_grad(p, v);
                     struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
-                    ret = vka_fill(p->cmd, &flat, 0.0f);
+                    ret = vka_fill(cmd, &flat, 0.0f);
                     zeroed[v] = true;
                 }
             }
             if (ret == 0) {
                 node_args(p, nd, t, &a, true);
-                ret = vka_ops[nd->op].bwd(p->cmd, &a);
+                if ((ret = vka_ops[nd->op].bwd(cmd, &a)) == 0 && hook)
+                    ret = hook(p, cmd, i, true, &a);
             }
         }
         free(zeroed);
-        if (ret < 0)
-            return ret;
     }
+    return ret;
+}
+
+static int record(struct vka_plan *p)
+{
+    struct vka_graph *g = p->g;
+    int ret = vka_cmd_create(g->ctx, NULL, &p->cmd);
+    if (ret < 0 || (ret = vka_cmd_begin(p->cmd)) < 0)
+        return ret;
+    if (!(p->bn_means = malloc((g->nnodes ? g->nnodes : 1) * sizeof(int))))
+        return -ENOMEM;
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (p->m.active[i] && (vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING) &&
+            g->nodes[i].p.norm.training)
+            p->bn_means[p->nbn++] = g->nodes[i].state[0];
+    if ((ret = walk(p, p->cmd, NULL)) < 0)
+        return ret;
     return vka_cmd_end(p->cmd);
 }
 
@@ -1031,6 +1047,62 @@ int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backwa
 int vka_plan_run(struct vka_plan *p)
 {
     int ret = vka_cmd_run(p->cmd); /* ended at recording: a replay */
+    for (uint32_t i = 0; ret == 0 && i < p->nbn; i++)
+        p->g->vals[p->bn_means[i]].batches++;
+    return ret;
+}
+
+/* Non-finite elements of t (NaN or infinite), with the count of elements read. */
+static int count_nonfinite(const struct vka_tensor *t, uint64_t *bad, uint64_t *n)
+{
+    *n = (uint64_t)t->n * t->c * t->h * t->w;
+    *bad = 0;
+    float *h = malloc((*n ? *n : 1) * sizeof(float));
+    if (!h) {
+        vka_err("graph: out of memory checking a tensor of %llu elements",
+                (unsigned long long)*n);
+        return -ENOMEM;
+    }
+    int ret = t->dtype == VKA_F32 ? vka_tensor_download(t, h) : 0;
+    for (uint64_t k = 0; ret == 0 && t->dtype == VKA_F32 && k < *n; k++)
+        *bad += !isfinite(h[k]);
+    free(h);
+    return ret;
+}
+
+/* The anomaly check after one node: runs what is recorded, reads what the node wrote
+ * (its output, or the input gradients of its backward) and names the node when a value
+ * is not finite; then begins the next node's recording. */
+static int check_node(struct vka_plan *p, struct vka_cmd *cmd, uint32_t i, bool bwd,
+                      const struct vka_op_args *a)
+{
+    int ret = vka_cmd_run(cmd);
+    const struct vka_node *nd = &p->g->nodes[i];
+    const struct vka_tensor *wrote[3] = { bwd ? a->dx[0] : a->y, bwd ? a->dx[1] : NULL,
+                                          bwd ? a->dx[2] : NULL };
+    for (int k = 0; k < 3 && ret == 0; k++) {
+        uint64_t bad, n;
+        if (!wrote[k] || (ret = count_nonfinite(wrote[k], &bad, &n)) < 0 || !bad)
+            continue;
+        const char *what = bwd ? p->g->vals[nd->in[k]].name : p->g->vals[nd->out].name;
+        vka_err("anomaly: the %s of node %u (%s) wrote %llu non-finite values of %llu into "
+                "%s%s", bwd ? "backward" : "forward", i, vka_ops[nd->op].name,
+                (unsigned long long)bad, (unsigned long long)n, bwd ? "the gradient of " : "",
+                what[0] ? what : "its output");
+        return -ERANGE;
+    }
+    return ret < 0 ? ret : vka_cmd_begin(cmd);
+}
+
+int vka_plan_run_checked(struct vka_plan *p)
+{
+    struct vka_cmd *cmd = NULL;
+    int ret = vka_cmd_create(p->g->ctx, NULL, &cmd);
+    if (ret == 0 && (ret = vka_cmd_begin(cmd)) == 0)
+        ret = walk(p, cmd, check_node);
+    if (ret == 0)
+        ret = vka_cmd_run(cmd); /* what follows the last check: nothing, or zero fills */
+    vka_cmd_destroy(&cmd);
     for (uint32_t i = 0; ret == 0 && i < p->nbn; i++)
         p->g->vals[p->bn_means[i]].batches++;
     return ret;

@@ -160,6 +160,11 @@ struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v);
 struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v);
 /* Replays the plan's recording and waits; counts the BatchNorm passes it ran. */
 int vka_plan_run(struct vka_plan *p);
+/* The same work, node by node (--detect-anomaly): after each node's forward and backward,
+ * what it wrote is read back, and the first node that wrote a NaN or an infinity is named
+ * (its index, op and the value it wrote): -ERANGE. The results are the same bits as
+ * vka_plan_run's; it is slow (a submission and a download per node). */
+int vka_plan_run_checked(struct vka_plan *p);
 /* Restores a running mean's pass count (checkpoints). */
 void vka_graph_set_batches(struct vka_graph *g, int v, uint64_t batches);
 

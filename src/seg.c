@@ -56,6 +56,7 @@ static int build(struct vka_ctx *ctx, struct vka_seg *s)
         return 0;
     struct vka_trainer_params tp = {
         .batch = p->batch, .micro = p->micro, .drop_last = p->drop_last, .optim = p->optim,
+        .detect_anomaly = p->detect_anomaly,
         .lr = p->lr, .loss = s->loss, .inputs = { s->net.image, s->target }, .ninputs = 2,
     };
     return vka_trainer_create(s->g, &tp, &s->tr);

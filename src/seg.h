@@ -32,6 +32,7 @@ struct vka_seg_params {
     /* training */
     uint32_t batch, micro;         /* B and b */
     bool drop_last;
+    bool detect_anomaly;           /* the trainer's (train.h) */
     struct vka_optim_params optim; /* count is filled in */
     struct vka_lr_schedule lr;
     const float *class_weights;    /* model.classes weights, or NULL: unweighted */

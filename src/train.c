@@ -265,7 +265,7 @@ int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uin
         if ((ret = vka_tensor_upload(&in, inputs[i])) < 0)
             return ret;
     }
-    if ((ret = vka_plan_run(plan)) < 0)
+    if ((ret = t->p.detect_anomaly ? vka_plan_run_checked(plan) : vka_plan_run(plan)) < 0)
         return ret;
     t->s.micro_steps++;
     t->s.window_micro++;

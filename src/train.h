@@ -22,6 +22,8 @@ struct vka_trainer_params {
     uint32_t batch;  /* effective batch B */
     uint32_t micro;  /* micro-batch b (<= B) */
     bool drop_last;
+    bool detect_anomaly;     /* each micro-step node by node, naming the first node that
+                                writes a non-finite value (vka_plan_run_checked): slow */
     struct vka_optim_params optim; /* count is filled in by the trainer */
     struct vka_lr_schedule lr;
     int loss;        /* the LOSS value whose [sum, count] defines the window's loss */

@@ -55,10 +55,13 @@ struct vka_ctx *test_ctx(void)
 
 void test_ctx_done(struct vka_ctx **ctx)
 {
-    unsigned n = vka_ctx_validation_count(*ctx);
+    unsigned n = vka_ctx_validation_count(*ctx), before = vka_validation_total();
     uint32_t live = (*ctx)->mem.live_buffers - ((*ctx)->staging != NULL);
     vka_ctx_destroy(ctx);
     cr_assert_eq(n, 0, "the validation layer reported %u messages", n);
+    /* leaked objects are reported while the device is destroyed */
+    cr_assert_eq(vka_validation_total(), before, "the validation layer reported %u messages "
+                 "while the context was destroyed", vka_validation_total() - before);
     cr_assert_eq(live, 0, "%u buffers leaked", live);
 }
 

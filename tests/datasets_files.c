@@ -1,6 +1,7 @@
 /* File writers for tests/test_datasets.c: a temporary folder per test, PNG, BMP and TGA
  * through stb_image_write, flat-block baseline JPEGs, indexed PNGs through libspng,
- * IDX .gz files through zlib, and the simple folder layout. */
+ * IDX .gz files through zlib, the simple folder layout and Cityscapes and ADE20K
+ * samples. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <ftw.h>
@@ -279,6 +280,32 @@ void make_folder(const char *root, const char *split, uint32_t n, uint32_t w,
         free(img);
         free(m);
     }
+}
+
+void make_cityscapes_sample(const char *root, const char *split, const char *city, uint32_t n,
+                            uint32_t w, uint32_t h, const uint8_t *ids)
+{
+    const char *idir = P("%s/leftImg8bit/%s/%s", root, split, city);
+    const char *mdir = P("%s/gtFine/%s/%s", root, split, city);
+    mkdirs(idir);
+    mkdirs(mdir);
+    const char *stem = P("%s_000000_%06u", city, n);
+    uint8_t *rgb = rand_bytes((size_t)w * h * 3, 256);
+    png(P("%s/%s_leftImg8bit.png", idir, stem), w, h, 3, rgb);
+    png(P("%s/%s_gtFine_labelIds.png", mdir, stem), w, h, 1, ids);
+    png(P("%s/%s_gtFine_color.png", mdir, stem), w, h, 3, rgb);
+    png(P("%s/%s_gtFine_instanceIds.png", mdir, stem), w, h, 1, ids);
+    write_bytes(P("%s/%s_gtFine_polygons.json", mdir, stem), "{}", 2);
+    free(rgb);
+}
+
+void make_ade20k_sample(const char *root, const char *split, const char *name, uint32_t w,
+                        uint32_t h, const uint8_t *ann)
+{
+    mkdirs(P("%s/images/%s", root, split));
+    mkdirs(P("%s/annotations/%s", root, split));
+    rand_jpeg(P("%s/images/%s/%s.jpg", root, split, name), w, h, NULL);
+    png(P("%s/annotations/%s/%s.png", root, split, name), w, h, 1, ann);
 }
 
 void indexed_png(const char *path, uint32_t w, uint32_t h, const uint8_t *idx)

@@ -41,6 +41,16 @@ uint8_t *rand_mask(uint32_t w, uint32_t h, uint32_t classes);
  * and TGA (sNN.png, sNN.bmp, sNN.tga), masks are grey PNGs from rand_mask. */
 void make_folder(const char *root, const char *split, uint32_t n, uint32_t w, uint32_t h,
                  uint32_t classes);
+/* Cityscapes: root/leftImg8bit/split/city/city_000000_NNNNNN_leftImg8bit.png (random
+ * RGB, NNNNNN = n) and root/gtFine/split/city/..._gtFine_labelIds.png holding the
+ * labelIds ids (w*h), beside the gtFine files of the download that are no masks
+ * (_color.png, _instanceIds.png, _polygons.json). */
+void make_cityscapes_sample(const char *root, const char *split, const char *city, uint32_t n,
+                            uint32_t w, uint32_t h, const uint8_t *ids);
+/* ADE20K: root/images/split/name.jpg (a flat-block grey JPEG) and
+ * root/annotations/split/name.png holding ann (w*h); split "training" or "validation". */
+void make_ade20k_sample(const char *root, const char *split, const char *name, uint32_t w,
+                        uint32_t h, const uint8_t *ann);
 /* An 8-bit indexed PNG with the VOC colour map, written with libspng. */
 void indexed_png(const char *path, uint32_t w, uint32_t h, const uint8_t *idx);
 /* A .gz holding head (hn bytes) then data (n bytes). */

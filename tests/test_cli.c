@@ -864,3 +864,74 @@ Test(cli, tensorboard_events_of_a_run)
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
 }
+
+/* Found by fuzzing (tests/fuzz, "config": options written as config.json and parsed back
+ * must load unchanged): cJSON printed numbers with 15 significant digits, so that a
+ * resumed run got another lr (0.88888888888888884 came back as 0.88888888888888895) or
+ * seed (9007199254740991 as 9007199254740990), and a seed of 10^17, written "1e+17",
+ * could not be resumed at all. Whole-number options now stop at 2^53, which a JSON
+ * number holds exactly, and numbers are written with every digit they need. */
+Test(cli, config_json_keeps_every_digit)
+{
+    char dir[] = "/tmp/vkaccum-digits-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char args[1024], cfg[600];
+    /* --crop 30 would be refused after the options are read: no run starts either way */
+    snprintf(args, sizeof(args), "seg train --out %s/x --seed 100000000000000000 --crop 30", dir);
+    cr_assert_eq(run(args), 2, "%s", out);
+    cr_assert(strstr(out, "--seed 100000000000000000") && strstr(out, "0 to 9007199254740992"),
+              "%s", out);
+    small_seg_run(dir, "--seed 9007199254740991 --lr 0.88888888888888884 --momentum 0.1");
+    snprintf(cfg, sizeof(cfg), "%s/run/config.json", dir);
+    static const char *want[] = { "\"seed\":\t9007199254740991,", "\"lr\":\t0.8888888888888888,",
+                                  "\"momentum\":\t0.1," };
+    char *text = read_text(cfg);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert(strstr(text, want[i]), "config.json lacks %s:\n%s", want[i], text);
+    /* the resumed run reads them back whole and writes them out unchanged */
+    snprintf(args, sizeof(args), "seg train --resume %s/run --steps 3", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    free(text);
+    text = read_text(cfg);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert(strstr(text, want[i]), "config.json after the resume lacks %s:\n%s", want[i],
+                  text);
+    free(text);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}
+
+/* The layouts people have reach seg train: a CSV list of pairs with mmsegmentation's
+ * --reduce-zero-label (mask values 0..3 train 3 classes; 0 ignored). */
+Test(cli, list_layout_with_reduce_zero_label)
+{
+    char dir[] = "/tmp/vkaccum-lst-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char p[300], args[1024];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/im%d.png", dir, i);
+        write_png(p, 16, 16, 3, (unsigned char)(50 * i + 10));
+        snprintf(p, sizeof(p), "%s/m%d.png", dir, i);
+        write_png(p, 16, 16, 1, (unsigned char)i);
+    }
+    snprintf(p, sizeof(p), "%s/train.csv", dir);
+    write_text(p, "image,mask\nim0.png,m0.png\nim1.png,m1.png\nim2.png,m2.png\nim3.png,m3.png\n");
+    snprintf(p, sizeof(p), "%s/val.csv", dir);
+    write_text(p, "im1.png,m1.png\nim3.png,m3.png\n");
+    const char *common = "seg train --crop 16 --depth 2 --width 8 --batch 2 --steps 1 "
+                         "--eval-every 0 --workers 0 --no-augment";
+    snprintf(args, sizeof(args), "%s --data list:%s/train.csv --reduce-zero-label --out %s/r",
+             common, dir, dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "4 training images, 2 validation images, 3 classes"), "%s", out);
+    /* a line that is not a pair is named with its line number */
+    snprintf(p, sizeof(p), "%s/bad_train.csv", dir);
+    write_text(p, "im0.png,m0.png\nim1.png\n");
+    snprintf(p, sizeof(p), "%s/bad_val.csv", dir);
+    write_text(p, "im0.png,m0.png\n");
+    snprintf(args, sizeof(args), "%s --data list:%s/bad_train.csv --out %s/r2", common, dir, dir);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "bad_train.csv:2"), "%s", out);
+    snprintf(args, sizeof(args), "rm -rf %s", dir);
+    cr_assert_eq(system(args), 0);
+}

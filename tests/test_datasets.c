@@ -1414,4 +1414,465 @@ Test(datasets, spec_parse)
     cr_assert_eq(vka_dataset_spec_parse("photos", false, &p), 0);
     cr_assert_eq(p.kind, VKA_DATA_IMAGES);
     cr_assert_lt(vka_dataset_spec_parse("voc:", true, &p), 0);
+    cr_assert_eq(vka_dataset_spec_parse("cityscapes:/data/cs", true, &p), 0);
+    cr_assert(p.kind == VKA_DATA_CITYSCAPES && !strcmp(p.path, "/data/cs"));
+    cr_assert_eq(vka_dataset_spec_parse("ade20k:ADEChallengeData2016", true, &p), 0);
+    cr_assert(p.kind == VKA_DATA_ADE20K && !strcmp(p.path, "ADEChallengeData2016"));
+    cr_assert_eq(vka_dataset_spec_parse("list:splits/train.csv", true, &p), 0);
+    cr_assert(p.kind == VKA_DATA_LIST && !strcmp(p.path, "splits/train.csv"));
+    cr_assert_lt(vka_dataset_spec_parse("list:", true, &p), 0);
+    cr_assert_lt(vka_dataset_spec_parse("cityscapes:", true, &p), 0);
+}
+
+/* ---- Cityscapes, ADE20K, lists of pairs, reduce_zero_label -------------------------- */
+
+/* Cityscapes' labelId -> trainId (cityscapesscripts/helpers/labels.py), written out
+ * again so that datasets/cityscapes.c is not checked against itself. */
+static uint8_t cityscapes_train_id(uint8_t id)
+{
+    static const uint8_t ids[19] = { 7,  8,  11, 12, 13, 17, 19, 20, 21, 22,
+                                     23, 24, 25, 26, 27, 28, 31, 32, 33 };
+    for (uint8_t k = 0; k < 19; k++)
+        if (ids[k] == id)
+            return k;
+    return 255;
+}
+
+/* Every pixel of sample i's mask is map(ids[p]). */
+static void mask_is(const struct vka_dataset *ds, uint32_t i, const uint8_t *ids, uint32_t n,
+                    uint8_t (*map)(uint8_t))
+{
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(ds, i, 0, &s), 0, "%s", vka_last_error());
+    cr_assert_eq(s.mask.w * s.mask.h, n);
+    for (uint32_t p = 0; p < n; p++)
+        cr_assert_eq(s.mask.data[p], map(ids[p]), "%s: pixel %u holds %u in the file: %u, "
+                     "not %u", vka_dataset_name(ds, i), p, ids[p], s.mask.data[p], map(ids[p]));
+    vka_sample_free(&s);
+}
+
+static uint64_t count_of(const uint8_t *ids, uint32_t n, uint8_t (*map)(uint8_t), uint8_t v)
+{
+    uint64_t c = 0;
+    for (uint32_t p = 0; p < n; p++)
+        c += map(ids[p]) == v;
+    return c;
+}
+
+Test(datasets, cityscapes_train_ids)
+{
+    test_seed("datasets/cityscapes_train_ids");
+    const char *d = tmp_make();
+    enum { W = 9, H = 6, N = W * H };
+    /* sample 0: every labelId 0..33, 255 (the license plate's -1), ids past the table,
+     * then the pixels 7, 26, 0, 33; the others random labelIds */
+    uint8_t ids[4][N];
+    static const uint8_t tail[4] = { 7, 26, 0, 33 };
+    for (uint32_t p = 0; p < N; p++)
+        ids[0][p] = p < 34 ? (uint8_t)p : p == 34 ? 255 : p < 50 ? (uint8_t)test_rand_range(34, 254)
+                                                                 : tail[p - 50];
+    for (uint32_t k = 1; k < 4; k++)
+        for (uint32_t p = 0; p < N; p++)
+            ids[k][p] = (uint8_t)test_rand_range(0, 33);
+    make_cityscapes_sample(d, "train", "bochum", 7, W, H, ids[2]);
+    make_cityscapes_sample(d, "train", "aachen", 19, W, H, ids[0]);
+    make_cityscapes_sample(d, "train", "aachen", 21, W, H, ids[1]);
+    make_cityscapes_sample(d, "val", "frankfurt", 1, W, H, ids[3]);
+    write_bytes(P("%s/leftImg8bit/train/README", d), "x", 1); /* no city: ignored */
+    struct vka_dataset_params p = { .kind = VKA_DATA_CITYSCAPES, .path = d };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 3);
+    cr_assert_eq(vka_dataset_classes(ds), 19);
+    const char *order[3] = { "aachen/aachen_000000_000019_leftImg8bit.png",
+                             "aachen/aachen_000000_000021_leftImg8bit.png",
+                             "bochum/bochum_000000_000007_leftImg8bit.png" };
+    const uint8_t *want[3] = { ids[0], ids[1], ids[2] };
+    for (uint32_t i = 0; i < 3; i++) {
+        cr_assert(strstr(vka_dataset_name(ds, i), order[i]), "sample %u is %s, not %s", i,
+                  vka_dataset_name(ds, i), order[i]);
+        mask_is(ds, i, want[i], N, cityscapes_train_id);
+    }
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(ds, 0, 0, &s), 0);
+    cr_assert(s.mask.data[50] == 0 && s.mask.data[51] == 13 && s.mask.data[52] == 255 &&
+              s.mask.data[53] == 18, "labelIds 7, 26, 0, 33 gave %u, %u, %u, %u, not 0, 13, "
+              "255, 18", s.mask.data[50], s.mask.data[51], s.mask.data[52], s.mask.data[53]);
+    vka_sample_free(&s);
+    /* the counts are of train ids; 255 (the ignore index) is in none of them */
+    struct vka_class_stats st;
+    cr_assert_eq(vka_dataset_class_stats(ds, &st), 0);
+    uint64_t ign = 0, car = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        ign += count_of(want[i], N, cityscapes_train_id, 255);
+        car += count_of(want[i], N, cityscapes_train_id, 13);
+    }
+    cr_assert(st.classes == 19 && st.ignored == ign && st.pixels[13] == car,
+              "classes %u, ignored %llu (want %llu), car %llu (want %llu)", st.classes,
+              (unsigned long long)st.ignored, (unsigned long long)ign,
+              (unsigned long long)st.pixels[13], (unsigned long long)car);
+    cr_assert_eq(vka_dataset_check_classes(ds, 19), 0, "%s", vka_last_error());
+    vka_clear_error();
+    cr_assert_eq(vka_dataset_check_classes(ds, 13), -EINVAL);
+    const char *m0 = P("%s/gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png", d);
+    /* train id 13 is labelId 26, first at pixel 26 = (8, 2); labelId 13 is at (4, 1) */
+    const char *e = vka_last_error();
+    cr_assert(strstr(e, m0) && strstr(e, "class id 13 at pixel (8, 2)") && strstr(e, "labelIds"),
+              "%s", e);
+    vka_dataset_destroy(&ds);
+    /* verified by header at open, the counts are the same */
+    p.header_only = true;
+    ds = open_ok(&p);
+    struct vka_class_stats st2;
+    cr_assert_eq(vka_dataset_class_stats(ds, &st2), 0);
+    cr_assert(st2.ignored == st.ignored && !memcmp(st2.pixels, st.pixels, sizeof(st.pixels)));
+    vka_dataset_destroy(&ds);
+    p.header_only = false;
+    p.split = VKA_SPLIT_VAL;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 1);
+    mask_is(ds, 0, ids[3], N, cityscapes_train_id);
+    vka_dataset_destroy(&ds);
+    /* the unlabelled ids become the ignore index asked for */
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_CITYSCAPES, .path = d,
+                                     .ignore_index = &(int32_t){ 200 } };
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_get(ds, 0, 0, &s), 0);
+    cr_assert(s.mask.data[0] == 200 && s.mask.data[34] == 200 && s.mask.data[7] == 0);
+    vka_sample_free(&s);
+    vka_dataset_destroy(&ds);
+    /* an ignore index that is a train id would merge the unlabelled pixels into it */
+    p.ignore_index = &(int32_t){ 5 };
+    open_fails(&p, "cityscapes:train", "ignore index 5 is one of the 19 classes");
+    p.ignore_index = NULL;
+    p.reduce_zero_label = true;
+    open_fails(&p, "cityscapes:train", "road");
+    p.reduce_zero_label = false;
+    /* a missing labelIds mask names itself and its image */
+    const char *m2 = P("%s/gtFine/train/bochum/bochum_000000_000007_gtFine_labelIds.png", d);
+    cr_assert_eq(remove(m2), 0);
+    open_fails(&p, m2, "missing mask");
+    cr_assert(strstr(vka_last_error(), "bochum_000000_000007_leftImg8bit.png"), "%s",
+              vka_last_error());
+    p.skip_bad = true;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    vka_dataset_destroy(&ds);
+}
+
+static uint8_t reduce_zero(uint8_t v)
+{
+    return v == 0 || v == 255 ? 255 : (uint8_t)(v - 1);
+}
+
+Test(datasets, ade20k_reduce_zero_label)
+{
+    test_seed("datasets/ade20k_reduce_zero_label");
+    const char *d = tmp_make();
+    enum { W = 10, H = 7, N = W * H };
+    uint8_t ann[3][N];
+    for (uint32_t k = 0; k < 3; k++)
+        for (uint32_t p = 0; p < N; p++)
+            ann[k][p] = (uint8_t)test_rand_range(0, 150);
+    ann[0][0] = 0;
+    ann[0][1] = 1;
+    ann[0][2] = 150;
+    make_ade20k_sample(d, "training", "ADE_train_00000001", W, H, ann[0]);
+    make_ade20k_sample(d, "training", "ADE_train_00000002", W, H, ann[1]);
+    make_ade20k_sample(d, "validation", "ADE_val_00000001", W, H, ann[2]);
+    struct vka_dataset_params p = { .kind = VKA_DATA_ADE20K, .path = d };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    cr_assert_eq(vka_dataset_classes(ds), 150);
+    mask_is(ds, 0, ann[0], N, reduce_zero);
+    mask_is(ds, 1, ann[1], N, reduce_zero);
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(ds, 0, 0, &s), 0);
+    cr_assert(s.mask.data[0] == 255 && s.mask.data[1] == 0 && s.mask.data[2] == 149,
+              "ADE ids 0, 1, 150 gave %u, %u, %u, not 255, 0, 149", s.mask.data[0],
+              s.mask.data[1], s.mask.data[2]);
+    vka_sample_free(&s);
+    struct vka_class_stats st;
+    cr_assert_eq(vka_dataset_class_stats(ds, &st), 0);
+    uint64_t zeros = count_of(ann[0], N, reduce_zero, 255) + count_of(ann[1], N, reduce_zero, 255);
+    cr_assert(st.ignored == zeros && st.pixels[149] == count_of(ann[0], N, reduce_zero, 149) +
+                                                           count_of(ann[1], N, reduce_zero, 149),
+              "ignored %llu, want the %llu zeros", (unsigned long long)st.ignored,
+              (unsigned long long)zeros);
+    vka_dataset_destroy(&ds);
+    p.split = VKA_SPLIT_VAL;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 1);
+    mask_is(ds, 0, ann[2], N, reduce_zero);
+    vka_dataset_destroy(&ds);
+    /* 151 becomes 150, past the 150 classes; the error says the ids are shifted */
+    p.split = VKA_SPLIT_TRAIN;
+    const char *a1 = P("%s/annotations/training/ADE_train_00000002.png", d);
+    ann[1][N - 1] = 151;
+    png(a1, W, H, 1, ann[1]);
+    open_fails(&p, a1, "class id 150 at pixel (9, 6)");
+    cr_assert(strstr(vka_last_error(), "reduce_zero_label"), "%s", vka_last_error());
+    cr_assert_eq(remove(a1), 0);
+    open_fails(&p, P("%s/images/training/ADE_train_00000002.jpg", d), "missing mask");
+}
+
+/* The pairs a list names, under d/data; masks of ids 0..2 (and 255) whose first 2 is
+ * at pixel (3, 0). */
+static void list_data(const char *d, uint8_t **masks)
+{
+    mkdirs(P("%s/data/img", d));
+    mkdirs(P("%s/data/we, comma", d));
+    mkdirs(P("%s/lists", d));
+    const char *img[3] = { "img/a.png", "we, comma/b.png", "img/c.bmp" };
+    const char *msk[3] = { "img/a_mask.png", "we, comma/b \"m\".png", "img/c_mask.png" };
+    for (uint32_t i = 0; i < 3; i++) {
+        uint8_t *rgb = rand_bytes(8 * 6 * 3, 256);
+        masks[i] = rand_mask(8, 6, 3);
+        masks[i][1] = masks[i][2] = 0;
+        masks[i][3] = 2;
+        if (i == 2)
+            write_bmp(P("%s/data/%s", d, img[i]), 8, 6, 3, rgb);
+        else
+            png(P("%s/data/%s", d, img[i]), 8, 6, 3, rgb);
+        png(P("%s/data/%s", d, msk[i]), 8, 6, 1, masks[i]);
+        free(rgb);
+    }
+}
+
+static void write_text(const char *path, const char *text)
+{
+    write_bytes(path, text, strlen(text));
+}
+
+static uint8_t same(uint8_t v)
+{
+    return v;
+}
+
+Test(datasets, list_csv_and_txt)
+{
+    test_seed("datasets/list_csv_and_txt");
+    const char *d = tmp_make();
+    uint8_t *masks[3];
+    list_data(d, masks);
+    /* a byte order mark, a header, a comment, a blank line, CRLF, spaces around
+     * fields, a quoted path holding a comma and a quote, an absolute path */
+    char *abs = strdup(P("%s/data/img/c.bmp,%s/data/img/c_mask.png", d, d));
+    write_text(P("%s/lists/train.csv", d),
+               P("\xef\xbb\xbfImage,Mask\r\n# pairs\r\n\r\n../data/img/a.png,../data/img/a_mask.png\r\n"
+                 "  \"../data/we, comma/b.png\" , \"../data/we, comma/b \"\"m\"\".png\"\r\n%s",
+                 abs));
+    write_text(P("%s/lists/val.csv", d),
+               "\"../data/we, comma/b.png\",\"../data/we, comma/b \"\"m\"\".png\"\n");
+    struct vka_dataset_params p = { .kind = VKA_DATA_LIST, .path = P("%s/lists/train.csv", d) };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 3);
+    const char *names[3] = { P("%s/lists/../data/img/a.png", d),
+                             P("%s/lists/../data/we, comma/b.png", d), P("%s/data/img/c.bmp", d) };
+    for (uint32_t i = 0; i < 3; i++) {
+        cr_assert_str_eq(vka_dataset_name(ds, i), names[i]);
+        mask_is(ds, i, masks[i], 8 * 6, same);
+    }
+    cr_assert_eq(vka_dataset_classes(ds), 3, "classes from the masks: 3, not %u",
+                 vka_dataset_classes(ds));
+    vka_dataset_destroy(&ds);
+    p.split = VKA_SPLIT_VAL;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 1);
+    cr_assert(strstr(vka_dataset_name(ds, 0), "comma/b.png"));
+    vka_dataset_destroy(&ds);
+    /* .txt: blank-separated, the validation list named by "train" -> "val" */
+    write_text(P("%s/lists/pairs_train.txt", d),
+               P("../data/img/a.png\t../data/img/a_mask.png\n  %s/data/img/c.bmp   "
+                 "../data/img/c_mask.png  \n", d));
+    write_text(P("%s/lists/pairs_val.txt", d), "../data/img/a.png ../data/img/a_mask.png");
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_LIST,
+                                     .path = P("%s/lists/pairs_train.txt", d) };
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 2);
+    mask_is(ds, 1, masks[2], 8 * 6, same);
+    vka_dataset_destroy(&ds);
+    p.split = VKA_SPLIT_VAL;
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 1);
+    vka_dataset_destroy(&ds);
+    /* no "train" in the name: the list serves the validation split too */
+    p.path = P("%s/lists/pairs_val.txt", d);
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_count(ds), 1);
+    vka_dataset_destroy(&ds);
+    /* reduce_zero_label on a list: 0 ignored, 1..2 -> 0..1 */
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_LIST, .path = P("%s/lists/train.csv", d),
+                                     .reduce_zero_label = true };
+    ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_classes(ds), 2);
+    for (uint32_t i = 0; i < 3; i++)
+        mask_is(ds, i, masks[i], 8 * 6, reduce_zero);
+    vka_dataset_destroy(&ds);
+    for (uint32_t i = 0; i < 3; i++)
+        free(masks[i]);
+    free(abs);
+}
+
+/* The list at d/lists/train.csv (or name) is text; opening it must fail naming `file`
+ * and saying `what`. */
+static void list_fails(const char *d, const char *name, const char *text, bool skip_bad,
+                       const char *file, const char *what)
+{
+    const char *list = P("%s/lists/%s", d, name);
+    write_text(list, text);
+    open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_LIST, .path = list,
+                                             .skip_bad = skip_bad },
+               file ? file : list, what);
+}
+
+Test(datasets, list_errors)
+{
+    test_seed("datasets/list_errors");
+    const char *d = tmp_make();
+    uint8_t *masks[3];
+    list_data(d, masks);
+    char *csv = strdup(P("%s/lists/train.csv", d)); /* kept past P's rotation */
+    const char *ok = "../data/img/a.png,../data/img/a_mask.png\n";
+    list_fails(d, "train.csv", P("%sonly_one.png\n", ok), false, P("%s:2", csv), "one field");
+    list_fails(d, "train.csv", "\"../data/img/a.png,../data/img/a_mask.png\n", false,
+               P("%s:1", csv), "a quoted field does not end");
+    list_fails(d, "train.csv", "a.png,m.png,x.png\n", false, P("%s:1", csv),
+               "more than two fields");
+    list_fails(d, "train.csv", "a\"b.png,m.png\n", false, P("%s:1", csv), "a quote inside");
+    list_fails(d, "train.csv", "a.png,\n", false, P("%s:1", csv), "an empty path");
+    list_fails(d, "train.txt", "a.png b.png c.png\n", false, P("%s/lists/train.txt:1", d),
+               "more than two fields");
+    list_fails(d, "train.lst", ok, false, NULL, "must be a .csv");
+    /* a missing file: named, with the line listing it; skip_bad drops the pair */
+    const char *nope = P("%s/lists/../data/img/nope.png", d);
+    list_fails(d, "train.csv", P("%s../data/img/c.bmp,../data/img/nope.png\n", ok), false,
+               nope, "missing mask");
+    cr_assert(strstr(vka_last_error(), P("listed in %s:2", csv)), "%s", vka_last_error());
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_LIST, .path = csv, .skip_bad = true });
+    cr_assert_eq(vka_dataset_count(ds), 1);
+    vka_dataset_destroy(&ds);
+    /* a pair listed twice, or a mask given two images: refused, skip_bad or not */
+    const char *twice = P("%s../data/img/c.bmp,../data/img/c_mask.png\n#\n%s", ok, ok);
+    list_fails(d, "train.csv", twice, true, P("%s:4", csv),
+               P("the image %s/lists/../data/img/a.png is listed again (first on line 1)", d));
+    list_fails(d, "train.csv", P("%s../data/img/c.bmp,../data/img/a_mask.png\n", ok), false,
+               P("%s:2", csv), "the mask");
+    /* the validation list must exist beside the training list */
+    write_text(csv, ok);
+    open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_LIST, .path = csv,
+                                             .split = VKA_SPLIT_VAL },
+               P("%s/lists/val.csv", d), "missing validation list");
+    /* what every layout checks: regular files, sizes, class ids */
+    list_fails(d, "train.csv", "../data/img,../data/img/a_mask.png\n", false,
+               P("%s/lists/../data/img", d), "not a regular file");
+    uint8_t *small = rand_mask(5, 5, 2);
+    png(P("%s/data/img/small.png", d), 5, 5, 1, small);
+    free(small);
+    list_fails(d, "train.csv", "../data/img/a.png,../data/img/small.png\n", false,
+               P("%s/lists/../data/img/small.png", d), "mask is 5x5 but its image");
+    write_text(csv, ok);
+    open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_LIST, .path = csv, .classes = 2 },
+               P("%s/lists/../data/img/a_mask.png", d), "class id 2 at pixel (3, 0)");
+    for (uint32_t i = 0; i < 3; i++)
+        free(masks[i]);
+    free(csv);
+}
+
+/* reduce_zero_label is a dataset parameter of the mask-file layouts */
+Test(datasets, reduce_zero_label_param)
+{
+    test_seed("datasets/reduce_zero_label_param");
+    const char *d = tmp_make();
+    make_folder(d, "train", 3, 8, 8, 4);
+    struct vka_dataset_params p = { .kind = VKA_DATA_FOLDER, .path = d,
+                                    .reduce_zero_label = true };
+    struct vka_dataset *ds = open_ok(&p);
+    cr_assert_eq(vka_dataset_classes(ds), 3, "ids 0..3 reduced make 3 classes, not %u",
+                 vka_dataset_classes(ds));
+    struct vka_image raw;
+    cr_assert_eq(vka_mask_read(P("%s/train/masks/s00.png", d), NULL, 255, &raw), 0);
+    mask_is(ds, 0, raw.data, 64, reduce_zero);
+    vka_image_free(&raw);
+    vka_dataset_destroy(&ds);
+    /* ignore index 0 would be class 0 of the reduced ids */
+    p.ignore_index = &(int32_t){ 0 };
+    open_fails(&p, "folder:train", "ignore index 0 is one of the 3 classes");
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_SHAPES, .reduce_zero_label = true };
+    open_fails(&p, "shapes:train", "reduce_zero_label applies to mask files");
+    const char *pal = P("%s/palette.json", d);
+    write_text(pal, "[[0,0,0],[255,0,0]]");
+    p = (struct vka_dataset_params){ .kind = VKA_DATA_FOLDER, .path = d, .palette = pal,
+                                     .reduce_zero_label = true };
+    open_fails(&p, "folder:train", "\"ignore\" list");
+}
+
+/* Found by fuzzing (tests/fuzz, "image" corpus): a top-down BMP (negative height, rows
+ * stored top first, as the format allows) was refused as corrupt, stb_image's header
+ * query giving its height as stored, negative. */
+Test(datasets, bmp_top_down)
+{
+    test_seed("datasets/bmp_top_down");
+    const char *d = tmp_make();
+    uint32_t w = test_rand_range(3, 20), h = test_rand_range(2, 20);
+    uint8_t *rgb = rand_bytes((size_t)w * h * 3, 256);
+    const char *up = P("%s/up.bmp", d), *down = P("%s/down.bmp", d);
+    write_bmp(up, w, h, 3, rgb);
+    size_t n;
+    uint8_t *b = read_bytes(up, &n);
+    uint32_t off = b[10] | (uint32_t)b[11] << 8 | (uint32_t)b[12] << 16 | (uint32_t)b[13] << 24;
+    size_t row = ((size_t)w * 3 + 3) / 4 * 4;
+    cr_assert_eq(n, off + row * h, "stb_image_write's BMP is not 24-bit uncompressed");
+    uint8_t *flip = malloc(n);
+    cr_assert(flip);
+    memcpy(flip, b, off);
+    for (uint32_t y = 0; y < h; y++)
+        memcpy(flip + off + row * y, b + off + row * (h - 1 - y), row);
+    uint32_t neg = (uint32_t)-(int32_t)h;
+    for (int k = 0; k < 4; k++)
+        flip[22 + k] = (uint8_t)(neg >> (8 * k));
+    write_bytes(down, flip, n);
+    struct vka_image_info info;
+    cr_assert_eq(vka_image_probe(down, &info), 0, "%s", vka_last_error());
+    cr_assert(info.format == VKA_FMT_BMP && info.w == w && info.h == h, "%ux%u", info.w,
+              info.h);
+    struct vka_image img;
+    cr_assert_eq(vka_image_read(down, 3, &img), 0, "%s", vka_last_error());
+    cr_assert(img.w == w && img.h == h && img.c == 3);
+    cr_assert_eq(memcmp(img.data, rgb, (size_t)w * h * 3), 0, "top-down BMP pixels differ");
+    vka_image_free(&img);
+    free(flip);
+    free(b);
+    free(rgb);
+}
+
+/* Found by fuzzing (tests/fuzz, "image"): a DHT segment whose 16 code counts add up to
+ * more than 256 made stb_image 2.27 write past its Huffman tables (UBSan: index 257 out
+ * of bounds for stbi_uc[257]); the file must be refused before stb_image reads it, by
+ * the probe and by the read, naming the file. */
+Test(datasets, jpeg_huffman_table_too_long)
+{
+    test_seed("datasets/jpeg_huffman_table_too_long");
+    const char *d = tmp_make(), *path = P("%s/dht.jpg", d);
+    rand_jpeg(path, 16, 16, NULL);
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    size_t at = 0;
+    while (at + 1 < n && !(b[at] == 0xff && b[at + 1] == 0xc4))
+        at++;
+    cr_assert_lt(at + 21, n, "no DHT segment in the test JPEG");
+    for (size_t i = 0; i < 16; i++) /* after FF C4, the length and the class/id byte */
+        b[at + 5 + i] = 0x20;       /* 16 * 32 = 512 codes */
+    write_bytes(path, b, n);
+    free(b);
+    struct vka_image_info info;
+    vka_clear_error();
+    cr_assert_lt(vka_image_probe(path, &info), 0);
+    cr_assert(strstr(vka_last_error(), path) && strstr(vka_last_error(), "Huffman table"),
+              "%s", vka_last_error());
+    struct vka_image img;
+    vka_clear_error();
+    cr_assert_lt(vka_image_read(path, 0, &img), 0);
+    cr_assert(strstr(vka_last_error(), "512 codes"), "%s", vka_last_error());
+    cr_assert_null(img.data);
 }

@@ -412,3 +412,51 @@ Test(train, a_non_finite_gradient_is_named_and_skipped)
     vka_graph_destroy(&n.g);
     test_ctx_done(&ctx);
 }
+
+/* detect_anomaly: a window of clean data steps to the same bits as without it; a NaN in
+ * the input is caught at the first node that writes one, named with its op. */
+Test(train, detect_anomaly_names_the_first_node_and_changes_no_bits)
+{
+    test_seed("train anomaly");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    float *want = NULL;
+    for (int check = 0; check < 2; check++) {
+        struct net n;
+        build(ctx, &n);
+        struct vka_trainer_params tp = {
+            .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
+            .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 }, .detect_anomaly = check,
+            .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
+        };
+        struct vka_trainer *tr;
+        cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+        for (int i = 0; i < 2; i++) {
+            const void *in[2] = { x + (size_t)i * 4 * C_IN * HW * HW, t + (size_t)i * 4 * HW * HW };
+            cr_assert_eq(vka_trainer_micro_step(tr, in, 4, NULL), 0, "%s", vka_last_error());
+        }
+        struct vka_tensor params = vka_graph_params_flat(n.g);
+        float *got = download_all(&params);
+        if (!check) {
+            want = got;
+        } else {
+            cr_assert_eq(memcmp(want, got, vka_tensor_stored(&params) * 4), 0,
+                         "detect_anomaly changed the bits");
+            free(got);
+            /* a NaN pixel: the first conv's forward writes the first NaN */
+            x[7] = NAN;
+            const void *in[2] = { x, t };
+            cr_assert_lt(vka_trainer_micro_step(tr, in, 4, NULL), 0, "the NaN went unseen");
+            cr_assert(strstr(vka_last_error(), "anomaly: the forward of node 0 (conv2d)"),
+                      "%s", vka_last_error());
+        }
+        vka_trainer_destroy(&tr);
+        vka_graph_destroy(&n.g);
+    }
+    free(want);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+}

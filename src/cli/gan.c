@@ -29,7 +29,7 @@ struct gan_opts {
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
     double lr, lr_d, beta1, beta2, ema_kimg, ema_rampup, mem_budget;
-    bool skip_bad, tensorboard;
+    bool skip_bad, tensorboard, detect_anomaly;
 };
 
 #define O(n, t, f, ch, h) { n, t, offsetof(struct gan_opts, f), sizeof(((struct gan_opts *)0)->f), ch, h }
@@ -67,6 +67,7 @@ static const struct opt_desc gan_opt_table[] = {
     O("skip-bad", OPT_BOOL, skip_bad, NULL, "warn and skip bad images instead of failing"),
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
     O("tensorboard", OPT_BOOL, tensorboard, NULL, "also write TensorBoard event files into RUN/tb/"),
+    O("detect-anomaly", OPT_BOOL, detect_anomaly, NULL, "check every op's output; name the first that is not finite (slow)"),
 };
 static const size_t gan_opt_count = sizeof(gan_opt_table) / sizeof(gan_opt_table[0]);
 #define GAN_TABLE gan_opt_table, gan_opt_count
@@ -356,7 +357,8 @@ static int run_open(struct run *r, struct gan_opts *o)
         .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
         .d_steps = (uint32_t)o->d_steps, .lr_g = o->lr, .lr_d = o->lr_d > 0 ? o->lr_d : o->lr,
         .beta1 = o->beta1, .beta2 = o->beta2, .ema_kimg = o->ema_kimg,
-        .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed };
+        .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed,
+        .detect_anomaly = o->detect_anomaly };
     if (vka_gan_create(r->ctx, &gp, &r->gan) < 0)
         return fail(r, NULL);
     if (o->fid_net[0]) {

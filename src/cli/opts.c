@@ -22,12 +22,14 @@ static const char *opt_store(void *o, const struct opt_desc *d, const char *text
     switch (d->type) {
     case OPT_INT:
     case OPT_LONG: {
+        /* OPT_LONG up to 2^53: config.json holds it as a JSON number, which cJSON reads
+         * as a double */
+        static const char *range[] = { "give a whole number from 0 to 1073741824",
+                                       "give a whole number from 0 to 9007199254740992" };
         long long v = strtoll(text, &end, 10);
-        if (errno || end == text || *end || v < 0)
-            return d->type == OPT_INT ? "give a whole number from 0 to 1073741824"
-                                      : "give a whole number >= 0";
-        if (d->type == OPT_INT && v > 1 << 30)
-            return "give a whole number from 0 to 1073741824";
+        if (errno || end == text || *end || v < 0 ||
+            v > (d->type == OPT_INT ? 1ll << 30 : 1ll << 53))
+            return range[d->type == OPT_LONG];
         if (d->type == OPT_INT)
             *(int *)p = (int)v;
         else
@@ -83,16 +85,40 @@ int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *
     return cli_usage_error(cmd, "--%s %s: %s", d->name, text, why), -EINVAL;
 }
 
+/* cJSON prints a number with 15 significant digits whenever they come within a relative
+ * epsilon of it, so that config.json and a checkpoint's metadata lost digits (an lr of
+ * 0.88888888888888884 came back as 0.88888888888888895, a seed of 9007199254740991 as
+ * 9007199254740990). Numbers go in as raw text instead: a whole number's digits, a
+ * double's shortest %.Ng that reads back to it (cJSON's null for a non-finite one). */
+static void add_double(cJSON *j, const char *name, double v)
+{
+    char buf[32];
+    if (!isfinite(v)) {
+        cJSON_AddNumberToObject(j, name, v);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    cJSON_AddRawToObject(j, name, buf);
+}
+
 cJSON *cli_opts_json(const struct opt_desc *table, size_t n, const void *o)
 {
     cJSON *j = cJSON_CreateObject();
     for (size_t i = 0; i < n; i++) {
         const struct opt_desc *d = &table[i];
         const char *p = (const char *)o + d->off;
+        char num[32];
         switch (d->type) {
         case OPT_INT: cJSON_AddNumberToObject(j, d->name, *(const int *)p); break;
-        case OPT_LONG: cJSON_AddNumberToObject(j, d->name, (double)*(const long long *)p); break;
-        case OPT_DOUBLE: cJSON_AddNumberToObject(j, d->name, *(const double *)p); break;
+        case OPT_LONG:
+            snprintf(num, sizeof(num), "%lld", *(const long long *)p);
+            cJSON_AddRawToObject(j, d->name, num);
+            break;
+        case OPT_DOUBLE: add_double(j, d->name, *(const double *)p); break;
         case OPT_BOOL: cJSON_AddBoolToObject(j, d->name, *(const bool *)p); break;
         case OPT_STR: cJSON_AddStringToObject(j, d->name, p); break;
         }

@@ -20,7 +20,7 @@
 #define SEG_TABLE seg_opt_table, seg_opt_count
 
 static const char *train_skip[] = { "json", NULL }; /* options of eval only */
-static const char *eval_opts[] = { "data", "palette", "device", "val-count", "tile",
+static const char *eval_opts[] = { "data", "palette", "reduce-zero-label", "device", "val-count", "tile",
                                    "micro-batch", "json", "skip-bad", "ignore-index", NULL };
 static const char *predict_opts[] = { "device", "tile", "micro-batch", NULL };
 
@@ -28,6 +28,7 @@ static int open_dataset(const struct seg_opts *o, enum vka_split split, struct v
 {
     struct vka_dataset_params dp = { .split = split, .seed = (uint64_t)o->seed,
                                      .skip_bad = o->skip_bad,
+                                     .reduce_zero_label = o->reduce_zero_label,
                                      .width = (uint32_t)o->crop, .height = (uint32_t)o->crop };
     int32_t ignore = o->ignore_index;
     dp.ignore_index = &ignore;

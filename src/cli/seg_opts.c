@@ -17,6 +17,7 @@ const struct opt_desc seg_opt_table[] = {
     O("data", OPT_STR, data, NULL, "DIR, voc:DIR, folder:DIR, shapes or fashion (default shapes)"),
     O("out", OPT_STR, out, NULL, "run folder: config.json, metrics.jsonl, checkpoints, samples/"),
     O("palette", OPT_STR, palette, NULL, "JSON list of [r,g,b] colours: RGB masks, colour k = class k"),
+    O("reduce-zero-label", OPT_BOOL, reduce_zero_label, NULL, "mask id 0 is unlabelled (ignored), id k is class k-1 (implied by ade20k:)"),
     O("classes", OPT_INT, classes, NULL, "classes (default: the dataset's)"),
     O("batch", OPT_INT, batch, NULL, "effective batch B: samples per optimizer step (16)"),
     O("micro-batch", OPT_INT, micro, NULL, "micro-batch b: samples per forward/backward (default B)"),
@@ -56,6 +57,7 @@ const struct opt_desc seg_opt_table[] = {
     O("tile", OPT_INT, tile, NULL, "inference tile, 0: the crop (0)"),
     O("skip-bad", OPT_BOOL, skip_bad, NULL, "warn and skip bad samples instead of failing"),
     O("drop-last", OPT_BOOL, drop_last, NULL, "drop an epoch's last partial window"),
+    O("detect-anomaly", OPT_BOOL, detect_anomaly, NULL, "check every op's output; name the first that is not finite (slow)"),
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
     O("dump-grads", OPT_STR, dump_grads, NULL, "write the first window's normalised gradient and exit"),
     O("json", OPT_BOOL, json, NULL, "eval: print JSON"),
@@ -175,6 +177,7 @@ void seg_engine_params(const struct seg_opts *o, bool train, long long steps,
         .train = train, .mean = o->mean_v, .std = o->std_v, .ignore_index = o->ignore_index,
         .seed = (uint64_t)o->seed, .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
         .drop_last = o->drop_last, .class_weights = class_weights,
+        .detect_anomaly = o->detect_anomaly,
     };
     if (!train)
         return;

@@ -18,7 +18,7 @@ struct seg_opts {
     int depth, width, groups, ignore_index, workers, val_count, train_count, tile;
     long long steps, seed;
     double lr, weight_decay, momentum, clip, mem_budget, scale_min, scale_max, jitter;
-    bool no_augment, skip_bad, drop_last, json, tensorboard;
+    bool no_augment, skip_bad, drop_last, json, tensorboard, reduce_zero_label, detect_anomaly;
     /* derived */
     float mean_v[3], std_v[3];
 };

@@ -1,21 +1,131 @@
 /* The command recorder: one command buffer, its descriptor sets, the barriers between
  * its commands, optional timestamps, and the buffers it owns until its work is done.
- * A recording is submitted with a fence and a timeout, and can be replayed. */
+ * A recording is submitted with a fence and a timeout, and can be replayed.
+ *
+ * Also the fault injection of vk/fault.h (allocation, submission, fence wait): its
+ * state lives here, next to two of the three events it counts. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "vk/fault.h"
 #include "vk/internal.h"
 
+/* ---- fault injection ---------------------------------------------------------------- */
+
+static const struct {
+    const char *env, *events;
+} fault_names[VKA_FAULT_KIND_COUNT] = {
+    [VKA_FAULT_ALLOC] = { "VKACCUM_FAIL_ALLOC", "device memory allocations" },
+    [VKA_FAULT_SUBMIT] = { "VKACCUM_FAIL_SUBMIT", "queue submissions" },
+    [VKA_FAULT_TIMEOUT] = { "VKACCUM_FAIL_TIMEOUT", "fence waits" },
+};
+
+static struct {
+    atomic_uint_fast64_t count;   /* events so far */
+    atomic_uint_fast64_t fail_at; /* the event to fail, 0 none */
+    atomic_bool report;           /* "count": log the total at exit */
+} faults[VKA_FAULT_KIND_COUNT];
+
+static pthread_once_t faults_once = PTHREAD_ONCE_INIT;
+
+static void faults_report(void)
+{
+    for (int k = 0; k < VKA_FAULT_KIND_COUNT; k++)
+        if (atomic_load(&faults[k].report))
+            vka_warn("%s=count: %" PRIu64 " %s", fault_names[k].env,
+                     (uint64_t)atomic_load(&faults[k].count), fault_names[k].events);
+}
+
+static void faults_init(void)
+{
+    bool report = false;
+    for (int k = 0; k < VKA_FAULT_KIND_COUNT; k++) {
+        const char *s = getenv(fault_names[k].env);
+        if (!s || !*s)
+            continue;
+        char *end;
+        unsigned long long n = strtoull(s, &end, 10);
+        if (!strcmp(s, "count")) {
+            atomic_store(&faults[k].report, true);
+            report = true;
+        } else if (s[0] >= '0' && s[0] <= '9' && *end == '\0' && n > 0) {
+            atomic_store(&faults[k].fail_at, (uint_fast64_t)n);
+        } else {
+            vka_warn("%s=%s ignored: use a number from 1 (the event to fail) or count",
+                     fault_names[k].env, s);
+        }
+    }
+    /* at exit rather than at context destruction: a run may make more than one context,
+     * and N counts across the whole process */
+    if (report && atexit(faults_report) != 0)
+        vka_warn("cannot register the report of VKACCUM_FAIL_*=count");
+}
+
+const char *vka_fault_env_name(enum vka_fault_kind kind)
+{
+    return kind < VKA_FAULT_KIND_COUNT ? fault_names[kind].env : "?";
+}
+
+bool vka_fault_hit(enum vka_fault_kind kind, uint64_t *nth)
+{
+    pthread_once(&faults_once, faults_init);
+    uint64_t n = (uint64_t)atomic_fetch_add(&faults[kind].count, 1) + 1;
+    uint64_t at = (uint64_t)atomic_load(&faults[kind].fail_at);
+    if (nth)
+        *nth = n;
+    return at && n == at;
+}
+
+uint64_t vka_fault_count(enum vka_fault_kind kind)
+{
+    pthread_once(&faults_once, faults_init);
+    return (uint64_t)atomic_load(&faults[kind].count);
+}
+
+void vka_fault_set(enum vka_fault_kind kind, uint64_t fail_at)
+{
+    pthread_once(&faults_once, faults_init);
+    atomic_store(&faults[kind].fail_at, (uint_fast64_t)fail_at);
+    atomic_store(&faults[kind].count, 0);
+}
+
+void vka_fault_note(bool injected, enum vka_fault_kind kind, uint64_t nth, char *buf,
+                    size_t size)
+{
+    if (injected)
+        snprintf(buf, size, " (injected by %s=%" PRIu64 ")", vka_fault_env_name(kind), nth);
+    else if (size)
+        buf[0] = '\0';
+}
+
+/* ---- the recorder ------------------------------------------------------------------- */
+
 #define SETS_PER_POOL 256
+
+/* Submissions whose wait failed (a timeout, a lost device) while their work may still
+ * run. Until each is waited for, vka_cmd_settle makes every buffer's destruction wait
+ * for an idle device first: an error path frees buffers in whatever order its owners
+ * go, often before the recorder that still reads them (a crash in the driver's queue
+ * thread, found by VKACCUM_FAIL_TIMEOUT). Process-wide: with several contexts, one may
+ * wait for a device that had no part in it, which costs nothing after an error. */
+static atomic_uint abandoned;
 
 struct vka_cmd {
     struct vka_ctx *ctx;
     VkCommandBuffer cb;
     VkFence fence;
-    bool recording, ended, submitted_once;
+    bool recording, ended;
+    /* submitted and its fence not yet seen signalled: what a later wait must wait for.
+     * A failed submission leaves the fence reset and never to be signalled, so waiting
+     * on "was ever submitted" instead would block for good. */
+    bool pending;
+    bool abandoned; /* counted in `abandoned` below */
     bool after_work; /* a dispatch or copy was recorded: the next one needs a barrier */
 
     VkDescriptorPool *pools;
@@ -82,14 +192,36 @@ static void release_owned(struct vka_cmd *c)
     c->nowned = 0;
 }
 
+/* Waits for the recorder's last submission, if it may still run. */
+static VkResult cmd_wait(struct vka_cmd *c)
+{
+    VkResult r = VK_SUCCESS;
+    if (c->pending)
+        r = vkWaitForFences(c->ctx->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+    /* after a lost device nothing runs any more: there is nothing left to wait for */
+    c->pending = false;
+    if (c->abandoned) {
+        c->abandoned = false;
+        atomic_fetch_sub(&abandoned, 1);
+    }
+    return r;
+}
+
+void vka_cmd_settle(struct vka_ctx *ctx)
+{
+    if (atomic_load(&abandoned))
+        vkDeviceWaitIdle(ctx->dev);
+}
+
 void vka_cmd_destroy(struct vka_cmd **pc)
 {
     struct vka_cmd *c = *pc;
     if (!c)
         return;
     VkDevice dev = c->ctx->dev;
-    if (c->submitted_once)
-        vkWaitForFences(dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+    /* the owned buffers and the descriptor pools may be in use by work still running
+     * (a submission that timed out); a lost device answers at once */
+    cmd_wait(c);
     release_owned(c);
     free(c->owned);
     for (uint32_t i = 0; i < c->npools; i++)
@@ -110,8 +242,7 @@ int vka_cmd_begin(struct vka_cmd *c)
 {
     int ret = 0;
     VkDevice dev = c->ctx->dev;
-    if (c->submitted_once)
-        VK(vkWaitForFences(dev, 1, &c->fence, VK_TRUE, UINT64_MAX));
+    VK(cmd_wait(c));
     release_owned(c);
     /* Keep the first descriptor pool, reset; later ones grow again if needed. */
     for (uint32_t i = 1; i < c->npools; i++)
@@ -371,30 +502,42 @@ int vka_cmd_submit_wait(struct vka_cmd *c, uint64_t timeout_ms)
 {
     int ret = 0;
     struct vka_ctx *ctx = c->ctx;
+    char note[64];
+    uint64_t nth;
     if (!c->ended) {
         vka_err("vka_cmd_submit_wait: nothing recorded (call vka_cmd_end first)");
         return -EINVAL;
     }
-    if (c->submitted_once)
-        VK(vkWaitForFences(ctx->dev, 1, &c->fence, VK_TRUE, UINT64_MAX));
+    VK(cmd_wait(c));
     VK(vkResetFences(ctx->dev, 1, &c->fence));
     VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
         .commandBufferCount = 1,
         .pCommandBuffers = &c->cb,
     };
-    VkResult r = vkQueueSubmit(ctx->queue, 1, &si, c->fence);
+    bool injected = vka_fault_hit(VKA_FAULT_SUBMIT, &nth);
+    VkResult r = injected ? VK_ERROR_DEVICE_LOST : vkQueueSubmit(ctx->queue, 1, &si, c->fence);
     if (r == VK_ERROR_DEVICE_LOST) {
-        vka_err("the device %s was lost at submission (a driver crash or reset)",
-                ctx->info.name);
+        vka_fault_note(injected, VKA_FAULT_SUBMIT, nth, note, sizeof(note));
+        vka_err("the device %s was lost at submission (a driver crash or reset)%s",
+                ctx->info.name, note);
         return -EIO;
     }
     VK(r);
-    c->submitted_once = true;
-    r = vkWaitForFences(ctx->dev, 1, &c->fence, VK_TRUE, timeout_ms * 1000000ull);
+    c->pending = true;
+    /* an injected timeout leaves the work running, as a real one does: it stays pending
+     * and whatever frees its buffers waits for it first */
+    injected = vka_fault_hit(VKA_FAULT_TIMEOUT, &nth);
+    r = injected ? VK_TIMEOUT
+                 : vkWaitForFences(ctx->dev, 1, &c->fence, VK_TRUE, timeout_ms * 1000000ull);
+    vka_fault_note(injected, VKA_FAULT_TIMEOUT, nth, note, sizeof(note));
+    if (r != VK_SUCCESS) {
+        c->abandoned = true;
+        atomic_fetch_add(&abandoned, 1);
+    }
     if (r == VK_TIMEOUT) {
         vka_err("the device %s did not finish its work within %" PRIu64 " ms "
-                "(VKACCUM_TIMEOUT_MS sets the limit)", ctx->info.name, timeout_ms);
+                "(VKACCUM_TIMEOUT_MS sets the limit)%s", ctx->info.name, timeout_ms, note);
         return -ETIMEDOUT;
     }
     if (r == VK_ERROR_DEVICE_LOST) {
@@ -403,6 +546,7 @@ int vka_cmd_submit_wait(struct vka_cmd *c, uint64_t timeout_ms)
         return -EIO;
     }
     VK(r);
+    c->pending = false;
     c->nms = 0;
     if (c->queries && c->ntimed) {
         uint64_t *ts = calloc(2 * c->ntimed, sizeof(*ts));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "vk/fault.h"
 #include "vk/internal.h"
 
 #define STAGING_CHUNK (32u << 20)
@@ -170,12 +171,17 @@ int vka_buf_create(struct vka_ctx *ctx, const struct vka_buf_params *params,
         .allocationSize = req.size,
         .memoryTypeIndex = type,
     };
-    VkResult r = vkAllocateMemory(ctx->dev, &mai, NULL, &b->mem);
+    uint64_t nth;
+    bool injected = vka_fault_hit(VKA_FAULT_ALLOC, &nth);
+    VkResult r = injected ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                          : vkAllocateMemory(ctx->dev, &mai, NULL, &b->mem);
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) {
-        char want[32];
+        char want[32], note[64];
         fmt_bytes(want, sizeof(want), req.size);
-        vka_err("the device refused %s of %s (%s): lower the micro-batch or --mem-budget",
-                want, vka_mem_cat_name(b->cat), vka_result_name(r));
+        vka_fault_note(injected, VKA_FAULT_ALLOC, nth, note, sizeof(note));
+        vka_err("out of device memory: the device refused %s of %s (%s): lower the "
+                "micro-batch or --mem-budget%s", want, vka_mem_cat_name(b->cat),
+                vka_result_name(r), note);
         ret = -ENOMEM;
         goto fail;
     }
@@ -203,6 +209,7 @@ void vka_buf_destroy(struct vka_buf **pbuf)
     if (!b)
         return;
     struct vka_ctx *ctx = b->ctx;
+    vka_cmd_settle(ctx); /* work left running by a failed wait may still use it */
     if (b->texel_view)
         vkDestroyBufferView(ctx->dev, b->texel_view, NULL);
     if (b->mapped)

@@ -152,6 +152,9 @@ void vka_ctx_destroy(struct vka_ctx **ctx);
 
 /* Validation-layer warnings and errors seen so far (0 when validation is off). */
 unsigned vka_ctx_validation_count(struct vka_ctx *ctx);
+/* The same over every context of the process, those destroyed included: the layer
+ * reports leaked objects while vka_ctx_destroy destroys the device. */
+unsigned vka_validation_total(void);
 
 /* ---- buffers ----------------------------------------------------------------------- */
 
