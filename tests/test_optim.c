@@ -15,12 +15,21 @@
 
 #define STEPS 100
 
+/* A context on a load path, with storage bindings of at most max_binding bytes (0: the
+ * device's): device policy through vka_ctx_params. */
+static struct vka_ctx *ctx_bound(const char *load, uint64_t max_binding)
+{
+    enum vka_load_path path = !strcmp(load, "texel") ? VKA_LOAD_TEXEL : VKA_LOAD_STORAGE;
+    struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
+        .validation = 1, .load = path, .max_binding = max_binding });
+    cr_assert_eq(ctx->profile.load, path);
+    cr_assert(!max_binding || ctx->profile.max_binding == max_binding);
+    return ctx;
+}
+
 static struct vka_ctx *ctx_for(const char *load)
 {
-    setenv("VKACCUM_LOAD_PATH", load, 1);
-    struct vka_ctx *ctx = test_ctx();
-    cr_assert_eq(ctx->profile.load, !strcmp(load, "texel") ? VKA_LOAD_TEXEL : VKA_LOAD_STORAGE);
-    return ctx;
+    return ctx_bound(load, 0);
 }
 
 /* ---- the reference against hand-computed numbers ---------------------------------- */
@@ -245,13 +254,13 @@ static void check_cfg(const char *name, const struct cfg *c)
     test_seed(name);
     struct errs e = { 0 };
     for (int path = 0; path < 2; path++) {
+        /* the last size also with 8 KiB bindings: many chunks */
         struct vka_ctx *ctx = ctx_for(path ? "storage" : "texel");
-        uint64_t saved = ctx->profile.max_binding;
-        for (size_t s = 0; s < NSIZES; s++) {
-            ctx->profile.max_binding = s == NSIZES - 1 ? 8192 : saved;
-            run_steps(ctx, c, sizes[s], &e);
-        }
+        struct vka_ctx *small = ctx_bound(path ? "storage" : "texel", 8192);
+        for (size_t s = 0; s < NSIZES; s++)
+            run_steps(s == NSIZES - 1 ? small : ctx, c, sizes[s], &e);
         test_ctx_done(&ctx);
+        test_ctx_done(&small);
     }
     cr_log_info("%s: param err / tolerance %.3g, |state1 err| %.3g, state2 rel err %.3g, "
                 "%u steps clipped, %u not", name, e.p, e.s1, e.s2, e.clipped, e.unclipped);
@@ -481,27 +490,30 @@ Test(optim, nonfinite_skips_sgd_first)
 Test(optim, norm_deterministic)
 {
     test_seed("norm_deterministic");
-    struct vka_ctx *ctx = ctx_for("texel");
+    /* runs 0 and 1 on the device's bindings, run 2 on 8 KiB ones (many chunks) */
+    struct vka_ctx *ctxs[2] = { ctx_for("texel"), ctx_bound("texel", 8192) };
     static const uint64_t ns[] = { 1, 1030, 5003, 1048583 /* three passes */ };
-    struct vka_cmd *cmd;
-    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
-    uint64_t saved = ctx->profile.max_binding;
+    struct vka_cmd *cmds[2];
+    for (int c = 0; c < 2; c++)
+        cr_assert_eq(vka_cmd_create(ctxs[c], NULL, &cmds[c]), 0);
     for (size_t s = 0; s < sizeof(ns) / sizeof(ns[0]); s++) {
         uint64_t n = ns[s];
-        struct vka_optim *opt;
-        cr_assert_eq(vka_optim_create(ctx, &(struct vka_optim_params){
-            .kind = VKA_OPTIM_SGD, .count = n, .max_norm = 1 }, &opt), 0);
         float *a = test_rand_floats(n, -2, 2);
-        struct vka_tensor params = test_flat_guarded(ctx, 0, n, a);
-        struct vka_tensor acc = test_flat_guarded(ctx, 0, n, a);
         const float scale = 0.25f;
         float norm[3];
         for (int run = 0; run < 3; run++) {
-            ctx->profile.max_binding = run == 2 ? 8192 : saved;
+            int c = run == 2;
+            struct vka_optim *opt;
+            cr_assert_eq(vka_optim_create(ctxs[c], &(struct vka_optim_params){
+                .kind = VKA_OPTIM_SGD, .count = n, .max_norm = 1 }, &opt), 0);
+            struct vka_tensor params = test_flat_guarded(ctxs[c], 0, n, a);
+            struct vka_tensor acc = test_flat_guarded(ctxs[c], 0, n, a);
             /* lr 0: params stay as they are */
-            cr_assert(!one_step(cmd, opt, &params, &acc, a, scale, 0.0, &norm[run]));
+            cr_assert(!one_step(cmds[c], opt, &params, &acc, a, scale, 0.0, &norm[run]));
+            vka_tensor_destroy(&params);
+            vka_tensor_destroy(&acc);
+            vka_optim_destroy(&opt);
         }
-        ctx->profile.max_binding = saved;
         cr_assert_eq(memcmp(&norm[0], &norm[1], 4), 0, "n=%llu: the norm changed between "
                      "runs: %a %a", (unsigned long long)n, norm[0], norm[1]);
         cr_assert_eq(memcmp(&norm[0], &norm[2], 4), 0, "n=%llu: the norm changed with 8 KiB "
@@ -515,12 +527,11 @@ Test(optim, norm_deterministic)
         cr_assert_leq(fabs(norm[0] - sqrt(ss)), d * ldexp(sqrt(ss), -24), "n=%llu: norm %.9g, "
                       "double %.9g", (unsigned long long)n, norm[0], sqrt(ss));
         free(a);
-        vka_tensor_destroy(&params);
-        vka_tensor_destroy(&acc);
-        vka_optim_destroy(&opt);
     }
-    vka_cmd_destroy(&cmd);
-    test_ctx_done(&ctx);
+    for (int c = 0; c < 2; c++) {
+        vka_cmd_destroy(&cmds[c]);
+        test_ctx_done(&ctxs[c]);
+    }
 }
 
 /* ---- checkpoint state ------------------------------------------------------------------ */
