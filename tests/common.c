@@ -1,5 +1,7 @@
 /* Test helpers; see common.h. */
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,4 +246,34 @@ void test_st_assert_equal(const char *a, const char *b)
     }
     vka_st_file_destroy(&fa);
     vka_st_file_destroy(&fb);
+}
+
+char *test_tmpdir(const char *prefix)
+{
+    char *d = malloc(strlen(prefix) + 16);
+    cr_assert(d);
+    sprintf(d, "/tmp/%s_XXXXXX", prefix);
+    cr_assert_not_null(mkdtemp(d), "mkdtemp: %s", strerror(errno));
+    return d;
+}
+
+void test_tmpdir_remove(char **dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", *dir);
+    cr_assert_eq(system(cmd), 0);
+    free(*dir);
+    *dir = NULL;
+}
+
+const char *test_path(const char *fmt, ...)
+{
+    static char buf[8][512];
+    static int k;
+    char *b = buf[k++ % 8];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, 512, fmt, ap);
+    va_end(ap);
+    return b;
 }

@@ -55,6 +55,13 @@ void test_st_replace(const char *src, const char *dst, const char *name,
                      enum vka_st_dtype dtype, uint32_t ndim, const uint64_t *shape,
                      const void *data);
 
+/* A new folder /tmp/PREFIX_XXXXXX (malloc'd); test_tmpdir_remove deletes it with what it
+ * holds and frees the name. */
+char *test_tmpdir(const char *prefix);
+void test_tmpdir_remove(char **dir);
+/* printf into one of 8 rotating static buffers: paths for a few calls at a time. */
+const char *test_path(const char *fmt, ...) VKA_PRINTF(1, 2);
+
 /* Runs `PREFIX $VKACCUM_BIN ARGS` in sh (prefix: shell commands ending in "exec ", or
  * "") with stdout and stderr captured into out (size bytes, terminated); returns the
  * exit status, or -1 when a signal ended it. */

@@ -24,36 +24,6 @@
 
 /* ---- helpers ---- */
 
-static char *tmpdir_make(void)
-{
-    char *d = strdup("/tmp/vka_file_XXXXXX");
-    cr_assert_not_null(mkdtemp(d), "mkdtemp: %s", strerror(errno));
-    return d;
-}
-
-static void tmpdir_remove(char **dir)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", *dir);
-    cr_assert_eq(system(cmd), 0);
-    free(*dir);
-    *dir = NULL;
-}
-
-/* printf into one of 8 rotating static buffers (paths). */
-static const char *P(const char *fmt, ...) VKA_PRINTF(1, 2);
-static const char *P(const char *fmt, ...)
-{
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ % 8];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b, 512, fmt, ap);
-    va_end(ap);
-    return b;
-}
-
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *fp = fopen(path, "wb");
@@ -149,8 +119,8 @@ static void write_idx(const char *path, bool gz, uint32_t ndim, const uint32_t *
 Test(file, open_regular_refuses_what_is_not_a_file)
 {
     deadline(10);
-    char *dir = tmpdir_make();
-    const char *pipe = P("%s/pipe", dir), *reg = P("%s/reg", dir), *none = P("%s/none", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *pipe = test_path("%s/pipe", dir), *reg = test_path("%s/reg", dir), *none = test_path("%s/none", dir);
     fifo(pipe);
     write_file(reg, "abc", 3);
 
@@ -188,14 +158,14 @@ Test(file, open_regular_refuses_what_is_not_a_file)
     cr_assert_not_null(fp, "%s", vka_last_error());
     cr_assert_eq(fread(b, 1, 4, fp), 3);
     fclose(fp);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 Test(file, read_whole_reads_under_a_cap)
 {
     deadline(10);
-    char *dir = tmpdir_make();
-    const char *reg = P("%s/reg", dir), *empty = P("%s/empty", dir), *pipe = P("%s/p", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *reg = test_path("%s/reg", dir), *empty = test_path("%s/empty", dir), *pipe = test_path("%s/p", dir);
     write_file(reg, "hello", 5);
     write_file(empty, "", 0);
     fifo(pipe);
@@ -218,11 +188,11 @@ Test(file, read_whole_reads_under_a_cap)
     assert_says(vka_last_error(), pipe, "(a FIFO)");
     char msg[256];
     vka_clear_error();
-    cr_assert_eq(vka_read_whole_msg(P("%s/none", dir), 100, &data, &len, msg, sizeof(msg)),
+    cr_assert_eq(vka_read_whole_msg(test_path("%s/none", dir), 100, &data, &len, msg, sizeof(msg)),
                  -ENOENT);
     assert_says(msg, "/none", "cannot open");
     cr_assert_str_eq(vka_last_error(), "", "the _msg variant logged");
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* ---- atomic replacement ---- */
@@ -233,10 +203,10 @@ static int count_temps(const char *dir)
     snprintf(cmd, sizeof(cmd), "ls -a '%s' | grep -c '\\.tmp-' > '%s/.count'", dir, dir);
     if (system(cmd)) { /* grep -c exits 1 when it counts 0 */ }
     size_t n;
-    char *b = read_file(P("%s/.count", dir), &n);
+    char *b = read_file(test_path("%s/.count", dir), &n);
     int c = atoi(b);
     free(b);
-    unlink(P("%s/.count", dir));
+    unlink(test_path("%s/.count", dir));
     return c;
 }
 
@@ -251,8 +221,8 @@ static void assert_content(const char *path, const char *want)
 
 Test(file, atomic_write_replaces_and_names_its_temp)
 {
-    char *dir = tmpdir_make();
-    const char *path = P("%s/out.bin", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *path = test_path("%s/out.bin", dir);
     cr_assert_eq(vka_write_atomic(path, "first", 5), 0, "%s", vka_last_error());
     assert_content(path, "first");
     cr_assert_eq(vka_write_atomic(path, "second!", 7), 0, "%s", vka_last_error());
@@ -282,13 +252,13 @@ Test(file, atomic_write_replaces_and_names_its_temp)
     cr_assert(!a.fp && !a.tmp && !a.path);
     assert_content(path, "third");
     cr_assert_eq(vka_atomic_commit(&a), -EINVAL, "a commit with nothing open");
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 Test(file, atomic_write_failures_keep_the_old_file)
 {
-    char *dir = tmpdir_make();
-    const char *path = P("%s/keep.bin", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *path = test_path("%s/keep.bin", dir);
     cr_assert_eq(vka_write_atomic(path, "old", 3), 0);
 
     /* a write error midway (the file size limit: EFBIG) */
@@ -309,19 +279,19 @@ Test(file, atomic_write_failures_keep_the_old_file)
     cr_assert_eq(count_temps(dir), 0);
 
     /* the rename fails onto a non-empty folder */
-    const char *folder = P("%s/isdir", dir);
+    const char *folder = test_path("%s/isdir", dir);
     cr_assert_eq(mkdir(folder, 0755), 0);
-    write_file(P("%s/inner", folder), "x", 1);
+    write_file(test_path("%s/inner", folder), "x", 1);
     cr_assert_lt(vka_write_atomic(folder, "new", 3), 0);
     assert_says(vka_last_error(), folder, "cannot rename the temporary file");
     cr_assert_eq(count_temps(dir), 0);
 
     /* no folder to put the temporary file in */
-    const char *lost = P("%s/no/such/file", dir);
+    const char *lost = test_path("%s/no/such/file", dir);
     cr_assert_eq(vka_write_atomic(lost, "new", 3), -ENOENT);
     assert_says(vka_last_error(), lost, "cannot create the temporary file");
     cr_assert_eq(vka_write_atomic("", "x", 1), -EINVAL);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* ---- the dataset readers on a FIFO ---- */
@@ -329,8 +299,8 @@ Test(file, atomic_write_failures_keep_the_old_file)
 Test(file, image_mask_palette_readers_refuse_fifo)
 {
     deadline(10);
-    char *dir = tmpdir_make();
-    const char *pipe = P("%s/x.png", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *pipe = test_path("%s/x.png", dir);
     fifo(pipe);
     struct vka_image img;
     struct vka_image_info info;
@@ -347,7 +317,7 @@ Test(file, image_mask_palette_readers_refuse_fifo)
         assert_says(vka_last_error(), pipe, "not a regular file (a FIFO)");
     }
     cr_assert_null(pal);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* A named pipe among a dataset's images: the open fails naming it, or drops it with
@@ -355,11 +325,11 @@ Test(file, image_mask_palette_readers_refuse_fifo)
 Test(file, dataset_folder_with_fifo)
 {
     deadline(30);
-    char *dir = tmpdir_make();
-    write_bmp(P("%s/a.bmp", dir));
-    fifo(P("%s/b.png", dir));
+    char *dir = test_tmpdir("vka_file");
+    write_bmp(test_path("%s/a.bmp", dir));
+    fifo(test_path("%s/b.png", dir));
     struct vka_image img;
-    cr_assert_eq(vka_image_read(P("%s/a.bmp", dir), 3, &img), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_image_read(test_path("%s/a.bmp", dir), 3, &img), 0, "%s", vka_last_error());
     vka_image_free(&img);
     struct vka_dataset *ds = NULL;
     double t0 = now_s();
@@ -367,14 +337,14 @@ Test(file, dataset_folder_with_fifo)
     cr_assert_lt(vka_dataset_open(&(struct vka_dataset_params){
                      .kind = VKA_DATA_IMAGES, .path = dir, .threads = 1 }, &ds), 0);
     assert_quick(t0, "opening a dataset folder holding a FIFO");
-    assert_says(vka_last_error(), P("%s/b.png", dir), "(a FIFO)");
+    assert_says(vka_last_error(), test_path("%s/b.png", dir), "(a FIFO)");
     cr_assert_null(ds);
     cr_assert_eq(vka_dataset_open(&(struct vka_dataset_params){
                      .kind = VKA_DATA_IMAGES, .path = dir, .threads = 1, .skip_bad = true },
                      &ds), 0, "%s", vka_last_error());
     cr_assert_eq(vka_dataset_count(ds), 1);
     vka_dataset_destroy(&ds);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* ---- IDX files ---- */
@@ -382,8 +352,8 @@ Test(file, dataset_folder_with_fifo)
 Test(file, idx_reader_refuses_fifo)
 {
     deadline(10);
-    char *dir = tmpdir_make();
-    const char *pipe = P("%s/x-idx3-ubyte.gz", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *pipe = test_path("%s/x-idx3-ubyte.gz", dir);
     fifo(pipe);
     struct vka_idx idx;
     double t0 = now_s();
@@ -392,7 +362,7 @@ Test(file, idx_reader_refuses_fifo)
     assert_quick(t0, "the IDX reader on a FIFO");
     assert_says(vka_last_error(), pipe, "not a regular file (a FIFO)");
     cr_assert_null(idx.data);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* A small gzip whose header promises 2 GiB: refused at once, before any allocation,
@@ -400,8 +370,8 @@ Test(file, idx_reader_refuses_fifo)
 Test(file, idx_refuses_dims_over_the_cap)
 {
     deadline(10);
-    char *dir = tmpdir_make();
-    const char *big = P("%s/big-idx3-ubyte.gz", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *big = test_path("%s/big-idx3-ubyte.gz", dir);
     write_idx(big, true, 3, (uint32_t[]){ 2048, 1024, 1024 }, 1 << 20);
     struct vka_idx idx;
     double t0 = now_s();
@@ -414,7 +384,7 @@ Test(file, idx_refuses_dims_over_the_cap)
     write_idx(big, true, 4, (uint32_t[]){ 4294967295u, 4294967295u, 4294967295u, 3 }, 10);
     cr_assert_eq(vka_idx_read(big, &idx), -EFBIG, "%s", vka_last_error());
     assert_says(vka_last_error(), big, "cap of");
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* Under the cap, dims that promise more than the file can hold fail before the
@@ -422,8 +392,8 @@ Test(file, idx_refuses_dims_over_the_cap)
 Test(file, idx_size_checks)
 {
     deadline(10);
-    char *dir = tmpdir_make();
-    const char *gz = P("%s/a.gz", dir), *plain = P("%s/a.idx", dir);
+    char *dir = test_tmpdir("vka_file");
+    const char *gz = test_path("%s/a.gz", dir), *plain = test_path("%s/a.idx", dir);
     struct vka_idx idx;
     write_idx(gz, true, 3, (uint32_t[]){ 512, 1024, 1024 }, 1000);
     double t0 = now_s();
@@ -446,7 +416,7 @@ Test(file, idx_size_checks)
         assert_says(vka_last_error(), p, "data continues past the 60 bytes");
         cr_assert_null(idx.data);
     }
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 /* ---- the pipeline cache ---- */
@@ -456,7 +426,7 @@ Test(file, idx_size_checks)
 Test(file, pipeline_cache_on_fifo_is_ignored)
 {
     deadline(120);
-    char *dir = tmpdir_make();
+    char *dir = test_tmpdir("vka_file");
     struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
         .validation = 1, .cache_dir = dir });
     char path[4096];
@@ -477,5 +447,5 @@ Test(file, pipeline_cache_on_fifo_is_ignored)
     cr_assert_eq(stat(path, &st), 0);
     cr_assert(S_ISREG(st.st_mode), "the cache is still not a regular file");
     cr_assert_eq(count_temps(dir), 0);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }

@@ -29,36 +29,6 @@
 
 /* ---- helpers ---- */
 
-static char *tmpdir_make(void)
-{
-    char *d = strdup("/tmp/vka_tb_XXXXXX");
-    cr_assert_not_null(mkdtemp(d), "mkdtemp: %s", strerror(errno));
-    return d;
-}
-
-static void tmpdir_remove(char **dir)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", *dir);
-    cr_assert_eq(system(cmd), 0);
-    free(*dir);
-    *dir = NULL;
-}
-
-/* printf into one of 8 rotating static buffers (paths). */
-static const char *P(const char *fmt, ...) VKA_PRINTF(1, 2);
-static const char *P(const char *fmt, ...)
-{
-    static char buf[8][512];
-    static int k;
-    char *b = buf[k++ % 8];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b, 512, fmt, ap);
-    va_end(ap);
-    return b;
-}
-
 static void assert_says(const char *msg, const char *a, const char *b)
 {
     cr_assert(strstr(msg, a), "\"%s\" does not say \"%s\"", msg, a);
@@ -444,8 +414,8 @@ Test(tb, roundtrip)
 {
     test_seed("tb.roundtrip");
     const char *keep = getenv("VKACCUM_TB_KEEP");
-    char *base = keep ? strdup(keep) : tmpdir_make();
-    const char *dir = P("%s/run/tb", base); /* neither folder exists yet */
+    char *base = keep ? strdup(keep) : test_tmpdir("vka_tb");
+    const char *dir = test_path("%s/run/tb", base); /* neither folder exists yet */
     double t0 = vka_tb_wall_time();
     struct vka_tb *tb = NULL;
     cr_assert_eq(vka_tb_open(dir, &tb), 0, "%s", vka_last_error());
@@ -460,7 +430,7 @@ Test(tb, roundtrip)
     for (int i = 0; i < 10; i++)
         cr_assert(name[20 + i] >= '0' && name[20 + i] <= '9', "%s", name);
     cr_assert_eq(name[30], '.', "%s", name);
-    cr_assert(strstr(name, P(".%ld.", (long)getpid())), "%s has no pid", name);
+    cr_assert(strstr(name, test_path(".%ld.", (long)getpid())), "%s has no pid", name);
     size_t nl = strlen(name);
     cr_assert(nl > 8 && strcmp(name + nl - 8, ".vkaccum") == 0, "%s", name);
 
@@ -559,7 +529,7 @@ Test(tb, roundtrip)
         fprintf(stderr, "tb.roundtrip: kept %s (tools/tb_check.py %s/run)\n", dir, keep);
         free(base);
     } else {
-        tmpdir_remove(&base);
+        test_tmpdir_remove(&base);
     }
 }
 
@@ -568,7 +538,7 @@ Test(tb, roundtrip)
 Test(tb, reader_finds_every_corrupted_byte)
 {
     test_seed("tb.reader_finds_every_corrupted_byte");
-    char *dir = tmpdir_make();
+    char *dir = test_tmpdir("vka_tb");
     struct vka_tb *tb;
     cr_assert_eq(vka_tb_open(dir, &tb), 0, "%s", vka_last_error());
     size_t plen;
@@ -627,7 +597,7 @@ Test(tb, reader_finds_every_corrupted_byte)
     free(data);
     free(png);
     free(path);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 Test(tb, full_disk_reported_at_open)
@@ -649,7 +619,7 @@ Test(tb, full_disk_reported_at_open)
 Test(tb, write_error_mid_run_is_sticky)
 {
     test_seed("tb.write_error_mid_run_is_sticky");
-    char *dir = tmpdir_make();
+    char *dir = test_tmpdir("vka_tb");
     struct vka_tb *tb;
     cr_assert_eq(vka_tb_open(dir, &tb), 0, "%s", vka_last_error());
     char *path = strdup(vka_tb_path(tb));
@@ -696,13 +666,13 @@ Test(tb, write_error_mid_run_is_sticky)
     free(data);
     free(png);
     free(path);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }
 
 Test(tb, arguments_refused)
 {
     test_seed("tb.arguments_refused");
-    char *dir = tmpdir_make();
+    char *dir = test_tmpdir("vka_tb");
     struct vka_tb *tb = NULL;
     cr_assert_eq(vka_tb_open(NULL, &tb), -EINVAL);
     cr_assert_eq(vka_tb_open("", &tb), -EINVAL);
@@ -711,14 +681,14 @@ Test(tb, arguments_refused)
     cr_assert_null(tb);
 
     /* a file where the folder should be, or where one of its parents should be */
-    const char *file = P("%s/file", dir);
+    const char *file = test_path("%s/file", dir);
     write_all(file, (const uint8_t *)"x", 1);
     cr_assert_eq(vka_tb_open(file, &tb), -ENOTDIR, "%s", vka_last_error());
     assert_says(vka_last_error(), file, "not a folder");
-    const char *under = P("%s/file/tb", dir);
+    const char *under = test_path("%s/file/tb", dir);
     cr_assert_eq(vka_tb_open(under, &tb), -ENOTDIR, "%s", vka_last_error());
     assert_says(vka_last_error(), under, "cannot create the folder");
-    cr_assert_eq(vka_tb_open_file(P("%s/no/such/file", dir), &tb), -ENOENT);
+    cr_assert_eq(vka_tb_open_file(test_path("%s/no/such/file", dir), &tb), -ENOENT);
     assert_says(vka_last_error(), "no/such/file", "cannot create the event file");
     cr_assert_null(tb);
 
@@ -775,5 +745,5 @@ Test(tb, arguments_refused)
     free(data);
     free(png);
     free(path);
-    tmpdir_remove(&dir);
+    test_tmpdir_remove(&dir);
 }

@@ -48,6 +48,19 @@ fi
 if [ "$astatus" -ne 0 ]; then status=1; fi
 echo "sanitizer suite time: $(( $(date +%s) - astart )) s"
 
+# The file readers under libFuzzer (ASan/UBSan) for a short fixed time each
+# (docs: README "Fuzzing"); each crashing target counts as one more failure.
+fstart=$(date +%s)
+flog=$(mktemp)
+tools/fuzz.sh ci 2>&1 | tee "$flog" | grep -E '^fuzz|crash|ERROR' | tail -n 20
+fstatus=${PIPESTATUS[0]}
+echo "fuzz time: $(( $(date +%s) - fstart )) s"
+fcrash=$(sed -n 's/^fuzz [a-z]*: [0-9]* runs, \([0-9]*\) crash.*/\1/p' "$flog" | awk '{s += $1} END {print s + 0}')
+if [ "$fstatus" -ne 0 ]; then
+  status=1
+  [ "${fcrash:-0}" -gt 0 ] || fcrash=1
+fi
+
 # Each Criterion executable prints "Synthesis: Tested: T | Passing: P | Failing: F |
 # Crashing: C"; an executable that died before printing it counts as one failure.
 passed=0; failed=0
@@ -63,6 +76,7 @@ done
 san=$(grep -cE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$alog" 2>/dev/null)
 failed=$((failed + ${san:-0}))
 if [ "$abuild" -ne 0 ]; then failed=$((failed + 1)); fi
+failed=$((failed + ${fcrash:-0}))
 if [ "${san:-0}" -gt 0 ]; then status=1; fi
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed"
