@@ -398,7 +398,10 @@ static int save_last(struct run *r)
 {
     char path[700];
     snprintf(path, sizeof(path), "%s/last.safetensors", r->o->out);
-    return save(r->gan, path, r->o, vka_loader_tell(r->loader), r->zgrid) < 0 ? fail(r, NULL) : 0;
+    if (save(r->gan, path, r->o, vka_loader_tell(r->loader), r->zgrid) == 0)
+        return 0;
+    run_name_file(path);
+    return fail(r, NULL);
 }
 
 /* The work of an iteration's end: metrics, progress, samples, Fréchet distance, save. */

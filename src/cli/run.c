@@ -257,3 +257,11 @@ int run_tb_image(struct vka_tb *tb, const char *tag, uint64_t step, uint32_t w, 
     free(png);
     return ret < 0 ? ret : vka_tb_flush(tb);
 }
+
+void run_name_file(const char *path)
+{
+    char why[1024];
+    snprintf(why, sizeof(why), "%s", vka_last_error());
+    if (!strstr(why, path))
+        vka_err("cannot save %s: %s", path, why);
+}

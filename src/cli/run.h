@@ -90,6 +90,10 @@ int run_tb_scalars(struct vka_tb *tb, uint64_t step, const char *const *tags,
 int run_tb_image(struct vka_tb *tb, const char *tag, uint64_t step, uint32_t w, uint32_t h,
                  uint32_t c, const uint8_t *pixels);
 
+/* After a failed save of path: makes sure the error names the file (a device error met
+ * while the tensors were read back does not). */
+void run_name_file(const char *path);
+
 /* The loader's position as the checkpoint tensor "train.loader" (int64 [epoch, index]);
  * buf holds the values and must outlive the tensor. */
 struct vka_st_tensor run_loader_tensor(struct vka_loader_pos pos, int64_t buf[2]);

@@ -151,6 +151,8 @@ static int save(struct train_run *r, const char *name, bool state)
     int ret = cfgs ? vka_seg_save(r->seg, path, state, &extra, 1, meta, 2) : -ENOMEM;
     free(cfgs);
     cJSON_Delete(cfg);
+    if (ret < 0)
+        run_name_file(path);
     return ret < 0 ? fail(r, NULL) : 0;
 }
 
