@@ -135,14 +135,22 @@ static int sniff_png(const char *path, const uint8_t *b, size_t n,
     return 0;
 }
 
-/* stb_image 2.27 builds a Huffman table from the 16 code counts of a DHT segment without
- * checking that they add up to at most 256, the size of its tables (2.28 checks), so that
- * a corrupt DHT writes past them. Every DHT the decoder could read is checked first: the
- * segments are walked as it walks them (bytes between segments skipped, a table read on
- * past its segment's end and as zeros past the file's), the entropy-coded data after an
- * SOS skipped to the next marker (FF then neither 00, RSTn nor another FF). */
-static int jpeg_check_dht(const char *path, const uint8_t *b, size_t n, char *err)
+static uint8_t byte_at(const uint8_t *b, size_t n, size_t i) { return i < n ? b[i] : 0; }
+
+/* stb_image 2.27 trusts a JPEG's Huffman tables (2.28 checks them): the 16 code counts of
+ * a DHT table may add up to more than 256, the size of its arrays, which it then writes
+ * past; and a scan may use a table that no DHT defined, which it then reads from
+ * uninitialised memory (a decode that changes from run to run, shifts past 31 bits).
+ * Both are refused before it runs. The segments are walked as the decoder walks them
+ * (bytes between segments skipped, a table read on past its segment's end and as zeros
+ * past the file's), the entropy-coded data after an SOS skipped to the next marker (FF
+ * then neither 00, RSTn nor another FF); where the decoder's walk could part from this
+ * one, it stops decoding, so every table and scan it reads is seen here. */
+static int jpeg_check_tables(const char *path, const uint8_t *b, size_t n, char *err)
 {
+    static const char *cls[2] = { "DC", "AC" };
+    uint32_t defined = 0; /* bit 4 * class + id: Huffman table id of class (0 DC, 1 AC) */
+    int progressive = -1; /* no frame header yet */
     size_t p = 2;
     while (p < n) {
         if (b[p++] != 0xff)
@@ -158,7 +166,7 @@ static int jpeg_check_dht(const char *path, const uint8_t *b, size_t n, char *er
             continue;
         size_t len = be16(b + p);
         for (size_t q = p + 2, left = len > 2 ? len - 2 : 0; m == 0xc4 && left && q < n;) {
-            uint32_t codes = 0;
+            uint32_t codes = 0, tc = b[q] >> 4, th = b[q] & 15;
             for (size_t i = q + 1; i < q + 17 && i < n; i++)
                 codes += b[i];
             if (codes > 256) {
@@ -166,9 +174,29 @@ static int jpeg_check_dht(const char *path, const uint8_t *b, size_t n, char *er
                            path, codes);
                 return -EINVAL;
             }
+            if (tc <= 1 && th <= 3)
+                defined |= 1u << (4 * tc + th);
             q += 17 + codes;
             left = left > 17 + codes ? left - 17 - codes : 0;
         }
+        if (progressive < 0 && m >= 0xc0 && m <= 0xc2)
+            progressive = m == 0xc2;
+        uint32_t ns = byte_at(b, n, p + 2);
+        size_t ss = p + 3 + 2 * (size_t)ns; /* Ss, Se, Ah << 4 | Al */
+        /* sequential scans decode with both tables; progressive ones: DC first scans
+         * with the DC table, AC scans with the AC table, DC refinements with none */
+        bool first_dc = !byte_at(b, n, ss) && !(byte_at(b, n, ss + 2) >> 4);
+        bool use[2] = { progressive == 0 || first_dc, progressive == 0 || byte_at(b, n, ss) };
+        for (uint32_t i = 0; m == 0xda && progressive >= 0 && ns <= 4 && i < ns; i++)
+            for (uint32_t c = 0; c < 2; c++) {
+                uint8_t sel = byte_at(b, n, p + 4 + 2 * i); /* DC << 4 | AC */
+                uint32_t id = c ? sel & 15u : sel >> 4;
+                if (use[c] && id <= 3 && !(defined >> (4 * c + id) & 1)) {
+                    vka_seterr(err, "%s: corrupt JPEG (a scan uses %s Huffman table %u, which "
+                               "no DHT segment defines)", path, cls[c], id);
+                    return -EINVAL;
+                }
+            }
         p += len;
         while (m == 0xda && p < n) {
             if (b[p] != 0xff) {
@@ -239,7 +267,7 @@ static int sniff_jpeg(const char *path, const uint8_t *b, size_t n,
     for (const uint8_t *q = b + p; (q = memchr(q, 0xff, (size_t)(b + n - q))) && q + 1 < b + n;
          q++)
         if (q[1] == 0xd9)
-            return jpeg_check_dht(path, b, n, err);
+            return jpeg_check_tables(path, b, n, err);
     vka_seterr(err, "%s: truncated JPEG (no end-of-image marker)", path);
     return -EINVAL;
 }

@@ -1807,9 +1807,9 @@ Test(datasets, reduce_zero_label_param)
     open_fails(&p, "folder:train", "\"ignore\" list");
 }
 
-/* Found by fuzzing (tests/fuzz, "image" corpus): a top-down BMP (negative height, rows
- * stored top first, as the format allows) was refused as corrupt, stb_image's header
- * query giving its height as stored, negative. */
+/* Found with the fuzz seeds (tests/fuzz/make_corpus.py): a top-down BMP (negative height,
+ * rows stored top first, as the format allows) was refused as corrupt, stb_image's
+ * header query giving its height as stored, negative. */
 Test(datasets, bmp_top_down)
 {
     test_seed("datasets/bmp_top_down");
@@ -1874,5 +1874,33 @@ Test(datasets, jpeg_huffman_table_too_long)
     vka_clear_error();
     cr_assert_lt(vka_image_read(path, 0, &img), 0);
     cr_assert(strstr(vka_last_error(), "512 codes"), "%s", vka_last_error());
+    cr_assert_null(img.data);
+}
+
+/* Found by fuzzing (tests/fuzz, "image"): a scan that uses a Huffman table no DHT segment
+ * defines made stb_image 2.27 decode with uninitialised memory, differently from run to
+ * run (UBSan: shift exponent 37 in stbi__grow_buffer_unsafe, only after other inputs had
+ * left their bytes where the table should be); the file must be refused. */
+Test(datasets, jpeg_scan_uses_undefined_huffman_table)
+{
+    test_seed("datasets/jpeg_scan_uses_undefined_huffman_table");
+    const char *d = tmp_make(), *path = P("%s/scan.jpg", d);
+    rand_jpeg(path, 16, 16, NULL);
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    size_t at = 0;
+    while (at + 1 < n && !(b[at] == 0xff && b[at + 1] == 0xda))
+        at++;
+    cr_assert_lt(at + 6, n, "no SOS segment in the test JPEG");
+    cr_assert_eq(b[at + 6], 0x00, "the test JPEG's scan does not use tables 0");
+    b[at + 6] = 0x01; /* after FF DA, the length, the count and the component id */
+    write_bytes(path, b, n);
+    free(b);
+    struct vka_image img;
+    vka_clear_error();
+    cr_assert_lt(vka_image_read(path, 1, &img), 0);
+    cr_assert(strstr(vka_last_error(), path) &&
+              strstr(vka_last_error(), "AC Huffman table 1, which no DHT segment defines"),
+              "%s", vka_last_error());
     cr_assert_null(img.data);
 }
