@@ -23,13 +23,16 @@ static int set_init(struct vka_graph *g, const char *module, const char *what,
 }
 
 /* conv or convT 4x4, then BatchNorm when norm (and the model has them), then act
- * (VKA_OP_COUNT: none) */
+ * (VKA_OP_COUNT: none): a block of its own (--recompute blocks and all are alike) */
 static int block(struct seq *s, int x, bool transpose, uint32_t out_c, uint32_t stride,
                  uint32_t pad, bool norm, enum vka_op act)
 {
     char m[64];
     bool bias = !s->p->batch_norm;
     norm &= s->p->batch_norm;
+    snprintf(m, sizeof(m), "%s.%u", s->prefix, s->k);
+    if (vka_graph_mark(s->g, VKA_MARK_BLOCK, m) < 0)
+        return -ENOMEM;
     snprintf(m, sizeof(m), "%s.main.%u", s->prefix, s->k++);
     int h = transpose ? vka_layer_conv_transpose2d(s->g, m, x, out_c, 4, stride, pad, 0, bias)
                       : vka_layer_conv2d(s->g, m, x, out_c, 4, stride, pad, bias);

@@ -49,15 +49,20 @@ int vka_unet_build(struct vka_graph *g, const struct vka_unet_params *p, struct 
                                          p->size, p->size);
     union vka_op_params pool = { .pool = { 2, 2, 0 } };
     for (uint32_t i = 0; i <= p->depth && h >= 0; i++) {
+        snprintf(name, sizeof(name), "enc.%u", i);
+        if (vka_graph_mark(g, VKA_MARK_BLOCK, name) < 0)
+            return -ENOMEM;
         if (i > 0)
             h = vka_graph_node(g, VKA_OP_max_pool2d, &pool, h, -1, -1);
-        snprintf(name, sizeof(name), "enc.%u", i);
         if (h >= 0)
             h = double_conv(g, p, name, h, p->width << i);
         skips[i] = h;
     }
     for (uint32_t i = 0; i < p->depth && h >= 0; i++) {
         uint32_t level = p->depth - 1 - i, c = p->width << level;
+        snprintf(name, sizeof(name), "dec.%u", i);
+        if (vka_graph_mark(g, VKA_MARK_BLOCK, name) < 0)
+            return -ENOMEM;
         snprintf(name, sizeof(name), "dec.%u.up", i);
         if (!p->bilinear) {
             h = vka_layer_conv_transpose2d(g, name, h, c, 2, 2, 0, 0, true);
@@ -74,6 +79,8 @@ int vka_unet_build(struct vka_graph *g, const struct vka_unet_params *p, struct 
         if (h >= 0)
             h = double_conv(g, p, name, h, c);
     }
+    if (h >= 0 && vka_graph_mark(g, VKA_MARK_BLOCK, "head") < 0)
+        return -ENOMEM;
     if (h >= 0)
         h = vka_layer_conv2d(g, "head", h, p->classes, 1, 1, 0, true);
     net->logits = h;

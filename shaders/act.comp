@@ -5,7 +5,7 @@
 // as 0. Variants (A, B -> Y):
 //   OP_RELU, OP_LEAKY_RELU, OP_TANH, OP_SIGMOID, OP_SCALE   x -> y
 //   OP_ADD, OP_MUL                                          x0, x1 -> y
-//   OP_RELU_BWD, OP_LEAKY_RELU_BWD   x, dy -> dx +=
+//   OP_RELU_BWD, OP_LEAKY_RELU_BWD   y, dy -> dx += (y > 0 where x > 0: slope >= 0)
 //   OP_TANH_BWD, OP_SIGMOID_BWD      y, dy -> dx +=   (f' from the forward output)
 //   OP_MUL_BWD                       other factor, dy -> dx += dy * other
 //   OP_AXPY_BWD                      dy -> dx += alpha * dy   (scale; add with alpha 1)

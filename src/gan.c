@@ -24,6 +24,8 @@ struct vka_gan {
     struct vka_gan_params p;
     struct vka_graph *g;
     int z, real;
+    int losses[3], metrics[3]; /* D real, D fake, G */
+    int phases[3];             /* D's real and fake passes, G */
     struct vka_trainer *td, *tg;
     struct vka_gan_sampler *sampler;
     struct vka_tensor g_params, g_state, ema_params, ema_state; /* spans */
@@ -56,13 +58,10 @@ void vka_gan_noise(uint64_t seed, uint32_t stream, uint64_t first, uint32_t n,
 
 /* ---- sampler ----------------------------------------------------------------------- */
 
-int vka_gan_sampler_create(struct vka_ctx *ctx, const struct vka_dcgan_params *p,
-                           const char *prefix, struct vka_gan_sampler **out)
+/* The sampler's graph, not yet allocated. */
+static int sampler_graph(struct vka_ctx *ctx, const struct vka_dcgan_params *p,
+                         const char *prefix, struct vka_gan_sampler *s)
 {
-    *out = NULL;
-    struct vka_gan_sampler *s = calloc(1, sizeof(*s));
-    if (!s)
-        return -ENOMEM;
     s->z_dim = p->z_dim;
     s->size = p->channels * p->res * p->res;
     int ret = vka_graph_create(ctx, NULL, &s->g);
@@ -71,10 +70,21 @@ int vka_gan_sampler_create(struct vka_ctx *ctx, const struct vka_dcgan_params *p
         ret = s->z;
     if (ret == 0 && (s->image = vka_dcgan_generator(s->g, p, prefix, s->z)) < 0)
         ret = s->image;
-    if (ret == 0) {
+    if (ret == 0)
         vka_graph_set_training(s->g, false);
+    return ret;
+}
+
+int vka_gan_sampler_create(struct vka_ctx *ctx, const struct vka_dcgan_params *p,
+                           const char *prefix, struct vka_gan_sampler **out)
+{
+    *out = NULL;
+    struct vka_gan_sampler *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    int ret = sampler_graph(ctx, p, prefix, s);
+    if (ret == 0)
         ret = vka_graph_alloc(s->g);
-    }
     if (ret < 0) {
         vka_gan_sampler_destroy(&s);
         return ret;
@@ -132,11 +142,12 @@ static int metric_node(struct vka_graph *g, int logits)
     return vka_graph_node(g, VKA_OP_sigmoid_mean, NULL, logits, -1, -1);
 }
 
-/* The graph, its phases and trainers. */
-static int build(struct vka_gan *gan)
+/* The graph and its phases, not yet allocated. */
+static int build_graph(struct vka_gan *gan)
 {
     const struct vka_gan_params *p = &gan->p;
     struct vka_graph *g = gan->g;
+    vka_graph_set_recompute(g, p->recompute);
     const struct vka_dcgan_params *mp = &p->model;
     gan->z = vka_graph_input(g, "z", VKA_F32, VKA_LAYOUT_NHWC4, mp->z_dim, 1, 1);
     gan->real = vka_graph_input(g, "real", VKA_F32, VKA_LAYOUT_NHWC4, mp->channels, mp->res,
@@ -163,14 +174,27 @@ static int build(struct vka_gan *gan)
         if (outs[i] < 0)
             return outs[i];
     /* D's window: a pass over the real images, then one over the fakes */
-    int phase_dr = vka_graph_phase(g, outs, 2, "D.");
-    int phase_df = phase_dr < 0 ? phase_dr : vka_graph_phase(g, outs + 2, 2, "D.");
-    int phase_g = phase_df < 0 ? phase_df : vka_graph_phase(g, outs + 4, 2, "G.");
-    if (phase_g < 0)
-        return phase_g;
-    int ret = vka_graph_alloc(g);
-    if (ret < 0)
+    static const char *const train[3] = { "D.", "D.", "G." };
+    for (int i = 0; i < 3; i++) {
+        gan->losses[i] = outs[2 * i];
+        gan->metrics[i] = outs[2 * i + 1];
+        if ((gan->phases[i] = vka_graph_phase(g, outs + 2 * i, 2, train[i])) < 0)
+            return gan->phases[i];
+    }
+    return 0;
+}
+
+/* The graph allocated, and its trainers. */
+static int build(struct vka_gan *gan)
+{
+    const struct vka_gan_params *p = &gan->p;
+    struct vka_graph *g = gan->g;
+    int ret = build_graph(gan);
+    if (ret < 0 || (ret = vka_graph_alloc(g)) < 0)
         return ret;
+    int d_real = gan->losses[0], d_fake = gan->losses[1], g_loss = gan->losses[2];
+    int m_real = gan->metrics[0], m_fake = gan->metrics[1], m_fake_g = gan->metrics[2];
+    int phase_dr = gan->phases[0], phase_df = gan->phases[1], phase_g = gan->phases[2];
 
     struct vka_trainer_params tp = {
         .batch = p->batch, .micro = p->micro,
@@ -304,6 +328,52 @@ int vka_gan_create(struct vka_ctx *ctx, const struct vka_gan_params *p, struct v
     }
     *out = gan;
     return 0;
+}
+
+/* Elements of the parameters under prefix: what the trainer's optimizer holds. */
+static uint64_t span_len(struct vka_graph *g, const char *prefix)
+{
+    struct vka_tensor t;
+    vka_graph_region_bytes(g, VKA_VAL_PARAM); /* lays the region out */
+    return vka_graph_span(g, VKA_VAL_PARAM, prefix, &t) < 0 ? 0 : t.n;
+}
+
+int vka_gan_plan_memory(struct vka_ctx *ctx, const struct vka_gan_params *p,
+                        struct vka_mem_plan *m)
+{
+    struct vka_gan gan = { .ctx = ctx, .p = *p };
+    struct vka_gan_sampler smp = { 0 };
+    const struct vka_dcgan_params *mp = &p->model;
+    memset(m, 0, sizeof(*m));
+    int ret = vka_graph_create(ctx, &(struct vka_graph_params){ .seed = p->seed }, &gan.g);
+    if (ret == 0)
+        ret = build_graph(&gan);
+    uint32_t n[3] = { p->micro, p->micro, p->micro }, run = SAMPLER_RUN;
+    bool bwd[3] = { true, true, true }, fwd = false;
+    int phase0 = 0;
+    if (ret == 0) {
+        vka_mem_plan_graph(m, gan.g);
+        ret = vka_mem_plan_arena(m, gan.g, gan.phases, n, bwd, 3);
+    }
+    static const char *const trained[2] = { "D.", "G." };
+    for (int i = 0; i < 2 && ret == 0; i++) {
+        struct vka_optim_params op = vka_optim_defaults(VKA_OPTIM_ADAM, span_len(gan.g, trained[i]));
+        vka_mem_plan_optim(m, ctx, &op);
+    }
+    if (ret == 0)
+        ret = sampler_graph(ctx, mp, p->ema_kimg > 0 ? "G_ema" : "G", &smp);
+    if (ret == 0) {
+        vka_mem_plan_graph(m, smp.g);
+        ret = vka_mem_plan_arena(m, smp.g, &phase0, &run, &fwd, 1);
+    }
+    uint64_t z4 = (mp->z_dim + 3) / 4 * 4, x4 = (uint64_t)(mp->channels + 3) / 4 * 4 * mp->res * mp->res;
+    vka_mem_plan_transfer(m, (uint64_t)p->micro * z4 * sizeof(float));
+    vka_mem_plan_transfer(m, (uint64_t)p->micro * x4 * sizeof(float));
+    vka_mem_plan_transfer(m, (uint64_t)SAMPLER_RUN * x4 * sizeof(float));
+    vka_mem_plan_sum(m);
+    vka_graph_destroy(&smp.g);
+    vka_graph_destroy(&gan.g);
+    return ret;
 }
 
 void vka_gan_destroy(struct vka_gan **pg)

@@ -38,6 +38,7 @@
 #ifndef VKA_GAN_H
 #define VKA_GAN_H
 
+#include "memplan.h"
 #include "models/dcgan.h"
 #include "safetensors.h"
 #include "train.h"
@@ -55,6 +56,7 @@ struct vka_gan_params {
     double ema_rampup;     /* ramp-up (StyleGAN2-ADA's 0.05); 0: none */
     uint64_t seed;         /* initialisation and noise */
     bool detect_anomaly;   /* the trainers' (train.h) */
+    enum vka_recompute recompute; /* what training keeps for backward (graph.h) */
 };
 
 struct vka_gan_stats {
@@ -73,6 +75,10 @@ typedef int (*vka_gan_real_fn)(void *user, uint32_t n, float *x);
 struct vka_gan;
 
 int vka_gan_create(struct vka_ctx *ctx, const struct vka_gan_params *p, struct vka_gan **gan);
+/* The device memory of an engine with these parameters (training at p->micro, the
+ * sampler's runs of 64), predicted without allocating anything. */
+int vka_gan_plan_memory(struct vka_ctx *ctx, const struct vka_gan_params *p,
+                        struct vka_mem_plan *m);
 void vka_gan_destroy(struct vka_gan **gan);
 
 /* d_steps D windows, then one G window (and the EMA update). */

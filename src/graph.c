@@ -27,20 +27,6 @@ struct phase {
     char *train; /* prefix of the trained parameters; NULL: none */
 };
 
-struct vka_plan {
-    struct vka_plan *next;
-    struct vka_graph *g;
-    int phase;
-    uint32_t n;
-    bool backward;
-    struct mask m;
-    int *bn_means;      /* the running means of the BatchNorm nodes it runs in training */
-    uint32_t nbn;
-    struct vka_buf *arena;
-    uint64_t *act_off;  /* per value: element offset in the arena, UINT64_MAX = none */
-    uint64_t *grad_off;
-    struct vka_cmd *cmd;
-};
 
 struct vka_graph {
     struct vka_ctx *ctx;
@@ -54,9 +40,16 @@ struct vka_graph {
     struct vka_buf *params, *grads, *state, *losses;
     uint64_t params_len, state_len, losses_len;
     struct vka_plan *plans;
-    struct phase *phases; /* phases[0] is unused: phase 0 is the whole graph */
+    struct vka_buf *arena; /* shared by the plans: one runs at a time */
+    struct phase *phases;  /* phases[0] is unused: phase 0 is the whole graph */
     uint32_t nphases;
+    enum vka_recompute recompute;
+    uint8_t next_mark;     /* vka_graph_mark's, for the next node */
+    char (*blocks)[32];    /* block names; a node's block indexes them */
+    uint32_t nblocks;
 };
+
+static void drop_recordings(struct vka_graph *g);
 
 static uint64_t align_up(uint64_t x)
 {
@@ -77,27 +70,6 @@ int vka_graph_create(struct vka_ctx *ctx, const struct vka_graph_params *params,
     return 0;
 }
 
-static void plan_free(struct vka_plan *p)
-{
-    vka_cmd_destroy(&p->cmd);
-    vka_buf_destroy(&p->arena);
-    free(p->act_off);
-    free(p->grad_off);
-    free(p->m.active);
-    free(p->m.grad);
-    free(p->bn_means);
-    free(p);
-}
-
-void vka_graph_drop_plans(struct vka_graph *g)
-{
-    while (g->plans) {
-        struct vka_plan *p = g->plans;
-        g->plans = p->next;
-        plan_free(p);
-    }
-}
-
 void vka_graph_destroy(struct vka_graph **pg)
 {
     struct vka_graph *g = *pg;
@@ -113,6 +85,7 @@ void vka_graph_destroy(struct vka_graph **pg)
         free(g->phases[i].train);
     }
     free(g->phases);
+    free(g->blocks);
     free(g->vals);
     free(g->nodes);
     free(g);
@@ -236,8 +209,11 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
                    int x0, int x1, int x2)
 {
     const char *opname = vka_ops[op].name;
+    if (!g->nblocks && vka_graph_mark(g, 0, "model") < 0)
+        return -ENOMEM;
     struct vka_node node = { .op = op, .in = { x0, x1, x2 }, .out = -1,
-                             .saved = { -1, -1 }, .state = { -1, -1 } };
+                             .saved = { -1, -1 }, .state = { -1, -1 },
+                             .mark = g->next_mark, .block = (uint16_t)(g->nblocks - 1) };
     if (p)
         node.p = *p;
     struct vka_tensor shapes[3];
@@ -289,6 +265,7 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
         if (sv < 0)
             return sv;
         node.saved[i] = sv;
+        g->vals[sv].producer = (int)g->nnodes;
     }
     if (g->nnodes == g->cap_nodes) {
         uint32_t cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
@@ -299,7 +276,35 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
         g->cap_nodes = cap;
     }
     g->nodes[g->nnodes++] = node;
+    g->next_mark = 0;
     return node.out;
+}
+
+int vka_graph_mark(struct vka_graph *g, unsigned mark, const char *block)
+{
+    g->next_mark |= (uint8_t)mark;
+    if (!block)
+        return 0;
+    /* a block no node belongs to yet is renamed, not kept empty */
+    bool empty = g->nblocks && (!g->nnodes || g->nodes[g->nnodes - 1].block != g->nblocks - 1);
+    if (!empty) {
+        if (g->nblocks >= UINT16_MAX)
+            return -E2BIG;
+        char (*b)[32] = realloc(g->blocks, (g->nblocks + 1) * sizeof(*b));
+        if (!b)
+            return -ENOMEM;
+        g->blocks = b;
+        g->nblocks++;
+    }
+    snprintf(g->blocks[g->nblocks - 1], sizeof(g->blocks[0]), "%s", block);
+    return 0;
+}
+
+void vka_graph_set_recompute(struct vka_graph *g, enum vka_recompute mode)
+{
+    if (g->recompute != mode)
+        drop_recordings(g);
+    g->recompute = mode;
 }
 
 /* ---- layers ---------------------------------------------------------------------- */
@@ -316,6 +321,7 @@ static int conv_like(struct vka_graph *g, enum vka_op op, const char *prefix, in
                      uint32_t wn, uint32_t wc, uint32_t k, bool bias, uint32_t out_c,
                      const union vka_op_params *p)
 {
+    g->next_mark |= VKA_MARK_LAYER;
     /* PyTorch's fan_in is weight.size(1) * kernel area: C_in for conv2d and linear,
      * C_out for conv_transpose2d (whose weight is (C_in, C_out, k, k)) */
     float fan_in = (float)wc * k * k;
@@ -421,7 +427,7 @@ void vka_graph_set_trainable(struct vka_graph *g, const char *prefix, bool train
         if (g->vals[i].kind == VKA_VAL_PARAM && !strncmp(g->vals[i].name, prefix, len))
             g->vals[i].trainable = g->vals[i].needs_grad = trainable;
     propagate_grads(g);
-    vka_graph_drop_plans(g);
+    drop_recordings(g);
 }
 
 void vka_graph_set_training(struct vka_graph *g, bool training)
@@ -432,7 +438,7 @@ void vka_graph_set_training(struct vka_graph *g, bool training)
     for (uint32_t i = 0; i < g->nnodes; i++)
         if (vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING)
             g->nodes[i].p.norm.training = training;
-    vka_graph_drop_plans(g);
+    drop_recordings(g);
 }
 
 int vka_graph_set_init(struct vka_graph *g, int v, enum vka_init init, float init_arg)
@@ -492,8 +498,8 @@ static void init_values(const struct vka_val *v, float *data, uint64_t count, ui
     }
 }
 
-static int region(struct vka_graph *g, enum vka_val_kind kind, enum vka_mem_cat cat,
-                  struct vka_buf **buf, uint64_t *len)
+/* Lays out the values of a kind in their region: their offsets, and its length. */
+static uint64_t region_layout(struct vka_graph *g, enum vka_val_kind kind)
 {
     uint64_t off = 0;
     for (uint32_t i = 0; i < g->nvals; i++)
@@ -501,8 +507,20 @@ static int region(struct vka_graph *g, enum vka_val_kind kind, enum vka_mem_cat 
             g->vals[i].region_off = off;
             off = align_up(off + stored(&g->vals[i], g->vals[i].n));
         }
-    *len = off;
-    return vka_buf_create(g->ctx, &(struct vka_buf_params){ .size = (off ? off : 4) * 4,
+    return off;
+}
+
+uint64_t vka_graph_region_bytes(struct vka_graph *g, enum vka_val_kind kind)
+{
+    uint64_t len = region_layout(g, kind);
+    return (len ? len : 4) * 4;
+}
+
+static int region(struct vka_graph *g, enum vka_val_kind kind, enum vka_mem_cat cat,
+                  struct vka_buf **buf, uint64_t *len)
+{
+    *len = region_layout(g, kind);
+    return vka_buf_create(g->ctx, &(struct vka_buf_params){ .size = (*len ? *len : 4) * 4,
                                                             .cat = cat }, buf);
 }
 
@@ -707,11 +725,124 @@ int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tens
 
 /* ---- plans --------------------------------------------------------------------------- */
 
-/* One arena item: a value (or a value's gradient) alive over [start, end] in pass time,
- * where forward node i runs at i and its backward at 2F - 1 - i. */
+/* A plan runs a schedule of events: every active node's forward in order, then (with
+ * backward) the backward of the nodes whose output has a gradient, in reverse. With
+ * recomputation the nodes are cut into segments (at the builders' marks): a value made
+ * inside a segment and read only inside it is freed after the forward and made again,
+ * by the segment's forward run once more (EV_REC), right before the segment's backward.
+ * Time is the event's index. */
+enum ev_kind { EV_FWD, EV_REC, EV_BWD };
+
+struct event {
+    uint32_t node;
+    enum ev_kind kind;
+};
+
+struct sched {
+    struct event *ev;
+    uint32_t nev;
+    uint8_t *rec; /* per value: recomputed (its backward reads come from the second copy) */
+};
+
+static void sched_free(struct sched *s)
+{
+    free(s->ev);
+    free(s->rec);
+    memset(s, 0, sizeof(*s));
+}
+
+static bool bwd_runs(const struct vka_graph *g, const struct mask *m, bool backward,
+                     uint32_t i)
+{
+    return backward && m->active[i] && m->grad[g->nodes[i].out];
+}
+
+/* The segment of every node under the graph's recompute mode: -1 (never recomputed) for
+ * inactive nodes, losses (their forward adds into accumulators) and nodes without a
+ * backward; nodes between two marks of the mode share one. */
+static void segments(const struct vka_graph *g, const struct mask *m, bool backward,
+                     int32_t *seg)
+{
+    int32_t cur = 0;
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        uint8_t mk = g->nodes[i].mark;
+        if ((g->recompute == VKA_RECOMPUTE_ALL && mk) ||
+            (g->recompute == VKA_RECOMPUTE_BLOCKS && (mk & VKA_MARK_BLOCK)))
+            cur++;
+        bool ok = g->recompute != VKA_RECOMPUTE_NONE && bwd_runs(g, m, backward, i) &&
+                  !(vka_ops[g->nodes[i].op].flags & VKA_OP_LOSS);
+        seg[i] = ok ? cur : -1;
+    }
+}
+
+static int make_sched(const struct vka_graph *g, const struct mask *m, bool backward,
+                      struct sched *s)
+{
+    uint32_t F = g->nnodes;
+    s->ev = malloc((3 * (size_t)F + 1) * sizeof(*s->ev));
+    s->rec = calloc(g->nvals ? g->nvals : 1, 1);
+    int32_t *seg = malloc((F ? F : 1) * sizeof(int32_t));
+    if (!s->ev || !s->rec || !seg) {
+        free(seg);
+        return -ENOMEM;
+    }
+    segments(g, m, backward, seg);
+    /* recomputed: made by a node of a segment, read by active nodes of that one only */
+    for (uint32_t i = 0; i < F; i++) {
+        const struct vka_node *nd = &g->nodes[i];
+        if (seg[i] < 0)
+            continue;
+        bool inside = false, outside = false;
+        for (uint32_t j = i + 1; j < F; j++)
+            for (int k = 0; k < 3; k++)
+                if (m->active[j] && g->nodes[j].in[k] == nd->out) {
+                    inside |= seg[j] == seg[i];
+                    outside |= seg[j] != seg[i];
+                }
+        if (inside && !outside) {
+            s->rec[nd->out] = 1;
+            for (int k = 0; k < 2; k++)
+                if (nd->saved[k] >= 0)
+                    s->rec[nd->saved[k]] = 1;
+        }
+    }
+    s->nev = 0;
+    for (uint32_t i = 0; i < F; i++)
+        if (m->active[i])
+            s->ev[s->nev++] = (struct event){ i, EV_FWD };
+    int32_t last = -1;
+    for (uint32_t i = F; i-- > 0;) {
+        if (!bwd_runs(g, m, backward, i))
+            continue;
+        if (seg[i] >= 0 && seg[i] != last) { /* entering a segment from its end */
+            uint32_t a = i;
+            while (a > 0 && seg[a - 1] == seg[i])
+                a--;
+            for (uint32_t j = a; j <= i; j++)
+                if (s->rec[g->nodes[j].out])
+                    s->ev[s->nev++] = (struct event){ j, EV_REC };
+        }
+        last = seg[i];
+        s->ev[s->nev++] = (struct event){ i, EV_BWD };
+    }
+    free(seg);
+    return 0;
+}
+
+/* Which copy of value v an event reads or writes: the recomputed one (true) in the
+ * recomputation and backward of its segment. */
+static bool second_copy(const struct sched *s, enum ev_kind kind, int v)
+{
+    return kind != EV_FWD && s->rec[v];
+}
+
+/* One arena item: a copy of a value, a value's gradient, or an event's workspace, alive
+ * over events [start, end]. */
+enum item_kind { IT_ACT, IT_REC, IT_GRAD, IT_WORK };
+
 struct item {
-    int val;
-    bool grad;
+    enum item_kind kind;
+    uint32_t idx;  /* value, or event for IT_WORK */
     uint64_t size; /* elements, aligned */
     uint32_t start, end;
     uint64_t off;
@@ -730,86 +861,149 @@ static bool in_arena(const struct vka_val *v)
     return v->kind == VKA_VAL_INPUT || v->kind == VKA_VAL_ACT;
 }
 
-/* Liveness of every arena value and gradient, then first-fit placement of the largest
- * first. Returns the arena size in elements. */
-static int place(struct vka_graph *g, const struct mask *m, uint32_t n, bool backward,
-                 uint64_t *act_off, uint64_t *grad_off, uint64_t *total)
+/* Where a plan keeps everything, in arena elements (UINT64_MAX: not kept). */
+struct layout {
+    uint64_t *act, *rec, *grad; /* per value */
+    uint64_t *work;             /* per event */
+    uint64_t total;             /* elements */
+    uint64_t live_peak;         /* the most elements alive at one event */
+    uint64_t *at_peak;          /* per value: its elements alive then (copies, gradient) */
+    uint64_t work_at_peak;
+};
+
+struct vka_plan {
+    struct vka_plan *next;
+    struct vka_graph *g;
+    int phase;
+    uint32_t n;
+    bool backward;
+    struct mask m;
+    struct sched s;
+    struct layout l;
+    uint64_t *work;        /* per event: workspace bytes (counted by a dry walk) */
+    int *bn_means;         /* the running means of the BatchNorm nodes it runs in training */
+    uint32_t nbn;
+    struct vka_buf *arena; /* the graph's */
+    struct vka_cmd *cmd;
+};
+
+static void layout_free(struct layout *l)
 {
-    uint32_t F = g->nnodes, T = backward ? 2 * F : F;
-    struct item *items = calloc(2 * (size_t)g->nvals + 1, sizeof(*items));
-    if (!items)
-        return -ENOMEM;
-    uint32_t *start = malloc(g->nvals * sizeof(uint32_t) * 4);
-    if (!start) {
-        free(items);
-        return -ENOMEM;
-    }
-    uint32_t *end = start + g->nvals, *gstart = end + g->nvals, *gend = gstart + g->nvals;
-    for (uint32_t v = 0; v < g->nvals; v++) {
-        start[v] = UINT32_MAX;
-        end[v] = 0;
-        gstart[v] = UINT32_MAX;
-        gend[v] = 0;
-    }
-#define USE(v, t) do { if ((t) > end[v]) end[v] = (t); } while (0)
-    for (uint32_t i = 0; i < F; i++) {
-        const struct vka_node *nd = &g->nodes[i];
-        if (!m->active[i])
-            continue;
-        uint32_t tb = 2 * F - 1 - i;
-        bool bwd = backward && m->grad[nd->out]; /* this node's backward runs */
-        start[nd->out] = i;
-        for (int k = 0; k < 2; k++)
-            if (nd->saved[k] >= 0) {
-                start[nd->saved[k]] = i;
-                USE(nd->saved[k], bwd ? tb : i);
-            }
+    free(l->act);
+    free(l->rec);
+    free(l->grad);
+    free(l->work);
+    free(l->at_peak);
+    memset(l, 0, sizeof(*l));
+}
+
+struct span {
+    uint32_t start, end;
+};
+
+#define SPAN_NONE ((struct span){ UINT32_MAX, 0 })
+
+static void use(struct span *s, uint32_t t)
+{
+    if (t < s->start)
+        s->start = t;
+    if (t > s->end)
+        s->end = t;
+}
+
+/* Liveness of every copy, gradient and workspace over the schedule. spans holds 3 per
+ * value (IT_ACT, IT_REC, IT_GRAD). */
+static void liveness(const struct vka_graph *g, const struct mask *m, const struct sched *s,
+                     struct span *spans)
+{
+    uint32_t V = g->nvals, T = s->nev;
+    for (uint32_t i = 0; i < 3 * V; i++)
+        spans[i] = SPAN_NONE;
+#define SPAN(kind, v) (&spans[(size_t)(kind) * V + (uint32_t)(v)])
+    uint8_t *read = calloc(V ? V : 1, 1);
+    for (uint32_t t = 0; t < T; t++) {
+        const struct event *e = &s->ev[t];
+        const struct vka_node *nd = &g->nodes[e->node];
+        unsigned flags = vka_ops[nd->op].flags;
+        bool bwd = e->kind == EV_BWD;
         for (int k = 0; k < 3; k++) {
             int v = nd->in[k];
-            if (v < 0)
+            if (v < 0 || !in_arena(&g->vals[v]))
                 continue;
             if (g->vals[v].kind == VKA_VAL_INPUT)
-                start[v] = 0;
-            USE(v, i);
-            if (bwd) {
-                USE(v, tb); /* inputs are read by the node's backward */
-                if (m->grad[v] && g->vals[v].kind == VKA_VAL_ACT) {
-                    if (tb < gstart[v])
-                        gstart[v] = tb;
-                    /* the gradient lives until the producer's backward reads it */
-                    uint32_t tp = 2 * F - 1 - (uint32_t)g->vals[v].producer;
-                    if (tp > gend[v])
-                        gend[v] = tp;
-                }
+                use(SPAN(IT_ACT, v), 0);
+            if (!bwd && read)
+                read[v] = 1;
+            if (!bwd || (flags & (VKA_OP_R_X0 << k)))
+                use(SPAN(second_copy(s, e->kind, v) ? IT_REC : IT_ACT, v), t);
+            if (bwd && m->grad[v] && g->vals[v].kind == VKA_VAL_ACT) {
+                /* from the first backward adding into it to its producer's backward */
+                use(SPAN(IT_GRAD, v), t);
             }
         }
-        if (bwd)
-            USE(nd->out, tb); /* tanh and sigmoid read their output */
+        int outs[3] = { nd->out, nd->saved[0], nd->saved[1] };
+        for (int k = 0; k < 3; k++) {
+            int v = outs[k];
+            if (v < 0 || !in_arena(&g->vals[v]))
+                continue;
+            bool read_by_bwd = k == 0 ? (flags & VKA_OP_R_Y) : (flags & VKA_OP_R_SAVED);
+            if (!bwd || read_by_bwd)
+                use(SPAN(second_copy(s, e->kind, v) ? IT_REC : IT_ACT, v), t);
+        }
+        if (bwd && g->vals[nd->out].kind == VKA_VAL_ACT)
+            use(SPAN(IT_GRAD, nd->out), t); /* dy: read here, last */
     }
-#undef USE
+    /* values no forward reads (the outputs) live to the end, to be read back */
+    for (uint32_t v = 0; v < V && read; v++)
+        if (!read[v] && SPAN(IT_ACT, v)->start != UINT32_MAX)
+            SPAN(IT_ACT, v)->end = T ? T - 1 : 0;
+    free(read);
+#undef SPAN
+}
+
+/* First-fit placement of the largest first: every copy, gradient and (work: bytes per
+ * event, or NULL) workspace of the schedule for micro-batch n. */
+static int place(const struct vka_graph *g, const struct mask *m, const struct sched *s,
+                 uint32_t n, const uint64_t *work, struct layout *l)
+{
+    uint32_t V = g->nvals, T = s->nev;
+    struct span *spans = malloc((3 * (size_t)V + 1) * sizeof(*spans));
+    struct item *items = calloc(3 * (size_t)V + T + 1, sizeof(*items));
+    l->act = malloc((V + 1) * sizeof(uint64_t));
+    l->rec = malloc((V + 1) * sizeof(uint64_t));
+    l->grad = malloc((V + 1) * sizeof(uint64_t));
+    l->work = malloc((T + 1) * sizeof(uint64_t));
+    l->at_peak = calloc(V + 1, sizeof(uint64_t));
+    uint64_t *alive = calloc(T + 1, sizeof(uint64_t));
+    if (!spans || !items || !l->act || !l->rec || !l->grad || !l->work || !l->at_peak ||
+        !alive) {
+        free(spans);
+        free(items);
+        free(alive);
+        return -ENOMEM;
+    }
+    liveness(g, m, s, spans);
     uint32_t nitems = 0;
-    for (uint32_t v = 0; v < g->nvals; v++) {
-        act_off[v] = grad_off[v] = UINT64_MAX;
-        if (!in_arena(&g->vals[v]))
+    for (uint32_t v = 0; v < V; v++) {
+        l->act[v] = l->rec[v] = l->grad[v] = UINT64_MAX;
+        const struct vka_val *val = &g->vals[v];
+        if (!in_arena(val))
             continue;
-        if (start[v] == UINT32_MAX)
-            continue; /* never produced: a dangling value */
-        /* values nobody reads (the outputs) live to the end, so they can be read back */
-        uint32_t e = end[v];
-        bool read = false;
-        for (uint32_t i = 0; i < F && !read; i++)
-            for (int k = 0; k < 3; k++)
-                read |= m->active[i] && g->nodes[i].in[k] == (int)v;
-        if (!read)
-            e = T - 1;
-        /* batched values hold n samples, the others (BatchNorm's saved statistics) their
-         * own fixed size */
-        uint64_t size = align_up(stored(&g->vals[v], batched(&g->vals[v]) ? n : g->vals[v].n));
-        items[nitems++] = (struct item){ (int)v, false, size, start[v], e, 0 };
-        if (gstart[v] != UINT32_MAX)
-            items[nitems++] = (struct item){ (int)v, true, size, gstart[v], gend[v], 0 };
+        /* batched values hold n samples, the others (BatchNorm's saved statistics)
+         * their own fixed size */
+        uint64_t size = align_up(stored(val, batched(val) ? n : val->n));
+        for (int k = IT_ACT; k <= IT_GRAD; k++) {
+            const struct span *sp = &spans[(size_t)k * V + v];
+            if (sp->start != UINT32_MAX)
+                items[nitems++] = (struct item){ k, v, size, sp->start, sp->end, 0 };
+        }
     }
-    free(start);
+    for (uint32_t t = 0; t < T; t++) {
+        l->work[t] = UINT64_MAX;
+        if (work && work[t])
+            items[nitems++] = (struct item){ IT_WORK, t, align_up(work[t] / 4), t, t, 0 };
+    }
+    free(spans);
     qsort(items, nitems, sizeof(*items), cmp_items);
     uint64_t top = 0;
     for (uint32_t i = 0; i < nitems; i++) {
@@ -830,31 +1024,36 @@ static int place(struct vka_graph *g, const struct mask *m, uint32_t n, bool bac
         items[i].off = off;
         if (off + items[i].size > top)
             top = off + items[i].size;
-        (items[i].grad ? grad_off : act_off)[items[i].val] = off;
+        uint64_t *where[] = { l->act, l->rec, l->grad, l->work };
+        where[items[i].kind][items[i].idx] = off;
+        for (uint32_t t = items[i].start; t <= items[i].end && t < T; t++)
+            alive[t] += items[i].size;
     }
+    l->total = top;
+    l->live_peak = 0;
+    uint32_t peak = 0;
+    for (uint32_t t = 0; t < T; t++)
+        if (alive[t] > l->live_peak) {
+            l->live_peak = alive[t];
+            peak = t;
+        }
+    for (uint32_t i = 0; i < nitems; i++)
+        if (items[i].start <= peak && peak <= items[i].end) {
+            if (items[i].kind == IT_WORK)
+                l->work_at_peak += items[i].size;
+            else
+                l->at_peak[items[i].idx] += items[i].size;
+        }
     free(items);
-    *total = top;
+    free(alive);
     return 0;
 }
 
-int vka_graph_plan_bytes(struct vka_graph *g, uint32_t n, bool backward, uint64_t *bytes)
-{
-    uint64_t *off = malloc(2 * (g->nvals ? g->nvals : 1) * sizeof(uint64_t)), total = 0;
-    struct mask m = { 0 };
-    int ret = off ? make_mask(g, 0, &m) : -ENOMEM;
-    if (ret == 0)
-        ret = place(g, &m, n, backward, off, off + g->nvals, &total);
-    free(m.active);
-    free(m.grad);
-    free(off);
-    *bytes = total * 4;
-    return ret;
-}
-
-static struct vka_tensor plan_view(const struct vka_plan *p, int v, bool grad)
+/* The tensor of value v (its second copy when rec, its gradient when grad). */
+static struct vka_tensor plan_view(const struct vka_plan *p, int v, bool rec, bool grad)
 {
     const struct vka_val *val = &p->g->vals[v];
-    uint64_t off = (grad ? p->grad_off : p->act_off)[v];
+    uint64_t off = (grad ? p->l.grad : rec ? p->l.rec : p->l.act)[v];
     if (off == UINT64_MAX)
         return (struct vka_tensor){ 0 };
     return val_view(val, p->arena, off, batched(val) ? p->n : val->n);
@@ -864,39 +1063,48 @@ struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v)
 {
     if (!in_arena(&p->g->vals[v]))
         return vka_graph_tensor(p->g, v);
-    return plan_view(p, v, false);
+    return plan_view(p, v, false, false);
 }
 
 struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v)
 {
     if (p->g->vals[v].kind == VKA_VAL_PARAM)
         return vka_graph_grad_tensor(p->g, v);
-    return plan_view(p, v, true);
+    return plan_view(p, v, false, true);
 }
 
-/* The tensors of node i, for its forward (dx all NULL) or its backward. */
-static void node_args(const struct vka_plan *p, const struct vka_node *nd,
-                      struct vka_tensor t[12], struct vka_op_args *a, bool bwd)
+/* A value's tensor as event kind sees it. */
+static struct vka_tensor ev_tensor(const struct vka_plan *p, enum ev_kind kind, int v)
+{
+    if (!in_arena(&p->g->vals[v]))
+        return vka_graph_tensor(p->g, v);
+    return plan_view(p, v, second_copy(&p->s, kind, v), false);
+}
+
+/* The tensors of node i for one event: its forward (dx all NULL), its recomputation (the
+ * forward without running statistics to update) or its backward. */
+static void node_args(const struct vka_plan *p, const struct vka_node *nd, enum ev_kind kind,
+                      struct vka_tensor t[12], struct vka_op_args *a)
 {
     *a = (struct vka_op_args){ .p = nd->p };
     for (int k = 0; k < 3; k++)
         if (nd->in[k] >= 0) {
-            t[k] = vka_plan_tensor(p, nd->in[k]);
+            t[k] = ev_tensor(p, kind, nd->in[k]);
             a->x[k] = &t[k];
         }
-    t[3] = vka_plan_tensor(p, nd->out);
+    t[3] = ev_tensor(p, kind, nd->out);
     a->y = &t[3];
     for (int k = 0; k < 2; k++) {
         if (nd->saved[k] >= 0) {
-            t[4 + k] = vka_plan_tensor(p, nd->saved[k]);
+            t[4 + k] = ev_tensor(p, kind, nd->saved[k]);
             a->saved[k] = &t[4 + k];
         }
-        if (nd->state[k] >= 0) {
+        if (nd->state[k] >= 0 && kind != EV_REC) {
             t[6 + k] = vka_graph_tensor(p->g, nd->state[k]);
             a->state[k] = &t[6 + k];
         }
     }
-    if (!bwd)
+    if (kind != EV_BWD)
         return;
     const struct vka_val *out = &p->g->vals[nd->out];
     if (out->kind != VKA_VAL_LOSS) {
@@ -912,8 +1120,9 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd,
     }
 }
 
-/* With the validation layer on (the tests), a new arena is NaN: a kernel that reads what
- * no kernel of the pass wrote before it poisons the first run's results. */
+/* With the validation layer on (the tests), the arena is NaN before a new plan's first
+ * run: a kernel that reads what no kernel of the pass wrote before it poisons the
+ * results. */
 static int poison(struct vka_buf *arena)
 {
     struct vka_cmd *cmd = NULL;
@@ -925,54 +1134,226 @@ static int poison(struct vka_buf *arena)
     return ret;
 }
 
-/* Called after each node's work is recorded into cmd (node i, its backward when bwd). */
+/* Called after each forward and backward event's work is recorded into cmd (node i, its
+ * backward when bwd); not after recomputations. */
 typedef int (*node_hook)(struct vka_plan *p, struct vka_cmd *cmd, uint32_t i, bool bwd,
                          const struct vka_op_args *a);
 
-/* Records the plan's forward nodes, then (with backward) their backward in reverse, into
- * cmd; hook, when not NULL, runs after each node. */
-static int walk(struct vka_plan *p, struct vka_cmd *cmd, node_hook hook)
+/* Records the plan's schedule into cmd, each event's scratch in its workspace (a dry
+ * recorder: counted into p->work instead); hook, when not NULL, runs after each
+ * forward and backward event. */
+static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hook)
 {
     struct vka_graph *g = p->g;
     struct vka_tensor t[12];
     struct vka_op_args a;
     int ret = 0;
-    for (uint32_t i = 0; i < g->nnodes; i++) {
-        if (!p->m.active[i])
-            continue;
-        node_args(p, &g->nodes[i], t, &a, false);
-        if ((ret = vka_ops[g->nodes[i].op].fwd(cmd, &a)) < 0 ||
-            (hook && (ret = hook(p, cmd, i, false, &a)) < 0))
-            return ret;
-    }
-    if (p->backward) {
-        /* a gradient is zeroed right before the first backward that adds into it (the
-         * backward of its last consumer), since the arena reuses memory */
-        bool *zeroed = calloc(g->nvals ? g->nvals : 1, sizeof(bool));
-        if (!zeroed)
-            return -ENOMEM;
-        for (uint32_t i = g->nnodes; i-- > 0 && ret == 0;) {
-            const struct vka_node *nd = &g->nodes[i];
-            if (!p->m.active[i] || !p->m.grad[nd->out])
-                continue;
-            for (int k = 0; k < 3 && ret == 0; k++) {
-                int v = nd->in[k];
-                if (v >= 0 && p->grad_off[v] != UINT64_MAX && !zeroed[v]) {
-                    struct vka_tensor gt = vka_plan_grad(p, v);
-                    struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
-                    ret = vka_fill(cmd, &flat, 0.0f);
-                    zeroed[v] = true;
-                }
-            }
-            if (ret == 0) {
-                node_args(p, nd, t, &a, true);
-                if ((ret = vka_ops[nd->op].bwd(cmd, &a)) == 0 && hook)
-                    ret = hook(p, cmd, i, true, &a);
+    /* a gradient is zeroed right before the first backward that adds into it (the
+     * backward of its last consumer), since the arena reuses memory */
+    bool *zeroed = calloc(g->nvals ? g->nvals : 1, sizeof(bool));
+    if (!zeroed)
+        return -ENOMEM;
+    for (uint32_t e = 0; e < p->s.nev && ret == 0; e++) {
+        const struct event *ev = &p->s.ev[e];
+        const struct vka_node *nd = &g->nodes[ev->node];
+        bool bwd = ev->kind == EV_BWD;
+        for (int k = 0; k < 3 && bwd && ret == 0; k++) {
+            int v = nd->in[k];
+            if (v >= 0 && p->l.grad[v] != UINT64_MAX && !zeroed[v]) {
+                struct vka_tensor gt = vka_plan_grad(p, v);
+                struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
+                ret = vka_fill(cmd, &flat, 0.0f);
+                zeroed[v] = true;
             }
         }
-        free(zeroed);
+        if (ret < 0)
+            break;
+        if (!dry && p->l.work[e] != UINT64_MAX)
+            vka_cmd_set_workspace(cmd, p->arena, p->l.work[e] * 4, p->work[e]);
+        node_args(p, nd, ev->kind, t, &a);
+        ret = (bwd ? vka_ops[nd->op].bwd : vka_ops[nd->op].fwd)(cmd, &a);
+        vka_cmd_set_workspace(cmd, NULL, 0, 0);
+        if (dry)
+            p->work[e] = vka_cmd_take_scratch_count(cmd);
+        if (ret == 0 && hook && ev->kind != EV_REC)
+            ret = hook(p, cmd, ev->node, bwd, &a);
     }
+    free(zeroed);
     return ret;
+}
+
+static void plan_free(struct vka_plan *p)
+{
+    vka_cmd_destroy(&p->cmd);
+    layout_free(&p->l);
+    sched_free(&p->s);
+    free(p->work);
+    free(p->m.active);
+    free(p->m.grad);
+    free(p->bn_means);
+    free(p);
+}
+
+/* The plans' recordings, keeping the arena for the plans made after. */
+static void drop_recordings(struct vka_graph *g)
+{
+    while (g->plans) {
+        struct vka_plan *p = g->plans;
+        g->plans = p->next;
+        plan_free(p);
+    }
+}
+
+void vka_graph_drop_plans(struct vka_graph *g)
+{
+    drop_recordings(g);
+    vka_buf_destroy(&g->arena);
+}
+
+/* Dry buffers for the regions of a graph not yet allocated (a prediction), so that a dry
+ * walk can bind them; undone by dry_regions_drop. */
+static int dry_regions(struct vka_graph *g, bool *made)
+{
+    *made = !g->params;
+    if (!*made)
+        return 0;
+    struct vka_buf **bufs[] = { &g->params, &g->grads, &g->state, &g->losses };
+    const enum vka_val_kind kinds[] = { VKA_VAL_PARAM, VKA_VAL_PARAM, VKA_VAL_STATE,
+                                        VKA_VAL_LOSS };
+    for (int i = 0; i < 4; i++) {
+        uint64_t len = region_layout(g, kinds[i]);
+        int ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
+            .size = (len ? len : 4) * 4, .dry = true }, bufs[i]);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static void dry_regions_drop(struct vka_graph *g, bool made)
+{
+    if (!made)
+        return;
+    vka_buf_destroy(&g->params);
+    vka_buf_destroy(&g->grads);
+    vka_buf_destroy(&g->state);
+    vka_buf_destroy(&g->losses);
+}
+
+/* Mask, schedule and layout of a plan, its workspace sized by a dry walk of a first
+ * layout: everything but the arena and the recording. */
+static int plan_layout(struct vka_plan *p)
+{
+    struct vka_graph *g = p->g;
+    struct vka_cmd *dry = NULL;
+    bool regions = false;
+    int ret = make_mask(g, p->phase, &p->m);
+    if (ret == 0)
+        ret = make_sched(g, &p->m, p->backward, &p->s);
+    if (ret == 0 && !(p->work = calloc(p->s.nev + 1, sizeof(uint64_t))))
+        ret = -ENOMEM;
+    if (ret == 0)
+        ret = place(g, &p->m, &p->s, p->n, NULL, &p->l);
+    if (ret == 0)
+        ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
+            .size = (p->l.total ? p->l.total : 4) * 4, .dry = true }, &p->arena);
+    if (ret == 0)
+        ret = dry_regions(g, &regions);
+    if (ret == 0 && (ret = vka_cmd_create(g->ctx, &(struct vka_cmd_params){ .dry = true },
+                                          &dry)) == 0 &&
+        (ret = vka_cmd_begin(dry)) == 0)
+        ret = walk(p, dry, true, NULL);
+    vka_cmd_destroy(&dry);
+    dry_regions_drop(g, regions);
+    vka_buf_destroy(&p->arena);
+    layout_free(&p->l);
+    if (ret == 0)
+        ret = place(g, &p->m, &p->s, p->n, p->work, &p->l);
+    return ret;
+}
+
+static struct vka_plan *plan_new(struct vka_graph *g, int phase, uint32_t n, bool backward)
+{
+    struct vka_plan *p = calloc(1, sizeof(*p));
+    if (p) {
+        p->g = g;
+        p->phase = phase;
+        p->n = n;
+        p->backward = backward;
+    }
+    return p;
+}
+
+static int check_phase(const struct vka_graph *g, int phase)
+{
+    if (phase < 0 || (phase > 0 && (uint32_t)phase >= g->nphases)) {
+        vka_err("graph: there is no phase %d", phase);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* What is alive at the plan's peak, by the block of the node that made it. */
+static void live_by_block(const struct vka_graph *g, const struct vka_plan *p,
+                          struct vka_plan_mem *out)
+{
+    out->nblocks = g->nblocks + 2;
+    if (out->nblocks > VKA_PLAN_MAX_BLOCKS)
+        out->nblocks = VKA_PLAN_MAX_BLOCKS;
+    snprintf(out->blocks[0].name, sizeof(out->blocks[0].name), "inputs");
+    snprintf(out->blocks[1].name, sizeof(out->blocks[1].name), "workspace");
+    out->blocks[1].bytes = p->l.work_at_peak * 4;
+    for (uint32_t b = 2; b < out->nblocks; b++)
+        snprintf(out->blocks[b].name, sizeof(out->blocks[b].name), "%s", g->blocks[b - 2]);
+    for (uint32_t v = 0; v < g->nvals; v++) {
+        int prod = g->vals[v].producer;
+        uint32_t b = prod < 0 ? 0 : 2 + g->nodes[prod].block;
+        if (b >= out->nblocks)
+            b = out->nblocks - 1;
+        out->blocks[b].bytes += p->l.at_peak[v] * 4;
+    }
+}
+
+int vka_graph_plan_mem(struct vka_graph *g, int phase, uint32_t n, bool backward,
+                       struct vka_plan_mem *out)
+{
+    memset(out, 0, sizeof(*out));
+    int ret = check_phase(g, phase);
+    struct vka_plan *p = ret < 0 ? NULL : plan_new(g, phase, n, backward);
+    if (ret == 0 && !p)
+        ret = -ENOMEM;
+    if (ret == 0)
+        ret = plan_layout(p);
+    if (ret == 0) {
+        out->arena = p->l.total * 4;
+        out->live_peak = p->l.live_peak * 4;
+        for (uint32_t e = 0; e < p->s.nev; e++)
+            if (p->work[e] > out->work)
+                out->work = p->work[e];
+        for (uint32_t e = 0; e < p->s.nev; e++)
+            out->recomputed += p->s.ev[e].kind == EV_REC;
+        live_by_block(g, p, out);
+    }
+    if (p)
+        plan_free(p);
+    return ret;
+}
+
+int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **out)
+{
+    return vka_graph_plan_phase(g, 0, n, backward, out);
+}
+
+/* Makes the graph's arena (shared by its plans, which never run at once) hold at least
+ * elems elements: a larger one drops the plans recorded on the old one. */
+static int arena_reserve(struct vka_graph *g, uint64_t elems)
+{
+    uint64_t bytes = (elems ? elems : 4) * 4;
+    if (g->arena && g->arena->size >= bytes)
+        return 0;
+    vka_graph_drop_plans(g);
+    return vka_buf_create(g->ctx, &(struct vka_buf_params){
+        .size = bytes, .cat = VKA_MEM_ACTIVATIONS }, &g->arena);
 }
 
 static int record(struct vka_plan *p)
@@ -987,14 +1368,9 @@ static int record(struct vka_plan *p)
         if (p->m.active[i] && (vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING) &&
             g->nodes[i].p.norm.training)
             p->bn_means[p->nbn++] = g->nodes[i].state[0];
-    if ((ret = walk(p, p->cmd, NULL)) < 0)
+    if ((ret = walk(p, p->cmd, false, NULL)) < 0)
         return ret;
     return vka_cmd_end(p->cmd);
-}
-
-int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **out)
-{
-    return vka_graph_plan_phase(g, 0, n, backward, out);
 }
 
 int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backward,
@@ -1005,33 +1381,23 @@ int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backwa
         vka_err("graph: vka_graph_alloc must come before plans");
         return -EINVAL;
     }
-    if (phase < 0 || (phase > 0 && (uint32_t)phase >= g->nphases)) {
-        vka_err("graph: there is no phase %d", phase);
-        return -EINVAL;
-    }
+    int ret = check_phase(g, phase);
+    if (ret < 0)
+        return ret;
     for (struct vka_plan *p = g->plans; p; p = p->next)
         if (p->phase == phase && p->n == n && p->backward == backward) {
             *out = p;
             return 0;
         }
-    struct vka_plan *p = calloc(1, sizeof(*p));
+    struct vka_plan *p = plan_new(g, phase, n, backward);
     if (!p)
         return -ENOMEM;
-    p->g = g;
-    p->phase = phase;
-    p->n = n;
-    p->backward = backward;
-    p->act_off = malloc((g->nvals ? g->nvals : 1) * sizeof(uint64_t));
-    p->grad_off = malloc((g->nvals ? g->nvals : 1) * sizeof(uint64_t));
-    uint64_t total = 0;
-    int ret = !p->act_off || !p->grad_off ? -ENOMEM : make_mask(g, phase, &p->m);
+    ret = plan_layout(p);
     if (ret == 0)
-        ret = place(g, &p->m, n, backward, p->act_off, p->grad_off, &total);
-    if (ret == 0)
-        ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
-            .size = (total ? total : 4) * 4, .cat = VKA_MEM_ACTIVATIONS }, &p->arena);
+        ret = arena_reserve(g, p->l.total);
+    p->arena = g->arena;
     if (ret == 0 && g->ctx->validation)
-        ret = poison(p->arena);
+        ret = poison(g->arena);
     if (ret == 0)
         ret = record(p);
     if (ret < 0) {
@@ -1099,7 +1465,7 @@ int vka_plan_run_checked(struct vka_plan *p)
     struct vka_cmd *cmd = NULL;
     int ret = vka_cmd_create(p->g->ctx, NULL, &cmd);
     if (ret == 0 && (ret = vka_cmd_begin(cmd)) == 0)
-        ret = walk(p, cmd, check_node);
+        ret = walk(p, cmd, false, check_node);
     if (ret == 0)
         ret = vka_cmd_run(cmd); /* what follows the last check: nothing, or zero fills */
     vka_cmd_destroy(&cmd);

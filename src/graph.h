@@ -57,7 +57,21 @@ struct vka_node {
     int out;
     int saved[2];  /* values written by fwd for bwd, -1 = none */
     int state[2];  /* STATE values (batch_norm running statistics), -1 = none */
+    uint8_t mark;  /* VKA_MARK_*: the node starts a layer or a block (vka_graph_mark) */
+    uint16_t block; /* the block it belongs to (names for a plan's memory breakdown) */
 };
+
+enum {
+    VKA_MARK_LAYER = 1, /* every conv/linear layer starts one (vka_layer_*) */
+    VKA_MARK_BLOCK = 2, /* a model's block of layers (a U-Net level's double conv) */
+};
+
+/* What a training plan keeps for backward (--recompute): everything (none), the inputs
+ * of each block (blocks) or of each layer (all), the rest made again by running the
+ * block's (layer's) forward once more right before its backward. The gradients are the
+ * same bits in every mode: forward kernels are deterministic, and a recomputed BatchNorm
+ * normalises with the same batch statistics without updating its running ones. */
+enum vka_recompute { VKA_RECOMPUTE_NONE, VKA_RECOMPUTE_BLOCKS, VKA_RECOMPUTE_ALL };
 
 struct vka_graph;
 struct vka_plan;
@@ -84,7 +98,14 @@ int vka_graph_state(struct vka_graph *g, const char *name, uint32_t n, float val
 int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_params *p,
                    int x0, int x1, int x2);
 
-/* Layers: parameters named prefix.weight / prefix.bias as PyTorch's modules name them. */
+/* The next node starts a layer or a block (mark: VKA_MARK_*); block, when not NULL,
+ * names the block that the next nodes belong to (e.g. "enc.2"). */
+int vka_graph_mark(struct vka_graph *g, unsigned mark, const char *block);
+/* The recompute mode of the plans made from now on (drops those made before). */
+void vka_graph_set_recompute(struct vka_graph *g, enum vka_recompute mode);
+
+/* Layers: parameters named prefix.weight / prefix.bias as PyTorch's modules name them;
+ * each starts a layer (VKA_MARK_LAYER). */
 int vka_layer_conv2d(struct vka_graph *g, const char *prefix, int x, uint32_t out_c,
                      uint32_t k, uint32_t stride, uint32_t pad, bool bias);
 int vka_layer_conv_transpose2d(struct vka_graph *g, const char *prefix, int x, uint32_t out_c,
@@ -142,17 +163,45 @@ int vka_graph_span(const struct vka_graph *g, enum vka_val_kind kind, const char
 int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tensor *params,
                            struct vka_tensor *grads);
 
+/* Bytes of a region (params: also their gradient accumulators), before or after
+ * vka_graph_alloc. */
+uint64_t vka_graph_region_bytes(struct vka_graph *g, enum vka_val_kind kind);
+
 /* ---- plans ---------------------------------------------------------------------------- */
 
-/* Bytes the arena of a plan for micro-batch n would take, without allocating. */
-int vka_graph_plan_bytes(struct vka_graph *g, uint32_t n, bool backward, uint64_t *bytes);
+/* A plan's arena holds the activations, the activation gradients and the ops' workspace
+ * (scratch that an op uses while it runs) of one pass, placed by liveness: a value lives
+ * from the event that writes it to the last one that reads it (a backward reads only what
+ * its op declares in ops.def), so each copy's memory is reused once it is dead. All plans
+ * of a graph share one arena, as large as the largest (they never run at once); a plan
+ * that needs a larger one drops the others, so a plan pointer is good until the next
+ * vka_graph_plan* call. */
+
+#define VKA_PLAN_MAX_BLOCKS 32
+
+struct vka_plan_mem {
+    uint64_t arena;       /* bytes: the arena the plan needs */
+    uint64_t live_peak;   /* the most bytes alive at one time (arena >= live_peak) */
+    uint64_t work;        /* the largest workspace of one op */
+    uint32_t recomputed;  /* forward ops run a second time in backward */
+    uint32_t nblocks;     /* what is alive at the peak by block: "inputs", "workspace", */
+    struct {              /* then the graph's blocks (the last one takes any more) */
+        char name[32];
+        uint64_t bytes;
+    } blocks[VKA_PLAN_MAX_BLOCKS];
+};
+
+/* What the plan for (phase, n, backward) would need, without allocating anything (before
+ * vka_graph_alloc too): its ops are recorded by a dry recorder to size their workspace. */
+int vka_graph_plan_mem(struct vka_graph *g, int phase, uint32_t n, bool backward,
+                       struct vka_plan_mem *mem);
 /* The plan for (n, backward), made and recorded on first use. backward = false records
  * the forward pass only (evaluation, prediction, a GAN's frozen generator). */
 int vka_graph_plan(struct vka_graph *g, uint32_t n, bool backward, struct vka_plan **plan);
 /* The plan of a phase (vka_graph_plan is phase 0). */
 int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backward,
                          struct vka_plan **plan);
-/* Drops every plan (their arenas and recordings), e.g. before a larger one. */
+/* Drops every plan (their recordings and the arena). */
 void vka_graph_drop_plans(struct vka_graph *g);
 
 /* A value's tensor in a plan (INPUT/ACT), or its gradient (ACT with needs_grad). */

@@ -133,14 +133,35 @@ static int check_params(const struct vka_optim_params *p)
     return 0;
 }
 
+static uint32_t state_count(const struct vka_optim_params *p)
+{
+    return p->kind != VKA_OPTIM_SGD ? 2 : p->momentum != 0 ? 1 : 0;
+}
+
+/* The scratch layout (the file's comment); returns its floats. */
+static uint64_t scratch_layout(struct vka_ctx *ctx, uint64_t n, uint64_t part_off[2],
+                               uint64_t *stats_off)
+{
+    uint64_t block = vka_sum_block(ctx);
+    uint64_t p1 = (n + block - 1) / block, p2 = (p1 + block - 1) / block;
+    part_off[0] = 0;
+    part_off[1] = round64(p1);
+    *stats_off = part_off[1] + round64(p2);
+    return *stats_off + 4;
+}
+
+uint64_t vka_optim_bytes(struct vka_ctx *ctx, const struct vka_optim_params *p)
+{
+    uint64_t part_off[2], stats_off;
+    return scratch_layout(ctx, p->count, part_off, &stats_off) * sizeof(float) +
+           state_count(p) * p->count * sizeof(float);
+}
+
 static int create_buffers(struct vka_optim *o)
 {
     struct vka_ctx *ctx = o->ctx;
-    uint64_t n = o->p.count, block = vka_sum_block(ctx);
-    uint64_t p1 = (n + block - 1) / block, p2 = (p1 + block - 1) / block;
-    o->part_off[0] = 0;
-    o->part_off[1] = round64(p1);
-    o->stats_off = o->part_off[1] + round64(p2);
+    uint64_t n = o->p.count;
+    scratch_layout(ctx, n, o->part_off, &o->stats_off);
     int ret = vka_buf_create(ctx, &(struct vka_buf_params){
         .size = (o->stats_off + 4) * sizeof(float), .cat = VKA_MEM_OPTIM }, &o->scratch);
     if (ret < 0)
@@ -183,14 +204,9 @@ int vka_optim_create(struct vka_ctx *ctx, const struct vka_optim_params *params,
     }
     o->ctx = ctx;
     o->p = *params;
-    if (params->kind != VKA_OPTIM_SGD) {
-        o->nstate = 2;
-        o->state_name[0] = "exp_avg";
-        o->state_name[1] = "exp_avg_sq";
-    } else if (params->momentum != 0) {
-        o->nstate = 1;
-        o->state_name[0] = "momentum_buffer";
-    }
+    o->nstate = state_count(params);
+    o->state_name[0] = o->nstate == 2 ? "exp_avg" : "momentum_buffer";
+    o->state_name[1] = "exp_avg_sq";
     ret = create_buffers(o);
     if (ret < 0) {
         vka_optim_destroy(&o);

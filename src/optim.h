@@ -58,6 +58,8 @@ struct vka_optim_params vka_optim_defaults(enum vka_optim_kind kind, uint64_t co
 
 struct vka_optim;
 
+/* Device bytes an optimizer of these params allocates (its state and scratch). */
+uint64_t vka_optim_bytes(struct vka_ctx *ctx, const struct vka_optim_params *params);
 int vka_optim_create(struct vka_ctx *ctx, const struct vka_optim_params *params,
                      struct vka_optim **opt);
 void vka_optim_destroy(struct vka_optim **opt);

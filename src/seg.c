@@ -18,13 +18,15 @@ struct vka_seg {
     struct vka_trainer *tr;   /* NULL for inference */
 };
 
-/* The U-Net, and with training its targets, class weights and loss. */
-static int build(struct vka_ctx *ctx, struct vka_seg *s)
+/* The U-Net, and with training its targets, class weights and loss: the graph, not yet
+ * allocated. */
+static int build_graph(struct vka_ctx *ctx, struct vka_seg *s)
 {
     const struct vka_seg_params *p = &s->p;
     int ret = vka_graph_create(ctx, &(struct vka_graph_params){ .seed = p->seed }, &s->g);
     if (ret < 0 || (ret = vka_unet_build(s->g, &p->model, &s->net)) < 0)
         return ret;
+    vka_graph_set_recompute(s->g, p->recompute);
     uint32_t size = p->model.size;
     if (p->train) {
         s->target = vka_graph_input(s->g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, size, size);
@@ -45,7 +47,15 @@ static int build(struct vka_ctx *ctx, struct vka_seg *s)
         return ret;
     if (!p->train)
         vka_graph_set_training(s->g, false);
-    if ((ret = vka_graph_alloc(s->g)) < 0)
+    return 0;
+}
+
+/* The graph allocated, and with training its trainer. */
+static int build(struct vka_ctx *ctx, struct vka_seg *s)
+{
+    const struct vka_seg_params *p = &s->p;
+    int ret = build_graph(ctx, s);
+    if (ret < 0 || (ret = vka_graph_alloc(s->g)) < 0)
         return ret;
     if (s->weights >= 0) {
         struct vka_tensor wt = vka_graph_tensor(s->g, s->weights);
@@ -84,6 +94,38 @@ int vka_seg_create(struct vka_ctx *ctx, const struct vka_seg_params *p, struct v
     }
     *out = s;
     return 0;
+}
+
+int vka_seg_plan_memory(struct vka_ctx *ctx, const struct vka_seg_params *p,
+                        struct vka_mem_plan *m)
+{
+    struct vka_seg s = { .p = *p, .target = -1, .weights = -1, .loss = -1 };
+    memset(m, 0, sizeof(*m));
+    int ret = build_graph(ctx, &s);
+    if (ret == 0) {
+        /* training at b (the remainder's smaller micro-batch fits its arena),
+         * evaluation and prediction at b tiles */
+        uint32_t S = p->model.size, b = p->micro ? p->micro : 1;
+        uint32_t n[2] = { b, b };
+        int phases[2] = { 0, s.predict };
+        bool bwd[2] = { true, false };
+        vka_mem_plan_graph(m, s.g);
+        ret = p->train ? vka_mem_plan_arena(m, s.g, phases, n, bwd, 2)
+                       : vka_mem_plan_arena(m, s.g, phases + 1, n + 1, bwd + 1, 1);
+        if (ret == 0 && p->train) {
+            struct vka_optim_params op = p->optim;
+            op.count = vka_graph_region_bytes(s.g, VKA_VAL_PARAM) / sizeof(float);
+            vka_mem_plan_optim(m, ctx, &op);
+        }
+        const struct vka_val *logits = vka_graph_val(s.g, s.net.logits);
+        uint64_t px = (uint64_t)b * S * S;
+        vka_mem_plan_transfer(m, px * 4 * sizeof(float));                 /* images */
+        vka_mem_plan_transfer(m, px * sizeof(int32_t));                   /* masks */
+        vka_mem_plan_transfer(m, px * ((logits->c + 3) / 4 * 4) * sizeof(float));
+        vka_mem_plan_sum(m);
+    }
+    vka_graph_destroy(&s.g);
+    return ret;
 }
 
 void vka_seg_destroy(struct vka_seg **seg)

@@ -18,6 +18,7 @@
 #define VKA_SEG_H
 
 #include "datasets/dataset.h"
+#include "memplan.h"
 #include "metrics.h"
 #include "models/unet.h"
 #include "safetensors.h"
@@ -36,7 +37,13 @@ struct vka_seg_params {
     struct vka_optim_params optim; /* count is filled in */
     struct vka_lr_schedule lr;
     const float *class_weights;    /* model.classes weights, or NULL: unweighted */
+    enum vka_recompute recompute;  /* what training keeps for backward (graph.h) */
 };
+
+/* The device memory of an engine with these parameters at micro-batch p->micro (and
+ * evaluation in tiles of as many), predicted without allocating anything. */
+int vka_seg_plan_memory(struct vka_ctx *ctx, const struct vka_seg_params *p,
+                        struct vka_mem_plan *m);
 
 struct vka_seg;
 int vka_seg_create(struct vka_ctx *ctx, const struct vka_seg_params *p, struct vka_seg **seg);

@@ -225,6 +225,12 @@ int test_vkaccum(const char *prefix, const char *args, char *out, size_t size)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+const char *test_python(void)
+{
+    const char *p = getenv("VKACCUM_PYTHON");
+    return p && *p ? p : "/usr/bin/python3";
+}
+
 void test_st_assert_equal(const char *a, const char *b)
 {
     struct vka_st_file *fa, *fb;

@@ -67,6 +67,10 @@ const char *test_path(const char *fmt, ...) VKA_PRINTF(1, 2);
  * exit status, or -1 when a signal ended it. */
 int test_vkaccum(const char *prefix, const char *args, char *out, size_t size);
 
+/* The Python of the parity-style checks: $VKACCUM_PYTHON, else Debian's /usr/bin/python3
+ * (where apt puts python3-torch, python3-onnx, python3-numpy). */
+const char *test_python(void);
+
 /* Asserts that two safetensors files hold the same tensors, bit for bit. */
 void test_st_assert_equal(const char *a, const char *b);
 

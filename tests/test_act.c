@@ -52,8 +52,13 @@ Test(act, refusals)
             "tanh_bwd", "y is missing");
     refused(cmd, vka_sigmoid_bwd, &(struct vka_op_args){ .y = &a, .dy = &h2, .dx = { &a2 } },
             "sigmoid_bwd", "dy");
-    refused(cmd, vka_relu_bwd, &(struct vka_op_args){ .x = { &a }, .dy = &a, .dx = { &n1 } },
+    refused(cmd, vka_relu_bwd, &(struct vka_op_args){ .y = &a, .dy = &a, .dx = { &n1 } },
             "relu_bwd", "dx0");
+    refused(cmd, vka_relu_bwd, &(struct vka_op_args){ .x = { &a }, .dy = &a, .dx = { &a2 } },
+            "relu_bwd", "y is missing");
+    refused(cmd, vka_leaky_relu_fwd,
+            &(struct vka_op_args){ .p.slope = -0.1f, .x = { &a }, .y = &a2 }, "leaky_relu",
+            "slope -0.1 is negative");
     refused(cmd, vka_scale_fwd, &(struct vka_op_args){ .x = { &odd }, .y = &n1 }, "scale",
             "not a multiple of 4");
     refused(cmd, vka_scale_bwd, &(struct vka_op_args){ .dy = &a, .dx = { &c6 } },

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "common.h"
+#include "file.h"
 #include "safetensors.h"
 
 static char out[1 << 16];
@@ -934,4 +935,85 @@ Test(cli, list_layout_with_reduce_zero_label)
     cr_assert(strstr(out, "bad_train.csv:2"), "%s", out);
     snprintf(args, sizeof(args), "rm -rf %s", dir);
     cr_assert_eq(system(args), 0);
+}
+
+static cJSON *read_json(const char *path)
+{
+    char *text;
+    size_t len;
+    cr_assert_eq(vka_read_whole(path, 1 << 20, &text, &len), 0, "%s", vka_last_error());
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    cr_assert(j, "%s is not JSON", path);
+    return j;
+}
+
+/* The total of a --plan printout, in MiB. */
+static double plan_total(const char *args)
+{
+    cr_assert_eq(run(args), 0, "%s", out);
+    const char *t = strstr(out, "  total ");
+    double mib = 0;
+    cr_assert(t && sscanf(t, " total %lf MiB", &mib) == 1, "no total in:\n%s", out);
+    return mib;
+}
+
+/* --plan prints the prediction and writes nothing; --micro-batch auto takes the largest
+ * micro-batch whose prediction fits --mem-budget (and the run stays inside it); a
+ * configuration that fits nowhere is refused before anything is allocated or written,
+ * naming what it needs, the budget and what would fit. */
+Test(cli, fitting_into_device_memory)
+{
+    char *dir = test_tmpdir("vkaccum-fit");
+    const char *common = "seg train --data shapes --train-count 8 --crop 64 --depth 2 "
+                         "--width 8 --batch 8 --steps 1 --eval-every 0 --save-every 0 "
+                         "--workers 0 --val-count 1";
+    char args[1024];
+    snprintf(args, sizeof(args), "%s --out %s/plan --plan --micro-batch 2", common, dir);
+    double b2 = plan_total(args);
+    cr_assert(strstr(out, "largest micro-batch within the budget") &&
+              strstr(out, "alive at the training pass's peak"), "%s", out);
+    struct stat sb;
+    cr_assert_neq(stat(test_path("%s/plan", dir), &sb), 0, "--plan made the run folder");
+    snprintf(args, sizeof(args), "%s --out %s/plan --plan --micro-batch 3", common, dir);
+    double b3 = plan_total(args);
+    cr_assert_gt(b3, b2 + 0.5, "micro-batch 3 predicts %.1f MiB, 2 %.1f MiB", b3, b2);
+
+    /* auto between the two: micro-batch 2, recorded in config.json */
+    double budget = (b2 + b3) / 2;
+    snprintf(args, sizeof(args), "%s --out %s/auto --mem-budget %.1f --recompute none", common,
+             dir, budget);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cr_assert(strstr(out, "batch 8 as micro-batches of 2 (4 per step)"), "%s", out);
+    cJSON *cfg = read_json(test_path("%s/auto/config.json", dir));
+    cr_assert(cfg);
+    cr_assert_eq(cJSON_GetObjectItem(cfg, "micro-batch")->valuedouble, 2);
+    cr_assert_str_eq(cJSON_GetObjectItem(cfg, "recompute")->valuestring, "none");
+    cJSON_Delete(cfg);
+
+    /* under micro-batch 1's need without recompute: refused, nothing written */
+    snprintf(args, sizeof(args), "%s --out %s/plan --plan --micro-batch 1 --recompute none",
+             common, dir);
+    double b1 = plan_total(args);
+    snprintf(args, sizeof(args), "%s --out %s/no --mem-budget %.1f --recompute none "
+             "--micro-batch auto", common, dir, b1 - 1);
+    cr_assert_eq(run(args), 1, "%s", out);
+    cr_assert(strstr(out, "needs ") && strstr(out, "at micro-batch 1") &&
+              strstr(out, "the budget (--mem-budget)") && strstr(out, "fits with --recompute "),
+              "%s", out);
+    cr_assert_neq(stat(test_path("%s/no", dir), &sb), 0, "a refused run made its folder");
+    /* --recompute auto takes the mode that fits */
+    snprintf(args, sizeof(args), "%s --out %s/rec --mem-budget %.1f --micro-batch 1", common,
+             dir, b1 - 1);
+    cr_assert_eq(run(args), 0, "%s", out);
+    cfg = read_json(test_path("%s/rec/config.json", dir));
+    cr_assert(cfg);
+    cr_assert_str_neq(cJSON_GetObjectItem(cfg, "recompute")->valuestring, "none");
+    cJSON_Delete(cfg);
+
+    /* gan train --plan */
+    snprintf(args, sizeof(args), "gan train --out %s/g --plan --batch 16 --width 8", dir);
+    cr_assert_gt(plan_total(args), 0);
+    cr_assert(strstr(out, "--recompute blocks"), "%s", out);
+    test_tmpdir_remove(&dir);
 }

@@ -100,6 +100,43 @@ Test(gan, micro_batches_16x4_and_64x1_give_the_same_weights)
     test_ctx_done(&ctx);
 }
 
+/* Recomputing each layer in backward gives the same G, D, running statistics and EMA
+ * (BatchNorm on: a recomputed BatchNorm normalises with the same batch statistics and
+ * leaves its running ones alone). */
+Test(gan, recomputation_changes_no_bits)
+{
+    struct vka_ctx *ctx = test_ctx();
+    float *w[2], *st[2];
+    uint64_t n[2], ns[2];
+    for (int k = 0; k < 2; k++) {
+        struct vka_gan *gan;
+        struct vka_gan_params p = params(32, 16, true, 0.9);
+        p.recompute = k ? VKA_RECOMPUTE_BLOCKS : VKA_RECOMPUTE_NONE;
+        cr_assert_eq(vka_gan_create(ctx, &p, &gan), 0, "%s", vka_last_error());
+        struct reals r = { 0, 32 * 32, 32 };
+        iterate(gan, &r, 3);
+        w[k] = all_params(gan, &n[k]);
+        struct vka_tensor t;
+        cr_assert_eq(vka_graph_span(vka_gan_graph(gan), VKA_VAL_STATE, "", &t), 0);
+        ns[k] = vka_tensor_stored(&t);
+        st[k] = malloc(ns[k] * sizeof(float));
+        cr_assert_eq(vka_buf_download(t.buf, t.off * 4, st[k], ns[k] * 4), 0);
+        vka_gan_destroy(&gan);
+    }
+    cr_assert_eq(n[0], n[1]);
+    cr_assert_eq(ns[0], ns[1]);
+    cr_assert_gt(ns[0], 0, "no running statistics: BatchNorm is off");
+    cr_assert_eq(memcmp(w[0], w[1], n[0] * sizeof(float)), 0,
+                 "G, D or G_ema differ with recomputation");
+    cr_assert_eq(memcmp(st[0], st[1], ns[0] * sizeof(float)), 0,
+                 "running statistics differ with recomputation");
+    for (int k = 0; k < 2; k++) {
+        free(w[k]);
+        free(st[k]);
+    }
+    test_ctx_done(&ctx);
+}
+
 Test(gan, resume_continues_bit_exactly)
 {
     struct vka_ctx *ctx = test_ctx();

@@ -426,12 +426,6 @@ Test(safetensors, unaligned_foreign_file_is_realigned)
 
 /* ---- the cross-check with tools/parity/st.py ---- */
 
-static const char *python(void)
-{
-    const char *p = getenv("VKACCUM_PYTHON");
-    return p ? p : "/usr/bin/python3";
-}
-
 /* tools/parity/st.py, found from this file's path as compiled (relative to the build
  * root, the folder above this executable's, unless absolute) or VKACCUM_SOURCE_ROOT. */
 static char *st_py(void)
@@ -496,10 +490,10 @@ static char *header_text(const unsigned char *b, size_t len, size_t *data_at)
 Test(safetensors, python_cross_check)
 {
     char cmd[4 * PATH_MAX];
-    snprintf(cmd, sizeof(cmd), "%s -c 'import numpy' 2>/dev/null", python());
+    snprintf(cmd, sizeof(cmd), "%s -c 'import numpy' 2>/dev/null", test_python());
     cr_assert_eq(system(cmd), 0,
                  "%s with numpy is needed for this cross-check: run tools/setup.sh (it installs "
-                 "python3-numpy) or set VKACCUM_PYTHON", python());
+                 "python3-numpy) or set VKACCUM_PYTHON", test_python());
     char *st = st_py(), *dir = tmpdir_make();
     char *c_file = path_in(dir, "c.safetensors"), *py_file = path_in(dir, "py.safetensors");
     char *copy = path_in(dir, "copy.safetensors");
@@ -508,7 +502,7 @@ Test(safetensors, python_cross_check)
     write_ok(c_file, t, VKA_ST_DTYPE_COUNT, pattern_meta, 2);
 
     /* C -> Python: st.py reads the values; sums are of small integers, exact in double */
-    snprintf(cmd, sizeof(cmd), "%s %s dump %s", python(), st, c_file);
+    snprintf(cmd, sizeof(cmd), "%s %s dump %s", test_python(), st, c_file);
     char *out = run_capture(cmd);
     cJSON *js = cJSON_Parse(out);
     cr_assert_not_null(js, "st.py dump printed no JSON: %s", out);
@@ -543,7 +537,7 @@ Test(safetensors, python_cross_check)
     free(out);
 
     /* Python -> C: st.py's own file holds the pattern, byte for byte what C writes */
-    snprintf(cmd, sizeof(cmd), "%s %s pattern %s", python(), st, py_file);
+    snprintf(cmd, sizeof(cmd), "%s %s pattern %s", test_python(), st, py_file);
     free(run_capture(cmd));
     struct vka_st_file *f = read_ok(py_file);
     cr_assert_eq(vka_st_check(f, t, VKA_ST_DTYPE_COUNT), 0, "%s", vka_last_error());
@@ -575,7 +569,7 @@ Test(safetensors, python_cross_check)
     free(b);
 
     /* Python reads and rewrites a C file unchanged */
-    snprintf(cmd, sizeof(cmd), "%s %s copy %s %s", python(), st, c_file, copy);
+    snprintf(cmd, sizeof(cmd), "%s %s copy %s %s", test_python(), st, c_file, copy);
     free(run_capture(cmd));
     b = slurp(copy, &lb);
     cr_assert(la == lb && !memcmp(a, b, la), "st.py copy changed the file");

@@ -16,27 +16,40 @@ struct net {
     int x, target, logits, loss;
 };
 
-static void build(struct vka_ctx *ctx, struct net *n)
+/* GroupNorm, or BatchNorm (its statistics are the micro-batch's: recomputation, not
+ * splits, keeps its bits) */
+static void build_norm(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode, bool bn)
 {
     cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 7 }, &n->g), 0);
     struct vka_graph *g = n->g;
+    vka_graph_set_recompute(g, mode);
     n->x = vka_graph_input(g, "image", VKA_F32, VKA_LAYOUT_NHWC4, C_IN, HW, HW);
     n->target = vka_graph_input(g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, HW, HW);
+    cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "enc"), 0);
     int h = vka_layer_conv2d(g, "enc.0", n->x, 8, 3, 1, 1, true);
-    h = vka_layer_group_norm(g, "enc.1", h, 4);
+    h = bn ? vka_layer_batch_norm(g, "enc.1", h) : vka_layer_group_norm(g, "enc.1", h, 4);
     int skip = vka_layer_act(g, VKA_OP_relu, h, 0);
     union vka_op_params pool = { .pool = { 2, 2, 0 } };
+    cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "mid"), 0);
     h = vka_graph_node(g, VKA_OP_max_pool2d, &pool, skip, -1, -1);
     h = vka_layer_conv2d(g, "mid.0", h, 16, 3, 1, 1, false);
-    h = vka_layer_group_norm(g, "mid.1", h, 8);
-    h = vka_layer_act(g, VKA_OP_relu, h, 0);
+    h = bn ? vka_layer_batch_norm(g, "mid.1", h) : vka_layer_group_norm(g, "mid.1", h, 8);
+    h = vka_layer_act(g, VKA_OP_leaky_relu, h, 0.1f);
+    cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "dec"), 0);
     h = vka_layer_conv_transpose2d(g, "up", h, 8, 2, 2, 0, 0, true);
     h = vka_graph_node(g, VKA_OP_concat, NULL, h, skip, -1);
+    h = vka_layer_conv2d(g, "dec.0", h, 8, 3, 1, 1, true);
+    h = vka_layer_act(g, VKA_OP_tanh, h, 0);
     n->logits = vka_layer_conv2d(g, "head", h, CLASSES, 3, 1, 1, true);
     union vka_op_params ce = { .loss = { .ignore_index = 255, .scale = 1.0f } };
     n->loss = vka_graph_node(g, VKA_OP_cross_entropy, &ce, n->logits, n->target, -1);
     cr_assert_geq(n->loss, 0, "%s", vka_last_error());
     cr_assert_eq(vka_graph_alloc(g), 0, "%s", vka_last_error());
+}
+
+static void build(struct vka_ctx *ctx, struct net *n)
+{
+    build_norm(ctx, n, VKA_RECOMPUTE_NONE, false);
 }
 
 /* B samples; ignored pixels spread unevenly: sample i has about i * 10 % ignored */
@@ -70,9 +83,11 @@ Test(train, window_gradient_is_bitwise_the_same_for_any_split)
     struct vka_ctx *ctx = test_ctx();
     float *ref_grads = NULL, ref_loss[2];
     uint64_t ngrads = 0;
-    for (int sp = 0; sp < 4; sp++) {
+    /* every split under every recompute mode: the same bits as the whole batch */
+    for (int run = 0; run < 4 * 3; run++) {
+        int sp = run % 4;
         struct net n;
-        build(ctx, &n);
+        build_norm(ctx, &n, (enum vka_recompute)(run / 4), false);
         int at = 0;
         for (int k = 0; k < 9 && splits[sp][k]; k++) {
             int b = splits[sp][k];
@@ -88,7 +103,7 @@ Test(train, window_gradient_is_bitwise_the_same_for_any_split)
         struct vka_tensor loss = vka_graph_tensor(n.g, n.loss);
         float *gr = download_all(&grads), lo[2];
         cr_assert_eq(vka_tensor_download(&loss, lo), 0);
-        if (sp == 0) {
+        if (run == 0) {
             ref_grads = gr;
             ngrads = vka_tensor_stored(&grads);
             memcpy(ref_loss, lo, sizeof(lo));
@@ -103,17 +118,88 @@ Test(train, window_gradient_is_bitwise_the_same_for_any_split)
             cr_assert_gt(gsum, 0, "no gradient at all");
         } else {
             cr_assert_eq(memcmp(lo, ref_loss, sizeof(lo)), 0,
-                         "split %d: loss sum/count %a/%a vs %a/%a", sp, lo[0], lo[1],
-                         ref_loss[0], ref_loss[1]);
+                         "split %d, recompute %d: loss sum/count %a/%a vs %a/%a", sp, run / 4,
+                         lo[0], lo[1], ref_loss[0], ref_loss[1]);
             for (uint64_t i = 0; i < ngrads; i++)
                 if (memcmp(&gr[i], &ref_grads[i], 4))
-                    cr_assert_fail("split %d: gradient element %llu is %a, whole batch %a", sp,
-                                   (unsigned long long)i, gr[i], ref_grads[i]);
+                    cr_assert_fail("split %d, recompute %d: gradient element %llu is %a, "
+                                   "whole batch %a", sp, run / 4, (unsigned long long)i,
+                                   gr[i], ref_grads[i]);
             free(gr);
         }
         vka_graph_destroy(&n.g);
     }
     free(ref_grads);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+}
+
+/* Gradients, loss and BatchNorm running statistics after micro-batches of split (a
+ * zero-ended list) with a BatchNorm net under a recompute mode; *mem is the plan's. */
+static float *bn_window(struct vka_ctx *ctx, const int *split, enum vka_recompute mode,
+                        const float *x, const int32_t *t, uint64_t *count,
+                        struct vka_plan_mem *mem)
+{
+    struct net n;
+    build_norm(ctx, &n, mode, true);
+    cr_assert_eq(vka_graph_plan_mem(n.g, 0, (uint32_t)split[0], true, mem), 0, "%s",
+                 vka_last_error());
+    for (int k = 0, at = 0; split[k]; at += split[k++]) {
+        struct vka_plan *plan;
+        cr_assert_eq(vka_graph_plan(n.g, (uint32_t)split[k], true, &plan), 0, "%s",
+                     vka_last_error());
+        struct vka_tensor tx = vka_plan_tensor(plan, n.x), tt = vka_plan_tensor(plan, n.target);
+        cr_assert_eq(vka_tensor_upload(&tx, x + (size_t)at * C_IN * HW * HW), 0);
+        cr_assert_eq(vka_tensor_upload(&tt, t + (size_t)at * HW * HW), 0);
+        cr_assert_eq(vka_plan_run(plan), 0, "%s", vka_last_error());
+    }
+    struct vka_tensor grads = vka_graph_grads_flat(n.g), state, loss = vka_graph_tensor(n.g, n.loss);
+    cr_assert_eq(vka_graph_span(n.g, VKA_VAL_STATE, "", &state), 0);
+    uint64_t ng = vka_tensor_stored(&grads), ns = vka_tensor_stored(&state);
+    float *all = malloc((ng + ns + 2) * 4), *gr = download_all(&grads), *st = download_all(&state);
+    memcpy(all, gr, ng * 4);
+    memcpy(all + ng, st, ns * 4);
+    cr_assert_eq(vka_tensor_download(&loss, all + ng + ns), 0);
+    *count = ng + ns + 2;
+    free(gr);
+    free(st);
+    vka_graph_destroy(&n.g);
+    return all;
+}
+
+/* Recomputation runs forward ops again (a BatchNorm without touching its running
+ * statistics) and keeps less alive at the peak, for the same bits. */
+Test(train, recomputation_keeps_less_and_changes_no_bits)
+{
+    test_seed("train recompute");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    static const int bn_splits[2][4] = { { 8 }, { 3, 3, 2 } };
+    for (int sp = 0; sp < 2; sp++) {
+        uint64_t n0, n;
+        struct vka_plan_mem m0, m;
+        float *ref = bn_window(ctx, bn_splits[sp], VKA_RECOMPUTE_NONE, x, t, &n0, &m0);
+        cr_assert_eq(m0.recomputed, 0);
+        for (int mode = VKA_RECOMPUTE_BLOCKS; mode <= VKA_RECOMPUTE_ALL; mode++) {
+            float *got = bn_window(ctx, bn_splits[sp], (enum vka_recompute)mode, x, t, &n, &m);
+            cr_assert_eq(n, n0);
+            for (uint64_t i = 0; i < n; i++)
+                if (memcmp(&got[i], &ref[i], 4))
+                    cr_assert_fail("split %d, recompute %d: value %llu of %llu (gradients, "
+                                   "running statistics, loss) is %a, without recomputation %a",
+                                   sp, mode, (unsigned long long)i, (unsigned long long)n,
+                                   got[i], ref[i]);
+            cr_assert_gt(m.recomputed, 0, "recompute %d ran no op again", mode);
+            cr_assert_lt(m.live_peak, m0.live_peak, "recompute %d keeps %llu bytes at the "
+                         "peak, none %llu", mode, (unsigned long long)m.live_peak,
+                         (unsigned long long)m0.live_peak);
+            free(got);
+        }
+        free(ref);
+    }
     free(x);
     free(t);
     test_ctx_done(&ctx);

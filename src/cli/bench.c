@@ -2,16 +2,16 @@
  * (median over repeats after a warm-up), for both load paths and the shared-memory tiled
  * GEMMs, printed with ratios. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "log.h"
 #include "ops/ops.h"
 
-static const char help[] =
+static const char help_text[] =
     "usage: vkaccum bench gemm|ops [--device D] [--repeats N] [--json]\n"
     "\n"
     "  gemm   the device's best GEMM: the conv kernel as a 1x1 convolution with\n"
@@ -23,11 +23,20 @@ static const char help[] =
     "\n"
     "Every pass runs on texel-buffer loads, storage-buffer loads and, where it is a\n"
     "GEMM (forward, input gradient), storage loads with shared-memory weight tiles\n"
-    "(the GPUs' path; VKACCUM_CONV_TILES). Ratios: texel/storage, tiled/storage.\n"
-    "\n"
-    "  --device D    device index or a part of its name\n"
-    "  --repeats N   timed runs per measurement (default 7); the median is printed\n"
-    "  --json        one JSON object instead of the table\n";
+    "(the GPUs' path; VKACCUM_CONV_TILES). Ratios: texel/storage, tiled/storage.";
+
+struct bench_opts {
+    char device[128];
+    int repeats;
+    bool json;
+};
+
+static const struct opt_desc opts[] = {
+    OPT_ROW(struct bench_opts, "device", OPT_STR, device, NULL, "device index or a part of its name"),
+    OPT_ROW(struct bench_opts, "repeats", OPT_INT, repeats, NULL,
+            "timed runs per measurement, 1 to 1000 (7); the median is printed"),
+    OPT_ROW(struct bench_opts, "json", OPT_BOOL, json, NULL, "one JSON object instead of the table"),
+};
 
 enum kind { CONV, CONVT, LINEAR };
 enum pass { FWD, DGRAD, WGRAD };
@@ -184,41 +193,30 @@ static double ratio(double a, double b)
 
 int cli_bench(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "device", required_argument, NULL, 'd' },
-        { "repeats", required_argument, NULL, 'r' },
-        { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *device = NULL;
-    int repeats = 7;
-    bool json = false;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt("bench", argc, argv, ":h", opts)) != -1) {
-        switch (c) {
-        case 'd': device = optarg; break;
-        case 'r':
-            repeats = atoi(optarg);
-            if (repeats < 1 || repeats > 1000)
-                return cli_usage_error("bench", "--repeats %s: give 1 to 1000", optarg);
-            break;
-        case 'j': json = true; break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return CLI_USAGE;
-        }
+    struct bench_opts opt = { .repeats = 7 };
+    bool help;
+    int first, ret = cli_opts_parse_operands("bench", argc, argv, opts, OPT_COUNT(opts), &opt,
+                                             &help, &first);
+    if (ret)
+        return ret;
+    if (help) {
+        cli_opts_help(opts, OPT_COUNT(opts), help_text, NULL, NULL);
+        return 0;
     }
-    if (optind >= argc)
+    if (opt.repeats < 1 || opt.repeats > 1000)
+        return cli_usage_error("bench", "--repeats %d: give 1 to 1000", opt.repeats);
+    if (first >= argc)
         return cli_usage_error("bench", "say what to measure: gemm or ops");
-    const char *what = argv[optind];
+    const char *what = argv[first];
     if (strcmp(what, "gemm") && strcmp(what, "ops"))
         return cli_usage_error("bench", "unknown benchmark '%s' (gemm or ops)", what);
-    if (optind + 1 < argc)
-        return cli_usage_error("bench", "unexpected argument '%s'", argv[optind + 1]);
+    if (first + 1 < argc)
+        return cli_usage_error("bench", "unexpected argument '%s'", argv[first + 1]);
+    int repeats = opt.repeats;
 
     struct vka_ctx *ctx;
-    if (vka_ctx_create(&(struct vka_ctx_params){ .device = device, .validation = -1 }, &ctx) < 0) {
+    if (vka_ctx_create(&(struct vka_ctx_params){ .device = opt.device[0] ? opt.device : NULL,
+                                             .validation = -1 }, &ctx) < 0) {
         fprintf(stderr, "vkaccum bench: %s\n", vka_last_error());
         return 1;
     }
@@ -235,7 +233,8 @@ int cli_bench(int argc, char **argv)
         { "linear 1024->1024 b64", LINEAR, 64, 1024, 1, 1, 1024, 1, 1, 1, 0 },
     };
     struct result res[1 + 3 * 3];
-    int nres = 0, ret = measure(ctx, &gemm, 1, repeats, &res[nres]);
+    int nres = 0;
+    ret = measure(ctx, &gemm, 1, repeats, &res[nres]);
     nres++;
     if (!strcmp(what, "ops"))
         for (size_t i = 0; i < 3 && ret == 0; i++, nres += 3)
@@ -251,7 +250,7 @@ int cli_bench(int argc, char **argv)
             if (res[i].gflops[path] > top[i])
                 top[i] = res[i].gflops[path];
     double best = top[0];
-    if (json) {
+    if (opt.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "device", ctx->info.name);
         cJSON_AddNumberToObject(o, "repeats", repeats);

@@ -27,19 +27,23 @@ struct vka_ctx;
 struct vka_ctx *cli_open_ctx(const char *cmd, const char *device, double budget_mib);
 int cli_selftest(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_help(int argc, char **argv);       /* vkaccum help [COMMAND [SUB]] [--man] */
+int cli_completion(int argc, char **argv); /* vkaccum completion bash */
+/* The top-level usage text, and the man page (-EINVAL after vka_err when a command of the
+ * registry reaches no option parser); help.c. */
+void cli_usage(FILE *f);
+int cli_man(FILE *f);
+/* The bash completion script (completion.c; the same failure as cli_man). */
+int cli_completion_bash(FILE *f);
+/* Writes what gen writes to stdout when it succeeds, else says why on stderr naming
+ * "vkaccum cmd"; returns the exit status (help.c). */
+int cli_print_generated(const char *cmd, int (*gen)(FILE *f));
 
-/* Prints "vkaccum CMD: MSG" and the hint to run --help, returns CLI_USAGE. */
+/* Prints "vkaccum CMD: MSG" and the hint to run --help, returns CLI_USAGE (opts.c). */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-
-/* getopt_long with its own messages off; reports an unknown option or a missing value
- * as a usage error naming it. shortopts must start with ':'. Returns the option, -1 at
- * the end, or '?' after reporting. */
-struct option;
-int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
-               const struct option *longopts);
 
 #endif

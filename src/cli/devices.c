@@ -1,23 +1,28 @@
 /* vkaccum devices: every Vulkan device, as a table or JSON. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "log.h"
 #include "vk/vk.h"
 
-static const char help[] =
+static const char usage[] =
     "usage: vkaccum devices [--json]\n"
     "\n"
     "Lists every Vulkan device: index, name, type, driver, API version, memory heaps and\n"
     "budget, subgroup size, workgroup limits, f16/int8 support. '*' marks the device\n"
     "that vkaccum picks by default (discrete GPU, then integrated, virtual, CPU); pick\n"
-    "another with --device N or a part of its name on any command.\n"
-    "\n"
-    "  --json    one JSON array instead of the table\n"
-    "  --help    this text\n";
+    "another with --device N or a part of its name on any command.";
+
+struct devices_opts {
+    bool json;
+};
+
+static const struct opt_desc opts[] = {
+    OPT_ROW(struct devices_opts, "json", OPT_BOOL, json, NULL, "one JSON array instead of the table"),
+};
 
 static void version_str(uint32_t v, char *buf, size_t size)
 {
@@ -84,23 +89,16 @@ static void print_table(const struct vka_device_info *infos, uint32_t n, uint32_
 
 int cli_devices(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    bool json = false;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt("devices", argc, argv, ":h", opts)) != -1) {
-        switch (c) {
-        case 'j': json = true; break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return CLI_USAGE;
-        }
+    struct devices_opts o = { 0 };
+    bool help;
+    int ret = cli_opts_parse("devices", argc, argv, opts, OPT_COUNT(opts), &o, NULL, NULL, NULL,
+                             NULL, 0, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        cli_opts_help(opts, OPT_COUNT(opts), usage, NULL, NULL);
+        return 0;
     }
-    if (optind < argc)
-        return cli_usage_error("devices", "unexpected argument '%s'", argv[optind]);
 
     struct vka_device_info *infos;
     uint32_t n;
@@ -111,7 +109,7 @@ int cli_devices(int argc, char **argv)
     uint32_t chosen = UINT32_MAX;
     if (n)
         vka_device_select(infos, n, NULL, &chosen);
-    if (json) {
+    if (o.json) {
         cJSON *arr = cJSON_CreateArray();
         for (uint32_t i = 0; i < n; i++)
             cJSON_AddItemToArray(arr, device_json(&infos[i], i == chosen));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/fit.h"
 #include "cli/opts.h"
 #include "cli/run.h"
 #include "datasets/dataset.h"
@@ -24,12 +25,12 @@
 
 struct gan_opts {
     char data[512], out[512], resume[512], device[128], fid_net[512];
-    char norm[8], loss[8];
+    char norm[8], loss[8], recompute[8];
     int res, channels, width, z_dim, batch, micro, accum, d_steps, workers, grid;
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
     double lr, lr_d, beta1, beta2, ema_kimg, ema_rampup, mem_budget;
-    bool skip_bad, tensorboard, detect_anomaly;
+    bool skip_bad, tensorboard, detect_anomaly, plan;
 };
 
 #define O(n, t, f, ch, h) { n, t, offsetof(struct gan_opts, f), sizeof(((struct gan_opts *)0)->f), ch, h }
@@ -44,7 +45,9 @@ static const struct opt_desc gan_opt_table[] = {
     O("norm", OPT_STR, norm, "batch|none", "BatchNorm (statistics per micro-batch) or none (batch)"),
     O("loss", OPT_STR, loss, "bce|hinge", "non-saturating BCE with logits or hinge (bce)"),
     O("batch", OPT_INT, batch, NULL, "effective batch B of both phases (64)"),
-    O("micro-batch", OPT_INT, micro, NULL, "micro-batch b: samples per forward/backward (default B)"),
+    O("micro-batch", OPT_INT, micro, "auto", "micro-batch b: samples per forward/backward, or auto: the largest whose predicted memory fits the budget (auto)"),
+    O("recompute", OPT_STR, recompute, "auto|none|blocks|all", "keep for backward everything (none) or each layer's input (blocks, all) and recompute the rest; auto: none unless nothing fits (auto)"),
+    O("plan", OPT_BOOL, plan, NULL, "print the predicted device memory and the largest micro-batch that fits, and exit"),
     O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
     O("d-steps", OPT_INT, d_steps, NULL, "D optimizer steps per G step (1)"),
     O("steps", OPT_LONG, steps, NULL, "iterations (G steps) to train (1000)"),
@@ -79,6 +82,7 @@ static void defaults(void *opts)
     snprintf(o->data, sizeof(o->data), "fashion");
     snprintf(o->norm, sizeof(o->norm), "batch");
     snprintf(o->loss, sizeof(o->loss), "bce");
+    snprintf(o->recompute, sizeof(o->recompute), "auto");
     o->res = 32;
     o->width = 64;
     o->z_dim = 100;
@@ -109,8 +113,6 @@ static int finish(struct gan_opts *o, const char *cmd)
             return cli_usage_error(cmd, "--accum %d does not divide --batch %d", o->accum, o->batch);
         o->micro = o->batch / o->accum;
     }
-    if (!o->micro)
-        o->micro = o->batch;
     if (o->micro > o->batch)
         return cli_usage_error(cmd, "--micro-batch %d is larger than --batch %d", o->micro, o->batch);
     if (o->d_steps < 1)
@@ -332,7 +334,82 @@ static int resume(struct run *r)
     return vka_loader_seek(r->loader, pos) < 0 ? fail(r, "--resume") : 0;
 }
 
-/* Data, device, GAN, feature network, run folder, resume; -1 after printing why. */
+static struct vka_gan_params gan_params_of(const struct gan_opts *o)
+{
+    return (struct vka_gan_params){
+        .model = model_of(o), .loss = !strcmp(o->loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
+        .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
+        .d_steps = (uint32_t)o->d_steps, .lr_g = o->lr, .lr_d = o->lr_d > 0 ? o->lr_d : o->lr,
+        .beta1 = o->beta1, .beta2 = o->beta2, .ema_kimg = o->ema_kimg,
+        .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed,
+        .detect_anomaly = o->detect_anomaly,
+        .recompute = !strcmp(o->recompute, "all") ? VKA_RECOMPUTE_ALL
+                   : !strcmp(o->recompute, "blocks") ? VKA_RECOMPUTE_BLOCKS
+                                                     : VKA_RECOMPUTE_NONE };
+}
+
+/* ---- fitting into device memory ----------------------------------------------------- */
+
+struct gan_fit {
+    struct vka_ctx *ctx;
+    struct vka_gan_params p;
+    uint64_t budget;
+};
+
+static int gan_predict(void *user, uint32_t b, enum vka_recompute mode, struct vka_mem_plan *m)
+{
+    struct gan_fit *f = user;
+    struct vka_gan_params p = f->p;
+    p.micro = b;
+    p.recompute = mode;
+    return vka_gan_plan_memory(f->ctx, &p, m);
+}
+
+/* The widest narrower model (width halved) at which micro-batch 1 fits. */
+static int gan_smaller(void *user, char *hint, size_t size)
+{
+    struct gan_fit *f = user;
+    for (uint32_t w = f->p.model.width / 2; w >= 1; w /= 2) {
+        struct gan_fit t = *f;
+        t.p.model.width = w;
+        struct vka_mem_plan m;
+        if (gan_predict(&t, 1, VKA_RECOMPUTE_ALL, &m) < 0)
+            return -1;
+        if (m.total <= f->budget) {
+            snprintf(hint, size, "--width %u", w);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* --micro-batch auto, --recompute auto and --plan; 1 after printing --plan, -1 after
+ * printing why nothing fits. */
+static int gan_fit(struct gan_opts *o, struct vka_ctx *ctx)
+{
+    struct vka_mem_stats ms;
+    vka_mem_get_stats(ctx, &ms);
+    struct gan_fit f = { .ctx = ctx, .p = gan_params_of(o), .budget = ms.budget };
+    struct fit fit = {
+        .cmd = "gan train", .fn = gan_predict, .user = &f, .batch = (uint32_t)o->batch,
+        .micro = (uint32_t)o->micro, .recompute = o->recompute, .budget = ms.budget,
+        .budget_from = o->mem_budget > 0 ? "--mem-budget" : "the device's",
+        .smaller = gan_smaller,
+    };
+    uint32_t micro = fit.micro ? fit.micro : 1;
+    enum vka_recompute mode = f.p.recompute;
+    int ret = o->plan ? fit_choose(&fit, &micro, &mode) : fit_resolve(&fit, &micro, &mode);
+    if (ret)
+        return -1;
+    o->micro = (int)micro;
+    snprintf(o->recompute, sizeof(o->recompute), "%s", fit_mode_name(mode));
+    if (!o->plan)
+        return 0;
+    return fit_print_plan(&fit, micro, mode) ? -1 : 1;
+}
+
+/* Data, device, the micro-batch and recompute mode that fit, GAN, feature network, run
+ * folder, resume; -1 after printing why, 1 after printing --plan. */
 static int run_open(struct run *r, struct gan_opts *o)
 {
     *r = (struct run){ .o = o, .pace = { .tty = isatty(2) } };
@@ -342,6 +419,11 @@ static int run_open(struct run *r, struct gan_opts *o)
         return fail(r, NULL);
     if (!o->channels)
         o->channels = (int)vka_dataset_channels(r->ds);
+    if (!(r->ctx = cli_open_ctx("gan train", o->device, o->mem_budget)))
+        return -1;
+    int fit = gan_fit(o, r->ctx);
+    if (fit)
+        return fit;
     static const float half[3] = { 0.5f, 0.5f, 0.5f };
     struct vka_loader_params lp = {
         .dataset = r->ds, .batch = (uint32_t)o->micro, .workers = (uint32_t)o->workers,
@@ -350,15 +432,7 @@ static int run_open(struct run *r, struct gan_opts *o)
     if (vka_loader_create(&lp, &r->loader) < 0)
         return fail(r, NULL);
     r->src = (struct real_src){ r->loader, (uint32_t)(o->channels * o->res * o->res) };
-    if (!(r->ctx = cli_open_ctx("gan train", o->device, o->mem_budget)))
-        return -1;
-    struct vka_gan_params gp = {
-        .model = model_of(o), .loss = !strcmp(o->loss, "hinge") ? VKA_GAN_HINGE : VKA_GAN_BCE,
-        .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
-        .d_steps = (uint32_t)o->d_steps, .lr_g = o->lr, .lr_d = o->lr_d > 0 ? o->lr_d : o->lr,
-        .beta1 = o->beta1, .beta2 = o->beta2, .ema_kimg = o->ema_kimg,
-        .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed,
-        .detect_anomaly = o->detect_anomaly };
+    struct vka_gan_params gp = gan_params_of(o);
     if (vka_gan_create(r->ctx, &gp, &r->gan) < 0)
         return fail(r, NULL);
     if (o->fid_net[0]) {
@@ -482,9 +556,9 @@ static int gan_train(int argc, char **argv)
         return ret;
 
     struct run r;
-    if (run_open(&r, &o) < 0) {
+    if ((ret = run_open(&r, &o)) != 0) {
         run_close_checked(&r, false);
-        return 1;
+        return ret > 0 ? 0 : 1;
     }
     struct vka_gan_stats st;
     vka_gan_get_stats(r.gan, &st);

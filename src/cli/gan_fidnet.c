@@ -1,17 +1,17 @@
 /* vkaccum gan fid-net: trains the feature network of the GAN's Fréchet distance once
  * (src/fidnet.c) and writes its checkpoint. */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "fidnet.h"
 #include "log.h"
 
 #define CMD "gan fid-net"
+
+/* the default of --steps as its help says it */
+_Static_assert(VKA_FIDNET_DEFAULT_STEPS == 800, "the help of --steps says 800");
 
 static const char usage[] =
     "usage: vkaccum gan fid-net --out FILE [options]\n"
@@ -20,27 +20,56 @@ static const char usage[] =
     "measures its Fréchet distance on (AdamW, batch 64, cosine learning rate), then\n"
     "reports its test accuracy on t10k and the floor: the Fréchet distance between the\n"
     "first N t10k images and the first N train images, the best a generator can reach.\n"
-    "Images are resized to the GAN's resolution exactly as the GAN's data pipeline does.\n"
-    "\n"
-    "options:\n"
-    "  --out FILE        the checkpoint (.safetensors), replaced atomically\n"
-    "  --steps N         optimizer steps of batch 64 (default %u)\n"
-    "  --micro-batch b   micro-batch, 1..64 (default 64; the result does not depend on it)\n"
-    "  --res R           the GAN's image size, a multiple of 8 (default 32)\n"
-    "  --channels C      1 or 3, as the GAN's images (default 1)\n"
-    "  --n N             images per side of the floor, 2..10000 (default 5000)\n"
-    "  --seed S          initialisation and data order (default 0)\n"
-    "  --device D        Vulkan device index or name (vkaccum devices)\n";
+    "Images are resized to the GAN's resolution exactly as the GAN's data pipeline does.";
 
-static int parse_u32(const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *v)
+struct fidnet_opts {
+    char out[4096], device[128];
+    int steps, micro, res, channels, n;
+    long long seed;
+};
+
+#define ROW(n, t, f, h) OPT_ROW(struct fidnet_opts, n, t, f, NULL, h)
+static const struct opt_desc opts[] = {
+    ROW("out", OPT_STR, out, "the checkpoint (.safetensors), replaced atomically"),
+    ROW("steps", OPT_INT, steps, "optimizer steps of batch 64, 1 to 10000000 (800)"),
+    ROW("micro-batch", OPT_INT, micro, "micro-batch, 1 to 64 (64; the result does not depend on it)"),
+    ROW("res", OPT_INT, res, "the GAN's image size, a multiple of 8 from 8 to 256 (32)"),
+    ROW("channels", OPT_INT, channels, "1 or 3, as the GAN's images (1)"),
+    ROW("n", OPT_INT, n, "images per side of the floor, 2 to 10000 (5000)"),
+    ROW("seed", OPT_LONG, seed, "initialisation and data order, 0 to 4294967295 (0)"),
+    ROW("device", OPT_STR, device, "Vulkan device index or name (vkaccum devices)"),
+};
+
+/* The range of a whole-number option, as it was checked before the table: the message
+ * names the option, the value and the range. */
+static int in_range(const char *opt, long long v, long long lo, long long hi)
 {
-    char *end;
-    errno = 0;
-    unsigned long long u = strtoull(s, &end, 10);
-    if (end == s || *end || errno || s[0] == '-' || u < lo || u > hi)
-        return cli_usage_error(CMD, "--%s %s: give a whole number in %u..%u", opt, s, lo, hi);
-    *v = (uint32_t)u;
+    if (v < lo || v > hi)
+        return cli_usage_error(CMD, "--%s %lld: give a whole number in %lld..%lld", opt, v, lo, hi);
     return 0;
+}
+
+/* The training parameters from the options, every range checked. */
+static int params_of(const struct fidnet_opts *o, struct vka_fidnet_train_params *p)
+{
+    int ret = in_range("steps", o->steps, 1, 10000000);
+    if (!ret)
+        ret = in_range("micro-batch", o->micro, 1, 64);
+    if (!ret && !(ret = in_range("res", o->res, 8, 256)) && o->res % 8)
+        ret = cli_usage_error(CMD, "--res %d: give a multiple of 8 (the GAN's 32 or 64)", o->res);
+    if (!ret && !(ret = in_range("channels", o->channels, 1, 3)) && o->channels == 2)
+        ret = cli_usage_error(CMD, "--channels 2: give 1 or 3");
+    if (!ret)
+        ret = in_range("n", o->n, 2, 10000);
+    if (!ret)
+        ret = in_range("seed", o->seed, 0, UINT32_MAX);
+    if (!ret && !o->out[0])
+        ret = cli_usage_error(CMD, "say where the weights go: --out FILE");
+    *p = (struct vka_fidnet_train_params){
+        .out = o->out, .steps = (uint32_t)o->steps, .micro = (uint32_t)o->micro,
+        .res = (uint32_t)o->res, .channels = (uint32_t)o->channels, .n = (uint32_t)o->n,
+        .seed = (uint32_t)o->seed };
+    return ret;
 }
 
 struct progress {
@@ -60,71 +89,22 @@ static void on_step(void *user, uint64_t step, uint64_t steps, double loss)
 
 int cli_gan_fidnet(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        { "out", required_argument, NULL, 'o' },
-        { "steps", required_argument, NULL, 's' },
-        { "micro-batch", required_argument, NULL, 'b' },
-        { "res", required_argument, NULL, 'r' },
-        { "channels", required_argument, NULL, 'c' },
-        { "n", required_argument, NULL, 'n' },
-        { "seed", required_argument, NULL, 'S' },
-        { "device", required_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    struct vka_fidnet_train_params p = { .res = 32, .channels = 1, .micro = 64, .n = 5000,
-                                         .steps = VKA_FIDNET_DEFAULT_STEPS };
-    const char *device = NULL;
-    uint32_t seed = 0;
-    int c, ret = 0;
-    optind = 1;
-    while (ret == 0 && (c = cli_getopt(CMD, argc, argv, ":h", lo)) != -1) {
-        switch (c) {
-        case 'h':
-            printf(usage, VKA_FIDNET_DEFAULT_STEPS);
-            return 0;
-        case 'o':
-            p.out = optarg;
-            break;
-        case 's':
-            ret = parse_u32("steps", optarg, 1, 10000000, &p.steps);
-            break;
-        case 'b':
-            ret = parse_u32("micro-batch", optarg, 1, 64, &p.micro);
-            break;
-        case 'r':
-            ret = parse_u32("res", optarg, 8, 256, &p.res);
-            if (ret == 0 && p.res % 8)
-                ret = cli_usage_error(CMD, "--res %s: give a multiple of 8 (the GAN's 32 or 64)",
-                                      optarg);
-            break;
-        case 'c':
-            ret = parse_u32("channels", optarg, 1, 3, &p.channels);
-            if (ret == 0 && p.channels == 2)
-                ret = cli_usage_error(CMD, "--channels 2: give 1 or 3");
-            break;
-        case 'n':
-            ret = parse_u32("n", optarg, 2, 10000, &p.n);
-            break;
-        case 'S':
-            ret = parse_u32("seed", optarg, 0, UINT32_MAX, &seed);
-            break;
-        case 'd':
-            device = optarg;
-            break;
-        default:
-            ret = CLI_USAGE;
-        }
-    }
+    struct fidnet_opts o = { .steps = VKA_FIDNET_DEFAULT_STEPS, .micro = 64, .res = 32,
+                             .channels = 1, .n = 5000 };
+    struct vka_fidnet_train_params p;
+    bool help;
+    int ret = cli_opts_parse(CMD, argc, argv, opts, OPT_COUNT(opts), &o, NULL, NULL, NULL, NULL,
+                             0, &help);
     if (ret)
         return ret;
-    if (optind < argc)
-        return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (!p.out)
-        return cli_usage_error(CMD, "say where the weights go: --out FILE");
-    p.seed = seed;
+    if (help) {
+        cli_opts_help(opts, OPT_COUNT(opts), usage, NULL, NULL);
+        return 0;
+    }
+    if ((ret = params_of(&o, &p)))
+        return ret;
 
-    struct vka_ctx *ctx = cli_open_ctx(CMD, device ? device : "", 0);
+    struct vka_ctx *ctx = cli_open_ctx(CMD, o.device, 0);
     if (!ctx)
         return 1;
     struct progress pr = { .tty = isatty(2) };

@@ -1,7 +1,8 @@
-/* Table-driven options and small command helpers; see opts.h. */
+/* Table-driven options, usage errors and small command helpers; see opts.h. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,11 @@ static const char *opt_store(void *o, const struct opt_desc *d, const char *text
          * as a double */
         static const char *range[] = { "give a whole number from 0 to 1073741824",
                                        "give a whole number from 0 to 9007199254740992" };
-        long long v = strtoll(text, &end, 10);
-        if (errno || end == text || *end || v < 0 ||
-            v > (d->type == OPT_INT ? 1ll << 30 : 1ll << 53))
+        /* choices on a number: one word that stands for 0 ("auto") */
+        bool word = d->choices && !strcmp(text, d->choices);
+        long long v = word ? 0 : strtoll(text, &end, 10);
+        if (!word && (errno || end == text || *end || v < 0 ||
+                      v > (d->type == OPT_INT ? 1ll << 30 : 1ll << 53)))
             return range[d->type == OPT_LONG];
         if (d->type == OPT_INT)
             *(int *)p = (int)v;
@@ -77,6 +80,9 @@ int cli_opt_set(void *o, const char *cmd, const struct opt_desc *d, const char *
     const char *why = opt_store(o, d, d->type == OPT_BOOL ? "true" : text);
     if (!why)
         return 0;
+    if (d->choices && d->type != OPT_STR)
+        return cli_usage_error(cmd, "--%s %s: %s, or %s", d->name, text, why, d->choices),
+               -EINVAL;
     if (d->choices)
         return cli_usage_error(cmd, "--%s %s: choose one of %s", d->name, text, d->choices),
                -EINVAL;
@@ -172,7 +178,7 @@ int cli_opts_from_json(const struct opt_desc *table, size_t n, void *o, const cJ
             return -EINVAL;
         }
         if ((why = opt_store(o, d, text))) {
-            if (d->choices)
+            if (d->choices && d->type == OPT_STR)
                 vka_err("%s: option \"%s\" is \"%.64s\": choose one of %s", what, d->name,
                         text, d->choices);
             else if (d->type == OPT_STR)
@@ -191,47 +197,130 @@ int cli_opts_from_json(const struct opt_desc *table, size_t n, void *o, const cJ
     return 0;
 }
 
+/* ---- usage errors and getopt --------------------------------------------------------- */
+
+static bool usage_quiet;
+static struct cli_optset *capture; /* cli_opts_capture */
+
+void cli_usage_quiet(bool quiet)
+{
+    usage_quiet = quiet;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (usage_quiet || capture) {
+        vsnprintf(NULL, 0, fmt, ap); /* formatted all the same: a fuzz target checks that */
+        va_end(ap);
+        return CLI_USAGE;
+    }
+    fprintf(stderr, "vkaccum%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nRun 'vkaccum %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
+    return CLI_USAGE;
+}
+
+/* getopt_long with its own messages off; an unknown option or a missing value is a
+ * usage error naming it. shortopts starts with ':'. Returns the option, -1 at the end,
+ * or '?' after reporting. */
+static int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+                      const struct option *longopts)
+{
+    opterr = 0;
+    int c = getopt_long(argc, argv, shortopts, longopts, NULL);
+    if (c == '?' || c == ':') {
+        const char *arg = argv[optind - 1];
+        if (c == ':')
+            cli_usage_error(cmd, "option '%s' needs a value", arg);
+        else
+            cli_usage_error(cmd, "unknown option '%s'", arg);
+        return '?';
+    }
+    return c;
+}
+
+/* ---- parsing and --help from a table ------------------------------------------------ */
+
+/* Row d is one of the command's options: in `only` (when given) and not in `skip`. */
+static bool opt_selected(const struct opt_desc *d, const char **only, const char **skip)
+{
+    bool ok = !only;
+    for (const char **p = only; p && *p; p++)
+        ok |= !strcmp(*p, d->name);
+    for (const char **p = skip; p && *p; p++)
+        ok &= strcmp(*p, d->name) != 0;
+    return ok;
+}
+
 void cli_opts_help(const struct opt_desc *table, size_t count, const char *usage,
                    const char **only, const char **skip)
 {
     printf("%s\n\noptions:\n", usage);
+    for (size_t i = 0; i < count; i++)
+        if (opt_selected(&table[i], only, skip))
+            printf("  --%-15s %s\n", table[i].name, table[i].help);
+}
+
+void cli_opts_capture(struct cli_optset *s)
+{
+    capture = s;
+}
+
+/* Capture mode: records the options the parser would take into *capture. */
+static void record(const struct opt_desc *table, size_t count, const char **only,
+                   const char **skip, const char *extra_names[], size_t nextra, bool operands)
+{
+    struct cli_optset *s = capture;
+    *s = (struct cli_optset){ .captured = true, .operands = operands };
     for (size_t i = 0; i < count; i++) {
-        const struct opt_desc *d = &table[i];
-        bool show = !only;
-        for (const char **p = only; p && *p; p++)
-            show |= !strcmp(*p, d->name);
-        for (const char **p = skip; p && *p; p++)
-            show &= strcmp(*p, d->name) != 0;
-        if (show)
-            printf("  --%-15s %s\n", d->name, d->help);
+        if (!opt_selected(&table[i], only, skip))
+            continue;
+        if (s->count == CLI_OPTSET_MAX) {
+            s->truncated = true;
+            break;
+        }
+        s->opts[s->count++] = &table[i];
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        if (s->nextra == CLI_OPTSET_EXTRA) {
+            s->truncated = true;
+            break;
+        }
+        s->extra[s->nextra++] = extra_names[i];
     }
 }
 
-/* Parses argv against the option table (limited to `only` when given); extra long
- * options (ckpt, input) go to the caller through extra[]. */
-int cli_opts_parse(const char *cmd, int argc, char **argv, const struct opt_desc *table,
-                   size_t count, void *o, const char **only, const char **skip,
-                   const char *extra_names[], char *extra_vals[], size_t nextra, bool *help)
+/* The parser of cli_opts_parse and cli_opts_parse_operands: operands NULL refuses them,
+ * else *operands is the index of the first (getopt moves them after the options). */
+static int parse(const char *cmd, int argc, char **argv, const struct opt_desc *table,
+                 size_t count, void *o, const char **only, const char **skip,
+                 const char *extra_names[], char *extra_vals[], size_t nextra, bool *help,
+                 int *operands)
 {
-    struct option *lo = calloc(count + nextra + 2, sizeof(*lo));
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++) {
-        const struct opt_desc *d = &table[i];
-        bool ok = !only;
-        for (const char **p = only; p && *p; p++)
-            ok |= !strcmp(*p, d->name);
-        for (const char **p = skip; p && *p; p++)
-            ok &= strcmp(*p, d->name) != 0;
-        if (ok)
-            lo[n++] = (struct option){ d->name, d->type == OPT_BOOL ? no_argument : required_argument,
-                                       NULL, 256 + (int)i };
+    *help = false;
+    if (capture) {
+        record(table, count, only, skip, extra_names, nextra, operands != NULL);
+        return CLI_USAGE;
     }
+    struct option *lo = calloc(count + nextra + 2, sizeof(*lo));
+    if (!lo) {
+        fprintf(stderr, "vkaccum %s: out of memory\n", cmd);
+        return 1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++)
+        if (opt_selected(&table[i], only, skip))
+            lo[n++] = (struct option){ table[i].name,
+                                       table[i].type == OPT_BOOL ? no_argument : required_argument,
+                                       NULL, 256 + (int)i };
     for (size_t i = 0; i < nextra; i++)
         lo[n++] = (struct option){ extra_names[i], required_argument, NULL, 1024 + (int)i };
     lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
     int c, ret = 0;
     optind = 1;
-    *help = false;
     while (ret == 0 && (c = cli_getopt(cmd, argc, argv, ":h", lo)) != -1) {
         if (c == 'h')
             *help = true;
@@ -242,10 +331,27 @@ int cli_opts_parse(const char *cmd, int argc, char **argv, const struct opt_desc
         else
             ret = CLI_USAGE;
     }
-    if (ret == 0 && !*help && optind < argc)
+    if (operands)
+        *operands = optind;
+    else if (ret == 0 && !*help && optind < argc)
         ret = cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     free(lo);
     return ret;
+}
+
+int cli_opts_parse(const char *cmd, int argc, char **argv, const struct opt_desc *table,
+                   size_t count, void *o, const char **only, const char **skip,
+                   const char *extra_names[], char *extra_vals[], size_t nextra, bool *help)
+{
+    return parse(cmd, argc, argv, table, count, o, only, skip, extra_names, extra_vals, nextra,
+                 help, NULL);
+}
+
+int cli_opts_parse_operands(const char *cmd, int argc, char **argv,
+                            const struct opt_desc *table, size_t count, void *o, bool *help,
+                            int *operands)
+{
+    return parse(cmd, argc, argv, table, count, o, NULL, NULL, NULL, NULL, 0, help, operands);
 }
 
 int cli_mkdir_p(const char *path)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "cli/run.h"
 #include "log.h"
 #include "vka_config.h"
@@ -79,35 +80,42 @@ static int wait_plot(pid_t pid)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static const char usage[] =
+    "usage: vkaccum plot RUN [RUN...] --out curves.png [--title T]\n\n"
+    "Curves of runs against optimizer steps, overlaid with a legend: loss, learning rate,\n"
+    "validation mIoU and pixel accuracy (seg); D and G losses, D(x), D(G(z)) and the\n"
+    "Frechet distance (gan). Drawn by tools/plot.py with matplotlib (python3-matplotlib).";
+
+struct plot_opts {
+    char out[4096], title[256];
+};
+
+static const struct opt_desc opts[] = {
+    OPT_ROW(struct plot_opts, "out", OPT_STR, out, NULL, "the PNG to write"),
+    OPT_ROW(struct plot_opts, "title", OPT_STR, title, NULL, "a title above the curves"),
+};
+
+#define MAX_RUNS 64
+
 int cli_plot(int argc, char **argv)
 {
-    const char *out = NULL, *title = NULL;
-    const char *runs[64];
-    size_t n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: vkaccum plot RUN [RUN...] --out curves.png [--title T]\n\n"
-                   "Curves of runs against optimizer steps, overlaid with a legend: loss, "
-                   "learning rate,\nvalidation mIoU and pixel accuracy (seg); D and G losses, "
-                   "D(x), D(G(z)) and the\nFrechet distance (gan). Drawn by tools/plot.py with "
-                   "matplotlib (python3-matplotlib).\n");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--out") || !strcmp(argv[i], "--title")) {
-            if (i + 1 >= argc)
-                return cli_usage_error("plot", "option '%s' needs a value", argv[i]);
-            *(argv[i][2] == 'o' ? &out : &title) = argv[i + 1];
-            i++;
-        } else if (argv[i][0] == '-') {
-            return cli_usage_error("plot", "unknown option '%s'", argv[i]);
-        } else if (n < sizeof(runs) / sizeof(runs[0])) {
-            runs[n++] = argv[i];
-        } else {
-            return cli_usage_error("plot", "at most 64 runs");
-        }
+    struct plot_opts o = { "", "" };
+    bool help;
+    int first, ret = cli_opts_parse_operands("plot", argc, argv, opts, OPT_COUNT(opts), &o,
+                                             &help, &first);
+    if (ret)
+        return ret;
+    if (help) {
+        cli_opts_help(opts, OPT_COUNT(opts), usage, NULL, NULL);
+        return 0;
     }
-    if (!n || !out)
+    const char *const *runs = (const char *const *)argv + first;
+    size_t n = (size_t)(argc - first);
+    if (n > MAX_RUNS)
+        return cli_usage_error("plot", "at most %d runs", MAX_RUNS);
+    if (!n || !o.out[0])
         return cli_usage_error("plot", "give one or more RUN folders and --out FILE.png");
+    const char *out = o.out, *title = o.title[0] ? o.title : NULL;
     pid_t pid;
     if (spawn_plot(runs, n, out, title, &pid) < 0) {
         fprintf(stderr, "vkaccum plot: %s\n", vka_last_error());

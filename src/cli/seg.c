@@ -178,8 +178,9 @@ static int resume(struct train_run *r)
     return ret < 0 || vka_loader_seek(r->loader, pos) < 0 ? fail(r, "--resume") : 0;
 }
 
-/* Datasets, classes, device, engine, loader; with --dump-grads nothing more, else the
- * resumed state and the run folder. -1 after printing why. */
+/* Datasets, classes, device, the micro-batch and recompute mode that fit, engine,
+ * loader; with --dump-grads nothing more, else the resumed state and the run folder. -1
+ * after printing why, 1 after printing --plan. */
 static int train_open(struct train_run *r, struct seg_opts *o)
 {
     *r = (struct train_run){ .o = o, .best = -1, .pace = { .tty = isatty(2) } };
@@ -206,10 +207,13 @@ static int train_open(struct train_run *r, struct seg_opts *o)
     uint64_t count = vka_dataset_count(r->train);
     r->steps = o->steps ? o->steps
              : o->epochs ? (long long)((o->epochs * count + o->batch - 1) / o->batch) : 300;
-    struct vka_seg_params sp;
-    seg_engine_params(o, true, r->steps, weights, &sp);
     if (!(r->ctx = cli_open_ctx("seg train", o->device, o->mem_budget)))
         return -1;
+    int fit = seg_opts_fit(o, r->ctx, true, "seg train");
+    if (fit || o->plan)
+        return fit ? -1 : 1;
+    struct vka_seg_params sp;
+    seg_engine_params(o, true, r->steps, weights, &sp);
     if (vka_seg_create(r->ctx, &sp, &r->seg) < 0)
         return fail(r, NULL);
     if (!strcmp(o->norm, "batch") && o->micro < 8)
@@ -411,10 +415,10 @@ static int seg_train(int argc, char **argv)
         return CLI_USAGE;
 
     struct train_run r;
-    if (train_open(&r, &o) < 0 || (o.dump_grads[0] && dump(&r) < 0)) {
+    if ((ret = train_open(&r, &o)) != 0 || (o.dump_grads[0] && dump(&r) < 0)) {
         run_log_close(&r.log);
         train_close(&r);
-        return 1;
+        return ret > 0 ? 0 : 1;
     }
     struct vka_trainer_stats st;
     vka_seg_get_stats(r.seg, &st);
@@ -458,14 +462,22 @@ static int seg_train(int argc, char **argv)
 }
 
 /* The engine for inference (eval, predict) on the context of --device, with the weights
- * of the checkpoint; -1 after printing why. */
-static int open_inference(const char *cmd, const struct seg_opts *o, const char *ckpt,
+ * of the checkpoint and o->micro tiles per run (fitted to the budget); -1 after printing
+ * why. */
+static int open_inference(const char *cmd, struct seg_opts *o, const char *ckpt,
                           struct vka_ctx **ctx, struct vka_seg **seg)
 {
-    struct vka_seg_params sp;
-    seg_engine_params(o, false, 0, NULL, &sp);
     if (!(*ctx = cli_open_ctx(cmd, o->device, o->mem_budget)))
         return -1;
+    /* tiles per run: the most, up to --micro-batch, that fit the memory budget */
+    struct seg_opts fit = *o;
+    fit.batch = o->micro ? o->micro : o->batch;
+    fit.micro = 0;
+    if (seg_opts_fit(&fit, *ctx, false, cmd))
+        return -1;
+    o->micro = fit.micro;
+    struct vka_seg_params sp;
+    seg_engine_params(&fit, false, 0, NULL, &sp);
     if (vka_seg_create(*ctx, &sp, seg) < 0 || vka_seg_load_weights(*seg, ckpt) < 0) {
         fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error());
         return -1;

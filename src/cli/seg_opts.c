@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/fit.h"
 #include "cli/seg_opts.h"
 #include "log.h"
 
@@ -20,7 +21,9 @@ const struct opt_desc seg_opt_table[] = {
     O("reduce-zero-label", OPT_BOOL, reduce_zero_label, NULL, "mask id 0 is unlabelled (ignored), id k is class k-1 (implied by ade20k:)"),
     O("classes", OPT_INT, classes, NULL, "classes (default: the dataset's)"),
     O("batch", OPT_INT, batch, NULL, "effective batch B: samples per optimizer step (16)"),
-    O("micro-batch", OPT_INT, micro, NULL, "micro-batch b: samples per forward/backward (default B)"),
+    O("micro-batch", OPT_INT, micro, "auto", "micro-batch b: samples per forward/backward, or auto: the largest whose predicted memory fits the budget (auto)"),
+    O("recompute", OPT_STR, recompute, "auto|none|blocks|all", "keep for backward everything (none), the inputs of each block or of each layer (all) and recompute the rest; auto: none unless nothing fits (auto)"),
+    O("plan", OPT_BOOL, plan, NULL, "print the predicted device memory and the largest micro-batch that fits, and exit"),
     O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
     O("crop", OPT_INT, crop, NULL, "training crop S, a multiple of 2^depth (64)"),
     O("steps", OPT_LONG, steps, NULL, "optimizer steps to train (default 300 unless --epochs)"),
@@ -76,6 +79,7 @@ void seg_opts_defaults(struct seg_opts *o)
     snprintf(o->class_weights, sizeof(o->class_weights), "none");
     snprintf(o->mean, sizeof(o->mean), "0.485,0.456,0.406");
     snprintf(o->std, sizeof(o->std), "0.229,0.224,0.225");
+    snprintf(o->recompute, sizeof(o->recompute), "auto");
     o->batch = 16;
     o->crop = 64;
     o->lr = 1e-3;
@@ -129,8 +133,6 @@ int seg_opts_finish(struct seg_opts *o, const char *cmd)
         return cli_usage_error(cmd, "give --micro-batch or --accum, not both"), -EINVAL;
     if (o->accum)
         o->micro = (o->batch + o->accum - 1) / o->accum;
-    if (!o->micro)
-        o->micro = o->batch;
     if (o->micro > o->batch)
         return cli_usage_error(cmd, "--micro-batch %d is larger than --batch %d", o->micro,
                                o->batch), -EINVAL;
@@ -178,6 +180,8 @@ void seg_engine_params(const struct seg_opts *o, bool train, long long steps,
         .seed = (uint64_t)o->seed, .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
         .drop_last = o->drop_last, .class_weights = class_weights,
         .detect_anomaly = o->detect_anomaly,
+        .recompute = !strcmp(o->recompute, "all") ? VKA_RECOMPUTE_ALL
+                   : !strcmp(o->recompute, "blocks") ? VKA_RECOMPUTE_BLOCKS : VKA_RECOMPUTE_NONE,
     };
     if (!train)
         return;
@@ -241,4 +245,67 @@ int seg_write_overlay(const char *path, const struct vka_image *img, const uint8
     int ret = rgb ? cli_png_write(path, img->w, img->h, 3, rgb) : -ENOMEM;
     free(rgb);
     return ret;
+}
+
+/* ---- fitting into device memory ----------------------------------------------------- */
+
+struct seg_fit {
+    struct vka_ctx *ctx;
+    struct vka_seg_params p;
+    uint64_t budget;
+};
+
+static int seg_predict(void *user, uint32_t b, enum vka_recompute mode, struct vka_mem_plan *m)
+{
+    struct seg_fit *f = user;
+    struct vka_seg_params p = f->p;
+    p.micro = b;
+    p.recompute = mode;
+    return vka_seg_plan_memory(f->ctx, &p, m);
+}
+
+/* The largest smaller crop at which micro-batch 1 fits in some recompute mode. */
+static int seg_smaller(void *user, char *hint, size_t size)
+{
+    struct seg_fit *f = user;
+    uint32_t step = 1u << f->p.model.depth;
+    for (uint32_t s = f->p.model.size / 2 / step * step; s >= step; s = s / 2 / step * step) {
+        struct seg_fit t = *f;
+        t.p.model.size = s;
+        for (int mode = 0; mode < 3; mode++) {
+            struct vka_mem_plan m;
+            if (seg_predict(&t, 1, (enum vka_recompute)mode, &m) < 0)
+                return -1;
+            if (m.total <= f->budget) {
+                snprintf(hint, size, "--crop %u (%.2f GiB%s%s)", s,
+                         (double)m.total / (1ull << 30), mode ? ", --recompute " : "",
+                         mode ? fit_mode_name((enum vka_recompute)mode) : "");
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
+int seg_opts_fit(struct seg_opts *o, struct vka_ctx *ctx, bool train, const char *cmd)
+{
+    struct vka_mem_stats ms;
+    vka_mem_get_stats(ctx, &ms);
+    struct seg_fit f = { .ctx = ctx, .budget = ms.budget };
+    seg_engine_params(o, train, 1, NULL, &f.p);
+    struct fit fit = {
+        .cmd = cmd, .fn = seg_predict, .user = &f, .batch = (uint32_t)o->batch,
+        .micro = (uint32_t)o->micro, .recompute = train ? o->recompute : "none",
+        .budget = ms.budget, .budget_from = o->mem_budget > 0 ? "--mem-budget" : "the device's",
+        .smaller = train ? seg_smaller : NULL,
+    };
+    uint32_t micro = fit.micro ? fit.micro : 1;
+    enum vka_recompute mode = f.p.recompute;
+    /* --plan shows what a configuration needs, whether it fits or not */
+    int ret = train && o->plan ? fit_choose(&fit, &micro, &mode) : fit_resolve(&fit, &micro, &mode);
+    if (ret)
+        return ret;
+    o->micro = (int)micro;
+    snprintf(o->recompute, sizeof(o->recompute), "%s", fit_mode_name(mode));
+    return train && o->plan ? fit_print_plan(&fit, micro, mode) : 0;
 }

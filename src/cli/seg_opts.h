@@ -13,12 +13,13 @@ struct seg_opts {
     char data[512], out[512], resume[512], load_from[512], dump_grads[512], device[128];
     char palette[512];
     char optimizer[16], schedule[16], norm[16], up[16], class_weights[256];
-    char mean[96], std[96];
+    char mean[96], std[96], recompute[8];
     int classes, batch, micro, accum, crop, epochs, warmup, eval_every, save_every;
     int depth, width, groups, ignore_index, workers, val_count, train_count, tile;
     long long steps, seed;
     double lr, weight_decay, momentum, clip, mem_budget, scale_min, scale_max, jitter;
     bool no_augment, skip_bad, drop_last, json, tensorboard, reduce_zero_label, detect_anomaly;
+    bool plan;
     /* derived */
     float mean_v[3], std_v[3];
 };
@@ -30,8 +31,13 @@ void seg_opts_defaults(struct seg_opts *o);
 cJSON *seg_opts_json(const struct seg_opts *o);
 /* Options from a config.json object or a checkpoint's metadata (cli_opts_from_json). */
 int seg_opts_from_json(struct seg_opts *o, const cJSON *j, const char *what);
-/* Checks and derives (mean/std lists, micro from accum). */
+/* Checks and derives (mean/std lists, micro from accum; micro stays 0 for auto). */
 int seg_opts_finish(struct seg_opts *o, const char *cmd);
+
+/* --micro-batch auto and --recompute auto resolved from the predicted device memory of
+ * the engine on ctx (train: training, else inference in tiles), written back into o;
+ * --plan printed (train). Returns 0, or 1 after printing why nothing fits. */
+int seg_opts_fit(struct seg_opts *o, struct vka_ctx *ctx, bool train, const char *cmd);
 
 /* The engine's parameters from the options (classes set): the training crop, or the
  * inference tile when not train; schedules over `steps` optimizer steps. */

@@ -1,25 +1,31 @@
 /* vkaccum selftest: runs the built-in shaders on this device against plain C, so a new
  * machine shows at once whether its Vulkan driver computes what vkaccum expects. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "log.h"
 #include "ops/basic.h"
 
-static const char help[] =
+static const char usage[] =
     "usage: vkaccum selftest [--device N|NAME]\n"
     "\n"
     "Runs fill, scale, axpy and the deterministic sum on the device against plain C on\n"
     "random data of several lengths, prints the largest error of each and the time the\n"
-    "device took, and exits 1 if any check fails.\n"
-    "\n"
-    "  --device D  device index or a part of its name (see 'vkaccum devices')\n"
-    "  --help      this text\n";
+    "device took, and exits 1 if any check fails.";
+
+struct selftest_opts {
+    char device[128];
+};
+
+static const struct opt_desc opts[] = {
+    OPT_ROW(struct selftest_opts, "device", OPT_STR, device, NULL,
+            "device index or a part of its name (see 'vkaccum devices')"),
+};
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -107,25 +113,18 @@ out:
 
 int cli_selftest(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "device", required_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *device = NULL;
-    int c;
-    optind = 1;
-    while ((c = cli_getopt("selftest", argc, argv, ":h", opts)) != -1) {
-        switch (c) {
-        case 'd': device = optarg; break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return CLI_USAGE;
-        }
+    struct selftest_opts o = { "" };
+    bool help;
+    int ret = cli_opts_parse("selftest", argc, argv, opts, OPT_COUNT(opts), &o, NULL, NULL, NULL,
+                             NULL, 0, &help);
+    if (ret)
+        return ret;
+    if (help) {
+        cli_opts_help(opts, OPT_COUNT(opts), usage, NULL, NULL);
+        return 0;
     }
-    if (optind < argc)
-        return cli_usage_error("selftest", "unexpected argument '%s'", argv[optind]);
 
-    struct vka_ctx *ctx = cli_open_ctx("selftest", device ? device : "", 0);
+    struct vka_ctx *ctx = cli_open_ctx("selftest", o.device, 0);
     if (!ctx)
         return 1;
     printf("device %u: %s (%s), %s loads\n", ctx->info.index, ctx->info.name,

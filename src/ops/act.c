@@ -4,7 +4,8 @@
  * vec4 and writes the output's padding channels as 0.
  *
  * Backward adds into every gradient given (a NULL one is skipped):
- *   relu, leaky_relu   dx0 += dy * f'(x0)           reads x0, dy
+ *   relu, leaky_relu   dx0 += dy * (y > 0 ? 1 : slope)   reads y, dy: y > 0 exactly
+ *                      where x0 > 0 (slope >= 0), so x0 need not be kept for backward
  *   tanh, sigmoid      dx0 += dy * f'(.) from y     reads y (the forward output), dy
  *   scale              dx0 += alpha * dy
  *   add                dx0 += dy, dx1 += dy
@@ -150,10 +151,21 @@ struct unary {
     bool bwd_from_y;       /* f' from the forward output y instead of x0 */
 };
 
-static int unary_shape(const struct unary *u, const struct vka_op_args *a, uint32_t shape[4])
+/* leaky_relu's slope (0 for the others): its backward tells x0 > 0 from y > 0 */
+static int check_slope(const struct unary *u, float slope)
+{
+    if (slope >= 0.0f)
+        return 0;
+    vka_err("%s: slope %g is negative or NaN: give a slope >= 0 (backward reads y, whose "
+            "sign is x0's only then)", u->fwd, (double)slope);
+    return -EINVAL;
+}
+
+static int unary_shape(const struct unary *u, const struct vka_op_args *a, uint32_t shape[4],
+                       float alpha)
 {
     int ret = check_any(u->fwd, "x0", a->x[0], true);
-    if (ret == 0)
+    if (ret == 0 && (ret = check_slope(u, alpha)) == 0)
         shape_of(a->x[0], shape);
     return ret;
 }
@@ -163,7 +175,8 @@ static int unary_fwd(const struct unary *u, struct vka_cmd *cmd, const struct vk
                      float alpha)
 {
     int ret = check_any(u->fwd, "x0", a->x[0], true);
-    if (ret < 0 || (ret = check_like(u->fwd, "y", a->y, a->x[0], false)) < 0)
+    if (ret < 0 || (ret = check_slope(u, alpha)) < 0 ||
+        (ret = check_like(u->fwd, "y", a->y, a->x[0], false)) < 0)
         return ret;
     return dispatch(cmd, u->fwd_shader, a->x[0], NULL, a->y,
                     (struct act_push){ .c = a->y->c, .alpha = alpha });
@@ -194,7 +207,7 @@ static int unary_bwd(const struct unary *u, struct vka_cmd *cmd, const struct vk
                                            "act_" #name "_bwd", from_y };               \
     int vka_##name##_shape(const struct vka_op_args *a, uint32_t shape[4])              \
     {                                                                                   \
-        return unary_shape(&name##_u, a, shape);                                        \
+        return unary_shape(&name##_u, a, shape, alpha);                                 \
     }                                                                                   \
     int vka_##name##_fwd(struct vka_cmd *cmd, const struct vka_op_args *a)              \
     {                                                                                   \
@@ -205,8 +218,8 @@ static int unary_bwd(const struct unary *u, struct vka_cmd *cmd, const struct vk
         return unary_bwd(&name##_u, cmd, a, alpha);                                     \
     }
 
-UNARY(relu, false, 0.0f)
-UNARY(leaky_relu, false, a->p.slope)
+UNARY(relu, true, 0.0f)
+UNARY(leaky_relu, true, a->p.slope)
 UNARY(tanh, true, 0.0f)
 UNARY(sigmoid, true, 0.0f)
 

@@ -126,15 +126,10 @@ int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t fir
 
 int vka_op_scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t)
 {
-    struct vka_buf *buf = NULL;
-    int ret = vka_buf_create(vka_cmd_ctx(cmd), &(struct vka_buf_params){
-        .size = floats * sizeof(float), .cat = VKA_MEM_OTHER }, &buf);
-    if (ret < 0)
-        return ret;
-    if ((ret = vka_cmd_own(cmd, buf)) < 0) {
-        vka_buf_destroy(&buf);
-        return ret;
-    }
-    *t = vka_tensor_flat(buf, 0, floats);
-    return 0;
+    struct vka_buf *buf;
+    uint64_t off;
+    int ret = vka_cmd_scratch(cmd, floats * sizeof(float), &buf, &off);
+    if (ret == 0)
+        *t = vka_tensor_flat(buf, off / sizeof(float), floats);
+    return ret;
 }

@@ -51,7 +51,8 @@ struct plan {
     uint32_t S, K, Cg, P; /* see the top of the file */
     uint32_t pb, nblk;    /* pixels per block, blocks per segment */
     struct vka_buf *scratch;
-    uint64_t coef_off;    /* element offset of COEF in scratch */
+    uint64_t scratch_off; /* element offset of the scratch in its buffer */
+    uint64_t coef_off;    /* element offset of COEF in the scratch */
 };
 
 /* Pixels one reduction invocation adds in sequence. Every workgroup ends in two trees
@@ -138,31 +139,28 @@ static int scratch_create(struct vka_cmd *cmd, struct plan *pl, bool part, uint3
     uint64_t nparts = part ? 2ull * pl->S * pl->nblk * pl->Cs : 0;
     pl->coef_off = (nparts + 63) & ~63ull;
     uint64_t total = pl->coef_off + (uint64_t)pl->S * ncoef * pl->Cs;
-    int ret = vka_buf_create(ctx, &(struct vka_buf_params){
-        .size = total * 4, .cat = VKA_MEM_OTHER }, &pl->scratch);
-    if (ret < 0)
-        return ret;
-    ret = vka_cmd_own(cmd, pl->scratch);
-    if (ret < 0)
-        vka_buf_destroy(&pl->scratch);
+    struct vka_tensor t;
+    int ret = vka_op_scratch(cmd, total, &t);
+    pl->scratch = t.buf;
+    pl->scratch_off = t.off;
     return ret;
 }
 
 static struct vka_tensor part_view(const struct plan *pl)
 {
-    return vka_tensor_flat(pl->scratch, 0, 2ull * pl->S * pl->nblk * pl->Cs);
+    return vka_tensor_flat(pl->scratch, pl->scratch_off, 2ull * pl->S * pl->nblk * pl->Cs);
 }
 
 static struct vka_tensor coef_view(const struct plan *pl, uint32_t ncoef)
 {
-    return vka_tensor_flat(pl->scratch, pl->coef_off, (uint64_t)pl->S * ncoef * pl->Cs);
+    return vka_tensor_flat(pl->scratch, pl->scratch_off + pl->coef_off, (uint64_t)pl->S * ncoef * pl->Cs);
 }
 
 /* An optional storage binding: t, or (flag clear) a harmless stand-in. */
 static int bind_opt(struct vka_ctx *ctx, const struct plan *pl, const struct vka_tensor *t,
                     uint32_t flag, uint32_t *flags, struct vka_binding *b, uint32_t *base)
 {
-    struct vka_tensor dummy = vka_tensor_flat(pl->scratch, pl->coef_off, 4);
+    struct vka_tensor dummy = vka_tensor_flat(pl->scratch, pl->scratch_off + pl->coef_off, 4);
     if (t)
         *flags |= flag;
     else

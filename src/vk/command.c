@@ -134,6 +134,11 @@ struct vka_cmd {
     struct vka_buf **owned;
     uint32_t nowned, cap_owned;
 
+    bool dry;                 /* vka_cmd_params.dry */
+    struct vka_buf *ws;       /* the workspace scratch comes from, or NULL */
+    uint64_t ws_off, ws_cap, ws_used; /* bytes */
+    uint64_t scratch_count;   /* bytes handed out since vka_cmd_take_scratch_count */
+
     VkQueryPool queries;
     uint32_t max_timed, ntimed;
     double *ms;
@@ -149,6 +154,16 @@ int vka_cmd_create(struct vka_ctx *ctx, const struct vka_cmd_params *params,
     if (!c)
         return -ENOMEM;
     c->ctx = ctx;
+    if (params && params->dry) {
+        c->dry = true;
+        if (params->timing) {
+            vka_err("vka_cmd_create: a dry recorder runs nothing to time");
+            free(c);
+            return -EINVAL;
+        }
+        *out = c;
+        return 0;
+    }
     VkCommandBufferAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
         .commandPool = ctx->cmd_pool,
@@ -244,6 +259,11 @@ int vka_cmd_begin(struct vka_cmd *c)
     VkDevice dev = c->ctx->dev;
     VK(cmd_wait(c));
     release_owned(c);
+    c->recording = true;
+    c->ended = false;
+    c->after_work = false;
+    if (c->dry)
+        return 0;
     /* Keep the first descriptor pool, reset; later ones grow again if needed. */
     for (uint32_t i = 1; i < c->npools; i++)
         vkDestroyDescriptorPool(dev, c->pools[i], NULL);
@@ -256,9 +276,6 @@ int vka_cmd_begin(struct vka_cmd *c)
     VK(vkBeginCommandBuffer(c->cb, &bi));
     if (c->queries)
         vkCmdResetQueryPool(c->cb, c->queries, 0, 2 * c->max_timed);
-    c->recording = true;
-    c->ended = false;
-    c->after_work = false;
     c->ntimed = 0;
     c->nms = 0;
     return 0;
@@ -329,6 +346,33 @@ fail:
     return ret;
 }
 
+/* Binding i of a dispatch lies inside its buffer and fits the way it is bound. */
+static int check_binding(const struct vka_cmd *c, const struct vka_pipe *pipe,
+                         const struct vka_binding *b, uint32_t i)
+{
+    const struct vka_binding *bd = &b[i];
+    bool texel = pipe->params.bind[i] == VKA_BIND_IN && pipe->texel;
+    VkDeviceSize range = bd->range ? bd->range : bd->buf->size - bd->offset;
+    if (bd->offset > bd->buf->size || range > bd->buf->size - bd->offset) {
+        vka_err("%s: binding %u (%" PRIu64 " bytes at %" PRIu64 ") passes the end of a "
+                "%" PRIu64 "-byte buffer", pipe->variant, i, (uint64_t)range,
+                (uint64_t)bd->offset, (uint64_t)bd->buf->size);
+        return -EINVAL;
+    }
+    if (texel && bd->offset) {
+        vka_err("%s: binding %u is a texel view of the whole buffer; pass the offset in "
+                "push constants", pipe->variant, i);
+        return -EINVAL;
+    }
+    if (!texel && range > c->ctx->info.max_storage_range) {
+        vka_err("%s: binding %u spans %" PRIu64 " bytes, past the device's storage range "
+                "of %u; the op must split it", pipe->variant, i, (uint64_t)range,
+                c->ctx->info.max_storage_range);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_binding *b,
                      const void *push, const uint32_t groups[3])
 {
@@ -344,6 +388,11 @@ int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_
         }
     if (!groups[0] || !groups[1] || !groups[2])
         return 0;
+    for (uint32_t i = 0; i < pipe->params.nbind; i++)
+        if ((ret = check_binding(c, pipe, b, i)) < 0)
+            return ret;
+    if (c->dry)
+        return 0;
 
     VkDescriptorSet set;
     ret = descriptor_set(c, pipe->dsl, &set);
@@ -356,12 +405,6 @@ int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_
         const struct vka_binding *bd = &b[i];
         bool texel = pipe->params.bind[i] == VKA_BIND_IN && pipe->texel;
         VkDeviceSize range = bd->range ? bd->range : bd->buf->size - bd->offset;
-        if (bd->offset > bd->buf->size || range > bd->buf->size - bd->offset) {
-            vka_err("%s: binding %u (%" PRIu64 " bytes at %" PRIu64 ") passes the end of a "
-                    "%" PRIu64 "-byte buffer", pipe->variant, i, (uint64_t)range,
-                    (uint64_t)bd->offset, (uint64_t)bd->buf->size);
-            return -EINVAL;
-        }
         w[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -369,23 +412,12 @@ int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_
             .descriptorCount = 1,
         };
         if (texel) {
-            if (bd->offset) {
-                vka_err("%s: binding %u is a texel view of the whole buffer; pass the "
-                        "offset in push constants", pipe->variant, i);
-                return -EINVAL;
-            }
             ret = vka_buf_texel_view(bd->buf, &views[i]);
             if (ret < 0)
                 return ret;
             w[i].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
             w[i].pTexelBufferView = &views[i];
         } else {
-            if (range > ctx->info.max_storage_range) {
-                vka_err("%s: binding %u spans %" PRIu64 " bytes, past the device's storage "
-                        "range of %u; the op must split it", pipe->variant, i,
-                        (uint64_t)range, ctx->info.max_storage_range);
-                return -EINVAL;
-            }
             bi[i] = (VkDescriptorBufferInfo){ bd->buf->buf, bd->offset, range };
             w[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
             w[i].pBufferInfo = &bi[i];
@@ -443,7 +475,7 @@ int vka_cmd_copy(struct vka_cmd *c, struct vka_buf *src, VkDeviceSize src_off,
                 (uint64_t)dst->size);
         return -EINVAL;
     }
-    if (!size)
+    if (!size || c->dry)
         return 0;
     barrier(c);
     VkBufferCopy region = { src_off, dst_off, size };
@@ -471,6 +503,48 @@ int vka_cmd_own(struct vka_cmd *c, struct vka_buf *buf)
     return 0;
 }
 
+int vka_cmd_scratch(struct vka_cmd *c, uint64_t bytes, struct vka_buf **buf, uint64_t *off)
+{
+    uint64_t aligned = (bytes + 255) & ~255ull;
+    c->scratch_count += aligned;
+    if (c->ws) {
+        if (aligned > c->ws_cap - c->ws_used) {
+            vka_err("vka_cmd_scratch: %" PRIu64 " bytes asked of a workspace with %" PRIu64
+                    " of %" PRIu64 " left (the plan sized it for less)", bytes,
+                    c->ws_cap - c->ws_used, c->ws_cap);
+            return -ENOSPC;
+        }
+        *buf = c->ws;
+        *off = c->ws_off + c->ws_used;
+        c->ws_used += aligned;
+        return 0;
+    }
+    struct vka_buf *b = NULL;
+    int ret = vka_buf_create(c->ctx, &(struct vka_buf_params){
+        .size = bytes, .cat = VKA_MEM_OTHER, .dry = c->dry }, &b);
+    if (ret == 0 && (ret = vka_cmd_own(c, b)) < 0)
+        vka_buf_destroy(&b);
+    *buf = b;
+    *off = 0;
+    return ret;
+}
+
+void vka_cmd_set_workspace(struct vka_cmd *c, struct vka_buf *buf, uint64_t off,
+                           uint64_t bytes)
+{
+    c->ws = buf;
+    c->ws_off = off;
+    c->ws_cap = buf ? bytes : 0;
+    c->ws_used = 0;
+}
+
+uint64_t vka_cmd_take_scratch_count(struct vka_cmd *c)
+{
+    uint64_t n = c->scratch_count;
+    c->scratch_count = 0;
+    return n;
+}
+
 int vka_cmd_end(struct vka_cmd *c)
 {
     int ret = 0;
@@ -479,6 +553,11 @@ int vka_cmd_end(struct vka_cmd *c)
     ret = check_recording(c, "vka_cmd_end");
     if (ret < 0)
         return ret;
+    if (c->dry) {
+        c->recording = false;
+        c->ended = true;
+        return 0;
+    }
     /* Make the last writes visible to the host reads that follow the fence wait. */
     if (c->after_work) {
         VkMemoryBarrier mb = {
@@ -504,8 +583,9 @@ int vka_cmd_submit_wait(struct vka_cmd *c, uint64_t timeout_ms)
     struct vka_ctx *ctx = c->ctx;
     char note[64];
     uint64_t nth;
-    if (!c->ended) {
-        vka_err("vka_cmd_submit_wait: nothing recorded (call vka_cmd_end first)");
+    if (!c->ended || c->dry) {
+        vka_err("vka_cmd_submit_wait: %s", c->dry ? "a dry recorder has nothing to run"
+                                                  : "nothing recorded (call vka_cmd_end first)");
         return -EINVAL;
     }
     VK(cmd_wait(c));

@@ -145,6 +145,12 @@ int vka_buf_create(struct vka_ctx *ctx, const struct vka_buf_params *params,
         free(b);
         return -EINVAL;
     }
+    if (params->dry) {
+        b->dry = true;
+        ctx->mem.live_buffers++;
+        *out = b;
+        return 0;
+    }
 
     VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
@@ -209,6 +215,12 @@ void vka_buf_destroy(struct vka_buf **pbuf)
     if (!b)
         return;
     struct vka_ctx *ctx = b->ctx;
+    if (b->dry) {
+        ctx->mem.live_buffers--;
+        free(b);
+        *pbuf = NULL;
+        return;
+    }
     vka_cmd_settle(ctx); /* work left running by a failed wait may still use it */
     if (b->texel_view)
         vkDestroyBufferView(ctx->dev, b->texel_view, NULL);
@@ -248,14 +260,20 @@ fail:
     return ret;
 }
 
+uint64_t vka_staging_bytes(uint64_t transfer)
+{
+    uint64_t want = transfer < STAGING_CHUNK ? transfer : STAGING_CHUNK;
+    return want < 65536 ? 65536 : (want + 15) & ~15ull;
+}
+
 static int staging_get(struct vka_ctx *ctx, size_t size, struct vka_buf **out)
 {
-    size_t want = size < STAGING_CHUNK ? size : STAGING_CHUNK;
+    size_t want = vka_staging_bytes(size);
     if (ctx->staging && ctx->staging->size < want)
         vka_buf_destroy(&ctx->staging);
     if (!ctx->staging) {
         int ret = vka_buf_create(ctx, &(struct vka_buf_params){
-            .size = want < 65536 ? 65536 : want, .cat = VKA_MEM_STAGING,
+            .size = want, .cat = VKA_MEM_STAGING,
             .host_visible = true }, &ctx->staging);
         if (ret < 0)
             return ret;
@@ -279,6 +297,10 @@ static int staged_copy(struct vka_buf *b, VkDeviceSize off, void *host, size_t s
     struct vka_ctx *ctx = b->ctx;
     struct vka_buf *stage;
     struct vka_cmd *cmd;
+    if (b->dry) {
+        vka_err("%s: a dry buffer has no memory", up ? "vka_buf_upload" : "vka_buf_download");
+        return -EINVAL;
+    }
     int ret = bounds_check(up ? "vka_buf_upload" : "vka_buf_download", b, off, size);
     if (ret < 0 || size == 0)
         return ret;

@@ -168,12 +168,15 @@ struct vka_buf {
     bool host_visible;
     void *mapped;            /* host-visible buffers stay mapped */
     VkBufferView texel_view; /* RGBA32F view of the whole buffer, made on first use */
+    bool dry;                /* a size without memory (vka_buf_params.dry) */
 };
 
 struct vka_buf_params {
     VkDeviceSize size;  /* bytes; rounded up to 16; 0 is allowed (a 16-byte buffer) */
     enum vka_mem_cat cat;
     bool host_visible;  /* staging */
+    bool dry;           /* a size only: no Vulkan object, no memory, nothing charged; what
+                           a dry recorder (vka_cmd_params.dry) binds to size a pass */
 };
 
 /* -ENOMEM with a message naming the size, category, use and budget when the allocation
@@ -184,6 +187,9 @@ void vka_buf_destroy(struct vka_buf **buf);
 
 int vka_buf_texel_view(struct vka_buf *buf, VkBufferView *view);
 
+/* The staging buffer a transfer of `transfer` bytes leaves (it grows to the largest
+ * transfer, up to a chunk of 32 MiB; larger ones go through it chunk by chunk). */
+uint64_t vka_staging_bytes(uint64_t transfer);
 /* Host <-> device copies through the context's staging buffer; they wait for the copy. */
 int vka_buf_upload(struct vka_buf *buf, VkDeviceSize offset, const void *data, size_t size);
 int vka_buf_download(struct vka_buf *buf, VkDeviceSize offset, void *data, size_t size);
@@ -237,6 +243,9 @@ struct vka_binding {
 struct vka_cmd_params {
     bool timing;        /* timestamp before and after every dispatch */
     uint32_t max_timed; /* dispatches timed; default 1024 */
+    bool dry;           /* records nothing: dispatches and copies are checked and dropped,
+                           scratch is dry buffers (counted), it can't be submitted. The
+                           graph sizes a pass's workspace with one before allocating. */
 };
 
 struct vka_cmd;
@@ -264,6 +273,19 @@ int vka_cmd_copy(struct vka_cmd *cmd, struct vka_buf *src, VkDeviceSize src_off,
 
 /* The recorder destroys buf when it is destroyed or begun again, after its work. */
 int vka_cmd_own(struct vka_cmd *cmd, struct vka_buf *buf);
+
+/* Scratch memory for the work being recorded, `bytes` at *off of *buf, 256-byte aligned.
+ * Inside a workspace (vka_cmd_set_workspace) it is carved from it, -ENOSPC when the
+ * workspace is too small; otherwise a buffer of its own (VKA_MEM_OTHER) that the recorder
+ * owns, or a dry one for a dry recorder. */
+int vka_cmd_scratch(struct vka_cmd *cmd, uint64_t bytes, struct vka_buf **buf, uint64_t *off);
+/* Scratch comes from [off, off + bytes) of buf until the next call (buf NULL: own
+ * buffers again). Only one op's work may use a workspace: ops after it reuse it, which
+ * the barrier between dispatches makes safe. */
+void vka_cmd_set_workspace(struct vka_cmd *cmd, struct vka_buf *buf, uint64_t off,
+                           uint64_t bytes);
+/* Scratch bytes (aligned) handed out since the last call. */
+uint64_t vka_cmd_take_scratch_count(struct vka_cmd *cmd);
 
 int vka_cmd_end(struct vka_cmd *cmd);
 

@@ -12,46 +12,13 @@
  * prints the same numbers) and, parsed again, load to the same values: a resumed run
  * must get back the options it was started with.
  *
- * src/cli/opts.c calls two functions of src/cli/main.c, which holds main(); they are
- * defined here, as there, except that a usage error is formatted and kept instead of
- * printed. */
-#include <getopt.h>
-#include <stdarg.h>
-#include <stdio.h>
+ * Usage errors (src/cli/opts.c's cli_usage_error, the command's own) are formatted but
+ * not printed: an input with a bad value would print one per execution. */
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/seg_opts.h"
 #include "common.h"
-
-static char usage_msg[1024];
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    int n = snprintf(usage_msg, sizeof(usage_msg), "vkaccum%s%s: ", cmd ? " " : "",
-                     cmd ? cmd : "");
-    va_start(ap, fmt);
-    vsnprintf(usage_msg + n, sizeof(usage_msg) - (size_t)n, fmt, ap);
-    va_end(ap);
-    return CLI_USAGE;
-}
-
-int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
-               const struct option *longopts)
-{
-    opterr = 0;
-    int c = getopt_long(argc, argv, shortopts, longopts, NULL);
-    if (c == '?' || c == ':') {
-        const char *arg = argv[optind - 1];
-        if (c == ':')
-            cli_usage_error(cmd, "option '%s' needs a value", arg);
-        else
-            cli_usage_error(cmd, "unknown option '%s'", arg);
-        return '?';
-    }
-    return c;
-}
 
 static const char *path;
 
@@ -60,6 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_setup();
+    cli_usage_quiet(true);
     path = fuzz_path("config.json");
     return 0;
 }

@@ -186,6 +186,30 @@ class Discriminator(nn.Module):
         return self.main(x).reshape(-1)
 
 
+def load_generator(path, weights="ema", dtype=torch.float32):
+    """The generator of a `vkaccum gan train` checkpoint, built from the file's "config"
+    metadata (its options: res, channels, width, z-dim, norm) with a strict
+    load_state_dict of G_ema.* (weights "ema", as `gan sample`: G.* when the run kept no
+    EMA) or G.*. Returns (generator in eval mode, config dict, the prefix loaded)."""
+    entries, meta = st.read(path)
+    if meta.get("kind") != "vkaccum-gan" or "config" not in meta:
+        raise ValueError(f"{path} is not a checkpoint of vkaccum gan train (metadata kind "
+                         f"{meta.get('kind')!r})")
+    cfg = json.loads(meta["config"])
+    arrays = {n: (st.bf16_to_f32(a) if dt == "BF16" else a) for n, dt, a in entries}
+    prefix = "G_ema" if weights == "ema" and "G_ema.main.0.weight" in arrays else "G"
+    G = Generator(res=int(cfg["res"]), channels=int(cfg["channels"]), width=int(cfg["width"]),
+                  z_dim=int(cfg["z-dim"]), batch_norm=cfg["norm"] == "batch").to(dtype)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v))
+             for k, v in model_tensors(arrays, prefix).items()}
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        G.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: {prefix}.* does not match the generator: {e}") from None
+    return G.eval(), cfg, prefix
+
+
 def model_tensors(arrays, prefix):
     """{name without 'PREFIX.': array} of one module"""
     p = prefix + "."
