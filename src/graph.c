@@ -953,10 +953,14 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
         if (bwd && g->vals[nd->out].kind == VKA_VAL_ACT)
             use(SPAN(IT_GRAD, nd->out), t); /* dy: read here, last */
     }
-    /* values no forward reads (the outputs) live to the end, to be read back */
-    for (uint32_t v = 0; v < V && read; v++)
-        if (!read[v] && SPAN(IT_ACT, v)->start != UINT32_MAX)
+    /* outputs no forward reads (the plan's results) live to the end, to be read back;
+     * saved values end at their backward */
+    for (uint32_t i = 0; i < g->nnodes && read; i++) {
+        int v = g->nodes[i].out;
+        if (m->active[i] && in_arena(&g->vals[v]) && !read[v] &&
+            SPAN(IT_ACT, v)->start != UINT32_MAX)
             SPAN(IT_ACT, v)->end = T ? T - 1 : 0;
+    }
     free(read);
 #undef SPAN
 }
