@@ -185,7 +185,7 @@ static void tile_starts(uint32_t len, uint32_t tile, uint32_t *starts, uint32_t 
 }
 
 int vka_seg_predict(struct vka_seg *seg, uint32_t batch, const float *x, uint32_t c, uint32_t h,
-                    uint32_t w, uint8_t *pred)
+                    uint32_t w, uint8_t *pred, float *mean_logits)
 {
     const struct vka_val *img = vka_graph_val(seg->g, seg->net.image);
     const struct vka_val *lv = vka_graph_val(seg->g, seg->net.logits);
@@ -243,6 +243,8 @@ int vka_seg_predict(struct vka_seg *seg, uint32_t batch, const float *x, uint32_
             if (acc[(size_t)k * h * w + p] > acc[(size_t)best * h * w + p])
                 best = k;
         pred[p] = (uint8_t)best;
+        for (uint32_t k = 0; mean_logits && k < K; k++)
+            mean_logits[(size_t)k * h * w + p] = acc[(size_t)k * h * w + p] / (float)hits[p];
     }
 out:
     free(ys);
@@ -280,7 +282,7 @@ int vka_seg_evaluate(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max_i
         if (ret == 0)
             ret = vka_augment(&aug, 0, &smp.image, &smp.mask, vka_dataset_ignore_index(ds), x, y);
         if (ret == 0)
-            ret = vka_seg_predict(seg, batch, x, 3, h, w, pred);
+            ret = vka_seg_predict(seg, batch, x, 3, h, w, pred, NULL);
         if (ret == 0) {
             vka_seg_metrics_add(m, y, pred, (uint64_t)w * h, vka_dataset_ignore_index(ds));
             if (fn && i < n_fn)

@@ -56,9 +56,10 @@ void vka_seg_get_stats(const struct vka_seg *seg, struct vka_trainer_stats *s);
 
 /* Tiled inference of one normalised image x (c, h, w): overlapping tiles of the model's
  * size (stride 2/3 of it), up to `batch` tiles per run, logits averaged where tiles
- * overlap; pred (h, w) gets the argmax class. */
+ * overlap; pred (h, w) gets the argmax class, mean_logits (classes, h, w; NULL: not
+ * wanted) the averaged logits. */
 int vka_seg_predict(struct vka_seg *seg, uint32_t batch, const float *x, uint32_t c, uint32_t h,
-                    uint32_t w, uint8_t *pred);
+                    uint32_t w, uint8_t *pred, float *mean_logits);
 
 /* Called for the first images of an evaluation with the image and its prediction. */
 typedef int (*vka_seg_image_fn)(void *user, uint32_t index, const struct vka_image *img,

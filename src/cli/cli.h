@@ -11,6 +11,8 @@
 /* 8-bit PNG (c = 1, 3 or 4 channels, rows top to bottom), written atomically; an error
  * names path and the reason. */
 int cli_png_write(const char *path, uint32_t w, uint32_t h, uint32_t c, const uint8_t *data);
+/* A float32 array of ndim dimensions as a NumPy .npy file, written atomically. */
+int cli_npy_write(const char *path, const uint32_t *shape, uint32_t ndim, const float *data);
 /* The same PNG in memory (*png malloc'd, the caller's to free). */
 int cli_png_encode(uint32_t w, uint32_t h, uint32_t c, const uint8_t *data, unsigned char **png,
                    size_t *len);

@@ -623,20 +623,21 @@ static bool ends_with(const char *s, const char *suffix)
 static int gan_sample(int argc, char **argv)
 {
     static const char *only[] = { "device", "seed", NULL };
-    const char *names[] = { "ckpt", "n", "out", "interpolate", "weights" };
-    char *vals[5] = { NULL, NULL, NULL, NULL, NULL };
+    const char *names[] = { "ckpt", "n", "out", "interpolate", "weights", "raw" };
+    char *vals[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
     struct gan_opts cli;
     defaults(&cli);
     bool help;
-    int ret = cli_opts_parse("gan sample", argc, argv, GAN_TABLE, &cli, only, NULL, names, vals, 5, &help);
+    int ret = cli_opts_parse("gan sample", argc, argv, GAN_TABLE, &cli, only, NULL, names, vals, 6, &help);
     if (ret)
         return ret;
     if (help) {
         printf("usage: vkaccum gan sample --ckpt F --out DIR|grid.png [--n N] [--seed S] "
-               "[--interpolate K] [--weights ema|g]\n\nGenerates N images (default 64) from G_ema (or G) of a "
+               "[--interpolate K] [--weights ema|g] [--raw F.npy]\n\nGenerates N images (default 64) from G_ema (or G) of a "
                "checkpoint of vkaccum gan train:\na grid when --out ends in .png, else one PNG "
                "per image in DIR. --interpolate K: N rows\nof K images along the spherical path "
-               "between two random latents.\n\n  --device D  --seed S (0)\n");
+               "between two random latents. --raw F.npy: the images also\nas float32 "
+               "(N, channels, res, res) in [-1, 1], as G makes them.\n\n  --device D  --seed S (0)\n");
         return 0;
     }
     if (!vals[0] || !vals[2])
@@ -727,6 +728,11 @@ static int gan_sample(int argc, char **argv)
                 goto out;
             }
         }
+    }
+    const uint32_t shape[4] = { total, mp.channels, mp.res, mp.res };
+    if (vals[5] && cli_npy_write(vals[5], shape, 4, x) < 0) {
+        fprintf(stderr, "vkaccum gan sample: --raw %s\n", vka_last_error());
+        goto out;
     }
     printf("wrote %u image(s) from %s of %s to %s\n", total, prefix, vals[0], vals[2]);
     ret = 0;

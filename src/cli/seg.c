@@ -19,10 +19,10 @@
 
 #define SEG_TABLE seg_opt_table, seg_opt_count
 
-static const char *train_skip[] = { "json", NULL }; /* options of eval only */
+static const char *train_skip[] = { "json", "logits", NULL }; /* of eval and predict only */
 static const char *eval_opts[] = { "data", "palette", "reduce-zero-label", "device", "val-count", "tile",
                                    "micro-batch", "json", "skip-bad", "ignore-index", NULL };
-static const char *predict_opts[] = { "device", "tile", "micro-batch", NULL };
+static const char *predict_opts[] = { "device", "tile", "micro-batch", "logits", NULL };
 
 static int open_dataset(const struct seg_opts *o, enum vka_split split, struct vka_dataset **ds)
 {
@@ -609,16 +609,17 @@ static int predict_one(struct vka_seg *seg, const struct seg_opts *o, const char
         return ret;
     size_t n = (size_t)img.w * img.h;
     float *x = malloc(n * 3 * sizeof(float));
+    float *logits = o->logits ? malloc(n * (size_t)o->classes * sizeof(float)) : NULL;
     uint8_t *pred = malloc(n);
     struct vka_augment_params aug = { .mean = o->mean_v, .std = o->std_v };
-    if (!x || !pred) {
+    if (!x || !pred || (o->logits && !logits)) {
         vka_err("%s: out of memory for a %ux%u image", in, img.w, img.h);
         ret = -ENOMEM;
     }
     if (ret == 0)
         ret = vka_augment(&aug, 0, &img, NULL, o->ignore_index, x, NULL);
     if (ret == 0)
-        ret = vka_seg_predict(seg, (uint32_t)o->micro, x, 3, img.h, img.w, pred);
+        ret = vka_seg_predict(seg, (uint32_t)o->micro, x, 3, img.h, img.w, pred, logits);
     if (ret == 0) {
         const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
         char stem[512], path[1200];
@@ -631,9 +632,14 @@ static int predict_one(struct vka_seg *seg, const struct seg_opts *o, const char
         snprintf(path, sizeof(path), "%s/%s_overlay.png", outdir, stem);
         if (ret == 0)
             ret = seg_write_overlay(path, &img, pred);
+        snprintf(path, sizeof(path), "%s/%s_logits.npy", outdir, stem);
+        const uint32_t shape[3] = { (uint32_t)o->classes, img.h, img.w };
+        if (ret == 0 && logits)
+            ret = cli_npy_write(path, shape, 3, logits);
         if (ret == 0)
             printf("%s: %ux%u -> %s/%s_mask.png\n", in, img.w, img.h, outdir, stem);
     }
+    free(logits);
     free(x);
     free(pred);
     vka_image_free(&img);
@@ -651,7 +657,7 @@ static int seg_predict_cmd(int argc, char **argv)
     if (ret)
         return ret;
     if (help) {
-        cli_opts_help(SEG_TABLE, "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR\n\n"
+        cli_opts_help(SEG_TABLE, "usage: vkaccum seg predict --ckpt F --input FILE|DIR --out DIR [--logits]\n\n"
                    "Writes NAME_mask.png (class ids) and NAME_overlay.png for each image; images of any\n"
                    "size are predicted in overlapping tiles of --tile (default: the training crop).",
                    predict_opts, NULL);
@@ -667,6 +673,7 @@ static int seg_predict_cmd(int argc, char **argv)
         o.tile = cli.tile;
     if (cli.micro)
         o.micro = cli.micro;
+    o.logits = cli.logits;
     if (seg_opts_finish(&o, "seg predict") < 0)
         return CLI_USAGE;
     struct vka_ctx *ctx = NULL;

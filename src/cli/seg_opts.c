@@ -64,6 +64,7 @@ const struct opt_desc seg_opt_table[] = {
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
     O("dump-grads", OPT_STR, dump_grads, NULL, "write the first window's normalised gradient and exit"),
     O("json", OPT_BOOL, json, NULL, "eval: print JSON"),
+    O("logits", OPT_BOOL, logits, NULL, "predict: also write NAME_logits.npy, float32 (classes, H, W): the logits averaged over tiles"),
     O("tensorboard", OPT_BOOL, tensorboard, NULL, "also write TensorBoard event files into RUN/tb/"),
 };
 const size_t seg_opt_count = sizeof(seg_opt_table) / sizeof(seg_opt_table[0]);
