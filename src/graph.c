@@ -775,6 +775,19 @@ static void segments(const struct vka_graph *g, const struct mask *m, bool backw
     }
 }
 
+/* Whether node i's backward reads a value that is made again (ops.def's R_ flags). */
+static bool reads_recomputed(const struct vka_graph *g, const struct sched *s, uint32_t i)
+{
+    const struct vka_node *nd = &g->nodes[i];
+    unsigned flags = vka_ops[nd->op].flags;
+    bool r = (flags & VKA_OP_R_Y) && s->rec[nd->out];
+    for (int k = 0; k < 3; k++)
+        r |= nd->in[k] >= 0 && (flags & (VKA_OP_R_X0 << k)) && s->rec[nd->in[k]];
+    for (int k = 0; k < 2; k++)
+        r |= nd->saved[k] >= 0 && (flags & VKA_OP_R_SAVED) && s->rec[nd->saved[k]];
+    return r;
+}
+
 static int make_sched(const struct vka_graph *g, const struct mask *m, bool backward,
                       struct sched *s)
 {
@@ -810,19 +823,27 @@ static int make_sched(const struct vka_graph *g, const struct mask *m, bool back
     for (uint32_t i = 0; i < F; i++)
         if (m->active[i])
             s->ev[s->nev++] = (struct event){ i, EV_FWD };
+    /* a segment is made again right before the first of its backwards that reads what
+     * it makes, not before its first backward: those reading only what the segment kept
+     * run before, while less is alive */
     int32_t last = -1;
+    uint32_t first = 0, end = 0;
+    bool pending = false;
     for (uint32_t i = F; i-- > 0;) {
         if (!bwd_runs(g, m, backward, i))
             continue;
         if (seg[i] >= 0 && seg[i] != last) { /* entering a segment from its end */
-            uint32_t a = i;
-            while (a > 0 && seg[a - 1] == seg[i])
-                a--;
-            for (uint32_t j = a; j <= i; j++)
-                if (s->rec[g->nodes[j].out])
-                    s->ev[s->nev++] = (struct event){ j, EV_REC };
+            for (end = first = i; first > 0 && seg[first - 1] == seg[i];)
+                first--;
+            pending = true;
         }
         last = seg[i];
+        if (pending && seg[i] >= 0 && reads_recomputed(g, s, i)) {
+            for (uint32_t j = first; j <= end; j++)
+                if (s->rec[g->nodes[j].out])
+                    s->ev[s->nev++] = (struct event){ j, EV_REC };
+            pending = false;
+        }
         s->ev[s->nev++] = (struct event){ i, EV_BWD };
     }
     free(seg);
@@ -1091,10 +1112,12 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd, enum 
                       struct vka_tensor t[12], struct vka_op_args *a)
 {
     *a = (struct vka_op_args){ .p = nd->p };
+    /* an input the backward does not read may have no place (a value made again after
+     * it): NULL, which such backwards take */
     for (int k = 0; k < 3; k++)
         if (nd->in[k] >= 0) {
             t[k] = ev_tensor(p, kind, nd->in[k]);
-            a->x[k] = &t[k];
+            a->x[k] = t[k].buf ? &t[k] : NULL;
         }
     t[3] = ev_tensor(p, kind, nd->out);
     a->y = &t[3];
