@@ -12,6 +12,14 @@ const char *fit_mode_name(enum vka_recompute mode)
     return mode_names[mode];
 }
 
+enum vka_recompute fit_mode_of(const char *name)
+{
+    for (int m = 0; m < 3; m++)
+        if (!strcmp(name, mode_names[m]))
+            return (enum vka_recompute)m;
+    return VKA_RECOMPUTE_NONE;
+}
+
 static double mib(uint64_t b)
 {
     return (double)b / 1048576.0;
@@ -155,4 +163,17 @@ int fit_print_plan(const struct fit *f, uint32_t micro, enum vka_recompute mode)
             printf("  --recompute %-7s none (micro-batch 1 needs %s)\n", mode_names[i], size);
     }
     return 0;
+}
+
+int fit_apply(const struct fit *f, bool plan, int *micro, char *recompute, size_t n)
+{
+    uint32_t b = f->micro ? f->micro : 1;
+    enum vka_recompute mode = fit_mode_of(f->recompute);
+    if (plan ? fit_choose(f, &b, &mode) : fit_resolve(f, &b, &mode))
+        return -1;
+    *micro = (int)b;
+    snprintf(recompute, n, "%s", mode_names[mode]);
+    if (!plan)
+        return 0;
+    return fit_print_plan(f, b, mode) ? -1 : 1;
 }

@@ -32,5 +32,13 @@ int fit_choose(const struct fit *f, uint32_t *micro, enum vka_recompute *mode);
 int fit_print_plan(const struct fit *f, uint32_t micro, enum vka_recompute mode);
 
 const char *fit_mode_name(enum vka_recompute mode);
+/* --recompute's value as a mode: none for "auto" (resolved before an engine sees it). */
+enum vka_recompute fit_mode_of(const char *name);
+
+/* What both training commands do: resolves f (with plan: shows the plan, never
+ * refuses) and writes the micro-batch and mode back into *micro and recompute (n bytes,
+ * so that config.json records them). Returns 0 to go on, 1 after printing the plan, -1
+ * after printing why nothing fits or an error. */
+int fit_apply(const struct fit *f, bool plan, int *micro, char *recompute, size_t n);
 
 #endif

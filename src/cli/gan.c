@@ -343,9 +343,7 @@ static struct vka_gan_params gan_params_of(const struct gan_opts *o)
         .beta1 = o->beta1, .beta2 = o->beta2, .ema_kimg = o->ema_kimg,
         .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed,
         .detect_anomaly = o->detect_anomaly,
-        .recompute = !strcmp(o->recompute, "all") ? VKA_RECOMPUTE_ALL
-                   : !strcmp(o->recompute, "blocks") ? VKA_RECOMPUTE_BLOCKS
-                                                     : VKA_RECOMPUTE_NONE };
+        .recompute = fit_mode_of(o->recompute) };
 }
 
 /* ---- fitting into device memory ----------------------------------------------------- */
@@ -396,16 +394,7 @@ static int gan_fit(struct gan_opts *o, struct vka_ctx *ctx)
         .budget_from = o->mem_budget > 0 ? "--mem-budget" : "the device's",
         .smaller = gan_smaller,
     };
-    uint32_t micro = fit.micro ? fit.micro : 1;
-    enum vka_recompute mode = f.p.recompute;
-    int ret = o->plan ? fit_choose(&fit, &micro, &mode) : fit_resolve(&fit, &micro, &mode);
-    if (ret)
-        return -1;
-    o->micro = (int)micro;
-    snprintf(o->recompute, sizeof(o->recompute), "%s", fit_mode_name(mode));
-    if (!o->plan)
-        return 0;
-    return fit_print_plan(&fit, micro, mode) ? -1 : 1;
+    return fit_apply(&fit, o->plan, &o->micro, o->recompute, sizeof(o->recompute));
 }
 
 /* Data, device, the micro-batch and recompute mode that fit, GAN, feature network, run

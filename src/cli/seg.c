@@ -210,8 +210,8 @@ static int train_open(struct train_run *r, struct seg_opts *o)
     if (!(r->ctx = cli_open_ctx("seg train", o->device, o->mem_budget)))
         return -1;
     int fit = seg_opts_fit(o, r->ctx, true, "seg train");
-    if (fit || o->plan)
-        return fit ? -1 : 1;
+    if (fit)
+        return fit;
     struct vka_seg_params sp;
     seg_engine_params(o, true, r->steps, weights, &sp);
     if (vka_seg_create(r->ctx, &sp, &r->seg) < 0)
@@ -473,7 +473,7 @@ static int open_inference(const char *cmd, struct seg_opts *o, const char *ckpt,
     struct seg_opts fit = *o;
     fit.batch = o->micro ? o->micro : o->batch;
     fit.micro = 0;
-    if (seg_opts_fit(&fit, *ctx, false, cmd))
+    if (seg_opts_fit(&fit, *ctx, false, cmd) != 0)
         return -1;
     o->micro = fit.micro;
     struct vka_seg_params sp;

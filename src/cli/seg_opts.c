@@ -181,8 +181,7 @@ void seg_engine_params(const struct seg_opts *o, bool train, long long steps,
         .seed = (uint64_t)o->seed, .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
         .drop_last = o->drop_last, .class_weights = class_weights,
         .detect_anomaly = o->detect_anomaly,
-        .recompute = !strcmp(o->recompute, "all") ? VKA_RECOMPUTE_ALL
-                   : !strcmp(o->recompute, "blocks") ? VKA_RECOMPUTE_BLOCKS : VKA_RECOMPUTE_NONE,
+        .recompute = fit_mode_of(o->recompute),
     };
     if (!train)
         return;
@@ -300,13 +299,5 @@ int seg_opts_fit(struct seg_opts *o, struct vka_ctx *ctx, bool train, const char
         .budget = ms.budget, .budget_from = o->mem_budget > 0 ? "--mem-budget" : "the device's",
         .smaller = train ? seg_smaller : NULL,
     };
-    uint32_t micro = fit.micro ? fit.micro : 1;
-    enum vka_recompute mode = f.p.recompute;
-    /* --plan shows what a configuration needs, whether it fits or not */
-    int ret = train && o->plan ? fit_choose(&fit, &micro, &mode) : fit_resolve(&fit, &micro, &mode);
-    if (ret)
-        return ret;
-    o->micro = (int)micro;
-    snprintf(o->recompute, sizeof(o->recompute), "%s", fit_mode_name(mode));
-    return train && o->plan ? fit_print_plan(&fit, micro, mode) : 0;
+    return fit_apply(&fit, train && o->plan, &o->micro, o->recompute, sizeof(o->recompute));
 }

@@ -36,7 +36,8 @@ int seg_opts_finish(struct seg_opts *o, const char *cmd);
 
 /* --micro-batch auto and --recompute auto resolved from the predicted device memory of
  * the engine on ctx (train: training, else inference in tiles), written back into o;
- * --plan printed (train). Returns 0, or 1 after printing why nothing fits. */
+ * --plan printed (train). Returns 0, 1 after printing the plan, or -1 after printing why
+ * nothing fits (fit_apply). */
 int seg_opts_fit(struct seg_opts *o, struct vka_ctx *ctx, bool train, const char *cmd);
 
 /* The engine's parameters from the options (classes set): the training crop, or the
