@@ -68,7 +68,7 @@ static int get_file_sample(const struct vka_dataset *ds, uint32_t i, uint32_t ch
 int vka_dataset_get_err(const struct vka_dataset *ds, uint32_t i, uint32_t channels,
                         struct vka_sample *s, char *err)
 {
-    *s = (struct vka_sample){ 0 };
+    *s = (struct vka_sample){ .label = -1 };
     if (i >= ds->count) {
         vka_seterr(err, "sample %u of a dataset of %u", i, ds->count);
         return -EINVAL;
@@ -97,6 +97,8 @@ int vka_dataset_get_err(const struct vka_dataset *ds, uint32_t i, uint32_t chann
             break;
         }
         memcpy(s->image.data, ds->idx.data + px * ds->channels * i, px * ds->channels);
+        if (ds->has_labels)
+            s->label = ds->labels.data[i];
         ret = 0;
         break;
     }
@@ -404,6 +406,10 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
         vka_seterr(err, "%u classes: at most %u", p->classes, VKA_MAX_CLASSES);
         goto fail;
     }
+    if (p->labels && p->kind != VKA_DATA_IDX) {
+        vka_seterr(err, "%s: class labels come with IDX datasets only", ds->name);
+        goto fail;
+    }
     bool files = is_file_kind(p->kind);
     if ((files || p->kind == VKA_DATA_IDX) && !p->path) {
         if (p->kind != VKA_DATA_IDX) {
@@ -461,6 +467,21 @@ int vka_dataset_open(const struct vka_dataset_params *p, struct vka_dataset **ou
             f = path;
         }
         ret = vka_idx_open(ds, f, err);
+        if (ret || !p->labels)
+            break;
+        f = p->labels_path;
+        if (!p->path && (ret = vka_fashion_path_err(p->split == VKA_SPLIT_VAL ? "t10k" : "train",
+                                                    "labels", path, sizeof(path), err)))
+            break;
+        if (!p->path)
+            f = path;
+        if (!f) {
+            vka_seterr(err, "%s: labels asked for without labels_path, the file that holds "
+                       "them", p->path);
+            ret = -EINVAL;
+            break;
+        }
+        ret = vka_idx_open_labels(ds, f, err);
         break;
     }
     case VKA_DATA_SHAPES:
@@ -576,6 +597,7 @@ uint32_t vka_dataset_count(const struct vka_dataset *ds) { return ds->count; }
 uint32_t vka_dataset_classes(const struct vka_dataset *ds) { return ds->classes; }
 int32_t vka_dataset_ignore_index(const struct vka_dataset *ds) { return ds->ignore_index; }
 bool vka_dataset_has_masks(const struct vka_dataset *ds) { return ds->has_masks; }
+bool vka_dataset_has_labels(const struct vka_dataset *ds) { return ds->has_labels; }
 uint32_t vka_dataset_channels(const struct vka_dataset *ds) { return ds->channels; }
 
 const char *vka_dataset_name(const struct vka_dataset *ds, uint32_t i)

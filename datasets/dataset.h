@@ -23,7 +23,9 @@
  *            "val" (FILE itself when there is none). Classes from the masks.
  *   IMAGES   a flat folder of images, no masks (GANs), sorted.
  *   IDX      an MNIST-layout IDX file (.gz or plain) of unsigned bytes (N,H,W) or
- *            (N,H,W,C); path NULL: Debian's Fashion-MNIST images of the split.
+ *            (N,H,W,C); path NULL: Debian's Fashion-MNIST images of the split. With
+ *            labels (an IDX file of N unsigned bytes; path NULL: the split's own
+ *            labels file) each image carries its class label, the only kind that does.
  *   SHAPES   generated: circles (class 1), rectangles (2), triangles (3) on noise,
  *            background 0; sample i depends only on (seed, split, i).
  *   FASHION  generated: Fashion-MNIST garments composited onto noisy canvases, one class
@@ -153,6 +155,8 @@ enum vka_split { VKA_SPLIT_TRAIN, VKA_SPLIT_VAL };
 struct vka_dataset_params {
     enum vka_data_kind kind;
     const char *path;           /* folder or file; FASHION: the IDX folder (NULL: Debian's) */
+    bool labels;                /* IDX: read each image's class label (above) */
+    const char *labels_path;    /* IDX with labels and a path: the labels file */
     enum vka_split split;       /* file layouts, IDX/FASHION (val = t10k), generators */
     const char *palette;        /* JSON palette for RGB masks (FOLDER), or NULL */
     uint32_t classes;           /* 0: generators, CITYSCAPES (19), ADE20K (150) theirs;
@@ -184,16 +188,19 @@ uint32_t vka_dataset_count(const struct vka_dataset *ds);
 uint32_t vka_dataset_classes(const struct vka_dataset *ds); /* 0 when no masks */
 int32_t vka_dataset_ignore_index(const struct vka_dataset *ds);
 bool vka_dataset_has_masks(const struct vka_dataset *ds);
+bool vka_dataset_has_labels(const struct vka_dataset *ds);
 /* 1 or 3: what the source holds (IDX and grey generators 1, the rest 3). */
 uint32_t vka_dataset_channels(const struct vka_dataset *ds);
 /* The image file of sample i (file layouts), else e.g. "shapes:train#12". */
 const char *vka_dataset_name(const struct vka_dataset *ds, uint32_t i);
 
 /* One raw sample. channels: 1 or 3 (0: vka_dataset_channels). mask.data is NULL when
- * the dataset has none. Thread-safe. The caller frees both with vka_sample_free. */
+ * the dataset has none, label -1. Thread-safe. The caller frees both images with
+ * vka_sample_free. */
 struct vka_sample {
     struct vka_image image;
     struct vka_image mask;
+    int32_t label;            /* the image's class label (0..255), or -1 */
 };
 int vka_dataset_get(const struct vka_dataset *ds, uint32_t i, uint32_t channels,
                     struct vka_sample *s);
@@ -276,6 +283,7 @@ int vka_augment(const struct vka_augment_params *a, uint64_t rng,
  * of one batch of k*b. */
 struct vka_loader_params {
     struct vka_dataset *dataset;   /* borrowed */
+    uint32_t count;                /* its first count samples only; 0: all */
     uint32_t batch;                /* most samples one vka_loader_next asks for */
     uint32_t workers;              /* decoding threads; 0: synchronous */
     uint32_t prefetch;             /* samples made ahead; 0: 2 * batch + workers */
@@ -295,6 +303,7 @@ struct vka_batch {
     uint32_t n, c, h, w;
     float *x;                 /* (n, c, h, w) */
     int32_t *y;               /* (n, h, w) class ids, or NULL without masks */
+    int32_t *labels;          /* (n) class labels, or NULL without labels */
     const uint32_t *ids;      /* dataset index of each sample */
     struct vka_loader_pos pos;/* position of the first sample */
     bool epoch_end;           /* its last sample is the last of an epoch */

@@ -285,3 +285,22 @@ int vka_idx_open(struct vka_dataset *ds, const char *path, char *err)
     ds->channels = x->ndim == 4 ? x->dims[3] : 1;
     return 0;
 }
+
+int vka_idx_open_labels(struct vka_dataset *ds, const char *path, char *err)
+{
+    int ret = vka_idx_read_err(path, &ds->labels, err);
+    if (ret)
+        return ret;
+    const struct vka_idx *l = &ds->labels;
+    if (l->ndim != 1) {
+        vka_seterr(err, "%s: labels must be (N), one per image, not %u dimensions", path,
+                   l->ndim);
+        return -EINVAL;
+    }
+    if (l->dims[0] != ds->count) {
+        vka_seterr(err, "%s: %u labels for %u images", path, l->dims[0], ds->count);
+        return -EINVAL;
+    }
+    ds->has_labels = true;
+    return 0;
+}

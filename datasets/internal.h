@@ -85,7 +85,7 @@ struct vka_dataset {
     enum vka_split split;
     uint32_t count, classes, channels;
     int32_t ignore_index;
-    bool has_masks, skip_bad, header_only;
+    bool has_masks, has_labels, skip_bad, header_only;
     char name[64]; /* generators: "shapes:train" */
     uint64_t seed;
     uint32_t width, height;
@@ -94,7 +94,7 @@ struct vka_dataset {
     char **images, **masks;
     struct vka_palette *palette;
 
-    /* IDX and FASHION */
+    /* IDX (labels when has_labels) and FASHION */
     struct vka_idx idx, labels;
     uint32_t *group_start, *group_items; /* FASHION: garments by group */
     uint32_t groups;
@@ -128,6 +128,8 @@ int vka_ade20k_list(struct vka_dataset *ds, const char *root, char *err);
 int vka_cityscapes_list(struct vka_dataset *ds, const char *root, char *err);
 int vka_list_read(struct vka_dataset *ds, const char *file, char *err);
 int vka_idx_open(struct vka_dataset *ds, const char *path, char *err);
+/* The labels file of an opened IDX dataset: one unsigned byte per image. */
+int vka_idx_open_labels(struct vka_dataset *ds, const char *path, char *err);
 int vka_fashion_open(struct vka_dataset *ds, const char *dir, char *err);
 
 /* Generators: sample i as RGB image (c = 3) and mask. */

@@ -24,6 +24,7 @@ struct out {
     int32_t *y;
     size_t xcap, ycap; /* elements */
     uint32_t c, h, w, index;
+    int32_t label;
 };
 
 struct slot {
@@ -47,7 +48,7 @@ struct vka_loader {
     struct vka_loader_params p;
     struct vka_dataset *ds;
     uint32_t count, c;
-    bool masks;
+    bool masks, labels;
 
     pthread_mutex_t mu;
     pthread_cond_t ready_cv, space_cv;
@@ -61,7 +62,7 @@ struct vka_loader {
     struct worker sync;
 
     float *bx;
-    int32_t *by;
+    int32_t *by, *blabels;
     uint32_t *ids;
     size_t bxcap, bycap;
     int failed;
@@ -169,6 +170,7 @@ static int make(struct vka_loader *l, struct worker *w, uint64_t g, struct out *
     o->w = ow;
     o->h = oh;
     o->index = idx;
+    o->label = s.label;
     return 0;
 }
 
@@ -222,6 +224,11 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
         vka_err("loader: %u workers; at most 64", p->workers);
         return -EINVAL;
     }
+    if (p->count > vka_dataset_count(p->dataset)) {
+        vka_err("loader: count %u: the dataset holds %u samples", p->count,
+                vka_dataset_count(p->dataset));
+        return -EINVAL;
+    }
     int ret = vka_augment_check(&p->aug, c);
     if (ret)
         return ret;
@@ -232,9 +239,10 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
     }
     l->p = *p;
     l->ds = p->dataset;
-    l->count = vka_dataset_count(l->ds);
+    l->count = p->count ? p->count : vka_dataset_count(l->ds);
     l->c = c;
     l->masks = vka_dataset_has_masks(l->ds);
+    l->labels = vka_dataset_has_labels(l->ds);
     l->depth = p->prefetch ? p->prefetch : 2 * p->batch + p->workers;
     if (l->depth < p->workers + 1)
         l->depth = p->workers + 1;
@@ -242,12 +250,14 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
     l->bad_pos = UINT64_MAX;
     ret = -ENOMEM;
     l->ids = calloc(p->batch, sizeof(uint32_t));
+    l->blabels = calloc(p->batch, sizeof(int32_t));
     l->sync.l = l;
     l->sync.perm = malloc((size_t)l->count * sizeof(uint32_t));
-    if (!l->ids || !l->sync.perm)
+    if (!l->ids || !l->blabels || !l->sync.perm)
         goto fail;
     if (pthread_mutex_init(&l->mu, NULL)) {
         free(l->ids);
+        free(l->blabels);
         free(l->sync.perm);
         free(l);
         vka_err("loader: cannot make a mutex");
@@ -284,6 +294,7 @@ fail_threads:
     return ret;
 fail:
     free(l->ids);
+    free(l->blabels);
     free(l->sync.perm);
     free(l);
     vka_err("loader: out of memory");
@@ -319,6 +330,7 @@ void vka_loader_destroy(struct vka_loader **pl)
     pthread_mutex_destroy(&l->mu);
     free(l->bx);
     free(l->by);
+    free(l->blabels);
     free(l->ids);
     free(l);
     *pl = NULL;
@@ -350,6 +362,7 @@ static int put(struct vka_loader *l, uint32_t k, uint32_t n, const struct out *o
     if (l->masks)
         memcpy(l->by + (size_t)k * plane, o->y, plane * sizeof(int32_t));
     l->ids[k] = o->index;
+    l->blabels[k] = o->label;
     return 0;
 }
 
@@ -411,6 +424,7 @@ int vka_loader_next(struct vka_loader *l, uint32_t n, struct vka_batch *b)
     }
     b->x = l->bx;
     b->y = l->masks ? l->by : NULL;
+    b->labels = l->labels ? l->blabels : NULL;
     b->ids = l->ids;
     b->epoch_end = l->take % l->count == 0;
     return 0;

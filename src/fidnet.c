@@ -7,22 +7,21 @@
  * registered in the same order in both, so their flat regions have one layout and the
  * trained weights move over as one copy.
  *
- * Data order: a Fisher-Yates permutation of the training images per epoch, drawn from
- * a splitmix64 stream seeded by the seed; windows run across epoch ends, so every
- * window holds 64 images. */
+ * Data: Debian's Fashion-MNIST through vka_loader, each image with its label. Training
+ * reads the first train_count images in the loader's order (a permutation per epoch
+ * drawn from (seed, epoch)); windows run across epoch ends, so every window holds 64
+ * images. Accuracy and the floor read the first images of a split in order. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "checkpoint.h"
 #include "datasets/dataset.h"
 #include "fidnet.h"
 #include "log.h"
 #include "models/classifier.h"
-#include "rng.h"
 #include "train.h"
 
 #define META_KEY "fidnet" /* its value: the version of this layout */
@@ -40,90 +39,43 @@ struct vka_fidnet {
 
 /* ---- data ---------------------------------------------------------------------------- */
 
-/* One Fashion-MNIST split with the GAN's preprocessing; labels when asked for. */
-struct source {
-    struct vka_dataset *ds;
-    struct vka_idx labels; /* data NULL when not read */
-    struct vka_augment_params aug;
-    float mean[3], std[3];
-    uint32_t channels, res;
-    const char *split;
-};
-
-static void source_close(struct source *s)
+/* Fashion-MNIST's split "train" or "t10k", with its labels when asked for. */
+static int split_open(const char *split, bool labels, struct vka_dataset **ds)
 {
-    vka_dataset_destroy(&s->ds);
-    vka_idx_free(&s->labels);
-}
-
-static int source_open(struct source *s, const char *split, bool labels, uint32_t res,
-                       uint32_t channels)
-{
-    *s = (struct source){ .channels = channels, .res = res, .split = split };
     bool train = !strcmp(split, "train");
     if (!train && strcmp(split, "t10k")) {
         vka_err("fid-net: split \"%s\": Fashion-MNIST has \"train\" and \"t10k\"", split);
         return -EINVAL;
     }
-    for (int k = 0; k < 3; k++)
-        s->mean[k] = s->std[k] = 0.5f;
-    s->aug = (struct vka_augment_params){ .size = res, .fit = VKA_FIT_RESIZE, .mean = s->mean,
-                                          .std = s->std };
-    struct vka_dataset_params dp = { .kind = VKA_DATA_IDX,
+    struct vka_dataset_params dp = { .kind = VKA_DATA_IDX, .labels = labels,
                                      .split = train ? VKA_SPLIT_TRAIN : VKA_SPLIT_VAL };
-    int ret = vka_dataset_open(&dp, &s->ds);
-    if (ret < 0 || !labels)
-        return ret;
-    char path[1024];
-    if ((ret = vka_fashion_path(split, "labels", path, sizeof(path))) < 0 ||
-        (ret = vka_idx_read(path, &s->labels)) < 0) {
-        source_close(s);
-        return ret;
-    }
-    uint32_t count = vka_dataset_count(s->ds);
-    if (s->labels.ndim != 1 || s->labels.dims[0] != count) {
-        vka_err("fid-net: %s holds %u labels for the %u images of the %s split", path,
-                s->labels.ndim == 1 ? s->labels.dims[0] : 0, count, split);
-        source_close(s);
-        return -EINVAL;
-    }
-    for (uint32_t i = 0; i < count; i++)
-        if (s->labels.data[i] >= CLASSES) {
-            vka_err("fid-net: %s: label %u of image %u is not 0..9", path, s->labels.data[i], i);
-            source_close(s);
+    return vka_dataset_open(&dp, ds);
+}
+
+/* A loader of ds in sorted order with the GAN's preprocessing: each image resized to
+ * res x res (VKA_FIT_RESIZE, no random augmentation), grey replicated to channels,
+ * normalised with mean 0.5 and std 0.5. */
+static struct vka_loader_params loader_params(struct vka_dataset *ds, uint32_t res,
+                                              uint32_t channels, uint32_t batch,
+                                              uint32_t workers)
+{
+    static const float half[3] = { 0.5f, 0.5f, 0.5f };
+    return (struct vka_loader_params){
+        .dataset = ds, .batch = batch, .workers = workers, .channels = channels,
+        .aug = { .size = res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half } };
+}
+
+/* Every label of b is a class id below classes. */
+static int check_labels(const struct vka_dataset *ds, const struct vka_batch *b,
+                        uint32_t classes)
+{
+    for (uint32_t k = 0; k < b->n; k++)
+        if (b->labels[k] < 0 || (uint32_t)b->labels[k] >= classes) {
+            vka_err("fid-net: %s: label %d of image %u is not 0..%u",
+                    vka_dataset_name(ds, b->ids[k]), b->labels[k], b->ids[k], classes - 1);
             return -EINVAL;
         }
     return 0;
-}
-
-/* x (m, channels, res, res): images ids[0..m) of the split, or first.. when ids is NULL */
-static int source_get(const struct source *s, const uint32_t *ids, uint32_t first, uint32_t m,
-                      float *x)
-{
-    size_t per = (size_t)s->channels * s->res * s->res;
-    for (uint32_t k = 0; k < m; k++) {
-        struct vka_sample smp;
-        int ret = vka_dataset_get(s->ds, ids ? ids[k] : first + k, s->channels, &smp);
-        if (ret < 0)
-            return ret;
-        ret = vka_augment(&s->aug, 0, &smp.image, NULL, 0, x + k * per, NULL);
-        vka_sample_free(&smp);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
-}
-
-static void shuffle(uint32_t *order, uint32_t count, uint64_t *rng)
-{
-    for (uint32_t i = 0; i < count; i++)
-        order[i] = i;
-    for (uint32_t i = count; i > 1; i--) {
-        uint32_t j = (uint32_t)(vka_rng_next(rng) % i);
-        uint32_t t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
-    }
 }
 
 /* ---- the inference network --------------------------------------------------------- */
@@ -211,46 +163,54 @@ int vka_fidnet_features(struct vka_fidnet *f, const float *x, uint32_t n, float 
     return 0;
 }
 
-/* One pass over the first max(n_stats, n_acc) images of src: *s (initialised here) gets
- * the features of the first n_stats, *acc (when not NULL) the fraction of the first
- * n_acc whose arg-max logit is their label. */
-static int pass(struct vka_fidnet *f, const struct source *src, uint32_t n_stats,
-                struct vka_fid_stats *s, uint32_t n_acc, double *acc)
+/* One pass over the first max(n_stats, n_acc) images of ds (Fashion-MNIST's split, with
+ * labels when n_acc > 0): *s (initialised here) gets the features of the first n_stats,
+ * *acc (when not NULL) the fraction of the first n_acc whose arg-max logit is their
+ * label. */
+static int pass(struct vka_fidnet *f, struct vka_dataset *ds, const char *split,
+                uint32_t workers, uint32_t n_stats, struct vka_fid_stats *s, uint32_t n_acc,
+                double *acc)
 {
-    uint32_t count = vka_dataset_count(src->ds), n = n_stats > n_acc ? n_stats : n_acc;
+    uint32_t count = vka_dataset_count(ds), n = n_stats > n_acc ? n_stats : n_acc;
     if (n_stats < 1 || n > count) {
         vka_err("fid-net: %u images of Fashion-MNIST %s: it holds %u (and statistics need "
-                "at least 1)", n_stats > count || n_stats < 1 ? n_stats : n, src->split, count);
+                "at least 1)", n_stats > count || n_stats < 1 ? n_stats : n, split, count);
         return -EINVAL;
     }
-    size_t per = (size_t)f->channels * f->res * f->res;
-    float *x = malloc(per * VKA_FIDNET_CHUNK * sizeof(float));
+    struct vka_loader_params lp = loader_params(ds, f->res, f->channels, VKA_FIDNET_CHUNK,
+                                                workers);
+    lp.count = n;
+    struct vka_loader *l = NULL;
     float *feats = malloc((size_t)VKA_FIDNET_CHUNK * VKA_CLASSIFIER_FEATURES * sizeof(float));
     float *logits = malloc((size_t)VKA_FIDNET_CHUNK * f->classes * sizeof(float));
-    int ret = x && feats && logits ? vka_fid_stats_init(s, VKA_CLASSIFIER_FEATURES) : -ENOMEM;
+    int ret = vka_fid_stats_init(s, VKA_CLASSIFIER_FEATURES);
+    if (ret == 0)
+        ret = feats && logits ? vka_loader_create(&lp, &l) : -ENOMEM;
     uint32_t right = 0;
     for (uint32_t i = 0; i < n && ret == 0; i += VKA_FIDNET_CHUNK) {
         uint32_t m = n - i < VKA_FIDNET_CHUNK ? n - i : VKA_FIDNET_CHUNK;
         uint32_t ms = i < n_stats ? (n_stats - i < m ? n_stats - i : m) : 0;
         uint32_t ma = i < n_acc ? (n_acc - i < m ? n_acc - i : m) : 0;
-        if ((ret = source_get(src, NULL, i, m, x)) < 0 ||
-            (ret = forward_chunk(f, x, m, ms ? feats : NULL, ma ? logits : NULL)) < 0)
+        struct vka_batch b;
+        if ((ret = vka_loader_next(l, m, &b)) < 0 ||
+            (ma && (ret = check_labels(ds, &b, f->classes)) < 0) ||
+            (ret = forward_chunk(f, b.x, m, ms ? feats : NULL, ma ? logits : NULL)) < 0)
             break;
         vka_fid_stats_add(s, feats, ms);
         for (uint32_t k = 0; k < ma; k++) {
-            const float *l = logits + (size_t)k * f->classes;
+            const float *lg = logits + (size_t)k * f->classes;
             uint32_t best = 0;
             for (uint32_t c = 1; c < f->classes; c++)
-                if (l[c] > l[best])
+                if (lg[c] > lg[best])
                     best = c;
-            right += best == src->labels.data[i + k];
+            right += best == (uint32_t)b.labels[k];
         }
     }
     if (acc)
         *acc = n_acc ? (double)right / n_acc : 0;
     if (ret < 0)
         vka_fid_stats_free(s);
-    free(x);
+    vka_loader_destroy(&l);
     free(feats);
     free(logits);
     return ret;
@@ -263,12 +223,12 @@ int vka_fidnet_real_stats(struct vka_fidnet *f, const char *split, uint32_t n,
         vka_err("fid-net real stats: %s is NULL", !f ? "the network" : !split ? "split" : "s");
         return -EINVAL;
     }
-    struct source src;
-    int ret = source_open(&src, split, false, f->res, f->channels);
+    struct vka_dataset *ds;
+    int ret = split_open(split, false, &ds);
     if (ret < 0)
         return ret;
-    ret = pass(f, &src, n, s, 0, NULL);
-    source_close(&src);
+    ret = pass(f, ds, split, 0, n, s, 0, NULL);
+    vka_dataset_destroy(&ds);
     return ret;
 }
 
@@ -294,6 +254,10 @@ static int check_params(struct vka_fidnet_train_params *q)
     }
     if (q->n < 2 || q->n > 10000) {
         vka_err("fid-net: %u images per side of the floor: 2..10000 (t10k holds 10000)", q->n);
+        return -EINVAL;
+    }
+    if (q->workers > 64) {
+        vka_err("fid-net: %u loader threads: at most 64", q->workers);
         return -EINVAL;
     }
     if (q->eval_count > 10000) {
@@ -358,19 +322,17 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
     int ret = check_params(&q);
     if (ret < 0)
         return ret;
-    struct source train = { 0 }, test = { 0 };
+    struct vka_dataset *train = NULL, *test = NULL;
+    struct vka_loader *loader = NULL;
     struct vka_graph *g = NULL;
     struct vka_trainer *tr = NULL;
     struct vka_fidnet *f = NULL;
     struct vka_fid_stats st_test = { 0 }, st_train = { 0 };
-    float *x = NULL;
-    int32_t *y = NULL;
-    uint32_t *order = NULL, ids[BATCH];
     *r = (struct vka_fidnet_report){ 0 };
-    if ((ret = source_open(&train, "train", true, q.res, q.channels)) < 0 ||
-        (ret = source_open(&test, "t10k", true, q.res, q.channels)) < 0)
+    if ((ret = split_open("train", true, &train)) < 0 ||
+        (ret = split_open("t10k", true, &test)) < 0)
         goto out;
-    uint32_t count = vka_dataset_count(train.ds);
+    uint32_t count = vka_dataset_count(train);
     if (q.train_count > count) {
         vka_err("fid-net: %u training images asked for; the train split holds %u",
                 q.train_count, count);
@@ -378,11 +340,11 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
         goto out;
     }
     count = q.train_count ? q.train_count : count;
-    uint32_t eval_count = q.eval_count ? q.eval_count : vka_dataset_count(test.ds);
-    if (q.n > vka_dataset_count(test.ds) || q.n > vka_dataset_count(train.ds) ||
-        eval_count > vka_dataset_count(test.ds)) {
+    uint32_t eval_count = q.eval_count ? q.eval_count : vka_dataset_count(test);
+    if (q.n > vka_dataset_count(test) || q.n > vka_dataset_count(train) ||
+        eval_count > vka_dataset_count(test)) {
         vka_err("fid-net: %u images per side of the floor and %u for accuracy, but t10k "
-                "holds %u images", q.n, eval_count, vka_dataset_count(test.ds));
+                "holds %u images", q.n, eval_count, vka_dataset_count(test));
         ret = -EINVAL;
         goto out;
     }
@@ -403,33 +365,23 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
         .lr = { .kind = VKA_LR_COSINE, .lr = q.lr, .t_max = q.steps },
         .loss = loss, .inputs = { net.image, label }, .ninputs = 2,
     };
-    if ((ret = vka_trainer_create(g, &tp, &tr)) < 0)
+    struct vka_loader_params lp = loader_params(train, q.res, q.channels, q.micro, q.workers);
+    lp.count = count;
+    lp.shuffle = true;
+    lp.seed = q.seed;
+    if ((ret = vka_trainer_create(g, &tp, &tr)) < 0 ||
+        (ret = vka_loader_create(&lp, &loader)) < 0)
         goto out;
 
-    size_t per = (size_t)q.channels * q.res * q.res;
-    x = malloc(per * VKA_FIDNET_CHUNK * sizeof(float));
-    y = malloc(BATCH * sizeof(int32_t));
-    order = malloc((size_t)count * sizeof(uint32_t));
-    if (!x || !y || !order) {
-        ret = -ENOMEM;
-        goto out;
-    }
-    uint64_t rng = q.seed ^ 0x5851f42d4c957f2dull;
-    uint32_t pos = count;
     struct vka_trainer_stats ts = { 0 };
     while (ts.opt_steps < q.steps) {
         uint32_t m = vka_trainer_next_size(tr);
-        for (uint32_t k = 0; k < m; k++) {
-            if (pos == count) {
-                shuffle(order, count, &rng);
-                pos = 0;
-            }
-            ids[k] = order[pos++];
-            y[k] = train.labels.data[ids[k]];
-        }
+        struct vka_batch b;
         bool stepped;
-        if ((ret = source_get(&train, ids, 0, m, x)) < 0 ||
-            (ret = vka_trainer_micro_step(tr, (const void *[]){ x, y }, m, &stepped)) < 0)
+        if ((ret = vka_loader_next(loader, m, &b)) < 0 ||
+            (ret = check_labels(train, &b, CLASSES)) < 0 ||
+            (ret = vka_trainer_micro_step(tr, (const void *[]){ b.x, b.labels }, m,
+                                          &stepped)) < 0)
             goto out;
         if (!stepped)
             continue;
@@ -441,6 +393,7 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
             q.on_step(q.user, ts.opt_steps, q.steps, ts.loss);
     }
     r->steps = ts.opt_steps;
+    vka_loader_destroy(&loader);
 
     double acc, fd;
     if ((ret = fidnet_create(ctx, q.res, q.channels, CLASSES, q.seed, &f)) < 0 ||
@@ -448,8 +401,8 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
         goto out;
     vka_trainer_destroy(&tr);
     vka_graph_destroy(&g);
-    if ((ret = pass(f, &test, q.n, &st_test, eval_count, &acc)) < 0 ||
-        (ret = pass(f, &train, q.n, &st_train, 0, NULL)) < 0 ||
+    if ((ret = pass(f, test, "t10k", q.workers, q.n, &st_test, eval_count, &acc)) < 0 ||
+        (ret = pass(f, train, "train", q.workers, q.n, &st_train, 0, NULL)) < 0 ||
         (ret = vka_fid_distance(&st_test, &st_train, &fd)) < 0)
         goto out;
     f->floor = fd;
@@ -461,14 +414,12 @@ int vka_fidnet_train(struct vka_ctx *ctx, const struct vka_fidnet_train_params *
 out:
     vka_fid_stats_free(&st_test);
     vka_fid_stats_free(&st_train);
-    free(x);
-    free(y);
-    free(order);
     vka_fidnet_destroy(&f);
+    vka_loader_destroy(&loader);
     vka_trainer_destroy(&tr);
     vka_graph_destroy(&g);
-    source_close(&train);
-    source_close(&test);
+    vka_dataset_destroy(&train);
+    vka_dataset_destroy(&test);
     return ret;
 }
 

@@ -3,9 +3,10 @@
  * a checkpoint, and the penultimate features (VKA_CLASSIFIER_FEATURES per image) of
  * images in [-1, 1].
  *
- * Images go through the GAN's own preprocessing: each 28x28 Fashion-MNIST image is
- * resized to res x res by vka_augment (VKA_FIT_RESIZE, no random augmentation), grey
- * replicated to 3 channels when channels is 3, and normalised with mean 0.5 and std 0.5.
+ * Images come through vka_loader with the GAN's own preprocessing: each 28x28
+ * Fashion-MNIST image is resized to res x res by vka_augment (VKA_FIT_RESIZE, no random
+ * augmentation), grey replicated to 3 channels when channels is 3, and normalised with
+ * mean 0.5 and std 0.5; training draws the loader's order from the seed.
  *
  * A checkpoint is a weights-only vka_ckpt_save file whose metadata says what it is
  * ("fidnet": "1", the version of this layout) and holds res, channels, features (the dimension),
@@ -32,14 +33,16 @@ struct vka_fidnet_train_params {
     uint32_t train_count;  /* the first train_count training images only; 0: all 60000 */
     uint32_t eval_count;   /* the first eval_count t10k images for accuracy; 0: all */
     uint64_t seed;         /* initialisation and data order */
+    uint32_t workers;      /* data loading threads, <= 64 (the result does not depend on
+                            * them); 0: the calling thread */
     double lr;             /* AdamW's peak rate, cosine-annealed to 0; 0: 3e-3 */
     /* called after every optimizer step with the window's mean loss; may be NULL */
     void (*on_step)(void *user, uint64_t step, uint64_t steps, double loss);
     void *user;
 };
 
-/* 0.85 epoch: 88.7 % on t10k with seed 0 (88.4 % with lr 2e-3); 413 s of CPU time on
- * lavapipe, so about 4 minutes on 2 free cores */
+/* 0.85 epoch: 88.6 % on t10k with seed 0 (88.4 % with lr 2e-3 in the data order before
+ * vka_loader); 402 s of CPU time on lavapipe, so about 4 minutes on 2 free cores */
 #define VKA_FIDNET_DEFAULT_STEPS 800u
 
 struct vka_fidnet_report {

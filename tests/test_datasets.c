@@ -643,10 +643,19 @@ Test(datasets, fashion_mnist_debian_files)
     }
     for (int c = 0; c < 10; c++)
         cr_assert_eq(hist[c], 1000, "Fashion-MNIST t10k holds 1000 of each label");
-    vka_idx_free(&l);
-    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){ .kind = VKA_DATA_IDX,
-                                                                   .split = VKA_SPLIT_VAL });
+    struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+        .kind = VKA_DATA_IDX, .split = VKA_SPLIT_VAL, .labels = true });
     cr_assert_eq(vka_dataset_count(ds), 10000);
+    cr_assert(vka_dataset_has_labels(ds));
+    /* the split's own labels file, image by image */
+    for (uint32_t i = 0; i < 10000; i += 997) {
+        struct vka_sample s;
+        cr_assert_eq(vka_dataset_get(ds, i, 0, &s), 0, "%s", vka_last_error());
+        cr_assert_eq(s.label, l.data[i], "t10k image %u: label %d, the file says %u", i,
+                     s.label, l.data[i]);
+        vka_sample_free(&s);
+    }
+    vka_idx_free(&l);
     vka_dataset_destroy(&ds);
 }
 
@@ -1037,6 +1046,104 @@ Test(datasets, loader_epoch_batches_and_sorted_order)
     cr_assert_lt(vka_loader_next(l, 5, &b), 0, "more than the batch it was made for");
     vka_loader_destroy(&l);
     vka_dataset_destroy(&ds);
+}
+
+/* IDX labels: image i of N is flat at 11 * i, so a batch's pixels say which image each
+ * sample is, and its label must be that image's, whatever the worker count, the sizes
+ * asked of vka_loader_next and the epoch; count limits the loader to the first images. */
+Test(datasets, loader_labels_come_with_their_images)
+{
+    test_seed("datasets/loader_labels_come_with_their_images");
+    enum { N = 23, H = 3, W = 2 };
+    const char *d = tmp_make();
+    const uint8_t head[16] = { 0, 0, 8, 3, 0, 0, 0, N, 0, 0, 0, H, 0, 0, 0, W };
+    const uint8_t lhead[8] = { 0, 0, 8, 1, 0, 0, 0, N };
+    uint8_t px[N * H * W];
+    for (uint32_t i = 0; i < N * H * W; i++)
+        px[i] = (uint8_t)(11 * (i / (H * W)));
+    uint8_t *lab = rand_bytes(N, 256);
+    const char *images = P("%s/x-images-idx3-ubyte.gz", d), *labels = P("%s/x-labels.gz", d);
+    write_idx(images, head, 16, px, sizeof(px));
+    write_idx(labels, lhead, 8, lab, N);
+    struct vka_dataset_params dp = { .kind = VKA_DATA_IDX, .path = images, .labels = true,
+                                     .labels_path = labels };
+    struct vka_dataset *ds = open_ok(&dp);
+    cr_assert(vka_dataset_has_labels(ds) && !vka_dataset_has_masks(ds));
+    struct vka_sample s;
+    cr_assert_eq(vka_dataset_get(ds, 17, 0, &s), 0);
+    cr_assert_eq(s.label, lab[17]);
+    vka_sample_free(&s);
+
+    static const float zero[1] = { 0 }, one[1] = { 1 };
+    uint64_t seed = test_rand_u64();
+    const uint32_t workers[] = { 0, 1, 3, 2 }, steps[] = { 5, 1, 4, 7 }, counts[] = { 0, 0, 0, 9 };
+    const uint32_t total = 58; /* 2.5 epochs of 23 */
+    int32_t ref[58];
+    for (int c = 0; c < 4; c++) {
+        struct vka_loader_params p = { .dataset = ds, .count = counts[c], .batch = 7,
+                                       .workers = workers[c], .shuffle = true, .seed = seed,
+                                       .aug = { .mean = zero, .std = one } };
+        struct vka_loader *l = NULL;
+        cr_assert_eq(vka_loader_create(&p, &l), 0, "%s", vka_last_error());
+        uint32_t n = counts[c] ? counts[c] : N, got = 0, seen[N] = { 0 };
+        while (got < total) {
+            struct vka_batch b;
+            uint32_t m = total - got < steps[c] ? total - got : steps[c];
+            cr_assert_eq(vka_loader_next(l, m, &b), 0, "%s", vka_last_error());
+            cr_assert(b.n == m && b.c == 1 && b.h == H && b.w == W && !b.y && b.labels);
+            for (uint32_t k = 0; k < m; k++, got++) {
+                uint32_t i = (uint32_t)lrintf(b.x[k * H * W] * 255.0f) / 11;
+                cr_assert_eq(b.ids[k], i, "%u workers, batches of %u: sample %u holds the "
+                             "pixels of image %u but says it is %u", workers[c], steps[c], got,
+                             i, b.ids[k]);
+                cr_assert_lt(i, n, "image %u of the first %u", i, n);
+                cr_assert_eq(b.labels[k], lab[i], "%u workers, batches of %u: sample %u (image "
+                             "%u) has label %d, the file says %u", workers[c], steps[c], got,
+                             i, b.labels[k], lab[i]);
+                if (got < n)
+                    seen[i]++;
+                if (!counts[c] && !c)
+                    ref[got] = b.labels[k];
+                else if (!counts[c])
+                    cr_assert_eq(b.labels[k], ref[got], "%u workers, batches of %u: label %u "
+                                 "differs", workers[c], steps[c], got);
+            }
+        }
+        for (uint32_t i = 0; i < n; i++)
+            cr_assert_eq(seen[i], 1, "the first epoch holds image %u %u times", i, seen[i]);
+        vka_loader_destroy(&l);
+    }
+    struct vka_loader *l = NULL;
+    cr_assert_lt(vka_loader_create(&(struct vka_loader_params){ .dataset = ds, .batch = 1,
+                                                                 .count = N + 1 }, &l), 0);
+    cr_assert(strstr(vka_last_error(), "24"), "%s", vka_last_error());
+    vka_dataset_destroy(&ds);
+
+    /* without labels: none in samples or batches */
+    dp.labels = false;
+    ds = open_ok(&dp);
+    cr_assert(!vka_dataset_has_labels(ds));
+    cr_assert_eq(vka_dataset_get(ds, 3, 0, &s), 0);
+    cr_assert_eq(s.label, -1);
+    vka_sample_free(&s);
+    cr_assert_eq(vka_loader_create(&(struct vka_loader_params){ .dataset = ds, .batch = 2 },
+                                   &l), 0);
+    struct vka_batch b;
+    cr_assert_eq(vka_loader_next(l, 2, &b), 0, "%s", vka_last_error());
+    cr_assert_null(b.labels);
+    vka_loader_destroy(&l);
+    vka_dataset_destroy(&ds);
+
+    /* a labels file of another length, none named, labels of a kind that has none */
+    const uint8_t short_head[8] = { 0, 0, 8, 1, 0, 0, 0, N - 1 };
+    write_idx(labels, short_head, 8, lab, N - 1);
+    dp.labels = true;
+    open_fails(&dp, labels, "22 labels for 23 images");
+    dp.labels_path = NULL;
+    open_fails(&dp, images, "labels");
+    open_fails(&(struct vka_dataset_params){ .kind = VKA_DATA_SHAPES, .labels = true },
+               "shapes", "IDX");
+    free(lab);
 }
 
 /* A file that passes the header check at open but fails to decode in the loader:

@@ -40,6 +40,7 @@
 
 #include "opcases.h"
 #include "ref/ref.h"
+#include "rng.h"
 
 #define FD_EPS 1e-6
 #define TOL_LIN 1e-7, 1e-7
@@ -74,10 +75,7 @@ static void seed_for(const char *name)
 
 static uint64_t next_u64(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return vka_rng_next(&rng_state);
 }
 
 static double urand(double lo, double hi)

@@ -9,6 +9,8 @@
 #include "log.h"
 
 #define CMD "gan fid-net"
+/* data loading threads, as gan train's --workers (2); the result does not depend on them */
+#define WORKERS 2
 
 /* the default of --steps as its help says it */
 _Static_assert(VKA_FIDNET_DEFAULT_STEPS == 800, "the help of --steps says 800");
@@ -68,7 +70,7 @@ static int params_of(const struct fidnet_opts *o, struct vka_fidnet_train_params
     *p = (struct vka_fidnet_train_params){
         .out = o->out, .steps = (uint32_t)o->steps, .micro = (uint32_t)o->micro,
         .res = (uint32_t)o->res, .channels = (uint32_t)o->channels, .n = (uint32_t)o->n,
-        .seed = (uint32_t)o->seed };
+        .seed = (uint32_t)o->seed, .workers = WORKERS };
     return ret;
 }
 
