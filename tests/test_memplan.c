@@ -113,8 +113,8 @@ Test(memplan, seg_prediction_is_within_3_percent_of_the_peak)
         { 16, 3, 128, 4, 4, VKA_UNET_GROUP, true, VKA_RECOMPUTE_NONE },
         { 16, 3, 128, 3, 3, VKA_UNET_BATCH, false, VKA_RECOMPUTE_NONE },
         { 16, 3, 128, 4, 2, VKA_UNET_BATCH, true, VKA_RECOMPUTE_BLOCKS },
-        { 32, 4, 128, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_BLOCKS },
-        { 32, 4, 128, 2, 1, VKA_UNET_GROUP, true, VKA_RECOMPUTE_ALL },
+        { 16, 4, 128, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_BLOCKS },
+        { 16, 4, 128, 2, 1, VKA_UNET_GROUP, true, VKA_RECOMPUTE_ALL },
         { 8, 2, 256, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_ALL },
         { 8, 2, 256, 3, 3, VKA_UNET_BATCH, false, VKA_RECOMPUTE_NONE },
     };
