@@ -11,7 +11,10 @@
 //   OP_ADAM   torch.optim.Adam's (DECOUPLED 0) or AdamW's (DECOUPLED 1) update.
 // The update kernels read the stats vec4 first: when the norm is NaN or infinite they
 // write nothing (a skipped step). The check is on the float's exponent bits, which no
-// floating-point optimisation may fold away.
+// floating-point optimisation may fold away. What changes from step to step (gradient
+// scale, learning rate, bias correction, SGD's first step) comes from the HY buffer the
+// host writes before each submission (src/optim.c struct hyper), so a recorded step is
+// replayed as it is.
 //
 // variant optim_sumsq  OP_SUMSQ
 // variant optim_sgd    OP_SGD
@@ -26,14 +29,15 @@ layout(push_constant) uniform PC {
     uint n;         // floats of x in this chunk
     uint x_base;    // vec4 index of x[0] in the bound x view
     uint out_idx;   // where this pass writes its first partial (the stats when final)
-    float s;        // gradient scale (first pass)
+    uint hy_base;   // vec4 index of the step's values (.x: the gradient scale)
     uint square;    // 1: the first pass, x is the accumulator
     uint final_;    // 1: one workgroup, writes the stats
     float max_norm; // 0: no clipping
 } pc;
 
 IN_BUFFER(0, X)
-OUT_BUFFER(1, OUT)
+IN_BUFFER(1, HY)
+OUT_BUFFER(2, OUT)
 
 shared float part[WG];
 
@@ -43,13 +47,14 @@ void main()
     uint t = gl_LocalInvocationID.x;
     uint first4 = g * WG * ITEMS;
     vec4 acc = vec4(0.0);
+    float s = LOAD4(HY, pc.hy_base).x;
     for (uint k = 0u; k < ITEMS; k++) {
         uint i4 = first4 + k * WG + t;
         uint i = i4 * 4u;
         if (i < pc.n) {
             vec4 v = LOAD4(X, pc.x_base + i4);
             if (pc.square != 0u) {
-                v = pc.s * v;
+                v = s * v;
                 v = v * v;
             }
             bvec4 live = lessThan(uvec4(i) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.n));
@@ -86,27 +91,24 @@ layout(push_constant) uniform PC {
     uint n;         // elements in this chunk
     uint g_base4;   // vec4 index of grads[0] in the bound grads view
     uint st_base4;  // vec4 index of the stats in the bound stats view
+    uint hy_base4;  // vec4 index of the step's values in the bound HY view
     uint p_base;    // index of params[0] in the bound params range
     uint s1_base;   // momentum_buffer / exp_avg
     uint s2_base;   // exp_avg_sq
-    uint first;     // SGD: no step taken yet, the momentum buffer is absent
     uint nesterov;  // SGD
-    float s;        // gradient scale
-    float lr;       // SGD: lr; Adam: lr / bias_correction1
     float wd;       // weight decay added to the gradient (SGD, Adam)
-    float decay;    // AdamW: 1 - lr * weight_decay
     float a1, b1;   // SGD: momentum, 1 - dampening; Adam: beta1, 1 - beta1
     float a2, b2;   // Adam: beta2, 1 - beta2
-    float bc2_sqrt; // Adam: sqrt(bias_correction2)
     float eps;      // Adam
 } pc;
 
 IN_BUFFER(0, G)
 IN_BUFFER(1, ST)
-OUT_BUFFER(2, P)
-OUT_BUFFER(3, S1) // plain SGD keeps no state: params are bound again here, never used
+IN_BUFFER(2, HY)  // the step's values: s, lr, decay, bc2_sqrt; first
+OUT_BUFFER(3, P)
+OUT_BUFFER(4, S1) // plain SGD keeps no state: params are bound again here, never used
 #ifdef OP_ADAM
-OUT_BUFFER(4, S2)
+OUT_BUFFER(5, S2)
 #endif
 
 bool finite(float x)
@@ -123,26 +125,29 @@ void main()
     vec4 st = LOAD4(ST, pc.st_base4);
     if (!finite(st.y))
         return;
+    vec4 hy = LOAD4(HY, pc.hy_base4);
+    float s = hy.x, lr = hy.y, decay = hy.z, bc2_sqrt = hy.w;
+    bool first = LOAD4(HY, pc.hy_base4 + 1u).x != 0.0;
     uint m = min(4u, pc.n - i);
     vec4 acc = LOAD4(G, pc.g_base4 + i4);
     for (uint j = 0u; j < m; j++) {
         uint ip = pc.p_base + i + j;
-        float g = (pc.s * acc[j]) * st.z;
+        float g = (s * acc[j]) * st.z;
         float p = P[ip];
 #ifdef OP_SGD
         if (pc.wd != 0.0)
             g = g + pc.wd * p;
         if (pc.a1 != 0.0) {
             uint ib = pc.s1_base + i + j;
-            float buf = pc.first != 0u ? g : pc.a1 * S1[ib] + pc.b1 * g;
+            float buf = first ? g : pc.a1 * S1[ib] + pc.b1 * g;
             S1[ib] = buf;
             g = pc.nesterov != 0u ? g + pc.a1 * buf : buf;
         }
-        P[ip] = p - pc.lr * g;
+        P[ip] = p - lr * g;
 #else
         uint ib = pc.s1_base + i + j, iv = pc.s2_base + i + j;
 #if DECOUPLED
-        p = p * pc.decay;
+        p = p * decay;
 #else
         if (pc.wd != 0.0)
             g = g + pc.wd * p;
@@ -151,8 +156,8 @@ void main()
         float vt = pc.a2 * S2[iv] + pc.b2 * (g * g);
         S1[ib] = mt;
         S2[iv] = vt;
-        float denom = sqrt(vt) / pc.bc2_sqrt + pc.eps;
-        P[ip] = p - pc.lr * (mt / denom);
+        float denom = sqrt(vt) / bc2_sqrt + pc.eps;
+        P[ip] = p - lr * (mt / denom);
 #endif
     }
 }

@@ -432,6 +432,16 @@ int vka_gan_iteration(struct vka_gan *gan, vka_gan_real_fn real, void *user)
     return ret;
 }
 
+int vka_gan_flops(struct vka_gan *gan, double *flops)
+{
+    double d, g;
+    int ret = vka_trainer_flops(gan->td, &d);
+    if (ret == 0)
+        ret = vka_trainer_flops(gan->tg, &g);
+    *flops = ret == 0 ? gan->p.d_steps * d + g : 0;
+    return ret;
+}
+
 void vka_gan_get_stats(const struct vka_gan *gan, struct vka_gan_stats *s)
 {
     struct vka_trainer_stats d, g;

@@ -83,6 +83,8 @@ void vka_gan_destroy(struct vka_gan **gan);
 
 /* d_steps D windows, then one G window (and the EMA update). */
 int vka_gan_iteration(struct vka_gan *gan, vka_gan_real_fn real, void *user);
+/* FLOPs of one iteration: d_steps D windows and a G window (vka_trainer_flops). */
+int vka_gan_flops(struct vka_gan *gan, double *flops);
 void vka_gan_get_stats(const struct vka_gan *gan, struct vka_gan_stats *s);
 /* The training graph (G.*, D.*, G_ema.* parameters), for tests and tools. */
 struct vka_graph *vka_gan_graph(struct vka_gan *gan);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "rng.h"
 #include "ops/basic.h"
+#include "timing.h"
 
 #define ALIGN 64 /* elements: 256 bytes, every binding offset stays aligned */
 
@@ -1161,15 +1162,13 @@ static int poison(struct vka_buf *arena)
     return ret;
 }
 
-/* Called after each forward and backward event's work is recorded into cmd (node i, its
- * backward when bwd); not after recomputations. */
-typedef int (*node_hook)(struct vka_plan *p, struct vka_cmd *cmd, uint32_t i, bool bwd,
-                         const struct vka_op_args *a);
+/* Called after each event's work is recorded into cmd, with the walk's user pointer. */
+typedef int (*node_hook)(struct vka_plan *p, struct vka_cmd *cmd, const struct event *ev,
+                         const struct vka_op_args *a, void *user);
 
 /* Records the plan's schedule into cmd, each event's scratch in its workspace (a dry
- * recorder: counted into p->work instead); hook, when not NULL, runs after each
- * forward and backward event. */
-static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hook)
+ * recorder: counted into p->work instead); hook, when not NULL, runs after each event. */
+static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hook, void *user)
 {
     struct vka_graph *g = p->g;
     struct vka_tensor t[12];
@@ -1202,8 +1201,8 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
         vka_cmd_set_workspace(cmd, NULL, 0, 0);
         if (dry)
             p->work[e] = vka_cmd_take_scratch_count(cmd);
-        if (ret == 0 && hook && ev->kind != EV_REC)
-            ret = hook(p, cmd, ev->node, bwd, &a);
+        if (ret == 0 && hook)
+            ret = hook(p, cmd, ev, &a, user);
     }
     free(zeroed);
     return ret;
@@ -1289,7 +1288,7 @@ static int plan_layout(struct vka_plan *p)
     if (ret == 0 && (ret = vka_cmd_create(g->ctx, &(struct vka_cmd_params){ .dry = true },
                                           &dry)) == 0 &&
         (ret = vka_cmd_begin(dry)) == 0)
-        ret = walk(p, dry, true, NULL);
+        ret = walk(p, dry, true, NULL, NULL);
     vka_cmd_destroy(&dry);
     dry_regions_drop(g, regions);
     vka_buf_destroy(&p->arena);
@@ -1318,6 +1317,48 @@ static int check_phase(const struct vka_graph *g, int phase)
         return -EINVAL;
     }
     return 0;
+}
+
+/* Multiply-adds of one sample through a node: a conv's output pixels (a transposed
+ * conv's input pixels, a linear's one) times its weight's elements; 0 for other ops. */
+static double node_macs(const struct vka_graph *g, const struct vka_node *nd)
+{
+    if (nd->op != VKA_OP_conv2d && nd->op != VKA_OP_conv_transpose2d && nd->op != VKA_OP_linear)
+        return 0;
+    const struct vka_val *w = &g->vals[nd->in[1]];
+    const struct vka_val *px = &g->vals[nd->op == VKA_OP_conv_transpose2d ? nd->in[0] : nd->out];
+    return (double)px->h * px->w * w->n * w->c * w->h * w->w;
+}
+
+/* FLOPs of one sample through node i's GEMMs (2 per multiply-add): its forward, its
+ * input gradient when its input gets one, its weight gradient when its weight does. */
+static void node_flops(const struct vka_graph *g, const struct mask *m, uint32_t i,
+                       double *fwd, double *dgrad, double *wgrad)
+{
+    const struct vka_node *nd = &g->nodes[i];
+    double f = 2 * node_macs(g, nd);
+    *fwd = f;
+    *dgrad = f > 0 && m->grad[nd->in[0]] ? f : 0;
+    *wgrad = f > 0 && m->grad[nd->in[1]] ? f : 0;
+}
+
+int vka_graph_flops(struct vka_graph *g, int phase, bool backward, double *flops)
+{
+    struct mask m = { 0 };
+    *flops = 0;
+    int ret = check_phase(g, phase);
+    if (ret == 0)
+        ret = make_mask(g, phase, &m);
+    for (uint32_t i = 0; ret == 0 && i < g->nnodes; i++) {
+        double f, dx, dw;
+        if (!m.active[i])
+            continue;
+        node_flops(g, &m, i, &f, &dx, &dw);
+        *flops += f + (bwd_runs(g, &m, backward, i) ? dx + dw : 0);
+    }
+    free(m.active);
+    free(m.grad);
+    return ret;
 }
 
 /* What is alive at the plan's peak, by the block of the node that made it. */
@@ -1395,7 +1436,7 @@ static int record(struct vka_plan *p)
         if (p->m.active[i] && (vka_ops[g->nodes[i].op].flags & VKA_OP_RUNNING) &&
             g->nodes[i].p.norm.training)
             p->bn_means[p->nbn++] = g->nodes[i].state[0];
-    if ((ret = walk(p, p->cmd, false, NULL)) < 0)
+    if ((ret = walk(p, p->cmd, false, NULL, NULL)) < 0)
         return ret;
     return vka_cmd_end(p->cmd);
 }
@@ -1437,11 +1478,18 @@ int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backwa
     return 0;
 }
 
+/* A run's BatchNorm passes, counted in their running means. */
+static void count_batches(struct vka_plan *p)
+{
+    for (uint32_t i = 0; i < p->nbn; i++)
+        p->g->vals[p->bn_means[i]].batches++;
+}
+
 int vka_plan_run(struct vka_plan *p)
 {
     int ret = vka_cmd_run(p->cmd); /* ended at recording: a replay */
-    for (uint32_t i = 0; ret == 0 && i < p->nbn; i++)
-        p->g->vals[p->bn_means[i]].batches++;
+    if (ret == 0)
+        count_batches(p);
     return ret;
 }
 
@@ -1463,12 +1511,18 @@ static int count_nonfinite(const struct vka_tensor *t, uint64_t *bad, uint64_t *
     return ret;
 }
 
-/* The anomaly check after one node: runs what is recorded, reads what the node wrote
- * (its output, or the input gradients of its backward) and names the node when a value
- * is not finite; then begins the next node's recording. */
-static int check_node(struct vka_plan *p, struct vka_cmd *cmd, uint32_t i, bool bwd,
-                      const struct vka_op_args *a)
+/* The anomaly check after one node's forward or backward (not its recomputation): runs
+ * what is recorded, reads what the node wrote (its output, or the input gradients of its
+ * backward) and names the node when a value is not finite; then begins the next node's
+ * recording. */
+static int check_node(struct vka_plan *p, struct vka_cmd *cmd, const struct event *ev,
+                      const struct vka_op_args *a, void *user)
 {
+    (void)user;
+    if (ev->kind == EV_REC)
+        return 0;
+    uint32_t i = ev->node;
+    bool bwd = ev->kind == EV_BWD;
     int ret = vka_cmd_run(cmd);
     const struct vka_node *nd = &p->g->nodes[i];
     const struct vka_tensor *wrote[3] = { bwd ? a->dx[0] : a->y, bwd ? a->dx[1] : NULL,
@@ -1492,12 +1546,65 @@ int vka_plan_run_checked(struct vka_plan *p)
     struct vka_cmd *cmd = NULL;
     int ret = vka_cmd_create(p->g->ctx, NULL, &cmd);
     if (ret == 0 && (ret = vka_cmd_begin(cmd)) == 0)
-        ret = walk(p, cmd, false, check_node);
+        ret = walk(p, cmd, false, check_node, NULL);
     if (ret == 0)
         ret = vka_cmd_run(cmd); /* what follows the last check: nothing, or zero fills */
     vka_cmd_destroy(&cmd);
-    for (uint32_t i = 0; ret == 0 && i < p->nbn; i++)
-        p->g->vals[p->bn_means[i]].batches++;
+    if (ret == 0)
+        count_batches(p);
+    return ret;
+}
+
+/* The profiled walk's note after each event: the timed commands recorded so far. */
+static int mark_event(struct vka_plan *p, struct vka_cmd *cmd, const struct event *ev,
+                      const struct vka_op_args *a, void *user)
+{
+    (void)a;
+    ((uint32_t *)user)[ev - p->s.ev] = vka_cmd_timed_count(cmd);
+    return 0;
+}
+
+static enum vka_pass event_pass(enum ev_kind kind)
+{
+    return kind == EV_FWD ? VKA_PASS_FWD : kind == EV_REC ? VKA_PASS_RECOMPUTE : VKA_PASS_DGRAD;
+}
+
+/* Each event's timed commands (ends[e]: the count after event e) and its GEMMs' FLOPs,
+ * into t under its op. */
+static int attribute(struct vka_plan *p, struct vka_cmd *cmd, const uint32_t *ends,
+                     struct vka_timing *t)
+{
+    int ret = 0;
+    for (uint32_t e = 0, first = 0; ret >= 0 && e < p->s.nev; first = ends[e++]) {
+        const struct event *ev = &p->s.ev[e];
+        const char *op = vka_ops[p->g->nodes[ev->node].op].name;
+        enum vka_pass pass = event_pass(ev->kind);
+        double f, dx, dw;
+        node_flops(p->g, &p->m, ev->node, &f, &dx, &dw);
+        ret = vka_timing_add_cmd(t, cmd, first, ends[e] - first, op, pass);
+        if (ret >= 0 && pass != VKA_PASS_DGRAD && f > 0)
+            ret = vka_timing_add(t, op, pass, 0, f * p->n, 0);
+        if (ret >= 0 && pass == VKA_PASS_DGRAD && dx > 0)
+            ret = vka_timing_add(t, op, VKA_PASS_DGRAD, 0, dx * p->n, 0);
+        if (ret >= 0 && pass == VKA_PASS_DGRAD && dw > 0)
+            ret = vka_timing_add(t, op, VKA_PASS_WGRAD, 0, dw * p->n, 0);
+    }
+    return ret < 0 ? ret : 0;
+}
+
+int vka_plan_run_profiled(struct vka_plan *p, struct vka_timing *t)
+{
+    struct vka_cmd *cmd = NULL;
+    uint32_t *ends = calloc(p->s.nev + 1, sizeof(*ends));
+    int ret = ends ? vka_cmd_create(p->g->ctx, &(struct vka_cmd_params){
+                         .timing = true, .max_timed = 1u << 16 }, &cmd) : -ENOMEM;
+    if (ret == 0 && (ret = vka_cmd_begin(cmd)) == 0 &&
+        (ret = walk(p, cmd, false, mark_event, ends)) == 0 && (ret = vka_cmd_run(cmd)) == 0)
+        ret = attribute(p, cmd, ends, t);
+    vka_cmd_destroy(&cmd);
+    free(ends);
+    if (ret == 0)
+        count_batches(p);
     return ret;
 }
 

@@ -204,6 +204,13 @@ int vka_graph_plan_phase(struct vka_graph *g, int phase, uint32_t n, bool backwa
 /* Drops every plan (their recordings and the arena). */
 void vka_graph_drop_plans(struct vka_graph *g);
 
+/* FLOPs of one sample through the plan of (phase, backward), counted from the shapes:
+ * 2 per multiply-add of every convolution, transposed convolution and linear GEMM it
+ * runs (the forward; with backward the input gradient where the input gets one and the
+ * weight gradient where the weight does). Bias gradients, norms, activations and
+ * recomputed forwards are not counted. */
+int vka_graph_flops(struct vka_graph *g, int phase, bool backward, double *flops);
+
 /* A value's tensor in a plan (INPUT/ACT), or its gradient (ACT with needs_grad). */
 struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v);
 struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v);
@@ -214,6 +221,11 @@ int vka_plan_run(struct vka_plan *p);
  * (its index, op and the value it wrote): -ERANGE. The results are the same bits as
  * vka_plan_run's; it is slow (a submission and a download per node). */
 int vka_plan_run_checked(struct vka_plan *p);
+/* The same work recorded once more into a timing recorder (the plan's own recording
+ * stays untimed), run, and what each dispatch took added to t under its node's op and
+ * pass, with the FLOPs of the node's GEMMs (timing.h). The same bits as vka_plan_run. */
+struct vka_timing;
+int vka_plan_run_profiled(struct vka_plan *p, struct vka_timing *t);
 /* Restores a running mean's pass count (checkpoints). */
 void vka_graph_set_batches(struct vka_graph *g, int v, uint64_t batches);
 

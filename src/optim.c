@@ -5,7 +5,12 @@
  * part_off[0], of the even ones at part_off[1], then the stats vec4 (sum of squares,
  * norm, clipping factor, 0) at stats_off; every region starts on 256 bytes. Chunks of
  * the gradient are multiples of the reduction block, so splitting a region that passes
- * max_binding changes neither the tree nor the norm's bits (as vka_sum). */
+ * max_binding changes neither the tree nor the norm's bits (as vka_sum).
+ *
+ * What changes from step to step (the gradient scale, the learning rate, the bias
+ * corrections of the step number, SGD's first step) is not in the recording: the host
+ * writes it into a small host-visible buffer (struct hyper) before each submission, and
+ * the kernels read it there, so a recorded step is replayed window after window. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -18,6 +23,16 @@
 #include "ops/ops.h"
 #include "optim.h"
 
+/* The per-step values the kernels read (the hyper buffer, two vec4s). */
+struct hyper {
+    float s;        /* gradient scale: 1 / the window's count */
+    float lr;       /* SGD: lr; Adam: lr / bias_correction1 */
+    float decay;    /* AdamW: 1 - lr * weight_decay */
+    float bc2_sqrt; /* Adam: sqrt(bias_correction2) */
+    float first;    /* SGD: 1 while no step was taken (the momentum buffer is absent) */
+    float pad[3];
+};
+
 struct vka_optim {
     struct vka_ctx *ctx;
     struct vka_optim_params p;
@@ -25,6 +40,7 @@ struct vka_optim {
     struct vka_tensor state[2];
     const char *state_name[2];
     struct vka_buf *scratch;
+    struct vka_buf *hyper; /* host-visible: struct hyper */
     uint64_t part_off[2];
     uint64_t stats_off;
     struct vka_optim_counters counters;
@@ -33,19 +49,18 @@ struct vka_optim {
 
 /* push constants of OP_SUMSQ */
 struct sumsq_push {
-    uint32_t n, x_base, out_idx;
-    float s;
+    uint32_t n, x_base, out_idx, hy_base4;
     uint32_t square, final_;
     float max_norm;
 };
 
-/* push constants of OP_SGD and OP_ADAM */
+/* push constants of OP_SGD and OP_ADAM: what stays from step to step */
 struct update_push {
-    uint32_t n, g_base4, st_base4, p_base, s1_base, s2_base;
-    uint32_t first, nesterov;
-    float s, lr, wd, decay;
+    uint32_t n, g_base4, st_base4, hy_base4, p_base, s1_base, s2_base;
+    uint32_t nesterov;
+    float wd;
     float a1, b1, a2, b2;
-    float bc2_sqrt, eps;
+    float eps;
 };
 
 static const char *kind_name(enum vka_optim_kind k)
@@ -154,7 +169,7 @@ uint64_t vka_optim_bytes(struct vka_ctx *ctx, const struct vka_optim_params *p)
 {
     uint64_t part_off[2], stats_off;
     return scratch_layout(ctx, p->count, part_off, &stats_off) * sizeof(float) +
-           state_count(p) * p->count * sizeof(float);
+           state_count(p) * p->count * sizeof(float) + sizeof(struct hyper);
 }
 
 static int create_buffers(struct vka_optim *o)
@@ -164,6 +179,10 @@ static int create_buffers(struct vka_optim *o)
     scratch_layout(ctx, n, o->part_off, &o->stats_off);
     int ret = vka_buf_create(ctx, &(struct vka_buf_params){
         .size = (o->stats_off + 4) * sizeof(float), .cat = VKA_MEM_OPTIM }, &o->scratch);
+    if (ret == 0)
+        ret = vka_buf_create(ctx, &(struct vka_buf_params){
+            .size = sizeof(struct hyper), .cat = VKA_MEM_OPTIM, .host_visible = true },
+            &o->hyper);
     if (ret < 0)
         return ret;
     for (uint32_t i = 0; i < o->nstate; i++) {
@@ -225,6 +244,7 @@ void vka_optim_destroy(struct vka_optim **opt)
         if (o->state[i].buf)
             vka_tensor_destroy(&o->state[i]);
     vka_buf_destroy(&o->scratch);
+    vka_buf_destroy(&o->hyper);
     free(o);
     *opt = NULL;
 }
@@ -248,16 +268,18 @@ static int check_region(const struct vka_optim *o, const char *name, const struc
 }
 
 /* Pass after pass of OP_SUMSQ until one partial is left; the last writes the stats. */
-static int record_norm(struct vka_cmd *cmd, struct vka_optim *o, const struct vka_tensor *grads,
-                       float scale)
+static int record_norm(struct vka_cmd *cmd, struct vka_optim *o, const struct vka_tensor *grads)
 {
     struct vka_ctx *ctx = o->ctx;
     struct vka_pipe *pipe;
+    struct vka_tensor hy = vka_tensor_flat(o->hyper, 0, 8);
+    struct vka_binding bh;
+    uint32_t hy_base;
     int ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
-        .shader = "optim_sumsq", .nbind = 2, .bind = { VKA_BIND_IN, VKA_BIND_OUT },
+        .shader = "optim_sumsq", .nbind = 3, .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT },
         .push_size = sizeof(struct sumsq_push), .nspec = 1,
         .spec = { ctx->profile.reduce_items } }, &pipe);
-    if (ret < 0)
+    if (ret < 0 || (ret = vka_op_bind_in(ctx, &hy, 0, 8, &bh, &hy_base)) < 0)
         return ret;
     uint64_t block = vka_sum_block(ctx), chunk = chunk_elems(ctx);
     struct vka_tensor src = *grads;
@@ -272,13 +294,13 @@ static int record_norm(struct vka_cmd *cmd, struct vka_optim *o, const struct vk
             uint64_t count = n - first < chunk ? n - first : chunk;
             uint64_t part0 = first / block, nparts = (count + block - 1) / block;
             struct sumsq_push pc = {
-                .n = (uint32_t)count, .s = scale, .square = pass == 0, .final_ = final,
-                .max_norm = (float)o->p.max_norm,
+                .n = (uint32_t)count, .hy_base4 = hy_base, .square = pass == 0,
+                .final_ = final, .max_norm = (float)o->p.max_norm,
             };
-            struct vka_binding b[2];
+            struct vka_binding b[3] = { [1] = bh };
             if ((ret = vka_op_bind_in(ctx, &src, first, count, &b[0], &pc.x_base)) < 0 ||
                 (ret = vka_op_bind_out(ctx, &dst, final ? 0 : part0, final ? 4 : nparts,
-                                       &b[1], &pc.out_idx)) < 0 ||
+                                       &b[2], &pc.out_idx)) < 0 ||
                 (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, nparts * ctx->profile.wg_size)) < 0)
                 return ret;
         }
@@ -289,38 +311,42 @@ static int record_norm(struct vka_cmd *cmd, struct vka_optim *o, const struct vk
     }
 }
 
-static void fill_update_push(const struct vka_optim *o, float scale, double lr,
-                             struct update_push *pc)
+/* The values of step t + 1 (t: steps taken), as torch derives them, in double. */
+static struct hyper hyper_of(const struct vka_optim *o, float scale, double lr)
 {
     const struct vka_optim_params *p = &o->p;
-    *pc = (struct update_push){ .s = scale };
+    struct hyper h = { .s = scale, .lr = (float)lr, .first = o->counters.steps == 0 };
+    if (p->kind == VKA_OPTIM_SGD)
+        return h;
+    double t = (double)(o->counters.steps + 1);
+    double bc1 = 1.0 - pow(p->beta1, t), bc2 = 1.0 - pow(p->beta2, t);
+    h.lr = (float)(lr / bc1);
+    h.bc2_sqrt = (float)sqrt(bc2);
+    if (p->kind == VKA_OPTIM_ADAMW)
+        h.decay = (float)(1.0 - lr * p->weight_decay);
+    return h;
+}
+
+static void fill_update_push(const struct vka_optim *o, struct update_push *pc)
+{
+    const struct vka_optim_params *p = &o->p;
+    *pc = (struct update_push){ .nesterov = p->nesterov };
     if (p->kind == VKA_OPTIM_SGD) {
-        pc->lr = (float)lr;
         pc->wd = (float)p->weight_decay;
         pc->a1 = (float)p->momentum;
         pc->b1 = (float)(1.0 - p->dampening);
-        pc->first = o->counters.steps == 0;
-        pc->nesterov = p->nesterov;
         return;
     }
-    double t = (double)(o->counters.steps + 1);
-    double bc1 = 1.0 - pow(p->beta1, t), bc2 = 1.0 - pow(p->beta2, t);
-    pc->lr = (float)(lr / bc1);
-    pc->bc2_sqrt = (float)sqrt(bc2);
     pc->eps = (float)p->eps;
     pc->a1 = (float)p->beta1;
     pc->b1 = (float)(1.0 - p->beta1);
     pc->a2 = (float)p->beta2;
     pc->b2 = (float)(1.0 - p->beta2);
-    if (p->kind == VKA_OPTIM_ADAMW)
-        pc->decay = (float)(1.0 - lr * p->weight_decay);
-    else
-        pc->wd = (float)p->weight_decay;
+    pc->wd = p->kind == VKA_OPTIM_ADAMW ? 0.0f : (float)p->weight_decay;
 }
 
 static int record_update(struct vka_cmd *cmd, struct vka_optim *o,
-                         const struct vka_tensor *params, const struct vka_tensor *grads,
-                         float scale, double lr)
+                         const struct vka_tensor *params, const struct vka_tensor *grads)
 {
     struct vka_ctx *ctx = o->ctx;
     bool adam = o->p.kind != VKA_OPTIM_SGD;
@@ -328,25 +354,28 @@ static int record_update(struct vka_cmd *cmd, struct vka_optim *o,
     int ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
         .shader = o->p.kind == VKA_OPTIM_SGD ? "optim_sgd"
                   : o->p.kind == VKA_OPTIM_ADAM ? "optim_adam" : "optim_adamw",
-        .nbind = adam ? 5 : 4,
-        .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT, VKA_BIND_OUT, VKA_BIND_OUT },
+        .nbind = adam ? 6 : 5,
+        .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT, VKA_BIND_OUT,
+                  VKA_BIND_OUT },
         .push_size = sizeof(struct update_push) }, &pipe);
     if (ret < 0)
         return ret;
     struct update_push pc;
-    fill_update_push(o, scale, lr, &pc);
+    fill_update_push(o, &pc);
     struct vka_tensor stats = vka_tensor_flat(o->scratch, o->stats_off, 4);
+    struct vka_tensor hy = vka_tensor_flat(o->hyper, 0, 8);
     const struct vka_tensor *s1 = o->nstate > 0 ? &o->state[0] : params;
     uint64_t n = o->p.count, chunk = chunk_elems(ctx);
     for (uint64_t first = 0; first < n; first += chunk) {
         uint64_t count = n - first < chunk ? n - first : chunk;
-        struct vka_binding b[5];
+        struct vka_binding b[6];
         pc.n = (uint32_t)count;
         if ((ret = vka_op_bind_in(ctx, grads, first, count, &b[0], &pc.g_base4)) < 0 ||
             (ret = vka_op_bind_in(ctx, &stats, 0, 4, &b[1], &pc.st_base4)) < 0 ||
-            (ret = vka_op_bind_out(ctx, params, first, count, &b[2], &pc.p_base)) < 0 ||
-            (ret = vka_op_bind_out(ctx, s1, first, count, &b[3], &pc.s1_base)) < 0 ||
-            (adam && (ret = vka_op_bind_out(ctx, &o->state[1], first, count, &b[4],
+            (ret = vka_op_bind_in(ctx, &hy, 0, 8, &b[2], &pc.hy_base4)) < 0 ||
+            (ret = vka_op_bind_out(ctx, params, first, count, &b[3], &pc.p_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, s1, first, count, &b[4], &pc.s1_base)) < 0 ||
+            (adam && (ret = vka_op_bind_out(ctx, &o->state[1], first, count, &b[5],
                                             &pc.s2_base)) < 0) ||
             (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (count + 3) / 4)) < 0)
             return ret;
@@ -354,9 +383,7 @@ static int record_update(struct vka_cmd *cmd, struct vka_optim *o,
     return 0;
 }
 
-int vka_optim_record_step(struct vka_cmd *cmd, struct vka_optim *o,
-                          const struct vka_tensor *params, const struct vka_tensor *grads,
-                          float scale, double lr)
+int vka_optim_prepare_step(struct vka_optim *o, float scale, double lr)
 {
     const char *k = kind_name(o->p.kind);
     if (o->pending) {
@@ -365,16 +392,26 @@ int vka_optim_record_step(struct vka_cmd *cmd, struct vka_optim *o,
                 o->counters.steps + 1);
         return -EBUSY;
     }
-    if (vka_cmd_ctx(cmd) != o->ctx) {
-        vka_err("%s: the recorder belongs to another context", k);
-        return -EINVAL;
-    }
     if (!(isfinite(scale) && scale >= 0)) {
         vka_err("%s: the gradient scale is %g, needs a finite value >= 0", k, scale);
         return -EINVAL;
     }
     if (!(isfinite(lr) && lr >= 0)) {
         vka_err("%s: the learning rate is %g, needs a finite value >= 0", k, lr);
+        return -EINVAL;
+    }
+    struct hyper h = hyper_of(o, scale, lr);
+    memcpy(o->hyper->mapped, &h, sizeof(h));
+    o->pending = true;
+    return 0;
+}
+
+int vka_optim_record(struct vka_cmd *cmd, struct vka_optim *o, const struct vka_tensor *params,
+                     const struct vka_tensor *grads)
+{
+    const char *k = kind_name(o->p.kind);
+    if (vka_cmd_ctx(cmd) != o->ctx) {
+        vka_err("%s: the recorder belongs to another context", k);
         return -EINVAL;
     }
     int ret;
@@ -385,11 +422,19 @@ int vka_optim_record_step(struct vka_cmd *cmd, struct vka_optim *o,
         vka_err("%s: grads start at element %" PRIu64 ", not a multiple of 4", k, grads->off);
         return -EINVAL;
     }
-    if ((ret = record_norm(cmd, o, grads, scale)) < 0 ||
-        (ret = record_update(cmd, o, params, grads, scale, lr)) < 0)
+    if ((ret = record_norm(cmd, o, grads)) < 0)
         return ret;
-    o->pending = true;
-    return 0;
+    return record_update(cmd, o, params, grads);
+}
+
+int vka_optim_record_step(struct vka_cmd *cmd, struct vka_optim *o,
+                          const struct vka_tensor *params, const struct vka_tensor *grads,
+                          float scale, double lr)
+{
+    int ret = vka_optim_prepare_step(o, scale, lr);
+    if (ret == 0 && (ret = vka_optim_record(cmd, o, params, grads)) < 0)
+        vka_optim_abort_step(o);
+    return ret;
 }
 
 int vka_optim_last_norm(struct vka_optim *o, float *norm)

@@ -2,7 +2,8 @@
  * AdamW over one flat f32 parameter region and one gradient accumulator region of the
  * same layout, with shaders/optim.comp; and the learning-rate schedules (host side).
  *
- * One step, recorded by vka_optim_record_step into the caller's recorder, is:
+ * One step, recorded by vka_optim_record_step (or vka_optim_record once, replayed after
+ * each vka_optim_prepare_step) into the caller's recorder, is:
  *   1. the global norm of the scaled gradient g = scale * acc, by a fixed tree of
  *      sums of squares (no atomics: the same bits on every run and for any chunking),
  *      written with the clipping factor to a small device buffer;
@@ -71,6 +72,16 @@ void vka_optim_destroy(struct vka_optim **opt);
 int vka_optim_record_step(struct vka_cmd *cmd, struct vka_optim *opt,
                           const struct vka_tensor *params, const struct vka_tensor *grads,
                           float scale, double lr);
+
+/* The same in two parts, so that a step is recorded once and replayed every window:
+ * vka_optim_record records a step that reads the scale, the learning rate and what the
+ * step number gives (bias corrections, SGD's first step) from the optimizer's own small
+ * host-visible buffer, and vka_optim_prepare_step writes them there for step t + 1 before
+ * each submission (the same checks and -EBUSY as vka_optim_record_step, which is the
+ * two in one). */
+int vka_optim_prepare_step(struct vka_optim *opt, float scale, double lr);
+int vka_optim_record(struct vka_cmd *cmd, struct vka_optim *opt,
+                     const struct vka_tensor *params, const struct vka_tensor *grads);
 
 /* After the recorded step's submission completed: reads the norm (NULL: not wanted) and
  * counts the step as taken, or as skipped when the norm is not finite (*skipped). */

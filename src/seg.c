@@ -144,6 +144,11 @@ struct vka_graph *vka_seg_graph(struct vka_seg *seg)
     return seg->g;
 }
 
+int vka_seg_flops(struct vka_seg *seg, double *flops)
+{
+    return vka_trainer_flops(seg->tr, flops);
+}
+
 void vka_seg_get_stats(const struct vka_seg *seg, struct vka_trainer_stats *s)
 {
     vka_trainer_get_stats(seg->tr, s);

@@ -52,6 +52,8 @@ void vka_seg_destroy(struct vka_seg **seg);
 /* Micro-steps of the loader's batches until the trainer takes an optimizer step (a
  * dropped partial window goes on into the next epoch). */
 int vka_seg_window(struct vka_seg *seg, struct vka_loader *loader);
+/* FLOPs of one optimizer step (a full window; vka_trainer_flops). */
+int vka_seg_flops(struct vka_seg *seg, double *flops);
 void vka_seg_get_stats(const struct vka_seg *seg, struct vka_trainer_stats *s);
 
 /* Tiled inference of one normalised image x (c, h, w): overlapping tiles of the model's

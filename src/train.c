@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "ops/basic.h"
+#include "timing.h"
 #include "train.h"
 
 struct vka_trainer {
@@ -16,7 +17,10 @@ struct vka_trainer {
     int accs[8];                     /* loss, extra losses, metrics */
     uint32_t naccs;
     struct vka_optim *opt;
-    struct vka_cmd *cmd;
+    /* the optimizer step and the clear of the accumulators, each recorded once (on
+     * first use) and replayed every window; while profiling, both are recorded anew in
+     * `timed`, a recorder with timestamps */
+    struct vka_cmd *step, *clear, *timed;
     struct vka_trainer_stats s;
 };
 
@@ -90,8 +94,7 @@ int vka_trainer_create(struct vka_graph *g, const struct vka_trainer_params *par
         t->accs[t->naccs++] = params->metrics[i];
     t->p.optim.count = vka_tensor_stored(&t->params);
     struct vka_ctx *ctx = t->params.buf->ctx;
-    if ((ret = vka_optim_create(ctx, &t->p.optim, &t->opt)) < 0 ||
-        (ret = vka_cmd_create(ctx, NULL, &t->cmd)) < 0) {
+    if ((ret = vka_optim_create(ctx, &t->p.optim, &t->opt)) < 0) {
         vka_trainer_destroy(&t);
         return ret;
     }
@@ -104,7 +107,9 @@ void vka_trainer_destroy(struct vka_trainer **pt)
     struct vka_trainer *t = *pt;
     if (!t)
         return;
-    vka_cmd_destroy(&t->cmd);
+    vka_cmd_destroy(&t->step);
+    vka_cmd_destroy(&t->clear);
+    vka_cmd_destroy(&t->timed);
     vka_optim_destroy(&t->opt);
     free(t);
     *pt = NULL;
@@ -117,12 +122,12 @@ uint32_t vka_trainer_next_size(const struct vka_trainer *t)
 }
 
 /* Clears the gradient and loss accumulators: the start of a window. */
-static int record_clear(struct vka_trainer *t)
+static int record_clear(struct vka_trainer *t, struct vka_cmd *cmd)
 {
-    int ret = vka_optim_zero_grads(t->cmd, t->opt, &t->grads);
+    int ret = vka_optim_zero_grads(cmd, t->opt, &t->grads);
     for (uint32_t i = 0; ret == 0 && i < t->naccs; i++) {
         struct vka_tensor a = vka_graph_tensor(t->g, t->accs[i]);
-        ret = vka_fill(t->cmd, &a, 0.0f);
+        ret = vka_fill(cmd, &a, 0.0f);
     }
     return ret;
 }
@@ -183,6 +188,49 @@ static void report_nonfinite(struct vka_trainer *t)
              first);
 }
 
+/* The context's timing while profiling (ctx->timing), else NULL. */
+static struct vka_timing *timing(const struct vka_trainer *t)
+{
+    return t->params.buf->ctx->timing;
+}
+
+typedef int (*record_fn)(struct vka_trainer *t, struct vka_cmd *cmd);
+
+static int record_step(struct vka_trainer *t, struct vka_cmd *cmd)
+{
+    return vka_optim_record(cmd, t->opt, &t->params, &t->grads);
+}
+
+/* A recorder holding what fn records: *once, recorded on first use and replayed from
+ * then on; while profiling, the timed recorder with it recorded anew. */
+static int recording(struct vka_trainer *t, struct vka_cmd **once, record_fn fn,
+                     struct vka_cmd **out)
+{
+    struct vka_ctx *ctx = t->params.buf->ctx;
+    bool timed = timing(t) != NULL;
+    struct vka_cmd **cmd = timed ? &t->timed : once;
+    *out = *cmd;
+    if (*cmd && !timed)
+        return 0;
+    int ret = *cmd ? 0 : vka_cmd_create(ctx, &(struct vka_cmd_params){
+                             .timing = timed, .max_timed = 4096 }, cmd);
+    if (ret == 0 && (ret = vka_cmd_begin(*cmd)) == 0 && (ret = fn(t, *cmd)) == 0)
+        ret = vka_cmd_end(*cmd);
+    if (ret < 0)
+        vka_cmd_destroy(cmd); /* never replay half a recording */
+    *out = *cmd;
+    return ret;
+}
+
+/* Ends, submits and waits; while profiling, adds what it ran under op in pass. */
+static int run(struct vka_trainer *t, struct vka_cmd *cmd, const char *op, enum vka_pass pass)
+{
+    int ret = vka_cmd_run(cmd);
+    if (ret == 0 && timing(t))
+        ret = vka_timing_add_cmd(timing(t), cmd, 0, vka_cmd_timed_count(cmd), op, pass);
+    return ret < 0 ? ret : 0;
+}
+
 static int close_window(struct vka_trainer *t, bool step)
 {
     float acc[16];
@@ -202,14 +250,14 @@ static int close_window(struct vka_trainer *t, bool step)
     vka_optim_get_counters(t->opt, &oc);
     t->s.lr = vka_lr_at(&t->p.lr, oc.steps);
     bool stepping = step && acc[1] > 0;
+    struct vka_cmd *cmd;
     /* the step, then the clear of the accumulators: two submissions, so that a skipped
      * step can still read the gradient that made it skip */
     if (stepping) {
-        if ((ret = vka_cmd_begin(t->cmd)) < 0 ||
-            (ret = vka_optim_record_step(t->cmd, t->opt, &t->params, &t->grads,
-                                         (float)(1.0 / acc[1]), t->s.lr)) < 0)
+        if ((ret = vka_optim_prepare_step(t->opt, (float)(1.0 / acc[1]), t->s.lr)) < 0)
             return ret;
-        if ((ret = vka_cmd_run(t->cmd)) < 0) {
+        if ((ret = recording(t, &t->step, record_step, &cmd)) < 0 ||
+            (ret = run(t, cmd, "optimizer", VKA_PASS_OPTIM)) < 0) {
             vka_optim_abort_step(t->opt);
             return ret;
         }
@@ -219,9 +267,11 @@ static int close_window(struct vka_trainer *t, bool step)
         return ret;
     if (skipped)
         report_nonfinite(t);
-    if ((ret = vka_cmd_begin(t->cmd)) < 0 || (ret = record_clear(t)) < 0 ||
-        (ret = vka_cmd_run(t->cmd)) < 0)
+    if ((ret = recording(t, &t->clear, record_clear, &cmd)) < 0 ||
+        (ret = run(t, cmd, "clear", VKA_PASS_COPY)) < 0)
         return ret;
+    if (timing(t))
+        timing(t)->windows++;
     if (stepping) {
         t->s.skipped_steps += skipped;
         t->s.opt_steps++;
@@ -265,7 +315,8 @@ int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uin
         if ((ret = vka_tensor_upload(&in, inputs[i])) < 0)
             return ret;
     }
-    if ((ret = t->p.detect_anomaly ? vka_plan_run_checked(plan) : vka_plan_run(plan)) < 0)
+    if ((ret = t->p.detect_anomaly ? vka_plan_run_checked(plan)
+               : timing(t) ? vka_plan_run_profiled(plan, timing(t)) : vka_plan_run(plan)) < 0)
         return ret;
     t->s.micro_steps++;
     t->s.window_micro++;
@@ -293,6 +344,19 @@ int vka_trainer_end_epoch(struct vka_trainer *t, bool *stepped)
     if (stepped)
         *stepped = !t->p.drop_last;
     return close_window(t, !t->p.drop_last);
+}
+
+int vka_trainer_flops(struct vka_trainer *t, double *flops)
+{
+    *flops = 0;
+    for (uint32_t k = 0; k < t->p.npasses; k++) {
+        double f;
+        int ret = vka_graph_flops(t->g, t->p.passes[k].phase, true, &f);
+        if (ret < 0)
+            return ret;
+        *flops += f * t->p.batch;
+    }
+    return 0;
 }
 
 void vka_trainer_get_stats(const struct vka_trainer *t, struct vka_trainer_stats *s)

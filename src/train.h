@@ -91,6 +91,9 @@ int vka_trainer_micro_step(struct vka_trainer *t, const void *const *inputs, uin
  * (accumulators cleared, no step) with drop_last. *stepped says whether it stepped. */
 int vka_trainer_end_epoch(struct vka_trainer *t, bool *stepped);
 
+/* FLOPs of one full window: each pass's batch of samples through its phase's plan
+ * (vka_graph_flops). */
+int vka_trainer_flops(struct vka_trainer *t, double *flops);
 void vka_trainer_get_stats(const struct vka_trainer *t, struct vka_trainer_stats *s);
 struct vka_optim *vka_trainer_optim(struct vka_trainer *t);
 const char *vka_trainer_name(const struct vka_trainer *t); /* params.name, may be NULL */

@@ -157,7 +157,7 @@ static void examples(struct driver *d)
     call(d, "seg train --opt", "--optimizer");
     call(d, "seg train --optimizer ''", "adamw adam sgd");
     call(d, "seg train --batch 4 --no-aug", "--no-augment");
-    call(d, "bench ''", "gemm ops");
+    call(d, "bench ''", "gemm ops train workloads");
     call(d, "completion ''", "bash");
 }
 
@@ -319,7 +319,7 @@ Test(completion, usage_errors_and_help_of_a_subcommand)
     cr_assert_eq(test_vkaccum("", "bench --repeats 0 gemm", buf, sizeof(buf)), 2, "%s", buf);
     cr_assert(strstr(buf, "--repeats 0: give 1 to 1000"), "%s", buf);
     cr_assert_eq(test_vkaccum("", "bench --json", buf, sizeof(buf)), 2, "%s", buf);
-    cr_assert(strstr(buf, "gemm or ops"), "%s", buf);
+    cr_assert(strstr(buf, "gemm, ops, train or workloads"), "%s", buf);
     cr_assert_eq(test_vkaccum("", "bench gemm ops", buf, sizeof(buf)), 2, "%s", buf);
     cr_assert(strstr(buf, "unexpected argument 'ops'"), "%s", buf);
     cr_assert_eq(test_vkaccum("", "gan fid-net --out x --steps 0", buf, sizeof(buf)), 2, "%s", buf);

@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/bench.h"
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "log.h"
 #include "ops/ops.h"
 
 static const char help_text[] =
-    "usage: vkaccum bench gemm|ops [--device D] [--repeats N] [--json]\n"
+    "usage: vkaccum bench gemm|ops|train|workloads [--device D] [--repeats N] [--json]\n"
+    "       vkaccum bench train --workload seg256|seg1024|gan32 [--micro-batch B|auto]\n"
+    "           [--steps N] [--warmup N] [--profile] [--json]\n"
     "\n"
     "  gemm   the device's best GEMM: the conv kernel as a 1x1 convolution with\n"
     "         M=32768 N=64 K=576 (a conv-shaped GEMM), on the paths below\n"
@@ -20,22 +23,35 @@ static const char help_text[] =
     "         (64->32, 2x2 stride 2, 64x64 -> 128x128, batch 4) and linear (1024->1024,\n"
     "         batch 64): forward, input gradient and weight gradient, each beside the\n"
     "         best GEMM and the storage-buffer variant of itself\n"
+    "  train  a training workload of tools/bench/workloads.json end to end: median ms\n"
+    "         per optimizer step (a GAN: per iteration) after warm-up steps, img/s,\n"
+    "         GFLOP/s (2 per multiply-add of the conv and linear GEMMs run) and the\n"
+    "         device's peak MiB; --steps 0 builds it and prints its size only\n"
+    "  workloads  the definitions bench train runs (and tools/bench/torch_ref.py)\n"
     "\n"
-    "Every pass runs on texel-buffer loads, storage-buffer loads and, where it is a\n"
-    "GEMM (forward, input gradient), storage loads with shared-memory weight tiles\n"
-    "(the GPUs' path; VKACCUM_CONV_TILES). Ratios: texel/storage, tiled/storage.";
-
-struct bench_opts {
-    char device[128];
-    int repeats;
-    bool json;
-};
+    "gemm and ops run every pass on texel-buffer loads, storage-buffer loads and, where\n"
+    "it is a GEMM (forward, input gradient), storage loads with shared-memory weight\n"
+    "tiles (the GPUs' path; VKACCUM_CONV_TILES). Ratios: texel/storage, tiled/storage.";
 
 static const struct opt_desc opts[] = {
     OPT_ROW(struct bench_opts, "device", OPT_STR, device, NULL, "device index or a part of its name"),
     OPT_ROW(struct bench_opts, "repeats", OPT_INT, repeats, NULL,
-            "timed runs per measurement, 1 to 1000 (7); the median is printed"),
+            "gemm, ops: timed runs per measurement, 1 to 1000 (7); the median is printed"),
     OPT_ROW(struct bench_opts, "json", OPT_BOOL, json, NULL, "one JSON object instead of the table"),
+    OPT_ROW(struct bench_opts, "workload", OPT_STR, workload, "seg256|seg1024|gan32",
+            "train: the workload (tools/bench/workloads.json)"),
+    OPT_ROW(struct bench_opts, "micro-batch", OPT_INT, micro, "auto",
+            "train: the micro-batch, or auto: the largest whose predicted memory fits (auto)"),
+    OPT_ROW(struct bench_opts, "steps", OPT_INT, steps, NULL,
+            "train: timed optimizer steps (the workload's); 0: build and describe only"),
+    OPT_ROW(struct bench_opts, "warmup", OPT_INT, warmup, NULL,
+            "train: untimed steps first (the workload's)"),
+    OPT_ROW(struct bench_opts, "batch", OPT_INT, batch, NULL,
+            "train: override the effective batch (figures then are not the workload's)"),
+    OPT_ROW(struct bench_opts, "size", OPT_INT, size, NULL,
+            "train: override the image size (figures then are not the workload's)"),
+    OPT_ROW(struct bench_opts, "profile", OPT_BOOL, profile, NULL,
+            "train: then one more step timed per op and pass (timestamp queries)"),
 };
 
 enum kind { CONV, CONVT, LINEAR };
@@ -191,9 +207,23 @@ static double ratio(double a, double b)
     return a > 0 && b > 0 ? a / b : 0;
 }
 
+/* Whether the options given fit the benchmark: train's only with train. */
+static int check_for(const char *what, const struct bench_opts *o)
+{
+    bool train = !strcmp(what, "train");
+    if (train && !o->workload[0])
+        return cli_usage_error("bench", "train: say which --workload (seg256, seg1024, gan32)");
+    if (!train && (o->workload[0] || o->micro || o->steps >= 0 || o->warmup >= 0 ||
+                   o->batch >= 0 || o->size >= 0 || o->profile))
+        return cli_usage_error("bench", "--workload, --micro-batch, --steps, --warmup, "
+                               "--batch, --size and --profile belong to bench train");
+    return 0;
+}
+
 int cli_bench(int argc, char **argv)
 {
-    struct bench_opts opt = { .repeats = 7 };
+    struct bench_opts opt = { .repeats = 7, .steps = -1, .warmup = -1, .batch = -1,
+                              .size = -1 };
     bool help;
     int first, ret = cli_opts_parse_operands("bench", argc, argv, opts, OPT_COUNT(opts), &opt,
                                              &help, &first);
@@ -206,12 +236,20 @@ int cli_bench(int argc, char **argv)
     if (opt.repeats < 1 || opt.repeats > 1000)
         return cli_usage_error("bench", "--repeats %d: give 1 to 1000", opt.repeats);
     if (first >= argc)
-        return cli_usage_error("bench", "say what to measure: gemm or ops");
+        return cli_usage_error("bench", "say what to measure: gemm, ops, train or workloads");
     const char *what = argv[first];
-    if (strcmp(what, "gemm") && strcmp(what, "ops"))
-        return cli_usage_error("bench", "unknown benchmark '%s' (gemm or ops)", what);
+    if (strcmp(what, "gemm") && strcmp(what, "ops") && strcmp(what, "train") &&
+        strcmp(what, "workloads"))
+        return cli_usage_error("bench", "unknown benchmark '%s' (gemm, ops, train or "
+                               "workloads)", what);
     if (first + 1 < argc)
         return cli_usage_error("bench", "unexpected argument '%s'", argv[first + 1]);
+    if ((ret = check_for(what, &opt)))
+        return ret;
+    if (!strcmp(what, "train"))
+        return bench_train(&opt);
+    if (!strcmp(what, "workloads"))
+        return bench_workloads(&opt);
     int repeats = opt.repeats;
 
     struct vka_ctx *ctx;

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/fit.h"
+#include "cli/profile.h"
 #include "cli/opts.h"
 #include "cli/run.h"
 #include "datasets/dataset.h"
@@ -30,7 +31,7 @@ struct gan_opts {
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
     double lr, lr_d, beta1, beta2, ema_kimg, ema_rampup, mem_budget;
-    bool skip_bad, tensorboard, detect_anomaly, plan;
+    bool skip_bad, tensorboard, detect_anomaly, plan, profile;
 };
 
 #define O(n, t, f, ch, h) { n, t, offsetof(struct gan_opts, f), sizeof(((struct gan_opts *)0)->f), ch, h }
@@ -71,6 +72,7 @@ static const struct opt_desc gan_opt_table[] = {
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
     O("tensorboard", OPT_BOOL, tensorboard, NULL, "also write TensorBoard event files into RUN/tb/"),
     O("detect-anomaly", OPT_BOOL, detect_anomaly, NULL, "check every op's output; name the first that is not finite (slow)"),
+    O("profile", OPT_BOOL, profile, NULL, "time every op and pass with timestamp queries; print the top 15 per iteration at the end (slower)"),
 };
 static const size_t gan_opt_count = sizeof(gan_opt_table) / sizeof(gan_opt_table[0]);
 #define GAN_TABLE gan_opt_table, gan_opt_count
@@ -545,7 +547,7 @@ static int gan_train(int argc, char **argv)
         return ret;
 
     struct run r;
-    if ((ret = run_open(&r, &o)) != 0) {
+    if ((ret = run_open(&r, &o)) != 0 || (o.profile && (ret = -cli_profile_begin(r.ctx)))) {
         run_close_checked(&r, false);
         return ret > 0 ? 0 : 1;
     }
@@ -581,6 +583,7 @@ static int gan_train(int argc, char **argv)
                (unsigned long long)st.samples, run_pace_elapsed(&r.pace), o.out);
     if (run_curves_finish(&r.curves) == 0 && r.curves.out[0] && ret == 0)
         printf("curves: %s\n", r.curves.out);
+    cli_profile_end(r.ctx, ret == 0, (uint32_t)o.d_steps + 1, "iteration");
     if (run_close_checked(&r, ret == 0) < 0)
         ret = -1;
     return ret < 0 ? 1 : 0;

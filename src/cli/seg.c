@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "cli/cli.h"
+#include "cli/profile.h"
 #include "cli/run.h"
 #include "cli/seg_opts.h"
 #include "log.h"
@@ -415,7 +416,8 @@ static int seg_train(int argc, char **argv)
         return CLI_USAGE;
 
     struct train_run r;
-    if ((ret = train_open(&r, &o)) != 0 || (o.dump_grads[0] && dump(&r) < 0)) {
+    if ((ret = train_open(&r, &o)) != 0 || (o.dump_grads[0] && dump(&r) < 0) ||
+        (o.profile && (ret = -cli_profile_begin(r.ctx)))) {
         run_log_close(&r.log);
         train_close(&r);
         return ret > 0 ? 0 : 1;
@@ -457,6 +459,7 @@ static int seg_train(int argc, char **argv)
         printf("curves: %s (vkaccum plot RUN... --out F.png overlays runs)\n", r.curves.out);
     if ((run_log_close(&r.log) < 0 || vka_tb_close(&r.tb) < 0) && ret == 0)
         ret = fail(&r, NULL);
+    cli_profile_end(r.ctx, ret == 0, 1, "step");
     train_close(&r);
     return ret < 0 ? 1 : 0;
 }

@@ -141,6 +141,7 @@ struct vka_cmd {
 
     VkQueryPool queries;
     uint32_t max_timed, ntimed;
+    const char **names; /* the kernel (pipeline variant, or "copy") of each timed command */
     double *ms;
     uint32_t nms;
 };
@@ -188,7 +189,8 @@ int vka_cmd_create(struct vka_ctx *ctx, const struct vka_cmd_params *params,
         };
         VK(vkCreateQueryPool(ctx->dev, &qci, NULL, &c->queries));
         c->ms = calloc(c->max_timed, sizeof(*c->ms));
-        if (!c->ms) {
+        c->names = calloc(c->max_timed, sizeof(*c->names));
+        if (!c->ms || !c->names) {
             ret = -ENOMEM;
             goto fail;
         }
@@ -245,6 +247,7 @@ void vka_cmd_destroy(struct vka_cmd **pc)
     if (c->queries)
         vkDestroyQueryPool(dev, c->queries, NULL);
     free(c->ms);
+    free(c->names);
     if (c->fence)
         vkDestroyFence(dev, c->fence, NULL);
     if (c->cb)
@@ -373,6 +376,26 @@ static int check_binding(const struct vka_cmd *c, const struct vka_pipe *pipe,
     return 0;
 }
 
+/* A timing recorder's timestamp before a command (while the pool has room): whether the
+ * command is timed; time_end writes the one after it. */
+static bool time_start(struct vka_cmd *c, const char *name)
+{
+    if (!c->queries || c->ntimed >= c->max_timed)
+        return false;
+    vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, c->queries, 2 * c->ntimed);
+    c->names[c->ntimed] = name;
+    return true;
+}
+
+static void time_end(struct vka_cmd *c, bool timed)
+{
+    if (!timed)
+        return;
+    vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries,
+                        2 * c->ntimed + 1);
+    c->ntimed++;
+}
+
 int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_binding *b,
                      const void *push, const uint32_t groups[3])
 {
@@ -426,10 +449,7 @@ int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_
     vkUpdateDescriptorSets(ctx->dev, pipe->params.nbind, w, 0, NULL);
 
     barrier(c);
-    bool timed = c->queries && c->ntimed < c->max_timed;
-    if (timed)
-        vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, c->queries,
-                            2 * c->ntimed);
+    bool timed = time_start(c, pipe->variant);
     vkCmdBindPipeline(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->pipe);
     vkCmdBindDescriptorSets(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->layout, 0, 1, &set,
                             0, NULL);
@@ -437,11 +457,7 @@ int vka_cmd_dispatch(struct vka_cmd *c, struct vka_pipe *pipe, const struct vka_
         vkCmdPushConstants(c->cb, pipe->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
                            pipe->params.push_size, push);
     vkCmdDispatch(c->cb, groups[0], groups[1], groups[2]);
-    if (timed) {
-        vkCmdWriteTimestamp(c->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->queries,
-                            2 * c->ntimed + 1);
-        c->ntimed++;
-    }
+    time_end(c, timed);
     c->after_work = true;
     return 0;
 }
@@ -478,8 +494,10 @@ int vka_cmd_copy(struct vka_cmd *c, struct vka_buf *src, VkDeviceSize src_off,
     if (!size || c->dry)
         return 0;
     barrier(c);
+    bool timed = time_start(c, "copy");
     VkBufferCopy region = { src_off, dst_off, size };
     vkCmdCopyBuffer(c->cb, src->buf, dst->buf, 1, &region);
+    time_end(c, timed);
     c->after_work = true;
     return 0;
 }
@@ -653,6 +671,18 @@ uint32_t vka_cmd_timings(struct vka_cmd *c, double *ms, uint32_t max)
     uint32_t n = c->nms < max ? c->nms : max;
     memcpy(ms, c->ms, n * sizeof(*ms));
     return n;
+}
+
+uint32_t vka_cmd_timed_names(struct vka_cmd *c, const char **names, uint32_t max)
+{
+    uint32_t n = c->nms < max ? c->nms : max;
+    memcpy(names, c->names, n * sizeof(*names));
+    return n;
+}
+
+uint32_t vka_cmd_timed_count(const struct vka_cmd *c)
+{
+    return c->ntimed;
 }
 
 int vka_cmd_run(struct vka_cmd *c)

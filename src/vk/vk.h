@@ -122,6 +122,8 @@ struct vka_ctx_params {
                                    a smaller one splits ops into more dispatches (tests) */
 };
 
+struct vka_timing;
+
 struct vka_ctx {
     VkInstance instance;
     VkDebugUtilsMessengerEXT messenger;
@@ -145,6 +147,10 @@ struct vka_ctx {
 
     struct vka_buf *staging; /* reused by vka_buf_upload/download */
     struct vka_cmd *xfer;    /* their recorder, made once */
+
+    /* While set (--profile), the trainers time their work per op and pass into it
+     * (src/timing.h); its owner sets it, and clears it before freeing it. */
+    struct vka_timing *timing;
 };
 
 int vka_ctx_create(const struct vka_ctx_params *params, struct vka_ctx **ctx);
@@ -241,7 +247,7 @@ struct vka_binding {
 };
 
 struct vka_cmd_params {
-    bool timing;        /* timestamp before and after every dispatch */
+    bool timing;        /* timestamp before and after every dispatch and copy */
     uint32_t max_timed; /* dispatches timed; default 1024 */
     bool dry;           /* records nothing: dispatches and copies are checked and dropped,
                            scratch is dry buffers (counted), it can't be submitted. The
@@ -295,8 +301,13 @@ struct vka_ctx *vka_cmd_ctx(struct vka_cmd *cmd);
  * timeout_ms, -EIO when the device was lost. */
 int vka_cmd_submit_wait(struct vka_cmd *cmd, uint64_t timeout_ms);
 
-/* Milliseconds each timed dispatch took in the last submission; returns how many. */
+/* Milliseconds each timed dispatch (and copy) took in the last submission; returns how
+ * many. */
 uint32_t vka_cmd_timings(struct vka_cmd *cmd, double *ms, uint32_t max);
+/* What each of them ran: its pipeline's variant name ("conv_gemm0_tb"), or "copy". */
+uint32_t vka_cmd_timed_names(struct vka_cmd *cmd, const char **names, uint32_t max);
+/* Dispatches and copies timed so far in the recording. */
+uint32_t vka_cmd_timed_count(const struct vka_cmd *cmd);
 
 /* End, submit and wait with the default timeout (VKACCUM_TIMEOUT_MS, else 600 s). */
 int vka_cmd_run(struct vka_cmd *cmd);

@@ -1,0 +1,98 @@
+/* --profile's tables; see profile.h. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/profile.h"
+#include "log.h"
+
+int cli_profile_begin(struct vka_ctx *ctx)
+{
+    if (!ctx->info.timestamps) {
+        fprintf(stderr, "vkaccum: --profile: device %s has no compute timestamps\n",
+                ctx->info.name);
+        return 1;
+    }
+    if (vka_timing_create(&ctx->timing) < 0) {
+        fprintf(stderr, "vkaccum: --profile: out of memory\n");
+        return 1;
+    }
+    return 0;
+}
+
+static double steps_of(const struct vka_timing *t, uint32_t windows_per_step)
+{
+    double s = (double)t->windows / (windows_per_step ? windows_per_step : 1);
+    return s > 0 ? s : 1;
+}
+
+static double total_ms(const struct vka_timing *t, double *by_pass)
+{
+    double sum = 0;
+    for (int k = 0; k < VKA_PASS_COUNT; k++)
+        by_pass[k] = 0;
+    for (uint32_t i = 0; i < t->nrows; i++) {
+        by_pass[t->rows[i].pass] += t->rows[i].ms;
+        sum += t->rows[i].ms;
+    }
+    return sum > 0 ? sum : 1;
+}
+
+void cli_profile_print(const struct vka_timing *t, uint32_t windows_per_step,
+                       const char *unit, double wall_ms)
+{
+    double steps = steps_of(t, windows_per_step), by_pass[VKA_PASS_COUNT];
+    double sum = total_ms(t, by_pass);
+    struct vka_timing_row *r = vka_timing_sorted(t);
+    if (!r)
+        return;
+    printf("profile over %.0f %s(s): %.1f ms of device time per %s", steps, unit, sum / steps,
+           unit);
+    if (wall_ms > 0)
+        printf(" (%.1f ms wall)", wall_ms);
+    printf("\n  by pass:");
+    for (int k = 0; k < VKA_PASS_COUNT; k++)
+        printf(" %s %.1f %%%s", vka_pass_name((enum vka_pass)k), 100 * by_pass[k] / sum,
+               k + 1 < VKA_PASS_COUNT ? "," : "\n");
+    printf("  %-20s %-12s %12s %7s %8s %11s\n", "op", "pass", "ms/step", "share", "GFLOP/s",
+           "dispatches");
+    for (uint32_t i = 0; i < t->nrows && i < CLI_PROFILE_TOP; i++) {
+        char gf[16] = "";
+        if (r[i].flops > 0 && r[i].ms > 0)
+            snprintf(gf, sizeof(gf), "%.2f", r[i].flops / (r[i].ms * 1e6));
+        printf("  %-20s %-12s %12.1f %6.1f%% %8s %11.0f\n", r[i].op, vka_pass_name(r[i].pass),
+               r[i].ms / steps, 100 * r[i].ms / sum, gf, r[i].dispatches / steps);
+    }
+    free(r);
+}
+
+cJSON *cli_profile_json(const struct vka_timing *t, uint32_t windows_per_step)
+{
+    double steps = steps_of(t, windows_per_step), by_pass[VKA_PASS_COUNT];
+    double sum = total_ms(t, by_pass);
+    struct vka_timing_row *r = vka_timing_sorted(t);
+    cJSON *o = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(o, "rows");
+    cJSON_AddNumberToObject(o, "steps", steps);
+    cJSON_AddNumberToObject(o, "device_ms_per_step", sum / steps);
+    for (uint32_t i = 0; r && i < t->nrows; i++) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "op", r[i].op);
+        cJSON_AddStringToObject(j, "pass", vka_pass_name(r[i].pass));
+        cJSON_AddNumberToObject(j, "ms_per_step", r[i].ms / steps);
+        cJSON_AddNumberToObject(j, "share", r[i].ms / sum);
+        cJSON_AddNumberToObject(j, "gflops", r[i].ms > 0 ? r[i].flops / (r[i].ms * 1e6) : 0);
+        cJSON_AddNumberToObject(j, "dispatches_per_step", r[i].dispatches / steps);
+        cJSON_AddItemToArray(rows, j);
+    }
+    free(r);
+    return o;
+}
+
+void cli_profile_end(struct vka_ctx *ctx, bool print, uint32_t windows_per_step,
+                     const char *unit)
+{
+    if (!ctx || !ctx->timing)
+        return;
+    if (print)
+        cli_profile_print(ctx->timing, windows_per_step, unit, 0);
+    vka_timing_destroy(&ctx->timing);
+}

@@ -1,0 +1,173 @@
+/* vkaccum bench train and tools/bench/: one tiny step of each workload kind prints every
+ * field (the timings themselves are the benchmark's business, not a test's); the
+ * workloads vkaccum embeds are tools/bench/workloads.json; vkaccum and
+ * tools/bench/torch_ref.py build the same models (parameters) and count the same FLOPs
+ * for them; train's options are refused elsewhere. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+/* The JSON object that a command printed (after any warnings), or a failed test. */
+static cJSON *json_of(const char *out)
+{
+    const char *start = strchr(out, '{');
+    cJSON *j = start ? cJSON_Parse(start) : NULL;
+    cr_assert(j, "no JSON object in:\n%s", out);
+    return j;
+}
+
+static double number(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsNumber(v), "no number \"%s\"", key);
+    return v->valuedouble;
+}
+
+static cJSON *bench(const char *args)
+{
+    static char out[1 << 16];
+    int st = test_vkaccum("", args, out, sizeof(out));
+    cr_assert_eq(st, 0, "vkaccum %s: exit %d\n%s", args, st, out);
+    return json_of(out);
+}
+
+/* Every field of one timed step, consistent with each other. */
+static void check_step(const cJSON *j, double batch, double micro, double params)
+{
+    double ms = number(j, "ms_per_step");
+    cr_assert_gt(ms, 0);
+    cr_assert_float_eq(number(j, "img_per_s"), batch * 1e3 / ms, 1e-9 * batch * 1e3 / ms);
+    cr_assert_float_eq(number(j, "gflops"), number(j, "flops_per_step") / (ms * 1e6), 1e-6);
+    cr_assert_gt(number(j, "flops_per_step"), 0);
+    cr_assert_gt(number(j, "peak_mib"), 0);
+    cr_assert_eq(number(j, "batch"), batch);
+    cr_assert_eq(number(j, "micro_batch"), micro);
+    cr_assert_eq(number(j, "params"), params);
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "overridden")));
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(j, "ms");
+    cr_assert(cJSON_IsArray(all) && cJSON_GetArraySize(all) == 1);
+}
+
+Test(bench, train_prints_every_field_of_a_step)
+{
+    /* gan32's DCGAN (width 64) at a batch of 4, micro-batches of 2: two micro-steps */
+    cJSON *j = bench("bench train --workload gan32 --batch 4 --micro-batch 2 --steps 1 "
+                     "--warmup 0 --json");
+    check_step(j, 4, 2, 1732224);
+    cJSON_Delete(j);
+    /* seg256's U-Net on 32x32 images, the micro-batch chosen by the memory prediction */
+    j = bench("bench train --workload seg256 --size 32 --batch 2 --steps 1 --warmup 0 --json");
+    check_step(j, 2, 2, 7763140);
+    cJSON_Delete(j);
+}
+
+/* The definitions built into vkaccum are the file's, key for key. */
+Test(bench, embedded_workloads_are_the_file)
+{
+    const char *root = getenv("VKACCUM_SOURCE_ROOT");
+    cr_assert(root);
+    FILE *f = fopen(test_path("%s/tools/bench/workloads.json", root), "rb");
+    cr_assert(f);
+    static char text[1 << 16];
+    text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+    fclose(f);
+    cJSON *file = json_of(text), *built = bench("bench workloads --json");
+    cr_assert(cJSON_Compare(file, built, true), "vkaccum's workloads differ from the file's "
+              "(rebuild?)");
+    cJSON_Delete(file);
+    cJSON_Delete(built);
+}
+
+/* vkaccum and torch_ref.py build each workload with the same parameters and count the
+ * same FLOPs per step (both from the shapes; the size is made small to keep it quick). */
+Test(bench, torch_ref_builds_the_same_workloads)
+{
+    char cmd[4096], out[1 << 16];
+    static const char *const args[] = { "--workload seg256 --size 64 --batch 3",
+                                         "--workload gan32 --batch 3" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd), "%s %s/tools/bench/torch_ref.py %s --steps 0 --json 2>&1",
+                 test_python(), getenv("VKACCUM_SOURCE_ROOT"), args[i]);
+        FILE *p = popen(cmd, "r");
+        out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
+        int st = pclose(p);
+        if (st != 0 && strstr(out, "No module named 'torch'"))
+            cr_skip("%s lacks torch (Debian: apt-get install python3-torch)", test_python());
+        cr_assert_eq(st, 0, "%s\n%s", cmd, out);
+        cJSON *t = json_of(out);
+        snprintf(cmd, sizeof(cmd), "bench train %s --steps 0 --json", args[i]);
+        cJSON *v = bench(cmd);
+        cr_assert_eq(number(v, "params"), number(t, "params"), "%s", args[i]);
+        cr_assert_eq(number(v, "flops_per_step"), number(t, "flops_per_step"), "%s: %.0f "
+                     "FLOPs in vkaccum, %.0f in PyTorch", args[i], number(v, "flops_per_step"),
+                     number(t, "flops_per_step"));
+        cJSON_Delete(t);
+        cJSON_Delete(v);
+    }
+}
+
+Test(bench, train_options_belong_to_train)
+{
+    char out[1 << 14];
+    cr_assert_eq(test_vkaccum("", "bench train", out, sizeof(out)), 2, "%s", out);
+    cr_assert(strstr(out, "--workload"), "%s", out);
+    cr_assert_eq(test_vkaccum("", "bench gemm --steps 1", out, sizeof(out)), 2, "%s", out);
+    cr_assert(strstr(out, "belong to bench train"), "%s", out);
+    cr_assert_eq(test_vkaccum("", "bench train --workload seg99", out, sizeof(out)), 2, "%s",
+                 out);
+    cr_assert_eq(test_vkaccum("", "bench train --workload gan32 --batch 4 --micro-batch 8",
+                              out, sizeof(out)), 2, "%s", out);
+}
+
+/* --profile's JSON: timed rows of every pass a training step has, their shares summing to 1, a
+ * GEMM's GFLOP/s, and no more device time than the step's wall time. */
+Test(bench, profile_rows_cover_the_step)
+{
+    cJSON *j = bench("bench train --workload gan32 --batch 4 --micro-batch 2 --steps 1 "
+                     "--warmup 0 --profile --json");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "profile"), *r;
+    cr_assert(cJSON_IsObject(p));
+    double share = 0, dev = number(p, "device_ms_per_step");
+    bool seen[6] = { false };
+    static const char *const passes[] = { "forward", "input grad", "weight grad",
+                                          "optimizer", "copies", "recompute" };
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(p, "rows")) {
+        share += number(r, "share");
+        const char *pass = cJSON_GetObjectItemCaseSensitive(r, "pass")->valuestring;
+        for (int k = 0; k < 6; k++)
+            seen[k] |= !strcmp(pass, passes[k]) && number(r, "ms_per_step") > 0;
+        if (!strcmp(cJSON_GetObjectItemCaseSensitive(r, "op")->valuestring, "conv2d") &&
+            !strcmp(pass, "forward"))
+            cr_assert_gt(number(r, "gflops"), 0);
+    }
+    for (int k = 0; k < 5; k++)
+        cr_assert(seen[k], "no row of pass %s", passes[k]);
+    cr_assert(!seen[5], "a recompute row without --recompute");
+    cr_assert_float_eq(share, 1.0, 1e-9);
+    cr_assert(dev > 0 && dev <= number(p, "wall_ms_per_step"), "device %g ms, wall %g ms",
+              dev, number(p, "wall_ms_per_step"));
+    cJSON_Delete(j);
+}
+
+/* seg train --profile prints the table and trains the same bits as without it. */
+Test(bench, seg_train_profile_prints_and_changes_nothing)
+{
+    char *dir = test_tmpdir("vka_bench");
+    static char out[1 << 16];
+    const char *args = "seg train --data shapes --crop 32 --depth 2 --width 8 --batch 3 "
+                       "--micro-batch 2 --steps 2 --eval-every 0 --save-every 1 --workers 0";
+    cr_assert_eq(test_vkaccum("", test_path("%s --out %s/a", args, dir), out, sizeof(out)), 0,
+                 "%s", out);
+    cr_assert(!strstr(out, "profile over"), "%s", out);
+    cr_assert_eq(test_vkaccum("", test_path("%s --out %s/b --profile", args, dir), out,
+                              sizeof(out)), 0, "%s", out);
+    cr_assert(strstr(out, "profile over 2 step(s)") && strstr(out, "conv2d") &&
+              strstr(out, "weight grad"), "%s", out);
+    test_st_assert_equal(test_path("%s/a/last.safetensors", dir),
+                         test_path("%s/b/last.safetensors", dir));
+    test_tmpdir_remove(&dir);
+}
