@@ -281,6 +281,30 @@ int vka_augment(const struct vka_augment_params *a, uint64_t rng,
  * with vka_augment_seed(seed, e, that sample): the same whatever the worker count or
  * the sizes asked of vka_loader_next, so k micro-batches of b see exactly the samples
  * of one batch of k*b. */
+/* Data-parallel sharding (src/dist.h): each window of `window` samples of an epoch's
+ * order (the last one shorter when window does not divide the epoch; endless: of the
+ * stream of epochs, every window full) is cut into nranks
+ * contiguous shares in rank order, window / nranks samples each (nranks divides window);
+ * the last, partial window of R samples gives rank r [ceil(r R / N), ceil((r + 1) R / N)),
+ * so rank 0 always has one. A rank reads its shares one after the other: its stream. The
+ * samples of a window are the same whatever nranks is, and a sample (its augmentation)
+ * depends on its epoch and index only. */
+struct vka_shard {
+    uint32_t count;  /* samples per epoch */
+    uint32_t window; /* the effective batch */
+    uint32_t nranks, rank;
+    bool endless;    /* windows tile the stream across epochs, all full (the GAN's real
+                        images), instead of each epoch */
+};
+
+/* Windows per epoch. */
+uint32_t vka_shard_windows(const struct vka_shard *s);
+/* Rank's share of window w of an epoch: its size, and its first index in the epoch. */
+uint32_t vka_shard_share(const struct vka_shard *s, uint32_t w, uint32_t *first);
+/* Samples of an epoch in rank's stream, and the epoch index of its j-th. */
+uint32_t vka_shard_local(const struct vka_shard *s);
+uint32_t vka_shard_global(const struct vka_shard *s, uint32_t j);
+
 struct vka_loader_params {
     struct vka_dataset *dataset;   /* borrowed */
     uint32_t count;                /* its first count samples only; 0: all */
@@ -292,6 +316,10 @@ struct vka_loader_params {
     bool epoch_batches;            /* a batch ends at an epoch's end (may be short) */
     uint32_t channels;             /* 1 or 3; 0: vka_dataset_channels */
     struct vka_augment_params aug;
+    /* nranks > 1: this rank's stream of shard (whose count the loader fills in: count,
+     * or the dataset's); positions (tell, seek, vka_batch.pos) stay the epoch's, and a
+     * seek goes to a window's start */
+    struct vka_shard shard;
 };
 
 struct vka_loader_pos {
@@ -317,6 +345,8 @@ void vka_loader_destroy(struct vka_loader **l);
  * of one batch must share a size (always so with aug.size > 0). */
 int vka_loader_next(struct vka_loader *l, uint32_t n, struct vka_batch *b);
 struct vka_loader_pos vka_loader_tell(const struct vka_loader *l);
+/* The loader's shard, or NULL when it reads every sample. */
+const struct vka_shard *vka_loader_shard(const struct vka_loader *l);
 int vka_loader_seek(struct vka_loader *l, struct vka_loader_pos pos);
 
 #endif

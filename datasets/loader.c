@@ -48,6 +48,7 @@ struct vka_loader {
     struct vka_loader_params p;
     struct vka_dataset *ds;
     uint32_t count, c;
+    uint32_t local; /* samples of an epoch in this loader's stream: count, or its shard's */
     bool masks, labels;
 
     pthread_mutex_t mu;
@@ -118,10 +119,57 @@ static const uint32_t *epoch_order(struct vka_loader *l, struct worker *w, uint6
     return w->perm;
 }
 
-/* Makes the sample at stream position g into o. */
-static int make(struct vka_loader *l, struct worker *w, uint64_t g, struct out *o, char *err)
+uint32_t vka_shard_windows(const struct vka_shard *s)
 {
-    uint64_t e = g / l->count;
+    return (s->count + s->window - 1) / s->window;
+}
+
+uint32_t vka_shard_share(const struct vka_shard *s, uint32_t w, uint32_t *first)
+{
+    uint32_t start = w * s->window, len = s->count - start < s->window ? s->count - start
+                                                                       : s->window;
+    if (len == s->window) {
+        *first = start + s->rank * (len / s->nranks);
+        return len / s->nranks;
+    }
+    uint64_t lo = ((uint64_t)s->rank * len + s->nranks - 1) / s->nranks,
+             hi = ((uint64_t)(s->rank + 1) * len + s->nranks - 1) / s->nranks;
+    *first = start + (uint32_t)lo;
+    return (uint32_t)(hi - lo);
+}
+
+uint32_t vka_shard_local(const struct vka_shard *s)
+{
+    uint32_t full = s->count / s->window, first;
+    return full * (s->window / s->nranks) +
+           (s->count % s->window ? vka_shard_share(s, full, &first) : 0);
+}
+
+uint32_t vka_shard_global(const struct vka_shard *s, uint32_t j)
+{
+    uint32_t per = s->window / s->nranks, full = s->count / s->window, first;
+    uint32_t w = j / per < full ? j / per : full;
+    vka_shard_share(s, w, &first);
+    return first + (j - w * per);
+}
+
+/* The position in the one-process stream (epoch * count + index) of this loader's
+ * position j: j itself, or where j falls in the rank's shares. */
+static uint64_t stream_pos(const struct vka_loader *l, uint64_t j)
+{
+    const struct vka_shard *s = &l->p.shard;
+    if (s->nranks < 2)
+        return j;
+    uint32_t per = s->window / s->nranks;
+    if (s->endless)
+        return j / per * s->window + (uint64_t)s->rank * per + j % per;
+    return j / l->local * l->count + vka_shard_global(s, (uint32_t)(j % l->local));
+}
+
+/* Makes the sample at this loader's position j into o. */
+static int make(struct vka_loader *l, struct worker *w, uint64_t j, struct out *o, char *err)
+{
+    uint64_t g = stream_pos(l, j), e = g / l->count;
     uint32_t i = (uint32_t)(g % l->count);
     uint32_t idx = l->p.shuffle ? epoch_order(l, w, e)[i] : i;
     struct vka_sample s;
@@ -232,6 +280,16 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
     int ret = vka_augment_check(&p->aug, c);
     if (ret)
         return ret;
+    struct vka_shard shard = p->shard;
+    shard.count = p->count ? p->count : vka_dataset_count(p->dataset);
+    if (shard.nranks > 1 &&
+        (!shard.window || shard.window % shard.nranks || shard.rank >= shard.nranks ||
+         (!shard.endless && vka_shard_local(&shard) == 0) || (shard.endless && p->epoch_batches))) {
+        vka_err("loader: a batch of %u does not split over %u ranks%s", shard.window,
+                shard.nranks, shard.window && shard.window % shard.nranks == 0
+                ? " (an epoch leaves a rank no sample)" : "");
+        return -EINVAL;
+    }
     struct vka_loader *l = calloc(1, sizeof(*l));
     if (!l) {
         vka_err("loader: out of memory");
@@ -240,6 +298,8 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
     l->p = *p;
     l->ds = p->dataset;
     l->count = p->count ? p->count : vka_dataset_count(l->ds);
+    l->p.shard = shard;
+    l->local = shard.nranks > 1 && !shard.endless ? vka_shard_local(&shard) : l->count;
     l->c = c;
     l->masks = vka_dataset_has_masks(l->ds);
     l->labels = vka_dataset_has_labels(l->ds);
@@ -378,7 +438,7 @@ int vka_loader_next(struct vka_loader *l, uint32_t n, struct vka_batch *b)
         return -EINVAL;
     }
     if (l->p.epoch_batches) {
-        uint64_t left = l->count - l->take % l->count;
+        uint64_t left = l->local - l->take % l->local;
         n = left < n ? (uint32_t)left : n;
     }
     *b = (struct vka_batch){ .n = n, .pos = vka_loader_tell(l) };
@@ -426,26 +486,44 @@ int vka_loader_next(struct vka_loader *l, uint32_t n, struct vka_batch *b)
     b->y = l->masks ? l->by : NULL;
     b->labels = l->labels ? l->blabels : NULL;
     b->ids = l->ids;
-    b->epoch_end = l->take % l->count == 0;
+    b->epoch_end = stream_pos(l, l->take) % l->count == 0;
     return 0;
+}
+
+const struct vka_shard *vka_loader_shard(const struct vka_loader *l)
+{
+    return l->p.shard.nranks > 1 ? &l->p.shard : NULL;
 }
 
 struct vka_loader_pos vka_loader_tell(const struct vka_loader *l)
 {
-    return (struct vka_loader_pos){ l->take / l->count, l->take % l->count };
+    uint64_t g = stream_pos(l, l->take);
+    return (struct vka_loader_pos){ g / l->count, g % l->count };
 }
 
 int vka_loader_seek(struct vka_loader *l, struct vka_loader_pos pos)
 {
-    if (pos.index >= l->count || pos.epoch > UINT64_MAX / l->count - 1) {
+    if (pos.index >= l->count || pos.epoch > UINT64_MAX / l->local - 1) {
         vka_err("loader: position (epoch %llu, index %llu) is outside a dataset of %u "
                 "samples", (unsigned long long)pos.epoch, (unsigned long long)pos.index,
                 l->count);
         return -EINVAL;
     }
+    const struct vka_shard *s = &l->p.shard;
+    uint64_t g = pos.epoch * l->count + pos.index, j = g;
+    if (s->nranks > 1) {
+        uint64_t at = s->endless ? g : pos.index, per = s->window / s->nranks;
+        if (at % s->window) {
+            vka_err("loader: position (epoch %llu, index %llu) is not the start of a window "
+                    "of %u", (unsigned long long)pos.epoch, (unsigned long long)pos.index,
+                    s->window);
+            return -EINVAL;
+        }
+        j = s->endless ? g / s->window * per : pos.epoch * l->local + at / s->window * per;
+    }
     pthread_mutex_lock(&l->mu);
     l->gen++;
-    l->take = l->claim = pos.epoch * l->count + pos.index;
+    l->take = l->claim = j;
     if (l->slots)
         for (uint32_t i = 0; i < l->depth; i++)
             l->slots[i].ready = false;

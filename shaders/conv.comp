@@ -22,7 +22,9 @@
 // CONV_REDUCE    acc[e] += sum over chunks of part[n][chunk][e], for n in order (acc holds
 //                  m_count floats): the
 //                  per-sample partials reach the accumulator in sample order, so any
-//                  split of a batch into micro-batches gives the same bits
+//                  split of a batch into micro-batches gives the same bits; with EXACT
+//                  (--accumulate exact) Acc holds exact elements (include/exact.glsl)
+//                  and each sample's sum is converted and added exactly
 // CONV_TRANSPOSE dst[r,s,b,a] = src[r,s,a,b] (RSAB4 -> RSBA4), for the taps that need
 //                  the weights the other way round (conv2d dgrad, convT fwd)
 //
@@ -34,8 +36,10 @@
 // variant conv_wgrad_direct  CONV_WGRAD DIRECT=1
 // variant conv_bgrad         CONV_BGRAD
 // variant conv_reduce        CONV_REDUCE
+// variant conv_reduce_exact  CONV_REDUCE EXACT=1
 // variant conv_transpose     CONV_TRANSPOSE
 #include "common.glsl"
+#include "exact.glsl"
 
 layout(constant_id = 1) const uint TM = 16;  // pixels per invocation
 layout(constant_id = 2) const uint TN4 = 2;  // output vec4s per invocation
@@ -348,6 +352,32 @@ void main()
     for (uint pix = pix0; pix < pix1; pix++)
         acc += LOAD4(D, pc.w_base + (n * pc.P * pc.Q + pix) * pc.B4 + b4);
     Part[(n * nchunks + ch) * pc.B4 + b4] = acc;
+}
+
+#elif defined(CONV_REDUCE) && defined(EXACT)
+// One invocation per partial vec4 (four exact elements at y_base + 4e + l): each
+// sample's sum over its chunks, in the same order as below, converted and added exactly.
+IN_BUFFER(0, Part)
+EXACT_BUFFER(1, Acc)
+
+void main()
+{
+    uint e = flat_id();
+    if (e >= pc.aux)
+        return;
+    uvec4 acc[4];
+    for (uint l = 0u; l < 4u; l++)
+        acc[l] = e * 4u + l < pc.m_count ? Acc[pc.y_base + e * 4u + l] : uvec4(0u);
+    for (uint n = 0u; n < pc.N; n++) {
+        vec4 sample_sum = vec4(0.0);
+        for (uint ch = 0u; ch < pc.chunk; ch++)
+            sample_sum += LOAD4(Part, pc.x_base + (n * pc.chunk + ch) * pc.aux + e);
+        for (uint l = 0u; l < 4u; l++)
+            acc[l] = exact_add(acc[l], exact_from_float(sample_sum[l]));
+    }
+    for (uint l = 0u; l < 4u; l++)
+        if (e * 4u + l < pc.m_count)
+            Acc[pc.y_base + e * 4u + l] = acc[l];
 }
 
 #elif defined(CONV_REDUCE)

@@ -10,7 +10,9 @@
 //   OP_DICE  soft Dice sums per class: inter[c] = sum p_c*[t==c], card[c] = sum p_c+[t==c]
 //   OP_DICE_PREP  pads dy = [dL/dinter[C], dL/dcard[C]] into G = [dinter[cs], dcard[cs]]
 //   OP_FOLD  folds each sample's block partials by a fixed tree and adds the per-sample
-//            results into the accumulator in sample order
+//            results into the accumulator in sample order; with EXACT (--accumulate
+//            exact) the accumulator holds exact elements (include/exact.glsl) and each
+//            sample's result is converted and added exactly
 // Without BWD a loss variant writes one partial per block of ITEMS * WG items (pixels;
 // for BCE/MSE/L1 a pixel's vec4s) of one sample, reduced in a fixed order: each
 // invocation adds its ITEMS items in index order, then a shared-memory tree. Blocks
@@ -38,7 +40,9 @@
 // variant loss_dice_bwd          OP_DICE BWD
 // variant loss_dice_prep         OP_DICE_PREP
 // variant loss_fold              OP_FOLD
+// variant loss_fold_exact        OP_FOLD EXACT
 #include "common.glsl"
+#include "exact.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;
 
@@ -94,7 +98,37 @@ vec4 wg_sum(vec4 v)
     return r;
 }
 
-#if defined(OP_FOLD)
+#if defined(OP_FOLD) && defined(EXACT)
+IN_BUFFER(0, PART)   // partials (samples, B, V4) vec4
+EXACT_BUFFER(1, ACC) // exact accumulator, +=
+
+void main()
+{
+    uint j = flat_group();
+    if (j >= pc.V4)
+        return;
+    uint t = gl_LocalInvocationID.x;
+    uint half_ = j / pc.Q;
+    uint c0 = (j % pc.Q) * 4u;
+    uvec4 run[4];
+    for (uint l = 0u; l < 4u; l++)
+        run[l] = t == 0u && c0 + l < pc.cval ? ACC[pc.acc_base + half_ * pc.cval + c0 + l]
+                                             : uvec4(0u);
+    for (uint s = 0u; s < pc.nsamp; s++) {
+        vec4 a = vec4(0.0);
+        for (uint b = t; b < pc.B; b += WG)
+            a += LOAD4(PART, pc.p_base + (s * pc.B + b) * pc.V4 + j);
+        vec4 sample_sum = wg_sum(a);
+        for (uint l = 0u; l < 4u; l++)
+            run[l] = exact_add(run[l], exact_from_float(sample_sum[l]));
+    }
+    if (t == 0u)
+        for (uint l = 0u; l < 4u; l++)
+            if (c0 + l < pc.cval)
+                ACC[pc.acc_base + half_ * pc.cval + c0 + l] = run[l];
+}
+
+#elif defined(OP_FOLD)
 IN_BUFFER(0, PART)   // partials (samples, B, V4) vec4
 OUT_BUFFER(1, ACC)   // accumulator, +=
 

@@ -14,7 +14,9 @@
 //               gamma | beta], each (S, Cs); with F_EVAL from the running statistics
 //   OP_FINBWD   invocation k, looping over s: per-sample channel sums added into
 //               dgamma/dbeta in sample order, COEF = [mean | a | b | c], each (S, Cs),
-//               dx = a * dy - (x - mean) * b - c
+//               dx = a * dy - (x - mean) * b - c; with EXACT (--accumulate exact)
+//               dgamma/dbeta are exact elements (include/exact.glsl) and each sample's
+//               sums are converted and added exactly
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
 // Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
@@ -24,9 +26,11 @@
 // variant norm_gradsum  OP_GRADSUM
 // variant norm_fin      OP_FIN
 // variant norm_finbwd   OP_FINBWD
+// variant norm_finbwd_exact  OP_FINBWD EXACT
 // variant norm_apply    OP_APPLY
 // variant norm_dx       OP_DX
 #include "common.glsl"
+#include "exact.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;
 const uint PB = WG * ITEMS;
@@ -166,8 +170,13 @@ OUT_BUFFER(7, COEF)
 #else
 OUT_BUFFER(2, MEAN)
 OUT_BUFFER(3, ISTD)
+#ifdef EXACT
+EXACT_BUFFER(4, DGAMMA)
+EXACT_BUFFER(5, DBETA)
+#else
 OUT_BUFFER(4, DGAMMA)
 OUT_BUFFER(5, DBETA)
+#endif
 OUT_BUFFER(6, COEF)
 #endif
 
@@ -251,10 +260,17 @@ void main()
                 sdyx += part(1u, s * pc.nblk + b, c);
             }
             // the per-sample partials, added in sample order
+#ifdef EXACT
+            if ((pc.flags & F_DGAMMA) != 0u)
+                DGAMMA[pc.r0_base + c] = exact_add(DGAMMA[pc.r0_base + c], exact_from_float(sdyx));
+            if ((pc.flags & F_DBETA) != 0u)
+                DBETA[pc.r1_base + c] = exact_add(DBETA[pc.r1_base + c], exact_from_float(sdy));
+#else
             if ((pc.flags & F_DGAMMA) != 0u)
                 DGAMMA[pc.r0_base + c] += sdyx;
             if ((pc.flags & F_DBETA) != 0u)
                 DBETA[pc.r1_base + c] += sdy;
+#endif
             float g = gamma_at(c);
             mg += g * sdy;
             mgx += g * sdyx;

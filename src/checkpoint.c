@@ -116,7 +116,17 @@ static int model_tensors(struct vka_graph *g, struct tlist *l, bool want_data)
     return ret;
 }
 
+static int region_tensor_as(struct tlist *l, const char *name, struct vka_tensor t,
+                            enum vka_st_dtype dtype);
+
 static int region_tensor(struct tlist *l, const char *name, struct vka_tensor t)
+{
+    return region_tensor_as(l, name, t, VKA_ST_F32);
+}
+
+/* t's 32-bit words as a tensor of dtype (F32, or U32 for the exact accumulators) */
+static int region_tensor_as(struct tlist *l, const char *name, struct vka_tensor t,
+                            enum vka_st_dtype dtype)
 {
     uint64_t n = vka_tensor_stored(&t);
     float *data = malloc((n ? n : 1) * sizeof(float));
@@ -127,7 +137,7 @@ static int region_tensor(struct tlist *l, const char *name, struct vka_tensor t)
         free(data);
         return ret;
     }
-    return tl_add(l, name, VKA_ST_F32, 1, &n, data);
+    return tl_add(l, name, dtype, 1, &n, data);
 }
 
 static struct vka_tensor losses_region(struct vka_graph *g)
@@ -197,6 +207,10 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *con
         if ((ret = region_tensor(&l, TRAIN_PREFIX "grads", vka_graph_grads_flat(g))) == 0 &&
             losses.buf)
             ret = region_tensor(&l, TRAIN_PREFIX "losses", losses);
+        /* --accumulate exact: an open window's sums are in the exact accumulators */
+        struct vka_tensor ex = vka_graph_exact_words(g);
+        if (ret == 0 && ex.buf)
+            ret = region_tensor_as(&l, TRAIN_PREFIX "exact", ex, VKA_ST_U32);
     }
     for (size_t i = 0; ret == 0 && i < ntr; i++)
         ret = trainer_tensors(&l, tr[i]);
@@ -409,7 +423,11 @@ int vka_ckpt_restore(const struct vka_st_file *f, struct vka_graph *g,
     tg = train_tensor(f, TRAIN_PREFIX "grads", VKA_ST_F32, vka_tensor_stored(&grads));
     if (losses.buf)
         tl = train_tensor(f, TRAIN_PREFIX "losses", VKA_ST_F32, vka_tensor_stored(&losses));
-    bool ok = tg && (tl || !losses.buf) && ntr <= 4;
+    struct vka_tensor ex = vka_graph_exact_words(g);
+    const struct vka_st_tensor *tx = NULL;
+    if (ex.buf)
+        tx = train_tensor(f, TRAIN_PREFIX "exact", VKA_ST_U32, vka_tensor_stored(&ex));
+    bool ok = tg && (tl || !losses.buf) && (tx || !ex.buf) && ntr <= 4;
     for (size_t i = 0; ok && i < ntr; i++)
         ok = find_trainer(f, tr[i], &tf[i]);
     if (!ok)
@@ -417,7 +435,8 @@ int vka_ckpt_restore(const struct vka_st_file *f, struct vka_graph *g,
     int ret;
     if ((ret = load_model(f, g, false)) < 0 ||
         (ret = vka_buf_upload(grads.buf, 0, tg->data, vka_tensor_stored(&grads) * 4)) < 0 ||
-        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0))
+        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0) ||
+        (tx && (ret = vka_buf_upload(ex.buf, 0, tx->data, vka_tensor_stored(&ex) * 4)) < 0))
         return ret;
     for (size_t i = 0; ret == 0 && i < ntr; i++)
         ret = restore_trainer(tr[i], &tf[i]);

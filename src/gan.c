@@ -148,6 +148,9 @@ static int build_graph(struct vka_gan *gan)
     const struct vka_gan_params *p = &gan->p;
     struct vka_graph *g = gan->g;
     vka_graph_set_recompute(g, p->recompute);
+    int ret = vka_graph_set_exact(g, p->exact);
+    if (ret < 0)
+        return ret;
     const struct vka_dcgan_params *mp = &p->model;
     gan->z = vka_graph_input(g, "z", VKA_F32, VKA_LAYOUT_NHWC4, mp->z_dim, 1, 1);
     gan->real = vka_graph_input(g, "real", VKA_F32, VKA_LAYOUT_NHWC4, mp->channels, mp->res,
@@ -184,6 +187,12 @@ static int build_graph(struct vka_gan *gan)
     return 0;
 }
 
+/* The processes sharing each window (vka_gan_params.ranks). */
+static uint32_t ranks_of(const struct vka_gan_params *p)
+{
+    return p->ranks > 1 ? p->ranks : 1;
+}
+
 /* The graph allocated, and its trainers. */
 static int build(struct vka_gan *gan)
 {
@@ -197,12 +206,14 @@ static int build(struct vka_gan *gan)
     int phase_dr = gan->phases[0], phase_df = gan->phases[1], phase_g = gan->phases[2];
 
     struct vka_trainer_params tp = {
-        .batch = p->batch, .micro = p->micro,
+        .batch = p->batch / ranks_of(p),
+        .micro = p->micro < p->batch / ranks_of(p) ? p->micro : p->batch / ranks_of(p),
         .optim = vka_optim_defaults(VKA_OPTIM_ADAM, 1),
         .lr = { .kind = VKA_LR_CONSTANT, .lr = p->lr_d },
         .loss = d_real, .passes = { { phase_dr, { gan->real }, 1 }, { phase_df, { gan->z }, 1 } },
         .npasses = 2, .name = "D", .extra_losses = { d_fake }, .nextra_losses = 1,
         .metrics = { m_real, m_fake }, .nmetrics = 2, .detect_anomaly = p->detect_anomaly,
+        .exact = p->exact,
     };
     tp.optim.beta1 = p->beta1;
     tp.optim.beta2 = p->beta2;
@@ -395,10 +406,15 @@ void vka_gan_destroy(struct vka_gan **pg)
 /* ---- training ---------------------------------------------------------------------- */
 
 /* Micro-steps of one trainer until its window steps: a pass over real images (D's
- * first) takes them from real, a pass over fakes draws z from the stream. */
+ * first) takes them from real, a pass over fakes draws z from the stream. With several
+ * ranks, this rank's share of the window: its z are the stream's samples rank * B / ranks
+ * onwards of the window's B, the ones one process would draw for them. */
 static int window(struct vka_gan *gan, struct vka_trainer *t, uint32_t stream,
                   vka_gan_real_fn real, void *user)
 {
+    const struct vka_gan_params *p = &gan->p;
+    uint64_t first = gan->noise[stream] + (uint64_t)p->rank * (p->batch / ranks_of(p));
+    uint64_t drawn = 0;
     bool stepped = false;
     while (!stepped) {
         uint32_t n = vka_trainer_next_size(t);
@@ -407,14 +423,14 @@ static int window(struct vka_gan *gan, struct vka_trainer *t, uint32_t stream,
         if (reals) {
             ret = real(user, n, gan->x_host);
         } else {
-            vka_gan_noise(gan->p.seed, stream, gan->noise[stream], n, gan->p.model.z_dim,
-                          gan->z_host);
-            gan->noise[stream] += n;
+            vka_gan_noise(p->seed, stream, first + drawn, n, p->model.z_dim, gan->z_host);
+            drawn += n;
         }
         const void *in[1] = { reals ? gan->x_host : gan->z_host };
         if (ret < 0 || (ret = vka_trainer_micro_step(t, in, n, &stepped)) < 0)
             return ret;
     }
+    gan->noise[stream] += drawn * ranks_of(p); /* the window's B */
     return 0;
 }
 
@@ -453,6 +469,11 @@ void vka_gan_get_stats(const struct vka_gan *gan, struct vka_gan_stats *s)
         .d_real = d.metric[0], .d_fake = d.metric[1], .g_fake = g.metric[0],
         .d_norm = d.grad_norm, .g_norm = g.grad_norm,
     };
+}
+
+struct vka_trainer *vka_gan_trainer(struct vka_gan *gan, bool g)
+{
+    return g ? gan->tg : gan->td;
 }
 
 struct vka_graph *vka_gan_graph(struct vka_gan *gan)

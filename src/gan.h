@@ -57,6 +57,10 @@ struct vka_gan_params {
     uint64_t seed;         /* initialisation and noise */
     bool detect_anomaly;   /* the trainers' (train.h) */
     enum vka_recompute recompute; /* what training keeps for backward (graph.h) */
+    bool exact;            /* --accumulate exact (train.h, exact.h) */
+    uint32_t ranks, rank;  /* this process of ranks sharing each window (dist.h): each
+                              trains batch / ranks samples a window, the z of its share
+                              and the real images of its loader's shard; 0 or 1: one */
 };
 
 struct vka_gan_stats {
@@ -88,6 +92,9 @@ int vka_gan_flops(struct vka_gan *gan, double *flops);
 void vka_gan_get_stats(const struct vka_gan *gan, struct vka_gan_stats *s);
 /* The training graph (G.*, D.*, G_ema.* parameters), for tests and tools. */
 struct vka_graph *vka_gan_graph(struct vka_gan *gan);
+/* D's trainer (g false) or G's, for what the caller sets on them: the sum of the ranks'
+ * accumulators (vka_trainer_set_combine), counters of a run of several. */
+struct vka_trainer *vka_gan_trainer(struct vka_gan *gan, bool g);
 
 /* x (n, channels, res, res) = G_ema(z) (G without EMA), z (n, z_dim) host floats. */
 int vka_gan_generate(struct vka_gan *gan, const float *z, uint32_t n, float *x);

@@ -40,6 +40,11 @@ struct vka_graph {
     /* regions, made by vka_graph_alloc */
     struct vka_buf *params, *grads, *state, *losses;
     uint64_t params_len, state_len, losses_len;
+    /* --accumulate exact: training plans add every parameter gradient and loss
+     * accumulator into exact elements (exact.h) here, the gradients' at their float
+     * offsets, then the loss accumulators' at params_len + their offsets */
+    bool exact;
+    struct vka_buf *exact_buf;
     struct vka_plan *plans;
     struct vka_buf *arena; /* shared by the plans: one runs at a time */
     struct phase *phases;  /* phases[0] is unused: phase 0 is the whole graph */
@@ -77,6 +82,7 @@ void vka_graph_destroy(struct vka_graph **pg)
     if (!g)
         return;
     vka_graph_drop_plans(g);
+    vka_buf_destroy(&g->exact_buf);
     vka_buf_destroy(&g->params);
     vka_buf_destroy(&g->grads);
     vka_buf_destroy(&g->state);
@@ -517,6 +523,63 @@ uint64_t vka_graph_region_bytes(struct vka_graph *g, enum vka_val_kind kind)
     return (len ? len : 4) * 4;
 }
 
+uint64_t vka_graph_exact_bytes(struct vka_graph *g)
+{
+    if (!g->exact)
+        return 0;
+    uint64_t n = region_layout(g, VKA_VAL_PARAM) + region_layout(g, VKA_VAL_LOSS);
+    return (n ? n : 1) * 16;
+}
+
+int vka_graph_set_exact(struct vka_graph *g, bool exact)
+{
+    if (g->params) {
+        vka_err("graph: the accumulation mode is set before vka_graph_alloc");
+        return -EINVAL;
+    }
+    if (g->exact != exact)
+        vka_graph_drop_plans(g);
+    g->exact = exact;
+    return 0;
+}
+
+bool vka_graph_is_exact(const struct vka_graph *g)
+{
+    return g->exact;
+}
+
+static struct vka_tensor exact_view(struct vka_tensor t, struct vka_buf *buf, uint64_t off)
+{
+    t.buf = buf;
+    t.off = off;
+    t.dtype = VKA_EXACT;
+    return t;
+}
+
+struct vka_tensor vka_graph_exact_tensor(const struct vka_graph *g, int v)
+{
+    const struct vka_val *val = &g->vals[v];
+    struct vka_tensor t = val_view(val, NULL, 0, val->n);
+    if (!g->exact || (val->kind != VKA_VAL_PARAM && val->kind != VKA_VAL_LOSS))
+        return (struct vka_tensor){ 0 };
+    return exact_view(t, g->exact_buf,
+                      (val->kind == VKA_VAL_LOSS ? g->params_len : 0) + val->region_off);
+}
+
+struct vka_tensor vka_graph_exact_span(const struct vka_graph *g, const struct vka_tensor *t)
+{
+    if (!g->exact || (t->buf != g->grads && t->buf != g->losses))
+        return (struct vka_tensor){ 0 };
+    return exact_view(*t, g->exact_buf, (t->buf == g->losses ? g->params_len : 0) + t->off);
+}
+
+struct vka_tensor vka_graph_exact_words(const struct vka_graph *g)
+{
+    if (!g->exact_buf)
+        return (struct vka_tensor){ 0 };
+    return vka_tensor_flat(g->exact_buf, 0, g->exact_buf->size / 4);
+}
+
 static int region(struct vka_graph *g, enum vka_val_kind kind, enum vka_mem_cat cat,
                   struct vka_buf **buf, uint64_t *len)
 {
@@ -538,13 +601,17 @@ int vka_graph_alloc(struct vka_graph *g)
         (ret = region(g, VKA_VAL_STATE, VKA_MEM_PARAMS, &g->state, &g->state_len)) < 0 ||
         (ret = region(g, VKA_VAL_LOSS, VKA_MEM_OTHER, &g->losses, &g->losses_len)) < 0)
         return ret;
+    if (g->exact && (ret = vka_buf_create(g->ctx, &(struct vka_buf_params){
+                         .size = vka_graph_exact_bytes(g), .cat = VKA_MEM_GRADS },
+                         &g->exact_buf)) < 0)
+        return ret;
     /* parameters in registration order from the seed; every other region zero */
     uint64_t rng = g->seed * 0x2545f4914f6cdd1dull + 1;
     struct vka_cmd *cmd = NULL;
     if ((ret = vka_cmd_create(g->ctx, NULL, &cmd)) < 0 || (ret = vka_cmd_begin(cmd)) < 0)
         goto out;
-    struct vka_buf *zero[] = { g->params, g->grads, g->state, g->losses };
-    for (int i = 0; i < 4; i++) {
+    struct vka_buf *zero[] = { g->params, g->grads, g->state, g->losses, g->exact_buf };
+    for (int i = 0; i < 5 && zero[i]; i++) {
         struct vka_tensor all = vka_tensor_flat(zero[i], 0, zero[i]->size / 4);
         if ((ret = vka_fill(cmd, &all, 0.0f)) < 0)
             goto out;
@@ -1120,7 +1187,11 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd, enum 
             t[k] = ev_tensor(p, kind, nd->in[k]);
             a->x[k] = t[k].buf ? &t[k] : NULL;
         }
-    t[3] = ev_tensor(p, kind, nd->out);
+    const struct vka_val *out = &p->g->vals[nd->out];
+    /* a training plan of an exact graph adds into the exact accumulators */
+    bool exact = p->g->exact && p->backward;
+    t[3] = exact && out->kind == VKA_VAL_LOSS ? vka_graph_exact_tensor(p->g, nd->out)
+                                               : ev_tensor(p, kind, nd->out);
     a->y = &t[3];
     for (int k = 0; k < 2; k++) {
         if (nd->saved[k] >= 0) {
@@ -1134,7 +1205,6 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd, enum 
     }
     if (kind != EV_BWD)
         return;
-    const struct vka_val *out = &p->g->vals[nd->out];
     if (out->kind != VKA_VAL_LOSS) {
         t[8] = vka_plan_grad(p, nd->out);
         a->dy = &t[8];
@@ -1143,7 +1213,8 @@ static void node_args(const struct vka_plan *p, const struct vka_node *nd, enum 
         int v = nd->in[k];
         if (v < 0 || !p->m.grad[v])
             continue;
-        t[9 + k] = vka_plan_grad(p, v);
+        t[9 + k] = exact && p->g->vals[v].kind == VKA_VAL_PARAM ? vka_graph_exact_tensor(p->g, v)
+                                                                 : vka_plan_grad(p, v);
         a->dx[k] = &t[9 + k];
     }
 }
@@ -1253,6 +1324,10 @@ static int dry_regions(struct vka_graph *g, bool *made)
         if (ret < 0)
             return ret;
     }
+    g->params_len = region_layout(g, VKA_VAL_PARAM);
+    if (g->exact)
+        return vka_buf_create(g->ctx, &(struct vka_buf_params){
+            .size = vka_graph_exact_bytes(g), .dry = true }, &g->exact_buf);
     return 0;
 }
 
@@ -1264,6 +1339,8 @@ static void dry_regions_drop(struct vka_graph *g, bool made)
     vka_buf_destroy(&g->grads);
     vka_buf_destroy(&g->state);
     vka_buf_destroy(&g->losses);
+    vka_buf_destroy(&g->exact_buf);
+    g->params_len = 0;
 }
 
 /* Mask, schedule and layout of a plan, its workspace sized by a dry walk of a first

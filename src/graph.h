@@ -167,6 +167,27 @@ int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tens
  * vka_graph_alloc. */
 uint64_t vka_graph_region_bytes(struct vka_graph *g, enum vka_val_kind kind);
 
+/* ---- exact accumulation (--accumulate exact; exact.h) ----------------------------------- */
+
+/* Before vka_graph_alloc: in exact mode the graph holds one more buffer (VKA_MEM_GRADS),
+ * an exact element (16 bytes) for every float of the gradient region, then for every
+ * float of the loss region, and its training plans (backward) add each parameter's
+ * gradient and every loss accumulator there instead of into the floats (forward-only
+ * plans, evaluation, keep adding floats). The floats get the exact sums when a trainer
+ * resolves them (train.c). */
+int vka_graph_set_exact(struct vka_graph *g, bool exact);
+bool vka_graph_is_exact(const struct vka_graph *g);
+/* Bytes of that buffer (0 when not exact), before or after vka_graph_alloc. */
+uint64_t vka_graph_exact_bytes(struct vka_graph *g);
+/* The exact twin of a PARAM's gradient or of a LOSS accumulator (a VKA_EXACT tensor of
+ * the same shape), and of a flat view of the gradient or loss region (a trainer's span);
+ * an empty tensor when the graph is not exact. */
+struct vka_tensor vka_graph_exact_tensor(const struct vka_graph *g, int v);
+struct vka_tensor vka_graph_exact_span(const struct vka_graph *g, const struct vka_tensor *t);
+/* The whole exact buffer as a flat view of its 32-bit words (checkpoints), after
+ * vka_graph_alloc; empty when the graph is not exact. */
+struct vka_tensor vka_graph_exact_words(const struct vka_graph *g);
+
 /* ---- plans ---------------------------------------------------------------------------- */
 
 /* A plan's arena holds the activations, the activation gradients and the ops' workspace

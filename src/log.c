@@ -12,6 +12,7 @@ static enum vka_log_level log_level = VKA_LOG_WARN;
 static int log_level_from_env = 0;
 static _Thread_local char last_error[1024];
 static bool keep_errors;
+static const char *log_tag; /* "rank 1" in a run of several processes, else NULL */
 
 void vka_log_keep_errors(bool keep)
 {
@@ -59,7 +60,15 @@ void vka_log(enum vka_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "vkaccum: %s: %s\n", prefix[level], line);
+    if (log_tag)
+        fprintf(stderr, "vkaccum: %s: %s: %s\n", log_tag, prefix[level], line);
+    else
+        fprintf(stderr, "vkaccum: %s: %s\n", prefix[level], line);
+}
+
+void vka_log_set_tag(const char *tag)
+{
+    log_tag = tag;
 }
 
 double vka_now(void)

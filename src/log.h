@@ -25,6 +25,9 @@ void vka_log_set_level(enum vka_log_level level);
  * prints every error it gets (the CLI) prints each one once. Warnings still print. */
 void vka_log_keep_errors(bool keep);
 enum vka_log_level vka_log_get_level(void);
+/* A tag printed after "vkaccum:" on every message (NULL: none); the string must outlive
+ * the logging (dist.c tags each rank of a run of several processes). */
+void vka_log_set_tag(const char *tag);
 
 /* Monotonic seconds: the one clock of the library and the CLI (timings, img/s, ETA). */
 double vka_now(void);

@@ -9,8 +9,12 @@ void vka_mem_plan_graph(struct vka_mem_plan *m, struct vka_graph *g)
     m->cat[VKA_MEM_PARAMS] += params + vka_graph_region_bytes(g, VKA_VAL_STATE);
     m->cat[VKA_MEM_GRADS] += params;
     m->cat[VKA_MEM_OTHER] += vka_graph_region_bytes(g, VKA_VAL_LOSS);
-    /* a checkpoint reads the parameter and gradient regions whole */
+    /* --accumulate exact: 16 bytes for every gradient and loss float */
+    m->cat[VKA_MEM_GRADS] += vka_graph_exact_bytes(g);
+    /* a checkpoint reads the parameter and gradient regions whole, and the exact
+     * accumulators (which a window's combine reads in part) */
     vka_mem_plan_transfer(m, params);
+    vka_mem_plan_transfer(m, vka_graph_exact_bytes(g));
     /* vka_graph_alloc uploads each parameter and state value on its own */
     for (uint32_t v = 0; v < vka_graph_nvals(g); v++) {
         const struct vka_val *val = vka_graph_val(g, (int)v);

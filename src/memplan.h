@@ -5,7 +5,7 @@
  * vka_gan_plan_memory); `--plan` prints it, `--micro-batch auto` searches it.
  *
  * What it counts: every graph's regions (parameters and running statistics, gradient
- * accumulators, loss accumulators), each optimizer's state and scratch, each graph's one
+ * accumulators, loss accumulators, and with --accumulate exact their exact twins), each optimizer's state and scratch, each graph's one
  * arena (the largest of its plans: training at the micro-batch, the remainder window's,
  * evaluation's), and the staging buffer (the largest transfer, up to its chunk). */
 #ifndef VKA_MEMPLAN_H

@@ -18,6 +18,12 @@ struct vka_seg {
     struct vka_trainer *tr;   /* NULL for inference */
 };
 
+/* The processes sharing each window (vka_seg_params.ranks). */
+static uint32_t ranks_of(const struct vka_seg_params *p)
+{
+    return p->ranks > 1 ? p->ranks : 1;
+}
+
 /* The U-Net, and with training its targets, class weights and loss: the graph, not yet
  * allocated. */
 static int build_graph(struct vka_ctx *ctx, struct vka_seg *s)
@@ -27,6 +33,8 @@ static int build_graph(struct vka_ctx *ctx, struct vka_seg *s)
     if (ret < 0 || (ret = vka_unet_build(s->g, &p->model, &s->net)) < 0)
         return ret;
     vka_graph_set_recompute(s->g, p->recompute);
+    if (p->train && (ret = vka_graph_set_exact(s->g, p->exact)) < 0)
+        return ret;
     uint32_t size = p->model.size;
     if (p->train) {
         s->target = vka_graph_input(s->g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, size, size);
@@ -65,8 +73,9 @@ static int build(struct vka_ctx *ctx, struct vka_seg *s)
     if (!p->train)
         return 0;
     struct vka_trainer_params tp = {
-        .batch = p->batch, .micro = p->micro, .drop_last = p->drop_last, .optim = p->optim,
-        .detect_anomaly = p->detect_anomaly,
+        .batch = p->batch / ranks_of(p), .drop_last = p->drop_last, .optim = p->optim,
+        .micro = p->micro < p->batch / ranks_of(p) ? p->micro : p->batch / ranks_of(p),
+        .detect_anomaly = p->detect_anomaly, .exact = p->exact,
         .lr = p->lr, .loss = s->loss, .inputs = { s->net.image, s->target }, .ninputs = 2,
     };
     return vka_trainer_create(s->g, &tp, &s->tr);
@@ -154,8 +163,48 @@ void vka_seg_get_stats(const struct vka_seg *seg, struct vka_trainer_stats *s)
     vka_trainer_get_stats(seg->tr, s);
 }
 
+/* One rank's share of windows (the loader's shard) until a step: the window's index in
+ * its epoch comes from the windows closed so far (an epoch has vka_shard_windows of them,
+ * stepped or dropped), so a rank whose share of a window is empty still closes it, and
+ * with it takes part in the window's sum of gradients. */
+static int sharded_window(struct vka_seg *seg, struct vka_loader *loader,
+                          const struct vka_shard *sh)
+{
+    for (bool stepped = false; !stepped;) {
+        struct vka_trainer_stats st;
+        vka_trainer_get_stats(seg->tr, &st);
+        uint32_t first, w = (uint32_t)((st.opt_steps + st.dropped_windows) %
+                                       vka_shard_windows(sh));
+        uint32_t share = vka_shard_share(sh, w, &first);
+        int ret = 0;
+        for (uint32_t done = 0; done < share && ret == 0;) {
+            uint32_t n = share - done < vka_trainer_next_size(seg->tr)
+                       ? share - done : vka_trainer_next_size(seg->tr);
+            struct vka_batch bt;
+            if ((ret = vka_loader_next(loader, n, &bt)) == 0)
+                ret = vka_trainer_micro_step(seg->tr, (const void *[]){ bt.x, bt.y }, bt.n,
+                                             &stepped);
+            done += n;
+        }
+        /* a share shorter than the trainer's window: the epoch's last, partial window */
+        if (ret == 0 && !stepped && share < sh->window / sh->nranks)
+            ret = vka_trainer_end_epoch(seg->tr, &stepped);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+struct vka_trainer *vka_seg_trainer(struct vka_seg *seg)
+{
+    return seg->tr;
+}
+
 int vka_seg_window(struct vka_seg *seg, struct vka_loader *loader)
 {
+    const struct vka_shard *sh = vka_loader_shard(loader);
+    if (sh)
+        return sharded_window(seg, loader, sh);
     for (bool stepped = false; !stepped;) {
         struct vka_batch bt;
         int ret = vka_loader_next(loader, vka_trainer_next_size(seg->tr), &bt);

@@ -38,6 +38,10 @@ struct vka_seg_params {
     struct vka_lr_schedule lr;
     const float *class_weights;    /* model.classes weights, or NULL: unweighted */
     enum vka_recompute recompute;  /* what training keeps for backward (graph.h) */
+    bool exact;                    /* --accumulate exact (train.h, exact.h) */
+    uint32_t ranks;                /* processes sharing each window (dist.h), which the
+                                      loader's shard must match: each trains batch / ranks
+                                      samples a window; 0 or 1: one */
 };
 
 /* The device memory of an engine with these parameters at micro-batch p->micro (and
@@ -50,11 +54,15 @@ int vka_seg_create(struct vka_ctx *ctx, const struct vka_seg_params *p, struct v
 void vka_seg_destroy(struct vka_seg **seg);
 
 /* Micro-steps of the loader's batches until the trainer takes an optimizer step (a
- * dropped partial window goes on into the next epoch). */
+ * dropped partial window goes on into the next epoch). With a sharded loader (ranks),
+ * this rank's share of each window. */
 int vka_seg_window(struct vka_seg *seg, struct vka_loader *loader);
 /* FLOPs of one optimizer step (a full window; vka_trainer_flops). */
 int vka_seg_flops(struct vka_seg *seg, double *flops);
 void vka_seg_get_stats(const struct vka_seg *seg, struct vka_trainer_stats *s);
+/* The engine's trainer (NULL for inference), for what the caller sets on it: the sum of
+ * the ranks' accumulators (vka_trainer_set_combine), counters of a run of several. */
+struct vka_trainer *vka_seg_trainer(struct vka_seg *seg);
 
 /* Tiled inference of one normalised image x (c, h, w): overlapping tiles of the model's
  * size (stride 2/3 of it), up to `batch` tiles per run, logits averaged where tiles

@@ -14,6 +14,8 @@ enum vka_dtype {
     VKA_F32,
     VKA_F16, /* reserved for 16-bit storage; no op reads or writes it yet */
     VKA_I32, /* class ids (loss targets), FLAT only */
+    VKA_EXACT, /* an exact accumulator element (exact.h): 16 bytes, four 32-bit words;
+                  off counts elements; only the graph's views of its exact buffer */
 };
 
 enum vka_layout {

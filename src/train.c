@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exact.h"
 #include "log.h"
 #include "ops/basic.h"
 #include "timing.h"
@@ -22,6 +23,12 @@ struct vka_trainer {
      * `timed`, a recorder with timestamps */
     struct vka_cmd *step, *clear, *timed;
     struct vka_trainer_stats s;
+    /* exact mode: the exact twins of grads and accs, resolved into them by `resolve`
+     * (recorded once); combine, when set, sees them first */
+    struct vka_tensor xgrads, xaccs[8];
+    struct vka_cmd *resolve;
+    vka_combine_fn combine;
+    void *combine_user;
 };
 
 static int check_acc(const struct vka_graph *g, int v, const char *what)
@@ -92,6 +99,17 @@ int vka_trainer_create(struct vka_graph *g, const struct vka_trainer_params *par
         t->accs[t->naccs++] = params->extra_losses[i];
     for (uint32_t i = 0; i < params->nmetrics; i++)
         t->accs[t->naccs++] = params->metrics[i];
+    if (params->exact != vka_graph_is_exact(g)) {
+        vka_err("trainer: --accumulate %s, but the graph was %s set exact before allocation",
+                params->exact ? "exact" : "ordered", params->exact ? "not" : "");
+        free(t);
+        return -EINVAL;
+    }
+    if (params->exact) {
+        t->xgrads = vka_graph_exact_span(g, &t->grads);
+        for (uint32_t i = 0; i < t->naccs; i++)
+            t->xaccs[i] = vka_graph_exact_tensor(g, t->accs[i]);
+    }
     t->p.optim.count = vka_tensor_stored(&t->params);
     struct vka_ctx *ctx = t->params.buf->ctx;
     if ((ret = vka_optim_create(ctx, &t->p.optim, &t->opt)) < 0) {
@@ -109,6 +127,7 @@ void vka_trainer_destroy(struct vka_trainer **pt)
         return;
     vka_cmd_destroy(&t->step);
     vka_cmd_destroy(&t->clear);
+    vka_cmd_destroy(&t->resolve);
     vka_cmd_destroy(&t->timed);
     vka_optim_destroy(&t->opt);
     free(t);
@@ -121,7 +140,14 @@ uint32_t vka_trainer_next_size(const struct vka_trainer *t)
     return left < t->p.micro ? left : t->p.micro;
 }
 
-/* Clears the gradient and loss accumulators: the start of a window. */
+/* An exact tensor's words as floats (a fill with 0.0f clears it). */
+static struct vka_tensor exact_words(const struct vka_tensor *x)
+{
+    return vka_tensor_flat(x->buf, x->off * 4, vka_tensor_stored(x) * 4);
+}
+
+/* Clears the gradient and loss accumulators (and their exact twins): the start of a
+ * window. */
 static int record_clear(struct vka_trainer *t, struct vka_cmd *cmd)
 {
     int ret = vka_optim_zero_grads(cmd, t->opt, &t->grads);
@@ -129,7 +155,87 @@ static int record_clear(struct vka_trainer *t, struct vka_cmd *cmd)
         struct vka_tensor a = vka_graph_tensor(t->g, t->accs[i]);
         ret = vka_fill(cmd, &a, 0.0f);
     }
+    if (ret == 0 && t->p.exact) {
+        struct vka_tensor w = exact_words(&t->xgrads);
+        ret = vka_fill(cmd, &w, 0.0f);
+        for (uint32_t i = 0; ret == 0 && i < t->naccs; i++) {
+            w = exact_words(&t->xaccs[i]);
+            ret = vka_fill(cmd, &w, 0.0f);
+        }
+    }
     return ret;
+}
+
+/* The float gradients and accumulators = their exact twins, correctly rounded. */
+static int record_resolve(struct vka_trainer *t, struct vka_cmd *cmd)
+{
+    int ret = vka_exact_resolve(cmd, &t->xgrads, &t->grads);
+    for (uint32_t i = 0; ret == 0 && i < t->naccs; i++) {
+        struct vka_tensor a = vka_graph_tensor(t->g, t->accs[i]);
+        ret = vka_exact_resolve(cmd, &t->xaccs[i], &a);
+    }
+    return ret;
+}
+
+void vka_trainer_set_combine(struct vka_trainer *t, vka_combine_fn fn, void *user)
+{
+    t->combine = fn;
+    t->combine_user = user;
+}
+
+/* The exact elements go to the combine callback and back (train.h); *samples is the
+ * window's sample count over every rank. */
+static int exchange(struct vka_trainer *t, double *samples)
+{
+    uint64_t ng = vka_tensor_stored(&t->xgrads), n = ng + 2ull * t->naccs + 1;
+    uint32_t *w = malloc(n * 16);
+    if (!w)
+        return -ENOMEM;
+    struct vka_buf *xb = t->xgrads.buf;
+    int ret = vka_buf_download(xb, t->xgrads.off * 16, w, ng * 16);
+    for (uint32_t i = 0; ret == 0 && i < t->naccs; i++)
+        ret = vka_buf_download(xb, t->xaccs[i].off * 16, w + 4 * (ng + 2 * i), 32);
+    if (ret < 0)
+        goto out;
+    /* the samples this rank put into the window (of all its passes) */
+    uint32_t *ws = w + 4 * (n - 1);
+    vka_exact_from_float((float)((uint64_t)t->s.window_pass * t->p.batch +
+                                 t->s.window_samples), ws);
+    if ((ret = t->combine(t->combine_user, w, n)) < 0) {
+        vka_err("trainer: combining the window's exact sums across ranks failed (%d)", ret);
+        goto out;
+    }
+    *samples = vka_exact_to_float(ws);
+    ret = vka_buf_upload(xb, t->xgrads.off * 16, w, ng * 16);
+    for (uint32_t i = 0; ret == 0 && i < t->naccs; i++)
+        ret = vka_buf_upload(xb, t->xaccs[i].off * 16, w + 4 * (ng + 2 * i), 32);
+out:
+    free(w);
+    return ret;
+}
+
+/* After a window whose gradient or loss is not finite, in exact mode: the values that
+ * passed the representable range (vka_err names how many; they resolved to NaN). */
+static void report_out_of_range(struct vka_trainer *t)
+{
+    uint64_t ng = vka_tensor_stored(&t->xgrads), bad = 0, bad_acc = 0;
+    uint32_t *w = malloc((ng ? ng : 1) * 16), a[8];
+    if (!w || vka_buf_download(t->xgrads.buf, t->xgrads.off * 16, w, ng * 16) < 0) {
+        free(w);
+        return;
+    }
+    for (uint64_t i = 0; i < ng; i++)
+        bad += vka_exact_out_of_range(w + 4 * i);
+    for (uint32_t i = 0; i < t->naccs; i++)
+        if (vka_buf_download(t->xaccs[i].buf, t->xaccs[i].off * 16, a, 32) == 0)
+            bad_acc += vka_exact_out_of_range(a) + vka_exact_out_of_range(a + 4);
+    free(w);
+    if (bad || bad_acc)
+        vka_err("step %llu: %llu gradient value(s) and %llu loss accumulator(s) passed +-2^31, "
+                "the range of --accumulate exact (they resolve to NaN, so the step is "
+                "skipped); --accumulate ordered has the range of float32",
+                (unsigned long long)t->s.opt_steps + 1, (unsigned long long)bad,
+                (unsigned long long)bad_acc);
 }
 
 /* Reads every accumulator of the trainer in one download: acc[2 * i] is accs[i]'s. */
@@ -234,8 +340,19 @@ static int run(struct vka_trainer *t, struct vka_cmd *cmd, const char *op, enum 
 static int close_window(struct vka_trainer *t, bool step)
 {
     float acc[16];
-    int ret = read_accs(t, acc);
-    if (ret < 0)
+    struct vka_cmd *cmd;
+    int ret;
+    if (t->p.exact) {
+        double samples = 1;
+        if (t->combine && (ret = exchange(t, &samples)) < 0)
+            return ret;
+        if (samples == 0) /* an epoch's end where no rank had a partial window */
+            return 0;
+        if ((ret = recording(t, &t->resolve, record_resolve, &cmd)) < 0 ||
+            (ret = run(t, cmd, "resolve", VKA_PASS_COPY)) < 0)
+            return ret;
+    }
+    if ((ret = read_accs(t, acc)) < 0)
         return ret;
     double sum = acc[0];
     for (uint32_t i = 1; i <= t->p.nextra_losses; i++)
@@ -250,7 +367,6 @@ static int close_window(struct vka_trainer *t, bool step)
     vka_optim_get_counters(t->opt, &oc);
     t->s.lr = vka_lr_at(&t->p.lr, oc.steps);
     bool stepping = step && acc[1] > 0;
-    struct vka_cmd *cmd;
     /* the step, then the clear of the accumulators: two submissions, so that a skipped
      * step can still read the gradient that made it skip */
     if (stepping) {
@@ -267,6 +383,8 @@ static int close_window(struct vka_trainer *t, bool step)
         return ret;
     if (skipped)
         report_nonfinite(t);
+    if (t->p.exact && (skipped || !isfinite(t->s.loss)))
+        report_out_of_range(t);
     if ((ret = recording(t, &t->clear, record_clear, &cmd)) < 0 ||
         (ret = run(t, cmd, "clear", VKA_PASS_COPY)) < 0)
         return ret;
@@ -339,11 +457,15 @@ int vka_trainer_end_epoch(struct vka_trainer *t, bool *stepped)
 {
     if (stepped)
         *stepped = false;
-    if (t->s.window_samples == 0 && t->s.window_pass == 0)
+    bool empty = t->s.window_samples == 0 && t->s.window_pass == 0;
+    /* with a combine callback another rank's part of the window may not be empty */
+    if (empty && !(t->p.exact && t->combine))
         return 0;
+    uint64_t before = t->s.opt_steps + t->s.dropped_windows;
+    int ret = close_window(t, !t->p.drop_last);
     if (stepped)
-        *stepped = !t->p.drop_last;
-    return close_window(t, !t->p.drop_last);
+        *stepped = ret == 0 && !t->p.drop_last && t->s.opt_steps + t->s.dropped_windows > before;
+    return ret;
 }
 
 int vka_trainer_flops(struct vka_trainer *t, double *flops)

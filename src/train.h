@@ -48,6 +48,12 @@ struct vka_trainer_params {
     uint32_t nextra_losses;  /*   the window's loss is their sums over loss's count */
     int metrics[4];          /* accumulators [sum, count] cleared and read with the */
     uint32_t nmetrics;       /*   losses, not differentiated (sigmoid_mean) */
+    /* --accumulate exact (exact.h): the graph was set exact (vka_graph_set_exact) before
+     * vka_graph_alloc, its training plans add every sample's gradient and loss partials
+     * into exact elements, so a window's sums do not depend on how its samples are split
+     * or ordered (micro-batches, ranks); at the window's end they are resolved to the
+     * float gradients and accumulators (correctly rounded) and the step is as usual. */
+    bool exact;
 };
 
 struct vka_trainer_stats {
@@ -97,6 +103,23 @@ int vka_trainer_flops(struct vka_trainer *t, double *flops);
 void vka_trainer_get_stats(const struct vka_trainer *t, struct vka_trainer_stats *s);
 struct vka_optim *vka_trainer_optim(struct vka_trainer *t);
 const char *vka_trainer_name(const struct vka_trainer *t); /* params.name, may be NULL */
+
+/* Data-parallel training over exact accumulators (exact mode only). fn gets, at every
+ * window close, before the sums are resolved, this rank's exact elements in one array
+ * of nelems * 4 words: the trainer's gradient span (its optimizer's order), then its
+ * accumulators (loss, extra losses, metrics: [sum, count] each, 2 elements), then one
+ * element holding the number of samples this rank put into the window. fn combines them
+ * in place across ranks (an allreduce with vka_exact_add as the operation) and returns 0,
+ * or a negative errno that the micro-step (or end of epoch) returns. The trainer uploads
+ * the result and resolves it: every rank steps with the same bits. fn is called at every
+ * window close, stepped, skipped or dropped (drop_last), and vka_trainer_end_epoch closes
+ * (and calls fn for) the epoch's last window even when this rank put no sample into it,
+ * since another rank may have: every rank calls fn the same number of times when every
+ * rank runs the same number of full windows per epoch. When the combined sample count is
+ * 0 (no rank had a partial window) nothing is stepped, dropped or counted. fn NULL (the
+ * default): nothing is downloaded. */
+typedef int (*vka_combine_fn)(void *user, uint32_t *words, uint64_t nelems);
+void vka_trainer_set_combine(struct vka_trainer *t, vka_combine_fn fn, void *user);
 
 /* For checkpoints: the counters, restored by vka_trainer_set_stats. */
 void vka_trainer_set_stats(struct vka_trainer *t, const struct vka_trainer_stats *s);

@@ -1009,6 +1009,125 @@ Test(datasets, loader_seek_resumes_the_stream)
     vka_dataset_destroy(&ds);
 }
 
+/* Data-parallel shards: ranks reading their shares of each window, put side by side in
+ * rank order, are the one-process stream, sample for sample and pixel for pixel, for
+ * every rank count that divides the window, an epoch that the window does not divide
+ * (the last window of 11 of 23 samples, 2 of 17 for a window of 15), and any workers;
+ * rank 0's position at a window's start is the epoch's, and a seek there (a resume with
+ * another rank count) goes on with the same shares. Caught: a share taken from the
+ * wrong window, a partial window shared unevenly or leaving rank 0 nothing, a position
+ * in the rank's own stream written into a checkpoint. */
+Test(datasets, loader_shards_are_the_one_process_stream)
+{
+    test_seed("datasets/loader_shards_are_the_one_process_stream");
+    uint64_t seed = test_rand_u64();
+    const uint32_t counts[] = { 23, 17 }, windows[] = { 12, 15 };
+    for (int c = 0; c < 2; c++) {
+        uint32_t count = counts[c], B = windows[c], total = 2 * count; /* 2 epochs */
+        struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){
+            .kind = VKA_DATA_SHAPES, .seed = seed, .count = count, .width = 16,
+            .height = 16 });
+        const size_t px = 3 * 16 * 16, py = 16 * 16;
+        struct vka_loader_params p = loader_params(ds, seed);
+        p.batch = B;
+        struct vka_loader *l = NULL;
+        cr_assert_eq(vka_loader_create(&p, &l), 0, "%s", vka_last_error());
+        struct run ref = read_stream(l, total, 5, px, py);
+        vka_loader_destroy(&l);
+        for (uint32_t N = 2; N <= B; N++) {
+            if (B % N)
+                continue;
+            struct vka_shard sh = { .count = count, .window = B, .nranks = N };
+            struct run got = { calloc(total * px, sizeof(float)), calloc(total * py, 4),
+                               calloc(total, 4), total };
+            uint32_t local_sum = 0;
+            for (uint32_t r = 0; r < N; r++) {
+                sh.rank = r;
+                uint32_t local = vka_shard_local(&sh);
+                local_sum += local;
+                cr_assert_geq(local, 1);
+                struct vka_loader_params q = p;
+                q.shard = sh;
+                q.workers = r % 3;
+                cr_assert_eq(vka_loader_create(&q, &l), 0, "%s", vka_last_error());
+                struct run mine = read_stream(l, 2 * local, 3, px, py);
+                vka_loader_destroy(&l);
+                /* put each sample where the one-process stream has it */
+                for (uint32_t j = 0; j < 2 * local; j++) {
+                    uint32_t at = (j / local) * count + vka_shard_global(&sh, j % local);
+                    got.ids[at] = mine.ids[j];
+                    memcpy(got.x + at * px, mine.x + j * px, px * sizeof(float));
+                    memcpy(got.y + at * py, mine.y + j * py, py * sizeof(int32_t));
+                }
+                run_free(&mine);
+            }
+            cr_assert_eq(local_sum, count, "%u ranks share %u of %u samples", N, local_sum,
+                         count);
+            char what[64];
+            snprintf(what, sizeof(what), "%u samples, window %u, %u ranks", count, B, N);
+            same_run(&ref, &got, px, py, what);
+            run_free(&got);
+            /* rank 0 after its share of the first window is at the second's start; a
+             * fresh rank 1 seeking there reads the one-process samples of its share */
+            sh.rank = 0;
+            struct vka_loader_params q = p;
+            q.shard = sh;
+            cr_assert_eq(vka_loader_create(&q, &l), 0);
+            struct run head = read_stream(l, B / N, B / N, px, py);
+            struct vka_loader_pos pos = vka_loader_tell(l);
+            cr_assert(pos.epoch == 0 && pos.index == B, "%s: rank 0 after a window is at "
+                      "(%llu, %llu)", what, (unsigned long long)pos.epoch,
+                      (unsigned long long)pos.index);
+            cr_assert_lt(vka_loader_seek(l, (struct vka_loader_pos){ 0, 1 }), 0,
+                         "a seek into a window's middle");
+            vka_loader_destroy(&l);
+            run_free(&head);
+            q.shard.rank = 1;
+            cr_assert_eq(vka_loader_create(&q, &l), 0);
+            cr_assert_eq(vka_loader_seek(l, pos), 0, "%s", vka_last_error());
+            struct vka_batch b;
+            cr_assert_eq(vka_loader_next(l, 1, &b), 0);
+            struct vka_shard sh1 = q.shard;
+            sh1.count = count;
+            uint32_t first;
+            /* rank 1's share of the second window, or when that is empty (a partial
+             * window of fewer samples than ranks) its share of the next epoch's first */
+            if (!vka_shard_share(&sh1, 1, &first))
+                first = count + B / N;
+            cr_assert_eq(b.ids[0], ref.ids[first], "%s: after a seek", what);
+            vka_loader_destroy(&l);
+        }
+        /* endless shards (the GAN's): windows tile the stream across epochs, all full */
+        for (uint32_t N = 2; N <= 4; N++) {
+            uint32_t per = B / N, windows = total / B;
+            struct vka_loader_params q = p;
+            for (uint32_t r = 0; r < N && B % N == 0; r++) {
+                q.shard = (struct vka_shard){ .window = B, .nranks = N, .rank = r,
+                                              .endless = true };
+                cr_assert_eq(vka_loader_create(&q, &l), 0, "%s", vka_last_error());
+                struct run mine = read_stream(l, windows * per, 2, px, py);
+                for (uint32_t j = 0; j < windows * per; j++) {
+                    uint32_t at = j / per * B + r * per + j % per;
+                    cr_assert_eq(mine.ids[j], ref.ids[at], "endless, %u ranks: rank %u's "
+                                 "sample %u is %u, not %u", N, r, j, mine.ids[j], ref.ids[at]);
+                    cr_assert_eq(memcmp(mine.x + j * px, ref.x + at * px, px * 4), 0);
+                }
+                struct vka_loader_pos pos = vka_loader_tell(l);
+                cr_assert(r || pos.epoch * count + pos.index == windows * B);
+                run_free(&mine);
+                vka_loader_destroy(&l);
+            }
+        }
+        /* a window that the ranks do not divide is refused, naming both */
+        struct vka_loader_params q = p;
+        q.shard = (struct vka_shard){ .window = B, .nranks = B == 12 ? 5 : 4 };
+        cr_assert_lt(vka_loader_create(&q, &l), 0);
+        cr_assert(strstr(vka_last_error(), "does not split"), "%s", vka_last_error());
+        run_free(&ref);
+        vka_dataset_destroy(&ds);
+    }
+}
+
 Test(datasets, loader_epoch_batches_and_sorted_order)
 {
     struct vka_dataset *ds = open_ok(&(struct vka_dataset_params){

@@ -3,6 +3,7 @@
  * continues bit-exactly, the EMA follows its formula, the G phase leaves D alone, and
  * the parameters carry the PyTorch DCGAN example's names. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,9 @@
 
 #include "checkpoint.h"
 #include "common.h"
+#include "exact.h"
 #include "gan.h"
+#include "train.h"
 
 /* Deterministic "real" images: image k of the stream is a smooth pattern of k. */
 struct reals {
@@ -290,5 +293,189 @@ Test(gan, the_g_phase_leaves_d_alone)
         free(d[k]);
         free(gw[k]);
     }
+    test_ctx_done(&ctx);
+}
+
+/* ---- --accumulate exact -------------------------------------------------------------- */
+
+/* Exact mode, norm none: micro-batches of 12, 4 + 4 + 4, 5 + 5 + 2 and 1 x 12 give
+ * bitwise the same G and D after 3 iterations, and the same losses. Catches a per-sample
+ * partial that depends on the micro-batch (a float chain continued over samples) or a
+ * GAN pass whose accumulators are not exact. */
+Test(gan, exact_micro_batches_give_the_same_weights)
+{
+    struct vka_ctx *ctx = test_ctx();
+    const uint32_t micro[4] = { 12, 4, 5, 1 };
+    float *ref = NULL;
+    uint64_t nref = 0;
+    struct vka_gan_stats st0;
+    for (int k = 0; k < 4; k++) {
+        struct vka_gan *gan;
+        struct vka_gan_params p = params(12, micro[k], false, 0);
+        p.exact = true;
+        cr_assert_eq(vka_gan_create(ctx, &p, &gan), 0, "%s", vka_last_error());
+        struct reals r = { 0, 32 * 32, 32 };
+        iterate(gan, &r, 3);
+        struct vka_gan_stats st;
+        vka_gan_get_stats(gan, &st);
+        uint64_t n;
+        float *w = all_params(gan, &n);
+        cr_assert(isfinite(st.d_loss) && isfinite(st.g_loss));
+        if (k == 0) {
+            ref = w;
+            nref = n;
+            st0 = st;
+        } else {
+            cr_assert_eq(n, nref);
+            cr_assert_eq(memcmp(w, ref, n * 4), 0, "micro-batch %u: G and D differ", micro[k]);
+            cr_assert_eq(memcmp(&st.d_loss, &st0.d_loss, sizeof(double)), 0);
+            cr_assert_eq(memcmp(&st.g_loss, &st0.g_loss, sizeof(double)), 0);
+            free(w);
+        }
+        vka_gan_destroy(&gan);
+    }
+    free(ref);
+    test_ctx_done(&ctx);
+}
+
+/* Ranks in threads (vka_gan_params.ranks/rank): each its own context and engine, its
+ * shard of every window's real images and noise; both trainers combine through a
+ * barrier as an MPI allreduce would. */
+enum { DPG_B = 12, DPG_ITERS = 3 };
+
+struct gworld {
+    uint32_t nranks;
+    bool combine;
+    pthread_barrier_t bar;
+    uint32_t *words[3];
+    uint64_t n[3];
+};
+
+struct grank {
+    struct gworld *w;
+    uint32_t r;
+    struct vka_ctx *ctx;
+    int ret;
+    bool mismatch;
+    float *params;
+    uint64_t nparams;
+    struct vka_gan_stats st;
+    uint64_t real_next; /* this rank's real images drawn so far */
+};
+
+static int gcombine(void *user, uint32_t *words, uint64_t nelems)
+{
+    struct grank *rk = user;
+    struct gworld *w = rk->w;
+    w->words[rk->r] = words;
+    w->n[rk->r] = nelems;
+    pthread_barrier_wait(&w->bar);
+    uint32_t *sum = calloc(nelems * 4, 4);
+    for (uint32_t r = 0; r < w->nranks; r++) {
+        if (w->n[r] != nelems)
+            rk->mismatch = true;
+        else
+            vka_exact_add(sum, w->words[r], nelems);
+    }
+    pthread_barrier_wait(&w->bar);
+    memcpy(words, sum, nelems * 16);
+    free(sum);
+    return 0;
+}
+
+/* the rank's shard of the stream make_real draws: image k of window j is image
+ * j * B + rank * B / ranks + k of one process's stream */
+static int shard_real(void *user, uint32_t n, float *x)
+{
+    struct grank *rk = user;
+    uint32_t per = DPG_B / rk->w->nranks;
+    for (uint32_t i = 0; i < n; i++, rk->real_next++) {
+        struct reals one = { rk->real_next / per * DPG_B + rk->r * per + rk->real_next % per,
+                             32 * 32, 32 };
+        make_real(&one, 1, x + (size_t)i * 32 * 32);
+    }
+    return 0;
+}
+
+static void *grank_main(void *arg)
+{
+    struct grank *rk = arg;
+    struct vka_gan *gan = NULL;
+    struct vka_gan_params p = params(DPG_B, 2, false, 0);
+    p.exact = true;
+    p.ranks = rk->w->nranks;
+    p.rank = rk->r;
+    if ((rk->ret = vka_gan_create(rk->ctx, &p, &gan)) < 0)
+        return NULL;
+    if (rk->w->combine) {
+        vka_trainer_set_combine(vka_gan_trainer(gan, false), gcombine, rk);
+        vka_trainer_set_combine(vka_gan_trainer(gan, true), gcombine, rk);
+    }
+    for (int i = 0; rk->ret == 0 && i < DPG_ITERS; i++)
+        rk->ret = vka_gan_iteration(gan, shard_real, rk);
+    vka_gan_get_stats(gan, &rk->st);
+    if (rk->ret == 0) {
+        struct vka_tensor t = vka_graph_params_flat(vka_gan_graph(gan));
+        rk->nparams = vka_tensor_stored(&t);
+        rk->params = malloc(rk->nparams * 4);
+        rk->ret = vka_tensor_download(&t, rk->params);
+    }
+    vka_gan_destroy(&gan);
+    return NULL;
+}
+
+/* 2 and 3 ranks give G, D and both losses of one process with micro-batch B, bit for
+ * bit; without the combine they do not (the check can fail). Catches a rank's noise or
+ * real shard that is not the one process's, a combine that misses a trainer's
+ * accumulators (the logged losses) or its gradients. */
+Test(gan, exact_ranks_give_the_weights_of_one_process, .timeout = 300)
+{
+    struct vka_ctx *ctx = test_ctx();
+    struct vka_gan *gan;
+    struct vka_gan_params p = params(DPG_B, DPG_B, false, 0);
+    p.exact = true;
+    cr_assert_eq(vka_gan_create(ctx, &p, &gan), 0, "%s", vka_last_error());
+    struct reals r = { 0, 32 * 32, 32 };
+    iterate(gan, &r, DPG_ITERS);
+    struct vka_gan_stats st;
+    vka_gan_get_stats(gan, &st);
+    uint64_t np;
+    float *ref = all_params(gan, &np);
+    vka_gan_destroy(&gan);
+    const uint32_t runs[3][2] = { { 2, 1 }, { 3, 1 }, { 3, 0 } };
+    for (int k = 0; k < 3; k++) {
+        struct gworld w = { .nranks = runs[k][0], .combine = runs[k][1] };
+        pthread_barrier_init(&w.bar, NULL, w.nranks);
+        struct grank rk[3];
+        pthread_t th[3];
+        for (uint32_t i = 0; i < w.nranks; i++) {
+            rk[i] = (struct grank){ .w = &w, .r = i, .ctx = test_ctx() };
+            cr_assert_eq(pthread_create(&th[i], NULL, grank_main, &rk[i]), 0);
+        }
+        for (uint32_t i = 0; i < w.nranks; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&w.bar);
+        for (uint32_t i = 0; i < w.nranks; i++) {
+            cr_assert_eq(rk[i].ret, 0, "%u ranks, rank %u: %s", w.nranks, i, vka_last_error());
+            cr_assert(!rk[i].mismatch);
+            cr_assert_eq(rk[i].nparams, np);
+            if (w.combine) {
+                cr_assert_eq(memcmp(rk[i].params, ref, np * 4), 0, "%u ranks, rank %u: G and D "
+                             "differ from one process's", w.nranks, i);
+                cr_assert_eq(memcmp(&rk[i].st.d_loss, &st.d_loss, sizeof(double)), 0,
+                             "rank %u: D loss %.9g, one process %.9g", i, rk[i].st.d_loss,
+                             st.d_loss);
+                cr_assert_eq(memcmp(&rk[i].st.g_loss, &st.g_loss, sizeof(double)), 0,
+                             "rank %u: G loss %.9g, one process %.9g", i, rk[i].st.g_loss,
+                             st.g_loss);
+            } else {
+                cr_assert_neq(memcmp(rk[i].params, ref, np * 4), 0, "rank %u without the "
+                              "combine matched one process: the check cannot fail", i);
+            }
+            free(rk[i].params);
+            test_ctx_done(&rk[i].ctx);
+        }
+    }
+    free(ref);
     test_ctx_done(&ctx);
 }

@@ -1,6 +1,6 @@
-/* Device memory predicted before allocating (memplan.h): for 12 segmentation and GAN
+/* Device memory predicted before allocating (memplan.h): for 14 segmentation and GAN
  * runs across GroupNorm and BatchNorm, transposed convolution and bilinear up-sampling,
- * micro-batches and recompute modes, the prediction of vka_seg_plan_memory /
+ * micro-batches, recompute modes and accumulation modes (an exact seg and GAN run), the prediction of vka_seg_plan_memory /
  * vka_gan_plan_memory matches the accountant's peak over a run that trains a window,
  * evaluates (or samples), saves a checkpoint and trains on; and the peak does not grow
  * with the effective batch at a fixed micro-batch. */
@@ -46,6 +46,7 @@ struct seg_case {
     enum vka_unet_norm norm;
     bool bilinear;
     enum vka_recompute recompute;
+    bool exact; /* --accumulate exact: the exact buffer and the per-sample wgrad scratch */
 };
 
 static struct vka_seg_params seg_params(const struct seg_case *c)
@@ -57,6 +58,7 @@ static struct vka_seg_params seg_params(const struct seg_case *c)
         .train = true, .mean = mean, .std = std, .ignore_index = 255, .seed = 1,
         .batch = c->batch, .micro = c->micro, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
         .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-3 }, .recompute = c->recompute,
+        .exact = c->exact,
     };
     return p;
 }
@@ -109,22 +111,23 @@ static void seg_run(const struct seg_case *c, struct vka_mem_plan *m, struct vka
 Test(memplan, seg_prediction_is_within_3_percent_of_the_peak)
 {
     static const struct seg_case cases[] = {
-        { 16, 3, 128, 4, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_NONE },
-        { 16, 3, 128, 4, 4, VKA_UNET_GROUP, true, VKA_RECOMPUTE_NONE },
-        { 16, 3, 128, 3, 3, VKA_UNET_BATCH, false, VKA_RECOMPUTE_NONE },
-        { 16, 3, 128, 4, 2, VKA_UNET_BATCH, true, VKA_RECOMPUTE_BLOCKS },
-        { 16, 4, 128, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_BLOCKS },
-        { 16, 4, 128, 2, 1, VKA_UNET_GROUP, true, VKA_RECOMPUTE_ALL },
-        { 8, 2, 256, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_ALL },
-        { 8, 2, 256, 3, 3, VKA_UNET_BATCH, false, VKA_RECOMPUTE_NONE },
+        { 16, 3, 128, 4, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_NONE, false },
+        { 16, 3, 128, 4, 4, VKA_UNET_GROUP, true, VKA_RECOMPUTE_NONE, false },
+        { 16, 3, 128, 3, 3, VKA_UNET_BATCH, false, VKA_RECOMPUTE_NONE, false },
+        { 16, 3, 128, 4, 2, VKA_UNET_BATCH, true, VKA_RECOMPUTE_BLOCKS, false },
+        { 16, 4, 128, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_BLOCKS, false },
+        { 16, 4, 128, 2, 1, VKA_UNET_GROUP, true, VKA_RECOMPUTE_ALL, false },
+        { 8, 2, 256, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_ALL, false },
+        { 8, 2, 256, 3, 3, VKA_UNET_BATCH, false, VKA_RECOMPUTE_NONE, false },
+        { 16, 3, 128, 4, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_NONE, true },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct seg_case *c = &cases[i];
         char what[160];
         snprintf(what, sizeof(what), "seg width %u depth %u crop %u B %u b %u %s %s "
-                 "recompute %d", c->width, c->depth, c->crop, c->batch, c->micro,
+                 "recompute %d%s", c->width, c->depth, c->crop, c->batch, c->micro,
                  c->norm == VKA_UNET_GROUP ? "group" : "batch", c->bilinear ? "bilinear" : "convT",
-                 (int)c->recompute);
+                 (int)c->recompute, c->exact ? " exact" : "");
         struct vka_mem_plan m;
         struct vka_mem_stats ms;
         seg_run(c, &m, &ms);
@@ -147,6 +150,7 @@ struct gan_case {
     bool bn;
     double ema;
     enum vka_recompute recompute;
+    bool exact;
 };
 
 static void gan_run(const struct gan_case *c, struct vka_mem_plan *m, struct vka_mem_stats *ms)
@@ -157,7 +161,7 @@ static void gan_run(const struct gan_case *c, struct vka_mem_plan *m, struct vka
                    .batch_norm = c->bn },
         .loss = VKA_GAN_BCE, .batch = c->batch, .micro = c->micro, .d_steps = 1,
         .lr_g = 2e-4, .lr_d = 2e-4, .beta1 = 0.5, .beta2 = 0.999, .seed = 3,
-        .ema_kimg = c->ema, .recompute = c->recompute,
+        .ema_kimg = c->ema, .recompute = c->recompute, .exact = c->exact,
     };
     cr_assert_eq(vka_gan_plan_memory(ctx, &p, m), 0, "%s", vka_last_error());
     vka_mem_get_stats(ctx, ms);
@@ -186,17 +190,18 @@ static void gan_run(const struct gan_case *c, struct vka_mem_plan *m, struct vka
 Test(memplan, gan_prediction_is_within_3_percent_of_the_peak)
 {
     static const struct gan_case cases[] = {
-        { 32, 64, 32, 16, true, 10, VKA_RECOMPUTE_NONE },
-        { 32, 64, 32, 32, false, 0, VKA_RECOMPUTE_NONE },
-        { 64, 32, 16, 8, true, 10, VKA_RECOMPUTE_BLOCKS },
-        { 64, 32, 16, 16, false, 10, VKA_RECOMPUTE_ALL },
+        { 32, 64, 32, 16, true, 10, VKA_RECOMPUTE_NONE, false },
+        { 32, 64, 32, 32, false, 0, VKA_RECOMPUTE_NONE, false },
+        { 64, 32, 16, 8, true, 10, VKA_RECOMPUTE_BLOCKS, false },
+        { 64, 32, 16, 16, false, 10, VKA_RECOMPUTE_ALL, false },
+        { 32, 64, 32, 16, false, 10, VKA_RECOMPUTE_NONE, true },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct gan_case *c = &cases[i];
         char what[160];
-        snprintf(what, sizeof(what), "gan res %u width %u B %u b %u %s ema %g recompute %d",
+        snprintf(what, sizeof(what), "gan res %u width %u B %u b %u %s ema %g recompute %d%s",
                  c->res, c->width, c->batch, c->micro, c->bn ? "batch" : "none", c->ema,
-                 (int)c->recompute);
+                 (int)c->recompute, c->exact ? " exact" : "");
         struct vka_mem_plan m;
         struct vka_mem_stats ms;
         gan_run(c, &m, &ms);
@@ -208,7 +213,7 @@ Test(memplan, gan_prediction_is_within_3_percent_of_the_peak)
  * so is the prediction. */
 Test(memplan, peak_does_not_grow_with_the_batch)
 {
-    struct seg_case c = { 8, 2, 64, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_NONE };
+    struct seg_case c = { 8, 2, 64, 2, 2, VKA_UNET_GROUP, false, VKA_RECOMPUTE_NONE, false };
     struct vka_mem_plan m2, m6;
     struct vka_mem_stats s2, s6;
     seg_run(&c, &m2, &s2);

@@ -2,11 +2,13 @@
  * batch of k*b bit for bit (a small U-Net-like graph with GroupNorm and cross-entropy
  * with unevenly ignored pixels), peak memory follows the micro-batch, not the batch. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 #include "datasets_files.h"
+#include "exact.h"
 #include "train.h"
 
 enum { B = 8, C_IN = 3, HW = 12, CLASSES = 5 };
@@ -18,11 +20,13 @@ struct net {
 
 /* GroupNorm, or BatchNorm (its statistics are the micro-batch's: recomputation, not
  * splits, keeps its bits) */
-static void build_norm(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode, bool bn)
+static void build_mode(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode, bool bn,
+                       bool exact)
 {
     cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 7 }, &n->g), 0);
     struct vka_graph *g = n->g;
     vka_graph_set_recompute(g, mode);
+    cr_assert_eq(vka_graph_set_exact(g, exact), 0);
     n->x = vka_graph_input(g, "image", VKA_F32, VKA_LAYOUT_NHWC4, C_IN, HW, HW);
     n->target = vka_graph_input(g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, HW, HW);
     cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "enc"), 0);
@@ -45,6 +49,11 @@ static void build_norm(struct vka_ctx *ctx, struct net *n, enum vka_recompute mo
     n->loss = vka_graph_node(g, VKA_OP_cross_entropy, &ce, n->logits, n->target, -1);
     cr_assert_geq(n->loss, 0, "%s", vka_last_error());
     cr_assert_eq(vka_graph_alloc(g), 0, "%s", vka_last_error());
+}
+
+static void build_norm(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode, bool bn)
+{
+    build_mode(ctx, n, mode, bn, false);
 }
 
 static void build(struct vka_ctx *ctx, struct net *n)
@@ -544,5 +553,274 @@ Test(train, detect_anomaly_names_the_first_node_and_changes_no_bits)
     free(want);
     free(x);
     free(t);
+    test_ctx_done(&ctx);
+}
+
+/* ---- --accumulate exact ------------------------------------------------------------------ */
+
+/* Runs window w's samples [lo, hi) of x/t through tr in micro-steps of at most its micro;
+ * returns 0 or the first error (no Criterion asserts: rank threads call it). */
+static int feed(struct vka_trainer *tr, float *const *x, int32_t *const *t, int w, int lo,
+                int hi)
+{
+    int at = lo;
+    while (at < hi) {
+        uint32_t b = vka_trainer_next_size(tr);
+        if (b > (uint32_t)(hi - at))
+            b = (uint32_t)(hi - at);
+        const void *in[2] = { x[w] + (size_t)at * C_IN * HW * HW, t[w] + (size_t)at * HW * HW };
+        int ret = vka_trainer_micro_step(tr, in, b, NULL);
+        if (ret < 0)
+            return ret;
+        at += (int)b;
+    }
+    return 0;
+}
+
+static struct vka_trainer_params exact_params(const struct net *n, uint32_t batch,
+                                              uint32_t micro)
+{
+    return (struct vka_trainer_params){
+        .batch = batch, .micro = micro, .optim = vka_optim_defaults(VKA_OPTIM_ADAM, 1),
+        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 },
+        .loss = n->loss, .inputs = { n->x, n->target }, .ninputs = 2, .exact = true,
+    };
+}
+
+/* Exact mode with GroupNorm: 3 Adam steps give bitwise the same weights and losses for
+ * every split of the window. Catches an exact path that continues one float chain over
+ * the samples (conv_wgrad_direct), converts per micro-batch instead of per sample, or
+ * resolves with a rounding that depends on anything but the exact sum. */
+Test(train, exact_steps_are_bitwise_the_same_for_any_split)
+{
+    test_seed("train exact splits");
+    float *x[3];
+    int32_t *t[3];
+    for (int w = 0; w < 3; w++)
+        data(&x[w], &t[w]);
+    struct vka_ctx *ctx = test_ctx();
+    float *ref = NULL, *ordered = NULL;
+    double ref_loss[3];
+    uint64_t np = 0;
+    for (int sp = 0; sp < 5; sp++) {
+        bool exact = sp < 4; /* the last run: ordered, which must differ somewhere */
+        struct net n;
+        build_mode(ctx, &n, VKA_RECOMPUTE_NONE, false, exact);
+        struct vka_trainer_params tp = exact_params(&n, B, (uint32_t)splits[sp % 4][0]);
+        tp.exact = exact;
+        struct vka_trainer *tr;
+        cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+        for (int w = 0; w < 3; w++) {
+            cr_assert_eq(feed(tr, x, t, w, 0, B), 0, "%s", vka_last_error());
+            struct vka_trainer_stats st;
+            vka_trainer_get_stats(tr, &st);
+            cr_assert_eq(st.opt_steps, (uint64_t)w + 1);
+            cr_assert_eq(st.skipped_steps, 0);
+            cr_assert(isfinite(st.loss) && st.loss > 0);
+            if (sp == 0)
+                ref_loss[w] = st.loss;
+            else if (exact)
+                cr_assert_eq(st.loss, ref_loss[w], "split %d window %d: loss %.9g vs %.9g",
+                             sp, w, st.loss, ref_loss[w]);
+        }
+        struct vka_tensor params = vka_graph_params_flat(n.g);
+        float *p = download_all(&params);
+        np = vka_tensor_stored(&params);
+        if (sp == 0)
+            ref = p;
+        else if (exact) {
+            cr_assert_eq(memcmp(p, ref, np * 4), 0, "split %d: parameters differ after 3 "
+                         "Adam steps in exact mode", sp);
+            free(p);
+        } else
+            ordered = p;
+        vka_trainer_destroy(&tr);
+        vka_graph_destroy(&n.g);
+    }
+    /* the two modes round differently: identical weights would mean exact is not on */
+    cr_assert_neq(memcmp(ordered, ref, np * 4), 0, "exact and ordered gave the same bits");
+    free(ref);
+    free(ordered);
+    for (int w = 0; w < 3; w++) {
+        free(x[w]);
+        free(t[w]);
+    }
+    test_ctx_done(&ctx);
+}
+
+/* Data parallelism in one process: ranks of their own (context, graph, trainer) in
+ * threads, each fed its contiguous shard of every window; the combine callback sums
+ * every rank's exact words in rank order behind a barrier, as an MPI allreduce would. */
+enum { DP_B = 6, DP_WINDOWS = 3, DP_PARTIAL = 2 };
+
+struct world {
+    uint32_t nranks;
+    bool combine;
+    pthread_barrier_t bar;
+    uint32_t *words[3];
+    uint64_t n[3];
+    uint32_t calls[3];
+};
+
+struct rank {
+    struct world *w;
+    uint32_t r;
+    struct vka_ctx *ctx;
+    float **x;
+    int32_t **t;
+    int ret;
+    bool size_mismatch;
+    float *params;
+    uint64_t nparams;
+    double loss[DP_WINDOWS + 1];
+};
+
+static int combine(void *user, uint32_t *words, uint64_t nelems)
+{
+    struct rank *rk = user;
+    struct world *w = rk->w;
+    w->words[rk->r] = words;
+    w->n[rk->r] = nelems;
+    w->calls[rk->r]++;
+    pthread_barrier_wait(&w->bar);
+    uint32_t *sum = calloc(nelems * 4, 4);
+    for (uint32_t r = 0; r < w->nranks; r++) {
+        if (w->n[r] != nelems)
+            rk->size_mismatch = true;
+        else
+            vka_exact_add(sum, w->words[r], nelems);
+    }
+    pthread_barrier_wait(&w->bar); /* everyone has read every rank's words */
+    memcpy(words, sum, nelems * 16);
+    free(sum);
+    return 0;
+}
+
+/* this rank's share [lo, hi) of n samples */
+static void shard(uint32_t r, uint32_t nranks, int n, int *lo, int *hi)
+{
+    *lo = (int)(r * (uint32_t)n / nranks);
+    *hi = (int)((r + 1) * (uint32_t)n / nranks);
+}
+
+static void *rank_main(void *arg)
+{
+    struct rank *rk = arg;
+    struct world *w = rk->w;
+    struct net n;
+    /* build_mode asserts: a failure there ends the test, as it should */
+    build_mode(rk->ctx, &n, VKA_RECOMPUTE_NONE, false, true);
+    uint32_t batch = DP_B / w->nranks;
+    struct vka_trainer_params tp = exact_params(&n, batch, rk->r == 0 ? 1 : batch);
+    struct vka_trainer *tr = NULL;
+    rk->ret = vka_trainer_create(n.g, &tp, &tr);
+    if (rk->ret == 0 && w->combine)
+        vka_trainer_set_combine(tr, combine, rk);
+    for (int win = 0; rk->ret == 0 && win <= DP_WINDOWS; win++) {
+        int lo, hi;
+        /* the last window is an epoch's partial one of DP_PARTIAL samples */
+        shard(rk->r, w->nranks, win < DP_WINDOWS ? DP_B : DP_PARTIAL, &lo, &hi);
+        if ((rk->ret = feed(tr, rk->x, rk->t, win, lo, hi)) == 0 && win == DP_WINDOWS)
+            rk->ret = vka_trainer_end_epoch(tr, NULL);
+        struct vka_trainer_stats st;
+        vka_trainer_get_stats(tr, &st);
+        rk->loss[win] = st.loss;
+    }
+    if (rk->ret == 0) {
+        struct vka_tensor params = vka_graph_params_flat(n.g);
+        rk->nparams = vka_tensor_stored(&params);
+        rk->params = malloc(rk->nparams * 4);
+        rk->ret = vka_buf_download(params.buf, 0, rk->params, rk->nparams * 4);
+    }
+    vka_trainer_destroy(&tr);
+    vka_graph_destroy(&n.g);
+    return NULL;
+}
+
+/* One trainer with micro-batch B: the reference the ranks must reproduce. */
+static float *dp_reference(struct vka_ctx *ctx, float **x, int32_t **t, double *loss,
+                           uint64_t *np)
+{
+    struct net n;
+    build_mode(ctx, &n, VKA_RECOMPUTE_NONE, false, true);
+    struct vka_trainer_params tp = exact_params(&n, DP_B, DP_B);
+    struct vka_trainer *tr;
+    cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+    for (int win = 0; win <= DP_WINDOWS; win++) {
+        cr_assert_eq(feed(tr, x, t, win, 0, win < DP_WINDOWS ? DP_B : DP_PARTIAL), 0, "%s",
+                     vka_last_error());
+        if (win == DP_WINDOWS) {
+            bool stepped;
+            cr_assert_eq(vka_trainer_end_epoch(tr, &stepped), 0, "%s", vka_last_error());
+            cr_assert(stepped);
+        }
+        struct vka_trainer_stats st;
+        vka_trainer_get_stats(tr, &st);
+        cr_assert_eq(st.opt_steps, (uint64_t)win + 1);
+        loss[win] = st.loss;
+    }
+    struct vka_tensor params = vka_graph_params_flat(n.g);
+    float *p = download_all(&params);
+    *np = vka_tensor_stored(&params);
+    vka_trainer_destroy(&tr);
+    vka_graph_destroy(&n.g);
+    return p;
+}
+
+/* 2 and 3 ranks give the weights and every window's loss of one process, bit for bit,
+ * over 3 full windows and an epoch's partial one (with 3 ranks, rank 0 has no sample of
+ * it and still takes part). Without the combine (each rank steps on its own shard) the
+ * weights differ: the check can fail. Catches a combine that misses the accumulators or
+ * the gradient span, a window close that skips the callback on an empty rank (the others
+ * would wait forever: the test would hang), and sums that depend on the partition. */
+Test(train, exact_ranks_give_the_weights_of_one_process, .timeout = 300)
+{
+    test_seed("train exact ranks");
+    float *x[DP_WINDOWS + 1];
+    int32_t *t[DP_WINDOWS + 1];
+    for (int w = 0; w <= DP_WINDOWS; w++)
+        data(&x[w], &t[w]);
+    struct vka_ctx *ctx = test_ctx();
+    double ref_loss[DP_WINDOWS + 1];
+    uint64_t np;
+    float *ref = dp_reference(ctx, x, t, ref_loss, &np);
+    const uint32_t runs[3][2] = { { 2, 1 }, { 3, 1 }, { 2, 0 } }; /* ranks, combine */
+    for (int k = 0; k < 3; k++) {
+        struct world w = { .nranks = runs[k][0], .combine = runs[k][1] };
+        pthread_barrier_init(&w.bar, NULL, w.nranks);
+        struct rank rk[3];
+        pthread_t th[3];
+        for (uint32_t r = 0; r < w.nranks; r++) {
+            rk[r] = (struct rank){ .w = &w, .r = r, .x = x, .t = t, .ctx = test_ctx() };
+            cr_assert_eq(pthread_create(&th[r], NULL, rank_main, &rk[r]), 0);
+        }
+        for (uint32_t r = 0; r < w.nranks; r++)
+            pthread_join(th[r], NULL);
+        pthread_barrier_destroy(&w.bar);
+        for (uint32_t r = 0; r < w.nranks; r++) {
+            cr_assert_eq(rk[r].ret, 0, "%u ranks, rank %u: %s", w.nranks, r, vka_last_error());
+            cr_assert(!rk[r].size_mismatch, "the ranks passed different element counts");
+            cr_assert_eq(rk[r].nparams, np);
+            if (w.combine) {
+                cr_assert_eq(w.calls[r], DP_WINDOWS + 1, "rank %u: %u combines", r, w.calls[r]);
+                cr_assert_eq(memcmp(rk[r].params, ref, np * 4), 0, "%u ranks, rank %u: the "
+                             "weights differ from one process's", w.nranks, r);
+                for (int win = 0; win <= DP_WINDOWS; win++)
+                    cr_assert_eq(rk[r].loss[win], ref_loss[win], "%u ranks, rank %u, window "
+                                 "%d: loss %.9g, one process %.9g", w.nranks, r, win,
+                                 rk[r].loss[win], ref_loss[win]);
+            } else {
+                cr_assert_neq(memcmp(rk[r].params, ref, np * 4), 0, "rank %u without the "
+                              "combine matched one process: the check cannot fail", r);
+            }
+            free(rk[r].params);
+            test_ctx_done(&rk[r].ctx);
+        }
+    }
+    free(ref);
+    for (int w = 0; w <= DP_WINDOWS; w++) {
+        free(x[w]);
+        free(t[w]);
+    }
     test_ctx_done(&ctx);
 }

@@ -11,6 +11,7 @@ pkgs=(
   dataset-fashion-mnist
   libcriterion-dev
   clang libclang-rt-14-dev
+  libopenmpi-dev openmpi-bin
   python3-numpy python3-matplotlib
 )
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 tools/setup.sh || exit 1
 
 dir=build-test
-opts=(-Dbuildtype=debugoptimized -Dwerror=true -Dtests=true)
+opts=(-Dbuildtype=debugoptimized -Dwerror=true -Dtests=true -Dmpi=enabled) # the dist tests need MPI
 if [ -f "$dir/build.ninja" ]; then
   meson setup --reconfigure "$dir" "${opts[@]}" >/dev/null || exit 1
 else

@@ -50,6 +50,7 @@ static const struct opt_desc opts[] = {
             "train: override the effective batch (figures then are not the workload's)"),
     OPT_ROW(struct bench_opts, "size", OPT_INT, size, NULL,
             "train: override the image size (figures then are not the workload's)"),
+    OPT_ROW(struct bench_opts, "accumulate", OPT_STR, accumulate, "ordered|exact", "how gradients and losses are summed: ordered (float32, in sample order: any micro-batch split gives the same bits) or exact (96-bit fixed point, 16 bytes more per parameter: any split and order, over ranks too, gives the same bits) (ordered)"),
     OPT_ROW(struct bench_opts, "profile", OPT_BOOL, profile, NULL,
             "train: then one more step timed per op and pass (timestamp queries)"),
 };
@@ -214,9 +215,10 @@ static int check_for(const char *what, const struct bench_opts *o)
     if (train && !o->workload[0])
         return cli_usage_error("bench", "train: say which --workload (seg256, seg1024, gan32)");
     if (!train && (o->workload[0] || o->micro || o->steps >= 0 || o->warmup >= 0 ||
-                   o->batch >= 0 || o->size >= 0 || o->profile))
+                   o->batch >= 0 || o->size >= 0 || o->profile || o->accumulate[0]))
         return cli_usage_error("bench", "--workload, --micro-batch, --steps, --warmup, "
-                               "--batch, --size and --profile belong to bench train");
+                               "--batch, --size, --accumulate and --profile belong to bench "
+                               "train");
     return 0;
 }
 

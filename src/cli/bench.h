@@ -14,6 +14,7 @@ struct bench_opts {
     int micro; /* 0: auto */
     int steps, warmup, batch, size;
     bool profile;
+    char accumulate[8]; /* "" or ordered: --accumulate ordered; exact */
 };
 
 /* bench train: one workload of tools/bench/workloads.json timed end to end; bench

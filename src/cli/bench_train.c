@@ -70,7 +70,7 @@ static bool is(struct wl *w, const char *key, const char *value)
 struct tb {
     struct vka_ctx *ctx;
     struct wl w;
-    bool gan, overridden;
+    bool gan, overridden, exact;
     uint32_t size, batch, micro, steps, warmup;
     enum vka_recompute mode;
     struct vka_seg_params sp;
@@ -245,6 +245,8 @@ static int tb_open(struct tb *t, const struct bench_opts *o)
         seg_params(t);
     if (t->w.bad)
         return 1;
+    t->exact = !strcmp(o->accumulate, "exact");
+    t->sp.exact = t->gp.exact = t->exact;
     if (t->batch < 1 || (uint32_t)o->micro > t->batch)
         return cli_usage_error("bench", "--micro-batch %d with a batch of %u: give 1 to the "
                                "batch", o->micro, t->batch);
@@ -325,6 +327,7 @@ static void print_json(const struct tb *t, const struct result *r, const double 
     cJSON_AddNumberToObject(o, "batch", t->batch);
     cJSON_AddNumberToObject(o, "micro_batch", t->micro);
     cJSON_AddStringToObject(o, "recompute", fit_mode_name(t->mode));
+    cJSON_AddStringToObject(o, "accumulate", t->exact ? "exact" : "ordered");
     cJSON_AddNumberToObject(o, "params", (double)t->params);
     cJSON_AddNumberToObject(o, "flops_per_step", t->flops);
     cJSON_AddNumberToObject(o, "steps", t->steps);
@@ -350,9 +353,10 @@ static void print_json(const struct tb *t, const struct result *r, const double 
 static void print_text(const struct tb *t, const struct result *r)
 {
     printf("bench train %s%s on %s: %s %ux%u, batch %u as micro-batches of %u "
-           "(--recompute %s); %.1f GFLOP and %llu parameters per step\n", t->w.name,
-           t->overridden ? " (overridden)" : "", t->ctx->info.name, t->gan ? "DCGAN" : "U-Net",
-           t->size, t->size, t->batch, t->micro, fit_mode_name(t->mode), t->flops / 1e9,
+           "(--recompute %s, --accumulate %s); %.1f GFLOP and %llu parameters per step\n",
+           t->w.name, t->overridden ? " (overridden)" : "", t->ctx->info.name,
+           t->gan ? "DCGAN" : "U-Net", t->size, t->size, t->batch, t->micro,
+           fit_mode_name(t->mode), t->exact ? "exact" : "ordered", t->flops / 1e9,
            (unsigned long long)t->params);
     if (t->steps) {
         printf("  %u steps after %u warm-up: median %.1f ms per step (%.1f to %.1f)\n",

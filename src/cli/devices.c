@@ -2,9 +2,11 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "dist.h"
 #include "log.h"
 #include "vk/vk.h"
 
@@ -130,9 +132,51 @@ int cli_devices(int argc, char **argv)
 }
 
 /* The one place the commands open a device (vka_ctx_params: --device, --mem-budget). */
+/* A rank's device (dist.h) into buf: the local rank's entry of a comma list, or with none
+ * given the local rank modulo the device count; a single device as it is. -1 after
+ * printing why. */
+static int rank_device(const char *cmd, const char *device, char *buf, size_t size)
+{
+    const struct vka_dist *d = vka_dist();
+    snprintf(buf, size, "%s", device);
+    if (d->size < 2)
+        return 0;
+    if (strchr(device, ',')) {
+        const char *p = device;
+        for (int i = 0; i < d->local_rank && p; i++)
+            if ((p = strchr(p, ',')))
+                p++;
+        if (!p) {
+            fprintf(stderr, "vkaccum %s: --device %s names fewer devices than the %d ranks on "
+                    "this machine (rank %d has none)\n", cmd, device, d->local_size, d->rank);
+            return -1;
+        }
+        size_t len = strcspn(p, ",");
+        snprintf(buf, size, "%.*s", (int)len, p);
+        return 0;
+    }
+    if (device[0])
+        return 0;
+    struct vka_device_info *infos = NULL;
+    uint32_t count = 0;
+    if (vka_devices_query(&infos, &count) < 0 || count == 0) {
+        free(infos);
+        fprintf(stderr, "vkaccum %s: %s\n", cmd, vka_last_error()[0] ? vka_last_error()
+                : "no Vulkan device found");
+        return -1;
+    }
+    snprintf(buf, size, "%u", (unsigned)d->local_rank % count);
+    free(infos);
+    return 0;
+}
+
 struct vka_ctx *cli_open_ctx(const char *cmd, const char *device, double budget_mib)
 {
     struct vka_ctx *ctx;
+    char dev[256];
+    if (rank_device(cmd, device, dev, sizeof(dev)) < 0)
+        return NULL;
+    device = dev;
     if (vka_ctx_create(&(struct vka_ctx_params){
             .device = device[0] ? device : NULL, .validation = -1,
             .budget = (uint64_t)(budget_mib * 1048576.0) }, &ctx) < 0) {

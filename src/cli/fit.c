@@ -137,8 +137,13 @@ int fit_print_plan(const struct fit *f, uint32_t micro, enum vka_recompute mode)
         return predict_err(f);
     char budget[32];
     fmt_size(budget, sizeof(budget), f->budget);
-    printf("memory plan of %s: batch %u as micro-batches of %u, --recompute %s; budget %s "
-           "(%s)\n", f->cmd, f->batch, micro, mode_names[mode], budget, f->budget_from);
+    printf("memory plan of %s: batch %u as micro-batches of %u, --recompute %s%s%s; budget "
+           "%s (%s)\n", f->cmd, f->batch, micro, mode_names[mode],
+           f->accumulate ? ", --accumulate " : "", f->accumulate ? f->accumulate : "", budget,
+           f->budget_from);
+    if (f->accumulate && !strcmp(f->accumulate, "exact"))
+        printf("  (gradients hold the exact accumulators: 16 bytes per parameter and loss "
+               "value)\n");
     for (int c = 0; c < VKA_MEM_CAT_COUNT; c++)
         printf("  %-16s %10.1f MiB%s\n", vka_mem_cat_name((enum vka_mem_cat)c), mib(m.cat[c]),
                c == VKA_MEM_ACTIVATIONS ? "  (the arena: activations, their gradients, "

@@ -15,6 +15,7 @@ struct fit {
     uint32_t batch;           /* B: the largest micro-batch */
     uint32_t micro;           /* --micro-batch, 0: auto */
     const char *recompute;    /* --recompute: none, blocks, all or auto */
+    const char *accumulate;   /* --accumulate (shown by --plan), or NULL */
     uint64_t budget;          /* bytes */
     const char *budget_from;  /* "--mem-budget" or the device's heap */
     /* a smaller configuration to suggest when nothing fits ("--crop 512"), or NULL */

@@ -15,6 +15,7 @@
 #include "cli/run.h"
 #include "datasets/dataset.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "fid.h"
 #include "fidnet.h"
 #include "gan.h"
@@ -26,7 +27,7 @@
 
 struct gan_opts {
     char data[512], out[512], resume[512], device[128], fid_net[512];
-    char norm[8], loss[8], recompute[8];
+    char norm[8], loss[8], recompute[8], accumulate[8];
     int res, channels, width, z_dim, batch, micro, accum, d_steps, workers, grid;
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
@@ -50,6 +51,7 @@ static const struct opt_desc gan_opt_table[] = {
     O("recompute", OPT_STR, recompute, "auto|none|blocks|all", "keep for backward everything (none) or each layer's input (blocks, all) and recompute the rest; auto: none unless nothing fits (auto)"),
     O("plan", OPT_BOOL, plan, NULL, "print the predicted device memory and the largest micro-batch that fits, and exit"),
     O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
+    O("accumulate", OPT_STR, accumulate, "auto|ordered|exact", "how gradients and losses are summed: ordered (float32, in sample order: any micro-batch split gives the same bits) or exact (96-bit fixed point, 16 bytes more per parameter: any split and order, over ranks too, gives the same bits); auto: exact over several ranks (mpirun), else ordered (auto)"),
     O("d-steps", OPT_INT, d_steps, NULL, "D optimizer steps per G step (1)"),
     O("steps", OPT_LONG, steps, NULL, "iterations (G steps) to train (1000)"),
     O("lr", OPT_DOUBLE, lr, NULL, "Adam learning rate of G (2e-4)"),
@@ -85,6 +87,7 @@ static void defaults(void *opts)
     snprintf(o->norm, sizeof(o->norm), "batch");
     snprintf(o->loss, sizeof(o->loss), "bce");
     snprintf(o->recompute, sizeof(o->recompute), "auto");
+    snprintf(o->accumulate, sizeof(o->accumulate), "auto");
     o->res = 32;
     o->width = 64;
     o->z_dim = 100;
@@ -345,7 +348,7 @@ static struct vka_gan_params gan_params_of(const struct gan_opts *o)
         .beta1 = o->beta1, .beta2 = o->beta2, .ema_kimg = o->ema_kimg,
         .ema_rampup = o->ema_rampup, .seed = (uint64_t)o->seed,
         .detect_anomaly = o->detect_anomaly,
-        .recompute = fit_mode_of(o->recompute) };
+        .recompute = fit_mode_of(o->recompute), .exact = !strcmp(o->accumulate, "exact") };
 }
 
 /* ---- fitting into device memory ----------------------------------------------------- */
@@ -392,18 +395,49 @@ static int gan_fit(struct gan_opts *o, struct vka_ctx *ctx)
     struct gan_fit f = { .ctx = ctx, .p = gan_params_of(o), .budget = ms.budget };
     struct fit fit = {
         .cmd = "gan train", .fn = gan_predict, .user = &f, .batch = (uint32_t)o->batch,
-        .micro = (uint32_t)o->micro, .recompute = o->recompute, .budget = ms.budget,
+        .micro = (uint32_t)o->micro, .recompute = o->recompute, .accumulate = o->accumulate,
+        .budget = ms.budget,
         .budget_from = o->mem_budget > 0 ? "--mem-budget" : "the device's",
         .smaller = gan_smaller,
     };
     return fit_apply(&fit, o->plan, &o->micro, o->recompute, sizeof(o->recompute));
 }
 
+/* The real images D's trainer counts as seen (what vka_gan_stats.samples reports). */
+static void set_samples(struct vka_gan *gan, uint64_t samples)
+{
+    struct vka_trainer *td = vka_gan_trainer(gan, false);
+    struct vka_trainer_stats s;
+    vka_trainer_get_stats(td, &s);
+    s.samples_seen = samples;
+    vka_trainer_set_stats(td, &s);
+}
+
+/* Every rank at an iteration's end (run_boundary_sync): the run's real images, kept as
+ * rank 0 all and the others none; whether any rank was asked to stop. */
+static int sync_boundary(struct run *r, struct vka_gan_stats *st, int *sig)
+{
+    if (vka_dist()->size < 2)
+        return 0;
+    uint64_t samples = st->samples;
+    if (run_boundary_sync(&samples, sig) < 0)
+        return fail(r, NULL);
+    set_samples(r->gan, run_writes() ? samples : 0);
+    st->samples = samples;
+    return 0;
+}
+
 /* Data, device, the micro-batch and recompute mode that fit, GAN, feature network, run
  * folder, resume; -1 after printing why, 1 after printing --plan. */
 static int run_open(struct run *r, struct gan_opts *o)
 {
-    *r = (struct run){ .o = o, .pace = { .tty = isatty(2) } };
+    *r = (struct run){ .o = o, .pace = { .tty = run_writes() && isatty(2) } };
+    int ranks = vka_dist()->size;
+    if (o->batch % ranks) {
+        fprintf(stderr, "vkaccum gan train: --batch %d does not split over %d ranks: give a "
+                "multiple of %d\n", o->batch, ranks, ranks);
+        return -1;
+    }
     struct vka_dataset_params dp = { .split = VKA_SPLIT_TRAIN, .seed = (uint64_t)o->seed,
                                      .skip_bad = o->skip_bad };
     if (vka_dataset_spec_parse(o->data, false, &dp) < 0 || vka_dataset_open(&dp, &r->ds) < 0)
@@ -415,17 +449,25 @@ static int run_open(struct run *r, struct gan_opts *o)
     int fit = gan_fit(o, r->ctx);
     if (fit)
         return fit;
+    if (o->micro > o->batch / ranks)
+        o->micro = o->batch / ranks; /* a rank trains batch / ranks samples a window */
     static const float half[3] = { 0.5f, 0.5f, 0.5f };
     struct vka_loader_params lp = {
         .dataset = r->ds, .batch = (uint32_t)o->micro, .workers = (uint32_t)o->workers,
         .shuffle = true, .seed = (uint64_t)o->seed, .channels = (uint32_t)o->channels,
-        .aug = { .size = (uint32_t)o->res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half } };
+        .aug = { .size = (uint32_t)o->res, .fit = VKA_FIT_RESIZE, .mean = half, .std = half },
+        .shard = { .window = (uint32_t)o->batch, .nranks = (uint32_t)ranks,
+                   .rank = (uint32_t)vka_dist()->rank, .endless = true } };
     if (vka_loader_create(&lp, &r->loader) < 0)
         return fail(r, NULL);
     r->src = (struct real_src){ r->loader, (uint32_t)(o->channels * o->res * o->res) };
     struct vka_gan_params gp = gan_params_of(o);
+    gp.ranks = (uint32_t)ranks;
+    gp.rank = (uint32_t)vka_dist()->rank;
     if (vka_gan_create(r->ctx, &gp, &r->gan) < 0)
         return fail(r, NULL);
+    for (int k = 0; ranks > 1 && k < 2; k++)
+        vka_trainer_set_combine(vka_gan_trainer(r->gan, k), run_combine, NULL);
     if (o->fid_net[0]) {
         if (vka_fidnet_load(r->ctx, o->fid_net, &r->net) < 0)
             return fail(r, "--fid-net");
@@ -452,15 +494,19 @@ static int run_open(struct run *r, struct gan_opts *o)
         return -1;
     struct vka_gan_stats st;
     vka_gan_get_stats(r->gan, &st);
-    if (run_folder_prepare(o->out, GAN_TABLE, o) < 0 ||
-        run_log_open(&r->log, o->out, o->resume[0], st.iterations) < 0 ||
-        run_tb_open(&r->tb, o->out, o->tensorboard) < 0)
+    if (!run_writes()) /* rank 0 carries the run's samples (run_boundary_sync) */
+        set_samples(r->gan, 0);
+    if (run_writes() && (run_folder_prepare(o->out, GAN_TABLE, o) < 0 ||
+                         run_log_open(&r->log, o->out, o->resume[0], st.iterations) < 0 ||
+                         run_tb_open(&r->tb, o->out, o->tensorboard) < 0))
         return fail(r, NULL);
     return 0;
 }
 
 static int save_last(struct run *r)
 {
+    if (!run_writes())
+        return 0;
     char path[700];
     snprintf(path, sizeof(path), "%s/last.safetensors", r->o->out);
     if (save(r->gan, path, r->o, vka_loader_tell(r->loader), r->zgrid) == 0)
@@ -473,6 +519,8 @@ static int save_last(struct run *r)
 static int boundary(struct run *r, const struct vka_gan_stats *st)
 {
     const struct gan_opts *o = r->o;
+    if (!run_writes())
+        return 0;
     double elapsed, ips = run_pace_tick(&r->pace, st->samples, &elapsed);
     struct vka_mem_stats ms;
     vka_mem_get_stats(r->ctx, &ms);
@@ -543,7 +591,8 @@ static int gan_train(int argc, char **argv)
         return ret;
     if (!o.out[0])
         return cli_usage_error("gan train", "say where the run goes: --out RUN");
-    if ((ret = finish(&o, "gan train")))
+    if ((ret = finish(&o, "gan train")) ||
+        (ret = run_accumulate_mode("gan train", o.accumulate, sizeof(o.accumulate))))
         return ret;
 
     struct run r;
@@ -571,7 +620,8 @@ static int gan_train(int argc, char **argv)
             break;
         }
         vka_gan_get_stats(r.gan, &st);
-        if ((ret = boundary(&r, &st)) == 0 && (sig = run_stop_signal()) &&
+        sig = run_stop_signal();
+        if ((ret = sync_boundary(&r, &st, &sig)) == 0 && (ret = boundary(&r, &st)) == 0 && sig &&
             (ret = save_last(&r)) == 0)
             printf("%sstopped by %s at iteration %llu of %lld; last.safetensors saved. Resume "
                    "with:\n  vkaccum gan train --resume %s\n", r.pace.tty ? "\n" : "",
@@ -581,7 +631,9 @@ static int gan_train(int argc, char **argv)
         printf("%sdone: %llu iterations, %llu real images, %.0f s; run in %s\n",
                r.pace.tty ? "\n" : "", (unsigned long long)st.iterations,
                (unsigned long long)st.samples, run_pace_elapsed(&r.pace), o.out);
-    if (run_curves_finish(&r.curves) == 0 && r.curves.out[0] && ret == 0)
+    if (ret == 0)
+        run_print_combine_share(run_pace_elapsed(&r.pace));
+    if (run_writes() && run_curves_finish(&r.curves) == 0 && r.curves.out[0] && ret == 0)
         printf("curves: %s\n", r.curves.out);
     cli_profile_end(r.ctx, ret == 0, (uint32_t)o.d_steps + 1, "iteration");
     if (run_close_checked(&r, ret == 0) < 0)

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/run.h"
+#include "dist.h"
 #include "file.h"
 #include "log.h"
 #include "tb.h"
@@ -40,8 +41,20 @@ int run_resume_opts(const char *cmd, const struct opt_desc *table, size_t n, voi
         return 1;
     }
     cJSON_Delete(j);
+    /* the run's accumulation mode (ordered when its config predates the option): its
+     * checkpoint holds that mode's accumulators, so it resumes in that mode only */
+    const struct opt_desc *da = find_opt(table, n, "accumulate");
+    char mode[16] = "";
+    if (da)
+        snprintf(mode, sizeof(mode), "%s", (const char *)o + da->off);
     bool help;
     int ret = cli_opts_parse(cmd, argc, argv, table, n, o, NULL, skip, NULL, NULL, 0, &help);
+    if (ret == 0 && da && strcmp(mode, (const char *)o + da->off)) {
+        fprintf(stderr, "vkaccum %s: --resume %s: the run was trained with --accumulate %s "
+                "(its config.json); it resumes with that mode only, not --accumulate %s\n",
+                cmd, run, mode, (const char *)o + da->off);
+        return 1;
+    }
     snprintf((char *)o + dr->off, dr->size, "%s", run);
     char *out = (char *)o + dout->off;
     if (!out[0])
@@ -217,6 +230,56 @@ void run_signals_install(void)
 int run_stop_signal(void)
 {
     return stop_signal;
+}
+
+int run_accumulate_mode(const char *cmd, char *mode, size_t size)
+{
+    int ranks = vka_dist()->size;
+    if (!strcmp(mode, "auto"))
+        snprintf(mode, size, "%s", ranks > 1 ? "exact" : "ordered");
+    if (ranks > 1 && strcmp(mode, "exact"))
+        return cli_usage_error(cmd, "--accumulate %s: the %d ranks of this run sum their "
+                               "gradients exactly (--accumulate exact), the one way whose "
+                               "bits do not depend on how a window is split", mode, ranks);
+    return 0;
+}
+
+bool run_writes(void)
+{
+    return vka_dist()->rank == 0;
+}
+
+static double combine_seconds;
+
+int run_combine(void *user, uint32_t *words, uint64_t nelems)
+{
+    (void)user;
+    double t0 = vka_now();
+    int ret = vka_dist_sum_exact(words, nelems);
+    combine_seconds += vka_now() - t0;
+    return ret;
+}
+
+void run_print_combine_share(double elapsed)
+{
+    const struct vka_dist *d = vka_dist();
+    if (d->size > 1)
+        printf("%d ranks: the sums of the gradients across ranks took %.1f s of %.1f s (%.1f %%) "
+               "on rank 0\n", d->size, combine_seconds, elapsed,
+               elapsed > 0 ? 100 * combine_seconds / elapsed : 0);
+}
+
+int run_boundary_sync(uint64_t *samples, int *sig)
+{
+    uint64_t v[2] = { *samples, (uint64_t)*sig };
+    int ret = vka_dist_sum_u64(v, 1);
+    if (ret == 0)
+        ret = vka_dist_max_u64(v + 1, 1);
+    if (ret < 0)
+        return ret;
+    *samples = v[0];
+    *sig = (int)v[1];
+    return 0;
 }
 
 const char *run_signal_name(int sig)

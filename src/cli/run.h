@@ -66,6 +66,24 @@ bool run_every(uint64_t step, int n, bool last);
  * disk stays whole: every save is atomic). */
 void run_signals_install(void);
 int run_stop_signal(void); /* the signal that asked to stop, or 0 */
+
+/* A run of several processes (mpirun, src/dist.h): rank 0 alone writes the run folder,
+ * prints, evaluates and saves (run_writes). At each window boundary every rank calls
+ * run_boundary_sync: *samples becomes the run's samples (the sum of the ranks' own
+ * counts, which the ranks then keep as rank 0 all, the others none, so the sum stays
+ * the run's and rank 0's checkpoint holds it), and *sig the stop signal any rank got, so
+ * that all stop at the same boundary. One process: both unchanged. */
+bool run_writes(void);
+/* --accumulate auto resolved (in place, before anything reads it or config.json records
+ * it): exact over several ranks, else ordered; ordered over several ranks is a usage
+ * error (CLI_USAGE after printing it), since its sums depend on how a window is split. */
+int run_accumulate_mode(const char *cmd, char *mode, size_t size);
+/* The trainers' sum of the ranks' exact accumulators (vka_combine_fn: vka_dist_sum_exact). */
+int run_combine(void *user, uint32_t *words, uint64_t nelems);
+/* With several ranks: prints the time run_combine took (waiting for the other ranks
+ * included) against elapsed seconds of training. */
+void run_print_combine_share(double elapsed);
+int run_boundary_sync(uint64_t *samples, int *sig);
 const char *run_signal_name(int sig);
 
 /* RUN/curves.png redrawn (tools/plot.py) at each evaluation, in the background, one

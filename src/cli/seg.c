@@ -14,6 +14,7 @@
 #include "cli/profile.h"
 #include "cli/run.h"
 #include "cli/seg_opts.h"
+#include "dist.h"
 #include "log.h"
 #include "tb.h"
 #include "train.h"
@@ -141,6 +142,8 @@ static int class_weights(const struct seg_opts *o, const struct vka_class_stats 
  * options and the best mIoU so far. */
 static int save(struct train_run *r, const char *name, bool state)
 {
+    if (!run_writes())
+        return 0;
     char path[1100], bests[32];
     snprintf(path, sizeof(path), "%s/%s", r->o->out, name);
     snprintf(bests, sizeof(bests), "%.17g", r->best);
@@ -184,7 +187,7 @@ static int resume(struct train_run *r)
  * after printing why, 1 after printing --plan. */
 static int train_open(struct train_run *r, struct seg_opts *o)
 {
-    *r = (struct train_run){ .o = o, .best = -1, .pace = { .tty = isatty(2) } };
+    *r = (struct train_run){ .o = o, .best = -1, .pace = { .tty = run_writes() && isatty(2) } };
     if (open_dataset(o, VKA_SPLIT_TRAIN, &r->train) < 0 ||
         (!o->dump_grads[0] && open_dataset(o, VKA_SPLIT_VAL, &r->val) < 0))
         return fail(r, NULL);
@@ -206,6 +209,12 @@ static int train_open(struct train_run *r, struct seg_opts *o)
     if (class_weights(o, &cs, w, &weights) < 0)
         return -1;
     uint64_t count = vka_dataset_count(r->train);
+    int ranks = vka_dist()->size;
+    if (o->batch % ranks) {
+        fprintf(stderr, "vkaccum seg train: --batch %d does not split over %d ranks: give a "
+                "multiple of %d\n", o->batch, ranks, ranks);
+        return -1;
+    }
     r->steps = o->steps ? o->steps
              : o->epochs ? (long long)((o->epochs * count + o->batch - 1) / o->batch) : 300;
     if (!(r->ctx = cli_open_ctx("seg train", o->device, o->mem_budget)))
@@ -213,10 +222,15 @@ static int train_open(struct train_run *r, struct seg_opts *o)
     int fit = seg_opts_fit(o, r->ctx, true, "seg train");
     if (fit)
         return fit;
+    if (o->micro > o->batch / ranks)
+        o->micro = o->batch / ranks; /* a rank trains batch / ranks samples a window */
     struct vka_seg_params sp;
     seg_engine_params(o, true, r->steps, weights, &sp);
+    sp.ranks = (uint32_t)ranks;
     if (vka_seg_create(r->ctx, &sp, &r->seg) < 0)
         return fail(r, NULL);
+    if (ranks > 1)
+        vka_trainer_set_combine(vka_seg_trainer(r->seg), run_combine, NULL);
     if (!strcmp(o->norm, "batch") && o->micro < 8)
         fprintf(stderr, "vkaccum seg train: warning: BatchNorm statistics come from each "
                         "micro-batch of %d samples, not from the batch of %d; --norm group "
@@ -233,7 +247,10 @@ static int train_open(struct train_run *r, struct seg_opts *o)
     struct vka_loader_params lp = { .dataset = r->train, .batch = (uint32_t)o->micro,
                                     .workers = (uint32_t)o->workers, .shuffle = !o->no_augment,
                                     .seed = (uint64_t)o->seed, .epoch_batches = true,
-                                    .channels = 3, .aug = aug };
+                                    .channels = 3, .aug = aug,
+                                    .shard = { .window = (uint32_t)o->batch,
+                                               .nranks = (uint32_t)ranks,
+                                               .rank = (uint32_t)vka_dist()->rank } };
     if (vka_loader_create(&lp, &r->loader) < 0)
         return fail(r, NULL);
     if (o->dump_grads[0])
@@ -242,9 +259,13 @@ static int train_open(struct train_run *r, struct seg_opts *o)
         return -1;
     struct vka_trainer_stats st;
     vka_seg_get_stats(r->seg, &st);
-    if (run_folder_prepare(o->out, SEG_TABLE, o) < 0 ||
-        run_log_open(&r->log, o->out, o->resume[0], st.opt_steps) < 0 ||
-        run_tb_open(&r->tb, o->out, o->tensorboard) < 0)
+    if (!run_writes()) { /* rank 0 carries the run's samples (run_boundary_sync) */
+        st.samples_seen = 0;
+        vka_trainer_set_stats(vka_seg_trainer(r->seg), &st);
+    }
+    if (run_writes() && (run_folder_prepare(o->out, SEG_TABLE, o) < 0 ||
+                         run_log_open(&r->log, o->out, o->resume[0], st.opt_steps) < 0 ||
+                         run_tb_open(&r->tb, o->out, o->tensorboard) < 0))
         return fail(r, NULL);
     return 0;
 }
@@ -353,6 +374,8 @@ static int evaluate(struct train_run *r, uint64_t step)
 static int boundary(struct train_run *r, const struct vka_trainer_stats *st)
 {
     const struct seg_opts *o = r->o;
+    if (!run_writes())
+        return 0;
     double elapsed, ips = run_pace_tick(&r->pace, st->samples_seen, &elapsed);
     struct vka_mem_stats ms;
     vka_mem_get_stats(r->ctx, &ms);
@@ -387,6 +410,22 @@ static int boundary(struct train_run *r, const struct vka_trainer_stats *st)
     return 0;
 }
 
+/* Every rank at a window boundary (run_boundary_sync): the run's samples, kept as rank 0
+ * all and the others none; whether any rank was asked to stop. */
+static int sync_boundary(struct train_run *r, struct vka_trainer_stats *st, int *sig)
+{
+    if (vka_dist()->size < 2)
+        return 0;
+    struct vka_trainer *tr = vka_seg_trainer(r->seg);
+    uint64_t samples = st->samples_seen;
+    if (run_boundary_sync(&samples, sig) < 0)
+        return fail(r, NULL);
+    st->samples_seen = run_writes() ? samples : 0;
+    vka_trainer_set_stats(tr, st);
+    st->samples_seen = samples;
+    return 0;
+}
+
 static void defaults(void *o)
 {
     seg_opts_defaults(o);
@@ -414,6 +453,8 @@ static int seg_train(int argc, char **argv)
         return cli_usage_error("seg train", "say where the run goes: --out RUN");
     if (seg_opts_finish(&o, "seg train") < 0)
         return CLI_USAGE;
+    if ((ret = run_accumulate_mode("seg train", o.accumulate, sizeof(o.accumulate))))
+        return ret;
 
     struct train_run r;
     if ((ret = train_open(&r, &o)) != 0 || (o.dump_grads[0] && dump(&r) < 0) ||
@@ -445,7 +486,8 @@ static int seg_train(int argc, char **argv)
             break;
         }
         vka_seg_get_stats(r.seg, &st);
-        if ((ret = boundary(&r, &st)) == 0 && (sig = run_stop_signal()) &&
+        sig = run_stop_signal();
+        if ((ret = sync_boundary(&r, &st, &sig)) == 0 && (ret = boundary(&r, &st)) == 0 && sig &&
             (ret = save(&r, "last.safetensors", true)) == 0)
             printf("%sstopped by %s at step %llu of %lld; last.safetensors saved. Resume with:\n"
                    "  vkaccum seg train --resume %s\n", r.pace.tty ? "\n" : "",
@@ -455,7 +497,9 @@ static int seg_train(int argc, char **argv)
         printf("%sdone: %llu steps, %llu samples, %.0f s, best val mIoU %.4f; run in %s\n",
                r.pace.tty ? "\n" : "", (unsigned long long)st.opt_steps,
                (unsigned long long)st.samples_seen, run_pace_elapsed(&r.pace), r.best, o.out);
-    if (run_curves_finish(&r.curves) == 0 && r.curves.out[0])
+    if (ret == 0 && !o.dump_grads[0])
+        run_print_combine_share(run_pace_elapsed(&r.pace));
+    if (run_writes() && run_curves_finish(&r.curves) == 0 && r.curves.out[0])
         printf("curves: %s (vkaccum plot RUN... --out F.png overlays runs)\n", r.curves.out);
     if ((run_log_close(&r.log) < 0 || vka_tb_close(&r.tb) < 0) && ret == 0)
         ret = fail(&r, NULL);

@@ -25,6 +25,7 @@ const struct opt_desc seg_opt_table[] = {
     O("recompute", OPT_STR, recompute, "auto|none|blocks|all", "keep for backward everything (none), the inputs of each block or of each layer (all) and recompute the rest; auto: none unless nothing fits (auto)"),
     O("plan", OPT_BOOL, plan, NULL, "print the predicted device memory and the largest micro-batch that fits, and exit"),
     O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
+    O("accumulate", OPT_STR, accumulate, "auto|ordered|exact", "how gradients and losses are summed: ordered (float32, in sample order: any micro-batch split gives the same bits) or exact (96-bit fixed point, 16 bytes more per parameter: any split and order, over ranks too, gives the same bits); auto: exact over several ranks (mpirun), else ordered (auto)"),
     O("crop", OPT_INT, crop, NULL, "training crop S, a multiple of 2^depth (64)"),
     O("steps", OPT_LONG, steps, NULL, "optimizer steps to train (default 300 unless --epochs)"),
     O("epochs", OPT_INT, epochs, NULL, "epochs to train, instead of --steps"),
@@ -82,6 +83,7 @@ void seg_opts_defaults(struct seg_opts *o)
     snprintf(o->mean, sizeof(o->mean), "0.485,0.456,0.406");
     snprintf(o->std, sizeof(o->std), "0.229,0.224,0.225");
     snprintf(o->recompute, sizeof(o->recompute), "auto");
+    snprintf(o->accumulate, sizeof(o->accumulate), "auto");
     o->batch = 16;
     o->crop = 64;
     o->lr = 1e-3;
@@ -182,7 +184,7 @@ void seg_engine_params(const struct seg_opts *o, bool train, long long steps,
         .seed = (uint64_t)o->seed, .batch = (uint32_t)o->batch, .micro = (uint32_t)o->micro,
         .drop_last = o->drop_last, .class_weights = class_weights,
         .detect_anomaly = o->detect_anomaly,
-        .recompute = fit_mode_of(o->recompute),
+        .recompute = fit_mode_of(o->recompute), .exact = train && !strcmp(o->accumulate, "exact"),
     };
     if (!train)
         return;
@@ -297,6 +299,7 @@ int seg_opts_fit(struct seg_opts *o, struct vka_ctx *ctx, bool train, const char
     struct fit fit = {
         .cmd = cmd, .fn = seg_predict, .user = &f, .batch = (uint32_t)o->batch,
         .micro = (uint32_t)o->micro, .recompute = train ? o->recompute : "none",
+        .accumulate = train ? o->accumulate : NULL,
         .budget = ms.budget, .budget_from = o->mem_budget > 0 ? "--mem-budget" : "the device's",
         .smaller = train ? seg_smaller : NULL,
     };

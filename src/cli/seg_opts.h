@@ -13,7 +13,7 @@ struct seg_opts {
     char data[512], out[512], resume[512], load_from[512], dump_grads[512], device[128];
     char palette[512];
     char optimizer[16], schedule[16], norm[16], up[16], class_weights[256];
-    char mean[96], std[96], recompute[8];
+    char mean[96], std[96], recompute[8], accumulate[8];
     int classes, batch, micro, accum, crop, epochs, warmup, eval_every, save_every;
     int depth, width, groups, ignore_index, workers, val_count, train_count, tile;
     long long steps, seed;

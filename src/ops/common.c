@@ -22,14 +22,15 @@ void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size)
     }
     snprintf(buf, size, "(%u,%u,%u,%u) %s%s", t->n, t->c, t->h, t->w,
              layout_name(t->layout),
-             t->dtype == VKA_I32 ? " i32" : "");
+             t->dtype == VKA_I32 ? " i32" : t->dtype == VKA_EXACT ? " exact" : "");
 }
 
 static int check_fits(const char *op, const char *name, const struct vka_tensor *t)
 {
     if (!t->buf && !t->owns_buf)
         return 0; /* a shape without storage: the graph checks shapes before planning */
-    uint64_t end = (t->off + vka_tensor_stored(t)) * 4;
+    uint64_t esize = t->dtype == VKA_EXACT ? 16 : 4;
+    uint64_t end = (t->off + vka_tensor_stored(t)) * esize;
     if (end > t->buf->size) {
         vka_err("%s: %s (%" PRIu64 " elements at element %" PRIu64 ") passes the end of its "
                 "%" PRIu64 "-byte buffer", op, name, vka_tensor_stored(t), t->off,
@@ -37,6 +38,19 @@ static int check_fits(const char *op, const char *name, const struct vka_tensor 
         return -EINVAL;
     }
     return 0;
+}
+
+int vka_op_check_acc(const char *op, const char *name, const struct vka_tensor *t,
+                     enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w)
+{
+    if (t && t->dtype == VKA_EXACT) {
+        struct vka_tensor f = *t;
+        f.dtype = VKA_F32;
+        f.buf = NULL; /* the shape as f32; the extent with 16-byte elements below */
+        int ret = vka_op_check(op, name, &f, layout, n, c, h, w);
+        return ret < 0 ? ret : check_fits(op, name, t);
+    }
+    return vka_op_check(op, name, t, layout, n, c, h, w);
 }
 
 int vka_op_check(const char *op, const char *name, const struct vka_tensor *t,
@@ -122,6 +136,31 @@ int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t fir
     ret = vka_op_bind_out(ctx, t, first, count, b, &base);
     *base4 = base / 4;
     return ret;
+}
+
+int vka_op_bind_exact(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                      uint64_t count, struct vka_binding *b, uint32_t *base)
+{
+    int ret = check_storage(t);
+    if (ret < 0)
+        return ret;
+    if (t->dtype != VKA_EXACT) {
+        vka_err("an exact accumulator binding was given a tensor that is not exact");
+        return -EINVAL;
+    }
+    uint64_t e = t->off + first;
+    uint64_t aligned = e - e % (ALIGN_ELEMS / 4); /* 256 bytes */
+    uint64_t end = (e + count) * 16;
+    if (end > t->buf->size)
+        end = t->buf->size;
+    if (end - aligned * 16 > ctx->profile.max_binding) {
+        vka_err("a binding of %" PRIu64 " bytes passes this device's storage range of %"
+                PRIu64 " bytes", end - aligned * 16, ctx->profile.max_binding);
+        return -E2BIG;
+    }
+    *b = (struct vka_binding){ t->buf, aligned * 16, end - aligned * 16 };
+    *base = (uint32_t)(e - aligned);
+    return 0;
 }
 
 int vka_op_scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t)

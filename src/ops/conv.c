@@ -11,7 +11,11 @@
  * invocation loads its own weights: lavapipe) and tiled (a workgroup stages the weights
  * in shared memory: GPUs), picked by the profile's conv_tiles.
  * dw and db are reduced per sample over fixed 4096-pixel chunks and added into the
- * accumulator in sample order (conv_reduce), so they do not depend on the micro-batch. */
+ * accumulator in sample order (conv_reduce), so they do not depend on the micro-batch.
+ * An exact accumulator (VKA_EXACT, --accumulate exact) takes each sample's sum converted
+ * exactly (conv_reduce_exact); the images of one chunk, whose dw otherwise continues one
+ * chain over the samples (conv_wgrad_direct), then get per-sample partials too, for
+ * groups of samples whose partials fit WGRAD_EXACT_SCRATCH floats (at least one). */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -25,6 +29,7 @@ enum {
     TILE_A = 32,          /* weight rows per shared-memory tile (TA4 vec4s in conv.comp) */
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
+    WGRAD_EXACT_SCRATCH = 1 << 20, /* floats (4 MiB): an exact dw's per-sample partials */
 };
 
 struct conv_push {
@@ -180,7 +185,8 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
     return 0;
 }
 
-/* acc (vec4s) += per-sample sums of part[n][chunk][per], samples in order. */
+/* acc (vec4s) += per-sample sums of part[n][chunk][per], samples in order (an exact acc:
+ * each sample's sum converted and added exactly). */
 static int reduce(struct vka_cmd *cmd, const struct vka_tensor *part, uint32_t N,
                   uint32_t nchunks, uint32_t per, const struct vka_tensor *acc)
 {
@@ -190,18 +196,63 @@ static int reduce(struct vka_cmd *cmd, const struct vka_tensor *part, uint32_t N
                             .m_count = (uint32_t)vka_tensor_stored(acc) };
     struct vka_binding b[2];
     uint32_t base;
-    int ret = pipe_for(ctx, "conv_reduce", 2, 1, &pipe);
+    bool exact = acc->dtype == VKA_EXACT;
+    int ret = pipe_for(ctx, exact ? "conv_reduce_exact" : "conv_reduce", 2, 1, &pipe);
     if (ret < 0 ||
-        (ret = vka_op_bind_in(ctx, part, 0, vka_tensor_stored(part), &b[0], &pc.x_base)) < 0 ||
-        (ret = vka_op_bind_out(ctx, acc, 0, vka_tensor_stored(acc), &b[1], &base)) < 0)
+        (ret = vka_op_bind_in(ctx, part, 0, (uint64_t)N * nchunks * per * 4, &b[0],
+                              &pc.x_base)) < 0 ||
+        (ret = exact ? vka_op_bind_exact(ctx, acc, 0, vka_tensor_stored(acc), &b[1], &base)
+                     : vka_op_bind_out(ctx, acc, 0, vka_tensor_stored(acc), &b[1], &base)) < 0)
         return ret;
     if (acc->off % 4) {
         vka_err("conv: a gradient accumulator starts at element %" PRIu64 ", not a vec4",
                 acc->off);
         return -EINVAL;
     }
-    pc.y_base = base / 4;
+    pc.y_base = exact ? base : base / 4;
     return vka_cmd_dispatch_1d(cmd, pipe, b, &pc, per);
+}
+
+/* An exact dw of images of one chunk: conv_wgrad's per-sample partials for groups of
+ * samples (as many as WGRAD_EXACT_SCRATCH floats hold, at least one), each group's added
+ * exactly by conv_reduce_exact; the scratch is reused (the barrier between dispatches
+ * orders a group's wgrad after the previous group's reduce). */
+static int wgrad_exact_groups(struct vka_cmd *cmd, const struct geom *g,
+                              const struct conv_push *pc0, const struct vka_tensor *gsrc,
+                              const struct vka_tensor *dpix, const struct vka_tensor *dw,
+                              uint32_t per)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    uint64_t per_sample = (uint64_t)per * 4; /* floats */
+    uint64_t gs = WGRAD_EXACT_SCRATCH / per_sample;
+    gs = gs < 1 ? 1 : gs > g->N ? g->N : gs;
+    uint32_t tn4 = 2, ta4 = TM / 4;
+    uint32_t nab = (pc0->A4 + ta4 - 1) / ta4, nbb = (pc0->B4 + tn4 - 1) / tn4;
+    struct vka_tensor part;
+    struct vka_pipe *pipe;
+    int ret = vka_op_scratch(cmd, gs * per_sample, &part);
+    if (ret < 0 || (ret = pipe_for(ctx, "conv_wgrad", 3, tn4, &pipe)) < 0)
+        return ret;
+    uint64_t gper = (uint64_t)g->H * g->W * pc0->A4 * 4, dper = (uint64_t)g->P * g->Q * pc0->B4 * 4;
+    for (uint32_t n0 = 0; n0 < g->N; n0 += (uint32_t)gs) {
+        uint32_t ng = g->N - n0 < gs ? g->N - n0 : (uint32_t)gs;
+        struct conv_push pc = *pc0;
+        struct vka_binding b[3];
+        uint32_t base;
+        pc.N = ng;
+        pc.chunk = WGRAD_CHUNK;
+        pc.aux = g->A;
+        if ((ret = vka_op_bind_in(ctx, gsrc, n0 * gper, ng * gper, &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_in(ctx, dpix, n0 * dper, ng * dper, &b[1], &pc.w_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, &part, 0, ng * per_sample, &b[2], &base)) < 0)
+            return ret;
+        pc.y_base = base / 4;
+        uint64_t n = (uint64_t)ng * g->R * g->S * nab * nbb;
+        if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0 ||
+            (ret = reduce(cmd, &part, ng, 1, per, dw)) < 0)
+            return ret;
+    }
+    return 0;
 }
 
 /* dw (RSAB4 of A x B) += sum over samples of sum over pixels o of (P, Q):
@@ -221,6 +272,8 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
      * batch would. Larger images keep per-(sample, chunk) partials that conv_reduce adds
      * in sample order. Which way depends on the image size only, never on the batch. */
     bool direct = nchunks == 1;
+    if (direct && dw->dtype == VKA_EXACT)
+        return wgrad_exact_groups(cmd, g, &pc, gsrc, dpix, dw, per);
     struct vka_tensor part = *dw;
     struct vka_pipe *pipe;
     struct vka_binding b[3];
@@ -419,9 +472,10 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     if (ret < 0 || (ret = check_out(op, "output gradient", a->dy, s)) < 0 ||
         (dx && (ret = check_out(op, "input gradient", dx,
                                 (uint32_t[4]){ x->n, x->c, x->h, x->w })) < 0) ||
-        (dw && (ret = vka_op_check(op, "weight gradient", dw, VKA_LAYOUT_WEIGHT, w->n, w->c,
-                                   w->h, w->w)) < 0) ||
-        (db && (ret = vka_op_check(op, "bias gradient", db, VKA_LAYOUT_FLAT, s[1], 1, 1, 1)) < 0))
+        (dw && (ret = vka_op_check_acc(op, "weight gradient", dw, VKA_LAYOUT_WEIGHT, w->n,
+                                       w->c, w->h, w->w)) < 0) ||
+        (db && (ret = vka_op_check_acc(op, "bias gradient", db, VKA_LAYOUT_FLAT, s[1], 1, 1,
+                                       1)) < 0))
         return ret;
     /* g: source (H, W, A) -> output (P, Q, B); for conv2d source = x, for convT source =
      * y's side, i.e. dy. The "scatter" geometry sg swaps the two sides. */

@@ -6,7 +6,8 @@
  * the others) into a scratch buffer laid out (N, B, V4) vec4; blocks never span samples.
  * loss_fold then reduces each sample's B partials by a fixed tree and adds the results
  * into y in sample order, so the accumulator's bits do not depend on how a batch is
- * split into micro-batches. bwd records one invocation per item. hinge's two modes are
+ * split into micro-batches; an exact y (--accumulate exact) takes each sample's result
+ * converted and added exactly (loss_fold_exact). bwd records one invocation per item. hinge's two modes are
  * two kinds here (two shader variants), chosen by p.loss.hinge_linear.
  *
  * Long tensors are split into chunks whose storage bindings fit the profile's
@@ -89,10 +90,12 @@ static uint64_t chunk_floats(const struct vka_ctx *ctx)
     return c < (1ull << 30) ? c : 1ull << 30;
 }
 
+/* acc: the accumulator fwd adds into, which may be exact (--accumulate exact) */
 static int check_flat_n(const char *op, const char *name, const struct vka_tensor *t,
-                        uint64_t n)
+                        uint64_t n, bool acc)
 {
-    int ret = vka_op_check(op, name, t, VKA_LAYOUT_FLAT, 0, 0, 0, 0);
+    int ret = acc ? vka_op_check_acc(op, name, t, VKA_LAYOUT_FLAT, 0, 0, 0, 0)
+                  : vka_op_check(op, name, t, VKA_LAYOUT_FLAT, 0, 0, 0, 0);
     if (ret < 0)
         return ret;
     if (vka_tensor_numel(t) != n) {
@@ -133,7 +136,7 @@ static int check_inputs(enum loss_kind k, const struct vka_op_args *a, struct ge
         g->V4 = k == LOSS_DICE ? 2 * g->q4 : 1;
         ret = vka_op_check_i32(op, "x1 (targets)", a->x[1], (uint64_t)x->n * hw);
         if (ret == 0 && k == LOSS_CE && a->x[2])
-            ret = check_flat_n(op, "x2 (class weights)", a->x[2], x->c);
+            ret = check_flat_n(op, "x2 (class weights)", a->x[2], x->c, false);
     } else {
         g->per = hw * g->q4;
         g->fpi = 4;
@@ -271,12 +274,12 @@ static int record_fold(struct vka_cmd *cmd, enum loss_kind k, const struct vka_o
         return -E2BIG;
     }
     struct vka_pipe *pipe;
+    bool dice = k == LOSS_DICE, exact = a->y->dtype == VKA_EXACT;
     int ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
-        .shader = "loss_fold", .nbind = 2, .bind = { VKA_BIND_IN, VKA_BIND_OUT },
-        .push_size = sizeof(struct fold_push) }, &pipe);
+        .shader = exact ? "loss_fold_exact" : "loss_fold", .nbind = 2,
+        .bind = { VKA_BIND_IN, VKA_BIND_OUT }, .push_size = sizeof(struct fold_push) }, &pipe);
     if (ret < 0)
         return ret;
-    bool dice = k == LOSS_DICE;
     for (uint64_t s0 = 0; s0 < g->N; s0 += spc) {
         uint64_t ns = g->N - s0 < spc ? g->N - s0 : spc;
         struct fold_push pc = { .nsamp = (uint32_t)ns, .B = B, .V4 = g->V4,
@@ -284,7 +287,8 @@ static int record_fold(struct vka_cmd *cmd, enum loss_kind k, const struct vka_o
         struct vka_binding b[2];
         if ((ret = vka_op_bind_in(ctx, part, s0 * per_sample, ns * per_sample, &b[0],
                                   &pc.p_base)) < 0 ||
-            (ret = vka_op_bind_out(ctx, a->y, 0, acc_size(k, g), &b[1], &pc.acc_base)) < 0 ||
+            (ret = exact ? vka_op_bind_exact(ctx, a->y, 0, acc_size(k, g), &b[1], &pc.acc_base)
+                         : vka_op_bind_out(ctx, a->y, 0, acc_size(k, g), &b[1], &pc.acc_base)) < 0 ||
             (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc,
                                        (uint64_t)g->V4 * ctx->profile.wg_size)) < 0)
             return ret;
@@ -296,7 +300,7 @@ static int loss_fwd(struct vka_cmd *cmd, enum loss_kind k, const struct vka_op_a
 {
     struct geom g;
     int ret = check_inputs(k, a, &g);
-    if (ret < 0 || (ret = check_flat_n(kinds[k].op, "y", a->y, acc_size(k, &g))) < 0)
+    if (ret < 0 || (ret = check_flat_n(kinds[k].op, "y", a->y, acc_size(k, &g), true)) < 0)
         return ret;
     if (g.N == 0 || g.per == 0)
         return 0;
@@ -337,7 +341,7 @@ static int loss_bwd(struct vka_cmd *cmd, enum loss_kind k, const struct vka_op_a
     int ret = check_inputs(k, a, &g);
     if (ret < 0)
         return ret;
-    if (k == LOSS_DICE && (ret = check_flat_n(op, "dy", a->dy, 2ull * g.C)) < 0)
+    if (k == LOSS_DICE && (ret = check_flat_n(op, "dy", a->dy, 2ull * g.C, false)) < 0)
         return ret;
     const struct vka_tensor *dx = a->dx[0];
     if (dx && (ret = vka_op_check(op, "dx0", dx, VKA_LAYOUT_NHWC4, g.N, g.C, a->x[0]->h,

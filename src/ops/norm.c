@@ -70,10 +70,12 @@ static uint64_t bind_limit(const struct vka_ctx *ctx)
     return ctx->profile.max_binding / 4 - 68;
 }
 
-static int check_vec(const char *op, const char *name, const struct vka_tensor *t,
-                     uint64_t count, const char *what)
+/* acc: an accumulator the op adds into (dgamma, dbeta), which may be exact */
+static int check_vec_of(const char *op, const char *name, const struct vka_tensor *t,
+                        uint64_t count, const char *what, bool acc)
 {
-    int ret = vka_op_check(op, name, t, VKA_LAYOUT_FLAT, 0, 0, 0, 0);
+    int ret = acc ? vka_op_check_acc(op, name, t, VKA_LAYOUT_FLAT, 0, 0, 0, 0)
+                  : vka_op_check(op, name, t, VKA_LAYOUT_FLAT, 0, 0, 0, 0);
     if (ret < 0)
         return ret;
     if (vka_tensor_stored(t) != count) {
@@ -82,6 +84,12 @@ static int check_vec(const char *op, const char *name, const struct vka_tensor *
         return -EINVAL;
     }
     return 0;
+}
+
+static int check_vec(const char *op, const char *name, const struct vka_tensor *t,
+                     uint64_t count, const char *what)
+{
+    return check_vec_of(op, name, t, count, what, false);
 }
 
 static int check_act(const char *op, const char *name, const struct vka_tensor *t,
@@ -165,6 +173,8 @@ static int bind_opt(struct vka_ctx *ctx, const struct plan *pl, const struct vka
         *flags |= flag;
     else
         t = &dummy;
+    if (t->dtype == VKA_EXACT)
+        return vka_op_bind_exact(ctx, t, 0, vka_tensor_stored(t), b, base);
     return vka_op_bind_out(ctx, t, 0, vka_tensor_stored(t), b, base);
 }
 
@@ -255,8 +265,15 @@ static int record_fin(struct vka_cmd *cmd, const struct plan *pl, bool bwd, bool
                           &pc->r0_base, &pc->r1_base };
     uint32_t *bwd_bases[] = { &pc->gamma_base, &pc->mean_base, &pc->istd_base, &pc->r0_base,
                               &pc->r1_base };
+    /* exact dgamma/dbeta (--accumulate exact): t[3], t[4] of finbwd */
+    bool exact = bwd && ((t[3] && t[3]->dtype == VKA_EXACT) || (t[4] && t[4]->dtype == VKA_EXACT));
+    if (exact && ((t[3] && t[3]->dtype != VKA_EXACT) || (t[4] && t[4]->dtype != VKA_EXACT))) {
+        vka_err("%s: dgamma and dbeta must both be exact accumulators or both f32", pl->op);
+        return -EINVAL;
+    }
     struct vka_pipe_params pp = {
-        .shader = bwd ? "norm_finbwd" : "norm_fin", .nbind = nt + 2,
+        .shader = !bwd ? "norm_fin" : exact ? "norm_finbwd_exact" : "norm_finbwd",
+        .nbind = nt + 2,
         .push_size = sizeof(*pc), .nspec = 1, .spec = { items(ctx) } };
     for (uint32_t i = 1; i < pp.nbind; i++)
         pp.bind[i] = VKA_BIND_OUT;
@@ -386,8 +403,8 @@ static int norm_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
         (a->dx[0] && (ret = check_act(op, "dx", a->dx[0], pl.x)) < 0))
         return ret;
     snprintf(what, sizeof(what), "C=%u", pl.C);
-    if ((a->dx[1] && (ret = check_vec(op, "dgamma", a->dx[1], pl.C, what)) < 0) ||
-        (a->dx[2] && (ret = check_vec(op, "dbeta", a->dx[2], pl.C, what)) < 0))
+    if ((a->dx[1] && (ret = check_vec_of(op, "dgamma", a->dx[1], pl.C, what, true)) < 0) ||
+        (a->dx[2] && (ret = check_vec_of(op, "dbeta", a->dx[2], pl.C, what, true)) < 0))
         return ret;
     const struct vka_tensor *const *st = eval ? a->state : a->saved;
     for (int i = 0; i < 2; i++) {

@@ -162,6 +162,10 @@ bool vka_op_saved_shape(enum vka_op op, int i, const struct vka_op_args *a,
  * shape inference): only its shape is checked. */
 int vka_op_check(const char *op, const char *name, const struct vka_tensor *t,
                  enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w);
+/* The same for a gradient or loss accumulator that the op adds into: f32, or VKA_EXACT
+ * (--accumulate exact: the op converts each per-sample partial and adds it exactly). */
+int vka_op_check_acc(const char *op, const char *name, const struct vka_tensor *t,
+                     enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w);
 int vka_op_check_i32(const char *op, const char *name, const struct vka_tensor *t,
                      uint64_t count);
 /* "(N,C,H,W) nhwc4" for messages. */
@@ -178,6 +182,11 @@ int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t fi
  * must be a multiple of 4. */
 int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
                    uint64_t count, struct vka_binding *b, uint32_t *base4);
+
+/* Elements [first, first + count) of a VKA_EXACT tensor bound for storage access as
+ * uvec4s: *base is the index of element `first` in the binding. */
+int vka_op_bind_exact(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                      uint64_t count, struct vka_binding *b, uint32_t *base);
 
 /* A FLAT scratch tensor of `floats` elements (VKA_MEM_OTHER) owned by the recorder: freed
  * when it is destroyed or begun again, after its work. */

@@ -1,0 +1,123 @@
+// Exact accumulation (--accumulate exact; the representation is described in src/exact.h,
+// whose C functions these mirror bit for bit): an element is a uvec4, x,y,z a 96-bit
+// two's-complement integer I (x least significant, value I * 2^-64), w bits 0-7 sticky
+// flags (1 NaN, 2 +inf, 4 -inf, 8 a contribution >= 2^31 in magnitude) and bits 8-31 the
+// 24-bit extension E of I (carries out of z). exact_add is a 120-bit add and an OR of
+// the flags: associative and commutative. Only 32-bit integer arithmetic.
+
+#define EXACT_BUFFER(binding_, name_) \
+    layout(set = 0, binding = binding_, std430) buffer name_##_ssbo { uvec4 name_[]; };
+
+uvec4 exact_add(uvec4 a, uvec4 b)
+{
+    uint c0, c1, c1b, c2, c2b;
+    uint x = uaddCarry(a.x, b.x, c0);
+    uint y = uaddCarry(uaddCarry(a.y, b.y, c1), c0, c1b);
+    uint z = uaddCarry(uaddCarry(a.z, b.z, c2), c1 + c1b, c2b);
+    uint ext = ((a.w >> 8u) + (b.w >> 8u) + c2 + c2b) & 0xffffffu;
+    return uvec4(x, y, z, ((a.w | b.w) & 0xffu) | (ext << 8u));
+}
+
+// v rounded to nearest even at 2^-64, as an element (one contribution)
+uvec4 exact_from_float(float v)
+{
+    uint bits = floatBitsToUint(v);
+    uint ex = (bits >> 23u) & 0xffu, frac = bits & 0x7fffffu;
+    bool neg = (bits >> 31u) != 0u;
+    if (ex == 255u)
+        return uvec4(0u, 0u, 0u, frac != 0u ? 1u : neg ? 4u : 2u);
+    if (ex >= 158u) // |v| >= 2^31
+        return uvec4(0u, 0u, 0u, 8u);
+    uint m = ex == 0u ? frac : frac | 0x800000u;
+    int sh = (ex == 0u ? -149 : int(ex) - 150) + 64; // I = m * 2^sh
+    uvec3 mag = uvec3(0u);
+    if (sh >= 0) {
+        uint k = uint(sh) >> 5u, b = uint(sh) & 31u;
+        uint lo = m << b, hi = b == 0u ? 0u : m >> (32u - b);
+        mag[k] = lo;
+        if (k < 2u)
+            mag[k + 1u] = hi;
+    } else {
+        uint s = uint(-sh);
+        if (s > 25u)
+            return uvec4(0u);
+        uint q = m >> s, r = m & ((1u << s) - 1u), half_ = 1u << (s - 1u);
+        if (r > half_ || (r == half_ && (q & 1u) != 0u))
+            q++;
+        mag.x = q;
+    }
+    if (!neg || (mag.x | mag.y | mag.z) == 0u)
+        return uvec4(mag, 0u);
+    // -mag: invert and add one
+    uint c0, c1;
+    uint x = uaddCarry(~mag.x, 1u, c0);
+    uint y = uaddCarry(~mag.y, c0, c1);
+    uint z = ~mag.z + c1;
+    return uvec4(x, y, z, 0xffffff00u);
+}
+
+// bits [pos, pos + 32) of m (zeros past bit 95)
+uint exact_bits_at(uvec3 m, uint pos)
+{
+    uint k = pos >> 5u, b = pos & 31u;
+    uint lo = m[k] >> b;
+    uint hi = (b == 0u || k >= 2u) ? 0u : m[k + 1u] << (32u - b);
+    return lo | hi;
+}
+
+// whether any of bits [0, pos) of m is set
+bool exact_any_below(uvec3 m, uint pos)
+{
+    uint k = pos >> 5u, b = pos & 31u;
+    bool any = false;
+    for (uint i = 0u; i < 3u; i++)
+        if (i < k)
+            any = any || m[i] != 0u;
+    if (b != 0u && k < 3u)
+        any = any || (m[k] & ((1u << b) - 1u)) != 0u;
+    return any;
+}
+
+// the element's value correctly rounded (round to nearest even); NaN for a NaN, both
+// infinities or out of range, +-inf for one infinity
+float exact_to_float(uvec4 e)
+{
+    uint f = e.w & 0xffu;
+    bool neg = (e.z >> 31u) != 0u;
+    uint ext = e.w >> 8u;
+    if ((f & 1u) != 0u || (f & 6u) == 6u)
+        return uintBitsToFloat(0x7fc00000u);
+    if ((f & 2u) != 0u)
+        return uintBitsToFloat(0x7f800000u);
+    if ((f & 4u) != 0u)
+        return uintBitsToFloat(0xff800000u);
+    if ((f & 8u) != 0u || ext != (neg ? 0xffffffu : 0u))
+        return uintBitsToFloat(0x7fc00000u);
+    uvec3 m = e.xyz;
+    if (neg) {
+        uint c0, c1;
+        m.x = uaddCarry(~e.x, 1u, c0);
+        m.y = uaddCarry(~e.y, c0, c1);
+        m.z = ~e.z + c1;
+    }
+    int h = m.z != 0u ? 64 + findMSB(m.z) : m.y != 0u ? 32 + findMSB(m.y) : findMSB(m.x);
+    if (h < 0)
+        return 0.0;
+    float r;
+    if (h <= 23) {
+        r = ldexp(float(m.x), -64);
+    } else {
+        uint s = uint(h) - 23u;
+        uint q = exact_bits_at(m, s) & 0xffffffu;
+        bool half_ = (exact_bits_at(m, s - 1u) & 1u) != 0u;
+        bool sticky = exact_any_below(m, s - 1u);
+        if (half_ && (sticky || (q & 1u) != 0u))
+            q++;
+        if (q == 0x1000000u) {
+            q >>= 1u;
+            s++;
+        }
+        r = ldexp(float(q), int(s) - 64);
+    }
+    return neg ? -r : r;
+}
