@@ -314,14 +314,26 @@ int vka_seg_evaluate(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max_i
                      uint32_t batch, struct vka_seg_metrics *m, vka_seg_image_fn fn,
                      void *user, uint32_t n_fn)
 {
+    int ret = vka_seg_evaluate_part(seg, ds, max_images, 0, 1, batch, m, fn, user, n_fn);
+    vka_seg_metrics_finish(m);
+    return ret;
+}
+
+int vka_seg_evaluate_part(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max_images,
+                          uint32_t part, uint32_t parts, uint32_t batch,
+                          struct vka_seg_metrics *m, vka_seg_image_fn fn, void *user,
+                          uint32_t n_fn)
+{
     struct vka_augment_params aug = { .mean = seg->mean, .std = seg->std };
-    uint32_t n = vka_dataset_count(ds);
+    uint64_t n = vka_dataset_count(ds);
     if (max_images && max_images < n)
         n = max_images;
+    uint32_t first = (uint32_t)((part * n + parts - 1) / parts),
+             last = (uint32_t)(((part + 1) * n + parts - 1) / parts);
     /* the same weights, through the forward-only phase in eval mode */
     vka_graph_set_training(seg->g, false);
     int ret = 0;
-    for (uint32_t i = 0; i < n && ret == 0; i++) {
+    for (uint32_t i = first; i < last && ret == 0; i++) {
         struct vka_sample smp;
         if ((ret = vka_dataset_get(ds, i, 3, &smp)) < 0)
             break;
@@ -348,7 +360,6 @@ int vka_seg_evaluate(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max_i
         vka_sample_free(&smp);
     }
     vka_graph_set_training(seg->g, seg->p.train);
-    vka_seg_metrics_finish(m);
     return ret;
 }
 

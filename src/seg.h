@@ -80,6 +80,17 @@ int vka_seg_evaluate(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max_i
                      uint32_t batch, struct vka_seg_metrics *m, vka_seg_image_fn fn,
                      void *user, uint32_t n_fn);
 
+/* One part of an evaluation spread over `parts` processes: images ceil(part n / parts) to
+ * ceil((part + 1) n / parts) - 1 of the first n = max_images of ds (part 0 always has
+ * one) counted into m's confusion matrix, not finished: the caller adds the parts'
+ * m->conf together (integers: any order gives the same counts), then calls
+ * vka_seg_metrics_finish. fn sees the part's images whose index is below n_fn.
+ * vka_seg_evaluate is part 0 of 1, finished. */
+int vka_seg_evaluate_part(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max_images,
+                          uint32_t part, uint32_t parts, uint32_t batch,
+                          struct vka_seg_metrics *m, vka_seg_image_fn fn, void *user,
+                          uint32_t n_fn);
+
 /* Checkpoints: the model's tensors with PyTorch's names (train: also the trainer's state
  * and the caller's extra train.* tensors). vka_seg_load restores a training run (resume)
  * and hands back the file, read once, for the caller's extras (the caller destroys it);

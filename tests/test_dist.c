@@ -62,8 +62,8 @@ static void same_model(const char *a, const char *b)
     vka_st_file_destroy(&fb);
 }
 
-/* The "loss" fields of a run's metrics.jsonl, in order. */
-static void losses(const char *path, char *dst, size_t size)
+/* The "loss" fields of a run's metrics.jsonl, in order, and its evaluations' "miou". */
+static void losses(const char *path, bool miou, char *dst, size_t size)
 {
     FILE *f = fopen(path, "r");
     cr_assert(f, "no %s", path);
@@ -74,6 +74,10 @@ static void losses(const char *path, char *dst, size_t size)
         const char *l = strstr(line, "\"loss\":"), *e = l ? strstr(l, ",\"lr\"") : NULL;
         if (l && e)
             used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(e - l), l);
+        l = miou ? strstr(line, "\"miou\":") : NULL;
+        e = l ? strstr(l, ",\"iou\"") : NULL; /* miou and pixel_acc */
+        if (l && e)
+            used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(e - l), l);
     }
     fclose(f);
 }
@@ -82,7 +86,7 @@ static void losses(const char *path, char *dst, size_t size)
  * which 3 ranks share as 1, 1 and none */
 #define COMMON "seg train --data shapes --train-count 14 --crop 32 --depth 2 --width 8 " \
                "--norm group --batch 6 --eval-every 0 --save-every 1 --workers 0 " \
-               "--val-count 2 --schedule constant --accumulate exact"
+               "--val-count 3 --schedule constant --accumulate exact"
 
 Test(dist, ranks_train_the_bits_of_one_process, .timeout = 600)
 {
@@ -91,7 +95,10 @@ Test(dist, ranks_train_the_bits_of_one_process, .timeout = 600)
     char args[2048], a[4096], b[4096];
     snprintf(args, sizeof(args), COMMON " --steps 4 --micro-batch 6 --out %s/one", dir);
     cr_assert_eq(run(0, args), 0, "%s", out);
-    losses(test_path("%s/one/metrics.jsonl", dir), a, sizeof(a));
+    losses(test_path("%s/one/metrics.jsonl", dir), true, a, sizeof(a));
+    cr_assert(strstr(a, "miou"), "no evaluation logged:\n%s", a);
+    /* (the evaluation at the last step is shared by the ranks: 3 validation images,
+     * the parts' confusion matrices summed) */
     const int ranks[] = { 2, 3 }, micro[] = { 3, 1 };
     for (int k = 0; k < 2; k++) {
         snprintf(args, sizeof(args), COMMON " --steps 4 --micro-batch %d --out %s/np%d",
@@ -99,7 +106,7 @@ Test(dist, ranks_train_the_bits_of_one_process, .timeout = 600)
         cr_assert_eq(run(ranks[k], args), 0, "%d ranks: %s", ranks[k], out);
         same_model(test_path("%s/one/last.safetensors", dir),
                    test_path("%s/np%d/last.safetensors", dir, ranks[k]));
-        losses(test_path("%s/np%d/metrics.jsonl", dir, ranks[k]), b, sizeof(b));
+        losses(test_path("%s/np%d/metrics.jsonl", dir, ranks[k]), true, b, sizeof(b));
         cr_assert_str_eq(a, b, "one process:\n%s\n%d ranks:\n%s", a, ranks[k], b);
     }
     /* resumed with another rank count: 2 ranks for 2 steps, then one process to 4 */
@@ -109,7 +116,9 @@ Test(dist, ranks_train_the_bits_of_one_process, .timeout = 600)
     cr_assert_eq(run(0, args), 0, "%s", out);
     same_model(test_path("%s/one/last.safetensors", dir),
                test_path("%s/part/last.safetensors", dir));
-    losses(test_path("%s/part/metrics.jsonl", dir), b, sizeof(b));
+    /* (the part's run evaluated at its step 2 too: losses only) */
+    losses(test_path("%s/one/metrics.jsonl", dir), false, a, sizeof(a));
+    losses(test_path("%s/part/metrics.jsonl", dir), false, b, sizeof(b));
     cr_assert_str_eq(a, b, "uninterrupted:\n%s\nresumed:\n%s", a, b);
     test_tmpdir_remove(&dir);
 }

@@ -316,14 +316,30 @@ static int write_val_overlay(void *user, uint32_t i, const struct vka_image *img
     return ret;
 }
 
+/* An evaluation shared by the ranks of a run (one process: all of it): each evaluates
+ * its part of the images, the confusion matrices are summed, and every rank finishes
+ * the same metrics. */
+static int evaluate_shared(struct vka_seg *seg, struct vka_dataset *ds, uint32_t max,
+                           uint32_t batch, struct vka_seg_metrics *m, vka_seg_image_fn fn,
+                           void *user, uint32_t n_fn)
+{
+    const struct vka_dist *d = vka_dist();
+    int ret = vka_seg_evaluate_part(seg, ds, max, (uint32_t)d->rank, (uint32_t)d->size, batch,
+                                    m, fn, user, n_fn);
+    if (ret == 0)
+        ret = vka_dist_sum_u64(m->conf, m->classes * m->classes);
+    vka_seg_metrics_finish(m);
+    return ret;
+}
+
 /* Evaluation at a window boundary: metrics line, overlays of the first images, and
- * best.safetensors when the mIoU improves. */
+ * best.safetensors when the mIoU improves; every rank evaluates its part, rank 0 writes. */
 static int evaluate(struct train_run *r, uint64_t step)
 {
     const struct seg_opts *o = r->o;
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s/samples/step_%06llu", o->out, (unsigned long long)step);
-    int mk = cli_mkdir_p(dir);
+    int mk = run_writes() ? cli_mkdir_p(dir) : 0;
     if (mk < 0) {
         vka_err("cannot create %s: %s", dir, strerror(-mk));
         return fail(r, NULL);
@@ -331,10 +347,14 @@ static int evaluate(struct train_run *r, uint64_t step)
     struct vka_seg_metrics sm;
     struct overlay_sink sink = { dir, r->tb, step };
     if (vka_seg_metrics_init(&sm, (uint32_t)o->classes) < 0 ||
-        vka_seg_evaluate(r->seg, r->val, (uint32_t)o->val_count, (uint32_t)o->micro, &sm,
-                         write_val_overlay, &sink, 4) < 0) {
+        evaluate_shared(r->seg, r->val, (uint32_t)o->val_count, (uint32_t)o->micro, &sm,
+                        run_writes() ? write_val_overlay : NULL, &sink, 4) < 0) {
         vka_seg_metrics_free(&sm);
         return fail(r, "evaluation");
+    }
+    if (!run_writes()) {
+        vka_seg_metrics_free(&sm);
+        return 0;
     }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", "val");
@@ -374,8 +394,9 @@ static int evaluate(struct train_run *r, uint64_t step)
 static int boundary(struct train_run *r, const struct vka_trainer_stats *st)
 {
     const struct seg_opts *o = r->o;
-    if (!run_writes())
-        return 0;
+    if (!run_writes()) /* the other ranks take their part of the evaluations */
+        return run_every(st->opt_steps, o->eval_every, (long long)st->opt_steps == r->steps)
+               ? evaluate(r, st->opt_steps) : 0;
     double elapsed, ips = run_pace_tick(&r->pace, st->samples_seen, &elapsed);
     struct vka_mem_stats ms;
     vka_mem_get_stats(r->ctx, &ms);
@@ -601,8 +622,8 @@ static int seg_eval(int argc, char **argv)
     if (open_inference("seg eval", &o, vals[0], &ctx, &seg) < 0)
         goto out;
     if (vka_seg_metrics_init(&sm, (uint32_t)o.classes) < 0 ||
-        vka_seg_evaluate(seg, val, (uint32_t)o.val_count, (uint32_t)o.micro, &sm, NULL, NULL,
-                         0) < 0) {
+        evaluate_shared(seg, val, (uint32_t)o.val_count, (uint32_t)o.micro, &sm, NULL, NULL,
+                        0) < 0) {
         fprintf(stderr, "vkaccum seg eval: %s\n", vka_last_error());
         goto out;
     }
