@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "exact.h"
 
 static uint64_t rng;
 
@@ -282,4 +283,48 @@ const char *test_path(const char *fmt, ...)
     vsnprintf(b, 512, fmt, ap);
     va_end(ap);
     return b;
+}
+
+void test_allreduce_init(struct test_allreduce *a, uint32_t nranks)
+{
+    cr_assert(nranks >= 1 && nranks <= 4);
+    *a = (struct test_allreduce){ .nranks = nranks };
+    pthread_barrier_init(&a->bar, NULL, nranks);
+}
+
+void test_allreduce_destroy(struct test_allreduce *a)
+{
+    pthread_barrier_destroy(&a->bar);
+}
+
+int test_allreduce_exact(struct test_allreduce *a, uint32_t rank, uint32_t *words,
+                         uint64_t nelems)
+{
+    a->words[rank] = words;
+    a->n[rank] = nelems;
+    a->calls[rank]++;
+    pthread_barrier_wait(&a->bar);
+    uint32_t *sum = calloc(nelems * 4, 4);
+    if (!sum)
+        return -ENOMEM;
+    for (uint32_t r = 0; r < a->nranks; r++) {
+        if (a->n[r] != nelems)
+            a->mismatch = true;
+        else
+            vka_exact_add(sum, a->words[r], nelems);
+    }
+    pthread_barrier_wait(&a->bar); /* every rank has read every rank's words */
+    memcpy(words, sum, nelems * 16);
+    free(sum);
+    return 0;
+}
+
+void test_threads(void *(*fn)(void *), void *items, size_t item_size, uint32_t n)
+{
+    pthread_t th[8];
+    cr_assert(n <= 8);
+    for (uint32_t i = 0; i < n; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, fn, (char *)items + i * item_size), 0);
+    for (uint32_t i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
 }

@@ -6,7 +6,9 @@
 #define VKA_TEST_COMMON_H
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "log.h"
 #include "safetensors.h"
@@ -73,6 +75,41 @@ const char *test_python(void);
 
 /* Asserts that two safetensors files hold the same tensors, bit for bit. */
 void test_st_assert_equal(const char *a, const char *b);
+
+/* A float's bits and back (the tests that check encodings bit for bit). */
+static inline uint32_t test_float_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
+
+static inline float test_bits_float(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* Ranks simulated by threads (the data-parallel tests): what an MPI allreduce of the
+ * trainers' exact accumulators does, behind a barrier. Every rank passes its words and
+ * gets back the sum of all ranks' (vka_exact_add, in rank order); calls counts each
+ * rank's calls, mismatch is set when ranks pass different element counts. */
+struct test_allreduce {
+    uint32_t nranks;
+    pthread_barrier_t bar;
+    uint32_t *words[4];
+    uint64_t n[4];
+    uint32_t calls[4];
+    bool mismatch;
+};
+void test_allreduce_init(struct test_allreduce *a, uint32_t nranks);
+/* fn on each of n items (item_size bytes apart) in a thread of its own; returns when all
+ * are done. */
+void test_threads(void *(*fn)(void *), void *items, size_t item_size, uint32_t n);
+void test_allreduce_destroy(struct test_allreduce *a);
+int test_allreduce_exact(struct test_allreduce *a, uint32_t rank, uint32_t *words,
+                         uint64_t nelems);
 
 /* Runs recorded work and asserts it succeeded. */
 void test_run(struct vka_cmd *cmd);

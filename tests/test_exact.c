@@ -25,20 +25,6 @@
 __extension__ typedef __int128 i128;
 __extension__ typedef unsigned __int128 u128;
 
-static uint32_t fbits(float f)
-{
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    return b;
-}
-
-static float bitsf(uint32_t b)
-{
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
 /* The exact element's integer (120 bits, sign-extended from E) as an i128. */
 static i128 ival(const uint32_t e[4])
 {
@@ -63,7 +49,7 @@ static float rand_value(void)
     if (k < 70)
         return sign * ldexpf(test_rand_uniform(1, 2), (int)test_rand_range(0, 100) - 70);
     if (k < 80)
-        return sign * bitsf(test_rand_range(1, 0x7fffff)); /* subnormal */
+        return sign * test_bits_float(test_rand_range(1, 0x7fffff)); /* subnormal */
     if (k < 90)
         return sign * ldexpf(test_rand_uniform(1, 2), (int)test_rand_range(0, 6) - 68);
     return sign * ldexpf(test_rand_uniform(1, 2), (int)test_rand_range(20, 28));
@@ -75,7 +61,7 @@ Test(exact, round_trip)
     uint32_t e[4];
     /* every finite in-range float: to_float(from_float(v)) = RNE(v * 2^64) * 2^-64 */
     for (int i = 0; i < 200000; i++) {
-        float v = i < 1000 ? bitsf(test_rand_range(0, 0x4effffff)) * (i & 1 ? -1.0f : 1.0f)
+        float v = i < 1000 ? test_bits_float(test_rand_range(0, 0x4effffff)) * (i & 1 ? -1.0f : 1.0f)
                            : rand_value();
         vka_exact_from_float(v, e);
         cr_assert(!vka_exact_out_of_range(e), "%a flagged out of range", (double)v);
@@ -83,7 +69,7 @@ Test(exact, round_trip)
         float want = (float)ldexpl(scaled_rne(v), -64), got = vka_exact_to_float(e);
         if (want == 0)
             want = 0.0f; /* -0 comes back as +0 */
-        cr_assert_eq(fbits(got), fbits(want), "round trip of %a: %a, want %a", (double)v,
+        cr_assert_eq(test_float_bits(got), test_float_bits(want), "round trip of %a: %a, want %a", (double)v,
                      (double)got, (double)want);
     }
     /* the edges: 2^-64 exact, 2^-65 ties to 0, 1.5 * 2^-65 rounds up, 3 * 2^-66 to 2^-64 */
@@ -92,7 +78,7 @@ Test(exact, round_trip)
                               { 0x1p-149f, 0 }, { -0x1.8p-65f, -0x1p-64f } };
     for (size_t i = 0; i < sizeof(tiny) / sizeof(tiny[0]); i++) {
         vka_exact_from_float(tiny[i][0], e);
-        cr_assert_eq(fbits(vka_exact_to_float(e)), fbits(tiny[i][1] == 0 ? 0.0f : tiny[i][1]),
+        cr_assert_eq(test_float_bits(vka_exact_to_float(e)), test_float_bits(tiny[i][1] == 0 ? 0.0f : tiny[i][1]),
                      "%a -> %a, want %a", (double)tiny[i][0], (double)vka_exact_to_float(e),
                      (double)tiny[i][1]);
     }
@@ -100,7 +86,7 @@ Test(exact, round_trip)
     const float big_ok[] = { 0x1.fffffep30f, -0x1.fffffep30f, 1e9f, -1.5e9f };
     for (size_t i = 0; i < 4; i++) {
         vka_exact_from_float(big_ok[i], e);
-        cr_assert_eq(fbits(vka_exact_to_float(e)), fbits(big_ok[i]));
+        cr_assert_eq(test_float_bits(vka_exact_to_float(e)), test_float_bits(big_ok[i]));
     }
     const float big_bad[] = { 0x1p31f, -0x1p31f, 3e38f, -1e10f };
     for (size_t i = 0; i < 4; i++) {
@@ -234,7 +220,7 @@ static float nearest(i128 S)
         i128 d = S - ci;
         if (d < 0)
             d = -d;
-        if (bestd < 0 || d < bestd || (d == bestd && !(fbits(cand[i]) & 1))) {
+        if (bestd < 0 || d < bestd || (d == bestd && !(test_float_bits(cand[i]) & 1))) {
             best = cand[i];
             bestd = d;
         }
@@ -258,7 +244,7 @@ Test(exact, rounding)
         if (S >= (i128)1 << 95 || S < -((i128)1 << 95))
             continue; /* out of range: NaN, checked in range_order */
         float got = vka_exact_to_float(acc), want = nearest(S);
-        cr_assert_eq(fbits(got), fbits(want), "trial %d: %a, the nearest float is %a", trial,
+        cr_assert_eq(test_float_bits(got), test_float_bits(want), "trial %d: %a, the nearest float is %a", trial,
                      (double)got, (double)want);
     }
     /* ties: 2^24 + 1 units of 2^k round to even (2^24 * 2^k), 2^24 + 3 up */
@@ -352,7 +338,7 @@ static void gpu_resolve(const char *load)
         test_flat_check_guard(&out, got);
         for (uint64_t i = 0; i < n; i++) {
             float want = vka_exact_to_float(w + 4 * i);
-            cr_assert(fbits(got[i]) == fbits(want) || (isnan(got[i]) && isnan(want)),
+            cr_assert(test_float_bits(got[i]) == test_float_bits(want) || (isnan(got[i]) && isnan(want)),
                       "%s n=%llu [%llu] %08x %08x %08x %08x: %a, the C reference %a", load,
                       (unsigned long long)n, (unsigned long long)i, w[4 * i], w[4 * i + 1],
                       w[4 * i + 2], w[4 * i + 3], (double)got[i], (double)want);

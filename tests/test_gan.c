@@ -344,11 +344,8 @@ Test(gan, exact_micro_batches_give_the_same_weights)
 enum { DPG_B = 12, DPG_ITERS = 3 };
 
 struct gworld {
-    uint32_t nranks;
     bool combine;
-    pthread_barrier_t bar;
-    uint32_t *words[3];
-    uint64_t n[3];
+    struct test_allreduce ar;
 };
 
 struct grank {
@@ -356,7 +353,6 @@ struct grank {
     uint32_t r;
     struct vka_ctx *ctx;
     int ret;
-    bool mismatch;
     float *params;
     uint64_t nparams;
     struct vka_gan_stats st;
@@ -366,21 +362,7 @@ struct grank {
 static int gcombine(void *user, uint32_t *words, uint64_t nelems)
 {
     struct grank *rk = user;
-    struct gworld *w = rk->w;
-    w->words[rk->r] = words;
-    w->n[rk->r] = nelems;
-    pthread_barrier_wait(&w->bar);
-    uint32_t *sum = calloc(nelems * 4, 4);
-    for (uint32_t r = 0; r < w->nranks; r++) {
-        if (w->n[r] != nelems)
-            rk->mismatch = true;
-        else
-            vka_exact_add(sum, w->words[r], nelems);
-    }
-    pthread_barrier_wait(&w->bar);
-    memcpy(words, sum, nelems * 16);
-    free(sum);
-    return 0;
+    return test_allreduce_exact(&rk->w->ar, rk->r, words, nelems);
 }
 
 /* the rank's shard of the stream make_real draws: image k of window j is image
@@ -388,7 +370,7 @@ static int gcombine(void *user, uint32_t *words, uint64_t nelems)
 static int shard_real(void *user, uint32_t n, float *x)
 {
     struct grank *rk = user;
-    uint32_t per = DPG_B / rk->w->nranks;
+    uint32_t per = DPG_B / rk->w->ar.nranks;
     for (uint32_t i = 0; i < n; i++, rk->real_next++) {
         struct reals one = { rk->real_next / per * DPG_B + rk->r * per + rk->real_next % per,
                              32 * 32, 32 };
@@ -403,7 +385,7 @@ static void *grank_main(void *arg)
     struct vka_gan *gan = NULL;
     struct vka_gan_params p = params(DPG_B, 2, false, 0);
     p.exact = true;
-    p.ranks = rk->w->nranks;
+    p.ranks = rk->w->ar.nranks;
     p.rank = rk->r;
     if ((rk->ret = vka_gan_create(rk->ctx, &p, &gan)) < 0)
         return NULL;
@@ -444,24 +426,20 @@ Test(gan, exact_ranks_give_the_weights_of_one_process, .timeout = 300)
     vka_gan_destroy(&gan);
     const uint32_t runs[3][2] = { { 2, 1 }, { 3, 1 }, { 3, 0 } };
     for (int k = 0; k < 3; k++) {
-        struct gworld w = { .nranks = runs[k][0], .combine = runs[k][1] };
-        pthread_barrier_init(&w.bar, NULL, w.nranks);
+        struct gworld w = { .combine = runs[k][1] };
+        test_allreduce_init(&w.ar, runs[k][0]);
         struct grank rk[3];
-        pthread_t th[3];
-        for (uint32_t i = 0; i < w.nranks; i++) {
+        for (uint32_t i = 0; i < w.ar.nranks; i++)
             rk[i] = (struct grank){ .w = &w, .r = i, .ctx = test_ctx() };
-            cr_assert_eq(pthread_create(&th[i], NULL, grank_main, &rk[i]), 0);
-        }
-        for (uint32_t i = 0; i < w.nranks; i++)
-            pthread_join(th[i], NULL);
-        pthread_barrier_destroy(&w.bar);
-        for (uint32_t i = 0; i < w.nranks; i++) {
-            cr_assert_eq(rk[i].ret, 0, "%u ranks, rank %u: %s", w.nranks, i, vka_last_error());
-            cr_assert(!rk[i].mismatch);
+        test_threads(grank_main, rk, sizeof(rk[0]), w.ar.nranks);
+        test_allreduce_destroy(&w.ar);
+        for (uint32_t i = 0; i < w.ar.nranks; i++) {
+            cr_assert_eq(rk[i].ret, 0, "%u ranks, rank %u: %s", w.ar.nranks, i, vka_last_error());
+            cr_assert(!w.ar.mismatch, "the ranks passed different element counts");
             cr_assert_eq(rk[i].nparams, np);
             if (w.combine) {
                 cr_assert_eq(memcmp(rk[i].params, ref, np * 4), 0, "%u ranks, rank %u: G and D "
-                             "differ from one process's", w.nranks, i);
+                             "differ from one process's", w.ar.nranks, i);
                 cr_assert_eq(memcmp(&rk[i].st.d_loss, &st.d_loss, sizeof(double)), 0,
                              "rank %u: D loss %.9g, one process %.9g", i, rk[i].st.d_loss,
                              st.d_loss);

@@ -357,20 +357,6 @@ static int read_events(const uint8_t *data, size_t len, struct revent *ev, size_
     return 0;
 }
 
-static float bits_float(uint32_t b)
-{
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-static uint32_t float_bits(float f)
-{
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    return b;
-}
-
 /* ---- tests ---- */
 
 Test(tb, crc32c_check_values)
@@ -437,19 +423,19 @@ Test(tb, roundtrip)
     /* zero step and wall time (fields left out), negative and large steps, a tag of
      * several bytes per character, and values that only a bit-exact path keeps */
     const struct scalar sc[] = {
-        { "train/loss", 0, 0.0, float_bits(1.0708f) },
-        { "train/loss", 1, t0 + 0.125, float_bits(-0.0f) },
-        { "train/lr", 2, t0 + 1.5, float_bits(1.94e-3f) },
+        { "train/loss", 0, 0.0, test_float_bits(1.0708f) },
+        { "train/loss", 1, t0 + 0.125, test_float_bits(-0.0f) },
+        { "train/lr", 2, t0 + 1.5, test_float_bits(1.94e-3f) },
         { "train/loss", 3, -0.0, 0x7fc00000u },           /* quiet NaN */
         { "train/loss", 4, t0, 0x7f800000u },             /* +inf */
         { "val/mIoU", 250, t0 + 60.0, 0x00000001u },      /* smallest denormal */
         { "val/mIoU", (int64_t)1 << 40, 1e300, 0x7f7fffffu }, /* FLT_MAX */
-        { "x/négatif-Δ", -7, -1.0, float_bits(-3.25f) },
+        { "x/négatif-Δ", -7, -1.0, test_float_bits(-3.25f) },
     };
     const size_t ns = sizeof(sc) / sizeof(sc[0]);
     for (size_t i = 0; i < ns; i++)
         cr_assert_eq(vka_tb_scalar(tb, sc[i].tag, sc[i].step, sc[i].wall,
-                                   bits_float(sc[i].bits)), 0, "%s", vka_last_error());
+                                   test_bits_float(sc[i].bits)), 0, "%s", vka_last_error());
 
     /* images of 1 to 4 channels; the RGBA one stored uncompressed, bigger than stdio's
      * buffer */
@@ -662,7 +648,7 @@ Test(tb, write_error_mid_run_is_sticky)
     assert_says(err, "record 2", "truncated");
     cr_assert_eq(n, 2);
     cr_assert_str_eq(ev[0].file_version, "brain.Event:2");
-    cr_assert_eq(ev[1].values[0].simple_bits, float_bits(2.0f));
+    cr_assert_eq(ev[1].values[0].simple_bits, test_float_bits(2.0f));
     free(data);
     free(png);
     free(path);

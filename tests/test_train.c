@@ -654,12 +654,8 @@ Test(train, exact_steps_are_bitwise_the_same_for_any_split)
 enum { DP_B = 6, DP_WINDOWS = 3, DP_PARTIAL = 2 };
 
 struct world {
-    uint32_t nranks;
     bool combine;
-    pthread_barrier_t bar;
-    uint32_t *words[3];
-    uint64_t n[3];
-    uint32_t calls[3];
+    struct test_allreduce ar;
 };
 
 struct rank {
@@ -669,7 +665,6 @@ struct rank {
     float **x;
     int32_t **t;
     int ret;
-    bool size_mismatch;
     float *params;
     uint64_t nparams;
     double loss[DP_WINDOWS + 1];
@@ -678,22 +673,7 @@ struct rank {
 static int combine(void *user, uint32_t *words, uint64_t nelems)
 {
     struct rank *rk = user;
-    struct world *w = rk->w;
-    w->words[rk->r] = words;
-    w->n[rk->r] = nelems;
-    w->calls[rk->r]++;
-    pthread_barrier_wait(&w->bar);
-    uint32_t *sum = calloc(nelems * 4, 4);
-    for (uint32_t r = 0; r < w->nranks; r++) {
-        if (w->n[r] != nelems)
-            rk->size_mismatch = true;
-        else
-            vka_exact_add(sum, w->words[r], nelems);
-    }
-    pthread_barrier_wait(&w->bar); /* everyone has read every rank's words */
-    memcpy(words, sum, nelems * 16);
-    free(sum);
-    return 0;
+    return test_allreduce_exact(&rk->w->ar, rk->r, words, nelems);
 }
 
 /* this rank's share [lo, hi) of n samples */
@@ -710,7 +690,7 @@ static void *rank_main(void *arg)
     struct net n;
     /* build_mode asserts: a failure there ends the test, as it should */
     build_mode(rk->ctx, &n, VKA_RECOMPUTE_NONE, false, true);
-    uint32_t batch = DP_B / w->nranks;
+    uint32_t batch = DP_B / w->ar.nranks;
     struct vka_trainer_params tp = exact_params(&n, batch, rk->r == 0 ? 1 : batch);
     struct vka_trainer *tr = NULL;
     rk->ret = vka_trainer_create(n.g, &tp, &tr);
@@ -719,7 +699,7 @@ static void *rank_main(void *arg)
     for (int win = 0; rk->ret == 0 && win <= DP_WINDOWS; win++) {
         int lo, hi;
         /* the last window is an epoch's partial one of DP_PARTIAL samples */
-        shard(rk->r, w->nranks, win < DP_WINDOWS ? DP_B : DP_PARTIAL, &lo, &hi);
+        shard(rk->r, w->ar.nranks, win < DP_WINDOWS ? DP_B : DP_PARTIAL, &lo, &hi);
         if ((rk->ret = feed(tr, rk->x, rk->t, win, lo, hi)) == 0 && win == DP_WINDOWS)
             rk->ret = vka_trainer_end_epoch(tr, NULL);
         struct vka_trainer_stats st;
@@ -786,28 +766,25 @@ Test(train, exact_ranks_give_the_weights_of_one_process, .timeout = 300)
     float *ref = dp_reference(ctx, x, t, ref_loss, &np);
     const uint32_t runs[3][2] = { { 2, 1 }, { 3, 1 }, { 2, 0 } }; /* ranks, combine */
     for (int k = 0; k < 3; k++) {
-        struct world w = { .nranks = runs[k][0], .combine = runs[k][1] };
-        pthread_barrier_init(&w.bar, NULL, w.nranks);
+        struct world w = { .combine = runs[k][1] };
+        test_allreduce_init(&w.ar, runs[k][0]);
         struct rank rk[3];
-        pthread_t th[3];
-        for (uint32_t r = 0; r < w.nranks; r++) {
+        for (uint32_t r = 0; r < w.ar.nranks; r++)
             rk[r] = (struct rank){ .w = &w, .r = r, .x = x, .t = t, .ctx = test_ctx() };
-            cr_assert_eq(pthread_create(&th[r], NULL, rank_main, &rk[r]), 0);
-        }
-        for (uint32_t r = 0; r < w.nranks; r++)
-            pthread_join(th[r], NULL);
-        pthread_barrier_destroy(&w.bar);
-        for (uint32_t r = 0; r < w.nranks; r++) {
-            cr_assert_eq(rk[r].ret, 0, "%u ranks, rank %u: %s", w.nranks, r, vka_last_error());
-            cr_assert(!rk[r].size_mismatch, "the ranks passed different element counts");
+        test_threads(rank_main, rk, sizeof(rk[0]), w.ar.nranks);
+        test_allreduce_destroy(&w.ar);
+        for (uint32_t r = 0; r < w.ar.nranks; r++) {
+            cr_assert_eq(rk[r].ret, 0, "%u ranks, rank %u: %s", w.ar.nranks, r, vka_last_error());
+            cr_assert(!w.ar.mismatch, "the ranks passed different element counts");
             cr_assert_eq(rk[r].nparams, np);
             if (w.combine) {
-                cr_assert_eq(w.calls[r], DP_WINDOWS + 1, "rank %u: %u combines", r, w.calls[r]);
+                cr_assert_eq(w.ar.calls[r], DP_WINDOWS + 1, "rank %u: %u combines", r,
+                             w.ar.calls[r]);
                 cr_assert_eq(memcmp(rk[r].params, ref, np * 4), 0, "%u ranks, rank %u: the "
-                             "weights differ from one process's", w.nranks, r);
+                             "weights differ from one process's", w.ar.nranks, r);
                 for (int win = 0; win <= DP_WINDOWS; win++)
                     cr_assert_eq(rk[r].loss[win], ref_loss[win], "%u ranks, rank %u, window "
-                                 "%d: loss %.9g, one process %.9g", w.nranks, r, win,
+                                 "%d: loss %.9g, one process %.9g", w.ar.nranks, r, win,
                                  rk[r].loss[win], ref_loss[win]);
             } else {
                 cr_assert_neq(memcmp(rk[r].params, ref, np * 4), 0, "rank %u without the "

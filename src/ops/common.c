@@ -95,25 +95,33 @@ static int check_storage(const struct vka_tensor *t)
     return 0;
 }
 
-int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
-                    uint64_t count, struct vka_binding *b, uint32_t *base)
+/* Elements [first, first + count) of t, of esize bytes each, as a binding that starts on
+ * 256 bytes and ends on a vec4; *base: the first element's index in it. */
+static int bind_range(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                      uint64_t count, uint32_t esize, struct vka_binding *b, uint32_t *base)
 {
     int ret = check_storage(t);
     if (ret < 0)
         return ret;
     uint64_t e = t->off + first;
-    uint64_t aligned = e - e % ALIGN_ELEMS;
-    uint64_t end = ((e + count) * 4 + 15) & ~(uint64_t)15;
+    uint64_t aligned = e - e % (ALIGN_ELEMS * 4 / esize);
+    uint64_t end = ((e + count) * esize + 15) & ~(uint64_t)15;
     if (end > t->buf->size)
         end = t->buf->size;
-    if (end - aligned * 4 > ctx->profile.max_binding) {
+    if (end - aligned * esize > ctx->profile.max_binding) {
         vka_err("a binding of %" PRIu64 " bytes passes this device's storage range of %"
-                PRIu64 " bytes", end - aligned * 4, ctx->profile.max_binding);
+                PRIu64 " bytes", end - aligned * esize, ctx->profile.max_binding);
         return -E2BIG;
     }
-    *b = (struct vka_binding){ t->buf, aligned * 4, end - aligned * 4 };
+    *b = (struct vka_binding){ t->buf, aligned * esize, end - aligned * esize };
     *base = (uint32_t)(e - aligned);
     return 0;
+}
+
+int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
+                    uint64_t count, struct vka_binding *b, uint32_t *base)
+{
+    return bind_range(ctx, t, first, count, 4, b, base);
 }
 
 int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
@@ -141,26 +149,11 @@ int vka_op_bind_in(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t fir
 int vka_op_bind_exact(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
                       uint64_t count, struct vka_binding *b, uint32_t *base)
 {
-    int ret = check_storage(t);
-    if (ret < 0)
-        return ret;
     if (t->dtype != VKA_EXACT) {
         vka_err("an exact accumulator binding was given a tensor that is not exact");
         return -EINVAL;
     }
-    uint64_t e = t->off + first;
-    uint64_t aligned = e - e % (ALIGN_ELEMS / 4); /* 256 bytes */
-    uint64_t end = (e + count) * 16;
-    if (end > t->buf->size)
-        end = t->buf->size;
-    if (end - aligned * 16 > ctx->profile.max_binding) {
-        vka_err("a binding of %" PRIu64 " bytes passes this device's storage range of %"
-                PRIu64 " bytes", end - aligned * 16, ctx->profile.max_binding);
-        return -E2BIG;
-    }
-    *b = (struct vka_binding){ t->buf, aligned * 16, end - aligned * 16 };
-    *base = (uint32_t)(e - aligned);
-    return 0;
+    return bind_range(ctx, t, first, count, 16, b, base);
 }
 
 int vka_op_scratch(struct vka_cmd *cmd, uint64_t floats, struct vka_tensor *t)
