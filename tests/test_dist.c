@@ -125,7 +125,7 @@ Test(dist, ranks_train_the_bits_of_one_process, .timeout = 600)
 
 /* The GAN (no normalisation, EMA on): D's and G's windows shared by 2 and 4 ranks, the
  * real images of each rank's shard and the z of its share, give the weights of one
- * process at micro-batch B. */
+ * process at micro-batch B, also when one process resumes what 4 ranks began. */
 Test(dist, gan_ranks_train_the_bits_of_one_process, .timeout = 600)
 {
     skip_without_mpi();
@@ -144,6 +144,14 @@ Test(dist, gan_ranks_train_the_bits_of_one_process, .timeout = 600)
         same_model(test_path("%s/one/last.safetensors", dir),
                    test_path("%s/np%d/last.safetensors", dir, ranks[k]));
     }
+    /* 2 iterations on 4 ranks, resumed by one process for the third: the real-image
+     * stream and the z streams go on where one process would be */
+    snprintf(args, sizeof(args), "%s --micro-batch 2 --steps 2 --out %s/part", common, dir);
+    cr_assert_eq(run(4, args), 0, "%s", out);
+    snprintf(args, sizeof(args), "gan train --resume %s/part --steps 3", dir);
+    cr_assert_eq(run(0, args), 0, "%s", out);
+    same_model(test_path("%s/one/last.safetensors", dir),
+               test_path("%s/part/last.safetensors", dir));
     test_tmpdir_remove(&dir);
 }
 
