@@ -109,6 +109,21 @@ Test(dist, ranks_train_the_bits_of_one_process, .timeout = 600)
         losses(test_path("%s/np%d/metrics.jsonl", dir, ranks[k]), true, b, sizeof(b));
         cr_assert_str_eq(a, b, "one process:\n%s\n%d ranks:\n%s", a, ranks[k], b);
     }
+    /* seg predict over a folder (the evaluation's 3 overlays as images): 2 ranks share
+     * the images and write what one process writes */
+    const char *imgs = test_path("%s/one/samples/step_000004", dir);
+    char imgdir[600];
+    snprintf(imgdir, sizeof(imgdir), "%s", imgs);
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "seg predict --ckpt %s/one/last.safetensors --input %s "
+                 "--out %s/pred%d", dir, imgdir, dir, k);
+        cr_assert_eq(run(k ? 2 : 0, args), 0, "%s", out);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof(args), "cmp %s/pred0/val_%04d_mask.png %s/pred1/val_%04d_mask.png",
+                 dir, i, dir, i);
+        cr_assert_eq(system(args), 0, "image %d: the masks of 2 ranks and one process differ", i);
+    }
     /* resumed with another rank count: 2 ranks for 2 steps, then one process to 4 */
     snprintf(args, sizeof(args), COMMON " --steps 2 --micro-batch 3 --out %s/part", dir);
     cr_assert_eq(run(2, args), 0, "%s", out);

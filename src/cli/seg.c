@@ -765,8 +765,10 @@ static int seg_predict_cmd(int argc, char **argv)
             fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
             goto out;
         }
+        /* several ranks (mpirun): each predicts every size-th image, from its rank on */
+        const struct vka_dist *d = vka_dist();
         int bad = 0;
-        for (uint32_t i = 0; i < vka_dataset_count(ds); i++)
+        for (uint32_t i = (uint32_t)d->rank; i < vka_dataset_count(ds); i += (uint32_t)d->size)
             if (predict_one(seg, &o, vka_dataset_name(ds, i), vals[2]) < 0) {
                 fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
                 bad++;
@@ -774,7 +776,7 @@ static int seg_predict_cmd(int argc, char **argv)
         vka_dataset_destroy(&ds);
         if (bad)
             goto out;
-    } else if (predict_one(seg, &o, vals[1], vals[2]) < 0) {
+    } else if (vka_dist()->rank == 0 && predict_one(seg, &o, vals[1], vals[2]) < 0) {
         fprintf(stderr, "vkaccum seg predict: %s\n", vka_last_error());
         goto out;
     }
