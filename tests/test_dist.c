@@ -170,6 +170,16 @@ Test(dist, gan_ranks_train_the_bits_of_one_process, .timeout = 600)
     test_tmpdir_remove(&dir);
 }
 
+/* --version says whether this build can run several processes, and with which MPI */
+Test(dist, version_names_the_mpi)
+{
+    cr_assert_eq(run(0, "--version"), 0, "%s", out);
+    if (VKA_HAVE_MPI)
+        cr_assert(strstr(out, "several devices: MPI (Open MPI"), "%s", out);
+    else
+        cr_assert(strstr(out, "several devices: not built"), "%s", out);
+}
+
 Test(dist, what_does_not_split_is_refused)
 {
     skip_without_mpi();

@@ -694,6 +694,8 @@ static int gan_sample(int argc, char **argv)
         return cli_usage_error("gan sample", "--interpolate %s: give 2 to 64 steps", vals[3]);
     if (vals[4] && strcmp(vals[4], "ema") && strcmp(vals[4], "g"))
         return cli_usage_error("gan sample", "--weights %s: choose ema or g", vals[4]);
+    if (vka_dist()->rank != 0) /* under mpirun: one set of images, rank 0's */
+        return 0;
 
     struct vka_st_file *f = NULL;
     struct vka_ctx *ctx = NULL;
