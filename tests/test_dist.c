@@ -62,7 +62,8 @@ static void same_model(const char *a, const char *b)
     vka_st_file_destroy(&fb);
 }
 
-/* The "loss" fields of a run's metrics.jsonl, in order, and its evaluations' "miou". */
+/* The "loss" and "samples" fields of a run's metrics.jsonl, in order, and (miou) its
+ * evaluations' "miou" and "pixel_acc". */
 static void losses(const char *path, bool miou, char *dst, size_t size)
 {
     FILE *f = fopen(path, "r");
@@ -72,6 +73,10 @@ static void losses(const char *path, bool miou, char *dst, size_t size)
     dst[0] = '\0';
     while (fgets(line, sizeof(line), f)) {
         const char *l = strstr(line, "\"loss\":"), *e = l ? strstr(l, ",\"lr\"") : NULL;
+        if (l && e)
+            used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(e - l), l);
+        l = strstr(line, "\"samples\":"); /* the run's, summed over the ranks */
+        e = l ? strstr(l, ",\"skipped\"") : NULL;
         if (l && e)
             used += (size_t)snprintf(dst + used, size - used, "%.*s\n", (int)(e - l), l);
         l = miou ? strstr(line, "\"miou\":") : NULL;
