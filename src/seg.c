@@ -524,6 +524,8 @@ int vka_seg_dump_window(struct vka_seg *seg, struct vka_loader *loader, double l
     int ret = xs && ys && lc ? dump_params(&d, seg->g, "", false, 1.0f) : -ENOMEM;
     if (ret == 0)
         ret = dump_run_window(seg, loader, xs, ys);
+    if (ret == 0) /* --accumulate exact: the window's sums are in the exact accumulators */
+        ret = vka_trainer_resolve(seg->tr);
     float acc[2] = { 0, 0 };
     uint64_t sx[4] = { B, 3, S, S }, sy[3] = { B, S, S }, two = 2;
     struct vka_tensor lt = vka_graph_tensor(seg->g, seg->loss);

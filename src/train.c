@@ -337,6 +337,15 @@ static int run(struct vka_trainer *t, struct vka_cmd *cmd, const char *op, enum 
     return ret < 0 ? ret : 0;
 }
 
+int vka_trainer_resolve(struct vka_trainer *t)
+{
+    struct vka_cmd *cmd;
+    int ret = 0;
+    if (t->p.exact && (ret = recording(t, &t->resolve, record_resolve, &cmd)) == 0)
+        ret = run(t, cmd, "resolve", VKA_PASS_COPY);
+    return ret;
+}
+
 static int close_window(struct vka_trainer *t, bool step)
 {
     float acc[16];
@@ -348,8 +357,7 @@ static int close_window(struct vka_trainer *t, bool step)
             return ret;
         if (samples == 0) /* an epoch's end where no rank had a partial window */
             return 0;
-        if ((ret = recording(t, &t->resolve, record_resolve, &cmd)) < 0 ||
-            (ret = run(t, cmd, "resolve", VKA_PASS_COPY)) < 0)
+        if ((ret = vka_trainer_resolve(t)) < 0)
             return ret;
     }
     if ((ret = read_accs(t, acc)) < 0)

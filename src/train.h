@@ -119,6 +119,9 @@ const char *vka_trainer_name(const struct vka_trainer *t); /* params.name, may b
  * 0 (no rank had a partial window) nothing is stepped, dropped or counted. fn NULL (the
  * default): nothing is downloaded. */
 typedef int (*vka_combine_fn)(void *user, uint32_t *words, uint64_t nelems);
+/* Exact mode: the float gradients and accumulators from their exact twins, as a window's
+ * close does before stepping (for what runs plans itself: the parity dump); ordered: 0. */
+int vka_trainer_resolve(struct vka_trainer *t);
 void vka_trainer_set_combine(struct vka_trainer *t, vka_combine_fn fn, void *user);
 
 /* For checkpoints: the counters, restored by vka_trainer_set_stats. */

@@ -1,6 +1,7 @@
 /* The vkaccum command: usage errors (exit 2, naming the option), a refused --device,
  * the device table, bad datasets refused by name, and the seg trainer's promise that a
  * run with micro-batch 1 and with micro-batch B (GroupNorm) logs bit-identical losses. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1015,5 +1016,57 @@ Test(cli, fitting_into_device_memory)
     snprintf(args, sizeof(args), "gan train --out %s/g --plan --batch 16 --width 8", dir);
     cr_assert_gt(plan_total(args), 0);
     cr_assert(strstr(out, "--recompute blocks"), "%s", out);
+    test_tmpdir_remove(&dir);
+}
+
+/* --dump-grads (tools/parity/accum.py's input) in both accumulation modes: the same
+ * window gives the same count and, within float32 summation error, the same loss and
+ * gradients. Exact mode's sums are rounded once; ordered mode's float chain over 4
+ * samples carries at most a few ulps of each tensor's largest values, so 1e-5 of a
+ * tensor's largest magnitude (plus 1e-12) bounds the difference. (The dumped steps are
+ * not compared: AdamW's first step is lr * g / (|g| + eps), so a cancelling element with
+ * |g| near eps = 1e-8 moves by a good part of lr for a 2e-9 change of g; accum.py checks
+ * each mode's step against PyTorch's.) Caught: exact sums not resolved before the dump
+ * reads them (a count of 0, an infinite scale). */
+Test(cli, dump_grads_in_both_accumulation_modes)
+{
+    char *dir = test_tmpdir("vkaccum-dump");
+    char args[1024];
+    const char *mode[2] = { "ordered", "exact" };
+    struct vka_st_file *f[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof(args), "seg train --data shapes --train-count 4 --crop 32 "
+                 "--depth 2 --width 8 --batch 4 --micro-batch 2 --no-augment --accumulate %s "
+                 "--dump-grads %s/%s.safetensors", mode[k], dir, mode[k]);
+        cr_assert_eq(run(args), 0, "%s", out);
+        cr_assert_eq(vka_st_read(test_path("%s/%s.safetensors", dir, mode[k]), &f[k]), 0,
+                     "%s", vka_last_error());
+    }
+    const struct vka_st_tensor *lc0 = vka_st_find(f[0], "loss_and_count"),
+                               *lc1 = vka_st_find(f[1], "loss_and_count");
+    cr_assert(lc0 && lc1);
+    const float *a = lc0->data, *b = lc1->data;
+    cr_assert(a[1] > 0 && a[1] == b[1], "counts %g (ordered) and %g (exact)", a[1], b[1]);
+    cr_assert_float_eq(a[0], b[0], 1e-6 * fabsf(a[0]), "losses %.9g and %.9g", a[0], b[0]);
+    size_t compared = 0;
+    for (size_t i = 0; i < f[0]->n_tensors; i++) {
+        const struct vka_st_tensor *t = &f[0]->tensors[i];
+        if (strncmp(t->name, "grad.", 5))
+            continue;
+        const struct vka_st_tensor *u = vka_st_find(f[1], t->name);
+        uint64_t n;
+        cr_assert(u && vka_st_numel(t, &n) == 0);
+        const float *x = t->data, *y = u->data;
+        float big = 0;
+        for (uint64_t j = 0; j < n; j++)
+            big = fabsf(x[j]) > big ? fabsf(x[j]) : big;
+        for (uint64_t j = 0; j < n; j++)
+            cr_assert_leq(fabsf(x[j] - y[j]), 1e-5f * big + 1e-12f, "%s[%llu]: %.9g ordered, "
+                          "%.9g exact", t->name, (unsigned long long)j, x[j], y[j]);
+        compared++;
+    }
+    cr_assert_gt(compared, 10);
+    vka_st_file_destroy(&f[0]);
+    vka_st_file_destroy(&f[1]);
     test_tmpdir_remove(&dir);
 }
