@@ -282,9 +282,13 @@ int vka_loader_create(const struct vka_loader_params *p, struct vka_loader **out
         return ret;
     struct vka_shard shard = p->shard;
     shard.count = p->count ? p->count : vka_dataset_count(p->dataset);
+    if (shard.nranks > 1 && shard.endless && p->epoch_batches) {
+        vka_err("loader: endless shards have no epoch batches");
+        return -EINVAL;
+    }
     if (shard.nranks > 1 &&
         (!shard.window || shard.window % shard.nranks || shard.rank >= shard.nranks ||
-         (!shard.endless && vka_shard_local(&shard) == 0) || (shard.endless && p->epoch_batches))) {
+         (!shard.endless && vka_shard_local(&shard) == 0))) {
         vka_err("loader: a batch of %u does not split over %u ranks%s", shard.window,
                 shard.nranks, shard.window && shard.window % shard.nranks == 0
                 ? " (an epoch leaves a rank no sample)" : "");
