@@ -17,6 +17,7 @@ void vka_timing_destroy(struct vka_timing **t)
     if (!*t)
         return;
     free((*t)->rows);
+    free((*t)->kernels);
     free(*t);
     *t = NULL;
 }
@@ -29,20 +30,22 @@ const char *vka_pass_name(enum vka_pass pass)
     return pass < VKA_PASS_COUNT ? names[pass] : "?";
 }
 
-static struct vka_timing_row *row(struct vka_timing *t, const char *op, enum vka_pass pass)
+/* The row (op, pass) of a table, added when new. */
+static struct vka_timing_row *row_of(struct vka_timing_row **rows, uint32_t *n, uint32_t *cap,
+                                     const char *op, enum vka_pass pass)
 {
-    for (uint32_t i = 0; i < t->nrows; i++)
-        if (t->rows[i].pass == pass && !strcmp(t->rows[i].op, op))
-            return &t->rows[i];
-    if (t->nrows == t->cap) {
-        uint32_t cap = t->cap ? 2 * t->cap : 64;
-        struct vka_timing_row *r = realloc(t->rows, cap * sizeof(*r));
+    for (uint32_t i = 0; i < *n; i++)
+        if ((*rows)[i].pass == pass && !strcmp((*rows)[i].op, op))
+            return &(*rows)[i];
+    if (*n == *cap) {
+        uint32_t c = *cap ? 2 * *cap : 64;
+        struct vka_timing_row *r = realloc(*rows, c * sizeof(*r));
         if (!r)
             return NULL;
-        t->rows = r;
-        t->cap = cap;
+        *rows = r;
+        *cap = c;
     }
-    struct vka_timing_row *r = &t->rows[t->nrows++];
+    struct vka_timing_row *r = &(*rows)[(*n)++];
     *r = (struct vka_timing_row){ .pass = pass };
     snprintf(r->op, sizeof(r->op), "%s", op);
     return r;
@@ -51,7 +54,7 @@ static struct vka_timing_row *row(struct vka_timing *t, const char *op, enum vka
 int vka_timing_add(struct vka_timing *t, const char *op, enum vka_pass pass, double ms,
                    double flops, uint64_t dispatches)
 {
-    struct vka_timing_row *r = row(t, op, pass);
+    struct vka_timing_row *r = row_of(&t->rows, &t->nrows, &t->cap, op, pass);
     if (!r)
         return -ENOMEM;
     r->ms += ms;
@@ -89,8 +92,15 @@ int vka_timing_add_cmd(struct vka_timing *t, struct vka_cmd *cmd, uint32_t first
         n = vka_cmd_timings(cmd, ms, n);
         vka_cmd_timed_names(cmd, names, n);
     }
-    for (uint32_t i = first; ret == 0 && i < n; i++)
-        ret = vka_timing_add(t, op, pass_of(names[i], pass), ms[i], 0, 1);
+    for (uint32_t i = first; ret == 0 && i < n; i++) {
+        enum vka_pass p = pass_of(names[i], pass);
+        struct vka_timing_row *k = row_of(&t->kernels, &t->nkernels, &t->kcap, names[i], p);
+        ret = k ? vka_timing_add(t, op, p, ms[i], 0, 1) : -ENOMEM;
+        if (ret == 0) {
+            k->ms += ms[i];
+            k->dispatches++;
+        }
+    }
     free(ms);
     free(names);
     return ret < 0 ? ret : (int)(n > first ? n - first : 0);
@@ -102,12 +112,13 @@ static int cmp_ms(const void *a, const void *b)
     return (x->ms < y->ms) - (x->ms > y->ms);
 }
 
-struct vka_timing_row *vka_timing_sorted(const struct vka_timing *t)
+struct vka_timing_row *vka_timing_sorted(const struct vka_timing *t, bool kernels)
 {
-    struct vka_timing_row *r = malloc((t->nrows ? t->nrows : 1) * sizeof(*r));
+    uint32_t n = kernels ? t->nkernels : t->nrows;
+    struct vka_timing_row *r = malloc((n ? n : 1) * sizeof(*r));
     if (r) {
-        memcpy(r, t->rows, t->nrows * sizeof(*r));
-        qsort(r, t->nrows, sizeof(*r), cmp_ms);
+        memcpy(r, kernels ? t->kernels : t->rows, n * sizeof(*r));
+        qsort(r, n, sizeof(*r), cmp_ms);
     }
     return r;
 }

@@ -15,6 +15,7 @@
 #ifndef VKA_TIMING_H
 #define VKA_TIMING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vk/vk.h"
@@ -40,6 +41,10 @@ struct vka_timing_row {
 struct vka_timing {
     struct vka_timing_row *rows;
     uint32_t nrows, cap;
+    /* the same time by kernel (pipeline variant, "copy", "fill"; op holds its name, pass
+     * its pass): which of an op's dispatches take it */
+    struct vka_timing_row *kernels;
+    uint32_t nkernels, kcap;
     uint64_t windows; /* trainer windows closed while profiled */
 };
 
@@ -57,7 +62,8 @@ int vka_timing_add(struct vka_timing *t, const char *op, enum vka_pass pass, dou
 int vka_timing_add_cmd(struct vka_timing *t, struct vka_cmd *cmd, uint32_t first,
                        uint32_t count, const char *op, enum vka_pass pass);
 
-/* The rows sorted by device time, most first (a copy the caller frees). */
-struct vka_timing_row *vka_timing_sorted(const struct vka_timing *t);
+/* The rows (kernels: the kernel rows) sorted by device time, most first (a copy the
+ * caller frees). */
+struct vka_timing_row *vka_timing_sorted(const struct vka_timing *t, bool kernels);
 
 #endif

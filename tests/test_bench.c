@@ -124,7 +124,8 @@ Test(bench, train_options_belong_to_train)
 }
 
 /* --profile's JSON: timed rows of every pass a training step has, their shares summing to 1, a
- * GEMM's GFLOP/s, and no more device time than the step's wall time. */
+ * GEMM's GFLOP/s, no more device time than the step's wall time, and the same time by
+ * kernel. */
 Test(bench, profile_rows_cover_the_step)
 {
     cJSON *j = bench("bench train --workload gan32 --batch 4 --micro-batch 2 --steps 1 "
@@ -150,6 +151,17 @@ Test(bench, profile_rows_cover_the_step)
     cr_assert_float_eq(share, 1.0, 1e-9);
     cr_assert(dev > 0 && dev <= number(p, "wall_ms_per_step"), "device %g ms, wall %g ms",
               dev, number(p, "wall_ms_per_step"));
+    /* the same time by kernel: shares summing to 1, the GEMM and the optimizer there */
+    double kshare = 0;
+    bool gemm = false, optim = false;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(p, "kernels")) {
+        const char *k = cJSON_GetObjectItemCaseSensitive(r, "kernel")->valuestring;
+        kshare += number(r, "share");
+        gemm |= !strncmp(k, "conv_gemm", 9) && number(r, "ms_per_step") > 0;
+        optim |= !strncmp(k, "optim_adam", 10) && number(r, "dispatches_per_step") > 0;
+    }
+    cr_assert_float_eq(kshare, 1.0, 1e-9);
+    cr_assert(gemm && optim, "no conv_gemm* or optim_adam* kernel row");
     cJSON_Delete(j);
 }
 

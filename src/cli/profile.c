@@ -42,9 +42,12 @@ void cli_profile_print(const struct vka_timing *t, uint32_t windows_per_step,
 {
     double steps = steps_of(t, windows_per_step), by_pass[VKA_PASS_COUNT];
     double sum = total_ms(t, by_pass);
-    struct vka_timing_row *r = vka_timing_sorted(t);
-    if (!r)
+    struct vka_timing_row *r = vka_timing_sorted(t, false), *k = vka_timing_sorted(t, true);
+    if (!r || !k) {
+        free(r);
+        free(k);
         return;
+    }
     printf("profile over %.0f %s(s): %.1f ms of device time per %s", steps, unit, sum / steps,
            unit);
     if (wall_ms > 0)
@@ -62,15 +65,32 @@ void cli_profile_print(const struct vka_timing *t, uint32_t windows_per_step,
         printf("  %-20s %-12s %12.1f %6.1f%% %8s %11.0f\n", r[i].op, vka_pass_name(r[i].pass),
                r[i].ms / steps, 100 * r[i].ms / sum, gf, r[i].dispatches / steps);
     }
+    printf("  by kernel:\n  %-24s %-12s %8s %7s %11s\n", "kernel", "pass", "ms/step", "share",
+           "dispatches");
+    for (uint32_t i = 0; i < t->nkernels && i < CLI_PROFILE_TOP_KERNELS; i++)
+        printf("  %-24s %-12s %8.1f %6.1f%% %11.0f\n", k[i].op, vka_pass_name(k[i].pass),
+               k[i].ms / steps, 100 * k[i].ms / sum, k[i].dispatches / steps);
     free(r);
+    free(k);
 }
 
 cJSON *cli_profile_json(const struct vka_timing *t, uint32_t windows_per_step)
 {
     double steps = steps_of(t, windows_per_step), by_pass[VKA_PASS_COUNT];
     double sum = total_ms(t, by_pass);
-    struct vka_timing_row *r = vka_timing_sorted(t);
+    struct vka_timing_row *r = vka_timing_sorted(t, false), *k = vka_timing_sorted(t, true);
     cJSON *o = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(o, "rows");
+    cJSON *kernels = cJSON_AddArrayToObject(o, "kernels");
+    for (uint32_t i = 0; k && i < t->nkernels; i++) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "kernel", k[i].op);
+        cJSON_AddStringToObject(j, "pass", vka_pass_name(k[i].pass));
+        cJSON_AddNumberToObject(j, "ms_per_step", k[i].ms / steps);
+        cJSON_AddNumberToObject(j, "share", k[i].ms / sum);
+        cJSON_AddNumberToObject(j, "dispatches_per_step", k[i].dispatches / steps);
+        cJSON_AddItemToArray(kernels, j);
+    }
+    free(k);
     cJSON_AddNumberToObject(o, "steps", steps);
     cJSON_AddNumberToObject(o, "device_ms_per_step", sum / steps);
     for (uint32_t i = 0; r && i < t->nrows; i++) {

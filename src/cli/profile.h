@@ -10,6 +10,7 @@
 #include "timing.h"
 
 #define CLI_PROFILE_TOP 15
+#define CLI_PROFILE_TOP_KERNELS 10 /* rows of the table by kernel */
 
 /* Starts timing the trainers of ctx (ctx->timing); 1 after printing why not. */
 int cli_profile_begin(struct vka_ctx *ctx);
