@@ -29,7 +29,7 @@ enum {
     TILE_A = 32,          /* weight rows per shared-memory tile (TA4 vec4s in conv.comp) */
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
-    WGRAD_EXACT_SCRATCH = 1 << 20, /* floats (4 MiB): an exact dw's per-sample partials */
+    WGRAD_EXACT_SCRATCH = 1 << 22, /* floats (16 MiB): an exact dw's per-sample partials */
 };
 
 struct conv_push {
