@@ -1,6 +1,7 @@
 /* --profile's tables; see profile.h. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/profile.h"
 #include "log.h"
@@ -74,36 +75,36 @@ void cli_profile_print(const struct vka_timing *t, uint32_t windows_per_step,
     free(k);
 }
 
+/* The rows of a table (sorted, n of them) into array: their name under key, pass, time
+ * and share per step, GFLOP/s (op rows only), dispatches. */
+static void rows_json(cJSON *array, const struct vka_timing_row *r, uint32_t n, const char *key,
+                      double steps, double sum)
+{
+    for (uint32_t i = 0; r && i < n; i++) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, key, r[i].op);
+        cJSON_AddStringToObject(j, "pass", vka_pass_name(r[i].pass));
+        cJSON_AddNumberToObject(j, "ms_per_step", r[i].ms / steps);
+        cJSON_AddNumberToObject(j, "share", r[i].ms / sum);
+        if (!strcmp(key, "op"))
+            cJSON_AddNumberToObject(j, "gflops", r[i].ms > 0 ? r[i].flops / (r[i].ms * 1e6) : 0);
+        cJSON_AddNumberToObject(j, "dispatches_per_step", r[i].dispatches / steps);
+        cJSON_AddItemToArray(array, j);
+    }
+}
+
 cJSON *cli_profile_json(const struct vka_timing *t, uint32_t windows_per_step)
 {
     double steps = steps_of(t, windows_per_step), by_pass[VKA_PASS_COUNT];
     double sum = total_ms(t, by_pass);
     struct vka_timing_row *r = vka_timing_sorted(t, false), *k = vka_timing_sorted(t, true);
-    cJSON *o = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(o, "rows");
-    cJSON *kernels = cJSON_AddArrayToObject(o, "kernels");
-    for (uint32_t i = 0; k && i < t->nkernels; i++) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "kernel", k[i].op);
-        cJSON_AddStringToObject(j, "pass", vka_pass_name(k[i].pass));
-        cJSON_AddNumberToObject(j, "ms_per_step", k[i].ms / steps);
-        cJSON_AddNumberToObject(j, "share", k[i].ms / sum);
-        cJSON_AddNumberToObject(j, "dispatches_per_step", k[i].dispatches / steps);
-        cJSON_AddItemToArray(kernels, j);
-    }
-    free(k);
+    cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "steps", steps);
     cJSON_AddNumberToObject(o, "device_ms_per_step", sum / steps);
-    for (uint32_t i = 0; r && i < t->nrows; i++) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "op", r[i].op);
-        cJSON_AddStringToObject(j, "pass", vka_pass_name(r[i].pass));
-        cJSON_AddNumberToObject(j, "ms_per_step", r[i].ms / steps);
-        cJSON_AddNumberToObject(j, "share", r[i].ms / sum);
-        cJSON_AddNumberToObject(j, "gflops", r[i].ms > 0 ? r[i].flops / (r[i].ms * 1e6) : 0);
-        cJSON_AddNumberToObject(j, "dispatches_per_step", r[i].dispatches / steps);
-        cJSON_AddItemToArray(rows, j);
-    }
+    rows_json(cJSON_AddArrayToObject(o, "rows"), r, t->nrows, "op", steps, sum);
+    rows_json(cJSON_AddArrayToObject(o, "kernels"), k, t->nkernels, "kernel", steps, sum);
     free(r);
+    free(k);
     return o;
 }
 
