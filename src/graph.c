@@ -796,9 +796,12 @@ int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tens
 /* A plan runs a schedule of events: every active node's forward in order, then (with
  * backward) the backward of the nodes whose output has a gradient, in reverse. With
  * recomputation the nodes are cut into segments (at the builders' marks): a value made
- * inside a segment and read only inside it is freed after the forward and made again,
- * by the segment's forward run once more (EV_REC), right before the segment's backward.
- * Time is the event's index. */
+ * inside a segment and read only inside it is freed after the forward and made again
+ * (EV_REC) when a backward of the segment needs it. Inside a segment, recomputation is
+ * nested by layer: the backward of a layer makes again only what the backwards of that
+ * layer read (and what those are made from), keeps that until its last reader, and lets
+ * the rest go: a block's earlier layers are made again for their own backward instead of
+ * being kept through the later layers'. Time is the event's index. */
 enum ev_kind { EV_FWD, EV_REC, EV_BWD };
 
 struct event {
@@ -806,17 +809,42 @@ struct event {
     enum ev_kind kind;
 };
 
+/* The copies of a node's values an event reads or writes: in[0..2], out, saved[0..1].
+ * COPY_FWD is the forward's; another number is a recomputed copy (an index into
+ * sched.copy_val). */
+enum { SLOTS = 6, COPY_FWD = UINT32_MAX };
+
 struct sched {
     struct event *ev;
     uint32_t nev;
-    uint8_t *rec; /* per value: recomputed (its backward reads come from the second copy) */
+    uint8_t *rec;        /* per value: made again (its backward reads come from a copy) */
+    uint32_t cap;        /* events ev has room for */
+    uint32_t *slot;      /* per event, SLOTS copies (COPY_FWD where the value has none) */
+    int *copy_val;       /* per recomputed copy: its value */
+    uint32_t ncopies;
 };
 
 static void sched_free(struct sched *s)
 {
     free(s->ev);
     free(s->rec);
+    free(s->slot);
+    free(s->copy_val);
     memset(s, 0, sizeof(*s));
+}
+
+static int push(struct sched *s, uint32_t node, enum ev_kind kind)
+{
+    if (s->nev == s->cap) {
+        uint32_t cap = s->cap ? 2 * s->cap : 64;
+        struct event *ev = realloc(s->ev, cap * sizeof(*ev));
+        if (!ev)
+            return -ENOMEM;
+        s->ev = ev;
+        s->cap = cap;
+    }
+    s->ev[s->nev++] = (struct event){ node, kind };
+    return 0;
 }
 
 static bool bwd_runs(const struct vka_graph *g, const struct mask *m, bool backward,
@@ -827,47 +855,128 @@ static bool bwd_runs(const struct vka_graph *g, const struct mask *m, bool backw
 
 /* The segment of every node under the graph's recompute mode: -1 (never recomputed) for
  * inactive nodes, losses (their forward adds into accumulators) and nodes without a
- * backward; nodes between two marks of the mode share one. */
+ * backward; nodes between two marks of the mode share one. lay: the layer of every node
+ * (nodes between two marks of any kind). */
 static void segments(const struct vka_graph *g, const struct mask *m, bool backward,
-                     int32_t *seg)
+                     int32_t *seg, int32_t *lay)
 {
-    int32_t cur = 0;
+    int32_t cur = 0, layer = 0;
     for (uint32_t i = 0; i < g->nnodes; i++) {
         uint8_t mk = g->nodes[i].mark;
         if ((g->recompute == VKA_RECOMPUTE_ALL && mk) ||
             (g->recompute == VKA_RECOMPUTE_BLOCKS && (mk & VKA_MARK_BLOCK)))
             cur++;
+        layer += mk != 0;
         bool ok = g->recompute != VKA_RECOMPUTE_NONE && bwd_runs(g, m, backward, i) &&
                   !(vka_ops[g->nodes[i].op].flags & VKA_OP_LOSS);
         seg[i] = ok ? cur : -1;
+        lay[i] = layer;
     }
 }
 
-/* Whether node i's backward reads a value that is made again (ops.def's R_ flags). */
-static bool reads_recomputed(const struct vka_graph *g, const struct sched *s, uint32_t i)
+/* The values node i's backward reads (ops.def's R_ flags), into v[0..5] (-1: none). */
+static void bwd_reads(const struct vka_graph *g, uint32_t i, int v[SLOTS])
 {
     const struct vka_node *nd = &g->nodes[i];
     unsigned flags = vka_ops[nd->op].flags;
-    bool r = (flags & VKA_OP_R_Y) && s->rec[nd->out];
     for (int k = 0; k < 3; k++)
-        r |= nd->in[k] >= 0 && (flags & (VKA_OP_R_X0 << k)) && s->rec[nd->in[k]];
+        v[k] = nd->in[k] >= 0 && (flags & (VKA_OP_R_X0 << k)) ? nd->in[k] : -1;
+    v[3] = flags & VKA_OP_R_Y ? nd->out : -1;
     for (int k = 0; k < 2; k++)
-        r |= nd->saved[k] >= 0 && (flags & VKA_OP_R_SAVED) && s->rec[nd->saved[k]];
-    return r;
+        v[4 + k] = flags & VKA_OP_R_SAVED ? nd->saved[k] : -1;
+}
+
+/* The recomputation before backward i of segment [first, i]: the values the backwards of
+ * i's layer read that are made again and not kept (want), and what they are made from;
+ * their producers' EV_REC events in node order. Afterwards kept holds what the layer's
+ * backwards read. */
+static int recompute_for(const struct vka_graph *g, const struct mask *m, bool backward,
+                          const int32_t *lay, uint32_t first, uint32_t i, struct sched *s,
+                          uint8_t *kept, uint8_t *want)
+{
+    memset(want, 0, g->nvals);
+    for (uint32_t j = i + 1; j-- > first && lay[j] == lay[i];) {
+        int v[SLOTS];
+        if (!bwd_runs(g, m, backward, j))
+            continue;
+        bwd_reads(g, j, v);
+        for (int k = 0; k < SLOTS; k++)
+            if (v[k] >= 0 && s->rec[v[k]] && !kept[v[k]])
+                want[v[k]] = 1;
+    }
+    /* what they are made from: producers come before their consumers */
+    uint8_t *run = want + g->nvals; /* per node, after the nvals of want */
+    memset(run, 0, g->nnodes);
+    for (uint32_t j = i + 1; j-- > first;) {
+        const struct vka_node *nd = &g->nodes[j];
+        bool need = want[nd->out];
+        for (int k = 0; k < 2; k++)
+            need |= nd->saved[k] >= 0 && want[nd->saved[k]];
+        if (!need || !s->rec[nd->out])
+            continue;
+        run[j] = 1;
+        for (int k = 0; k < 3; k++)
+            if (nd->in[k] >= 0 && s->rec[nd->in[k]] && !kept[nd->in[k]])
+                want[nd->in[k]] = 1;
+    }
+    for (uint32_t j = first; j <= i; j++)
+        if (run[j] && push(s, j, EV_REC) < 0)
+            return -ENOMEM;
+    /* kept: what the layer's backwards read, made just now or kept before */
+    for (uint32_t j = i + 1; j-- > first && lay[j] == lay[i];) {
+        int v[SLOTS];
+        if (!bwd_runs(g, m, backward, j))
+            continue;
+        bwd_reads(g, j, v);
+        for (int k = 0; k < SLOTS; k++)
+            if (v[k] >= 0 && s->rec[v[k]])
+                kept[v[k]] = 1;
+    }
+    return 0;
+}
+
+/* Numbers the copies: each EV_REC makes a new copy of the values its node writes; every
+ * event reads the newest copy of a value made again (the forward's before that). */
+static int number_copies(const struct vka_graph *g, struct sched *s)
+{
+    uint32_t *cur = malloc((g->nvals ? g->nvals : 1) * sizeof(uint32_t));
+    s->slot = malloc(((size_t)s->nev * SLOTS + 1) * sizeof(uint32_t));
+    s->copy_val = malloc(((size_t)s->nev * 3 + 1) * sizeof(int));
+    if (!cur || !s->slot || !s->copy_val) {
+        free(cur);
+        return -ENOMEM;
+    }
+    for (uint32_t v = 0; v < g->nvals; v++)
+        cur[v] = COPY_FWD;
+    s->ncopies = 0;
+    for (uint32_t e = 0; e < s->nev; e++) {
+        const struct vka_node *nd = &g->nodes[s->ev[e].node];
+        int v[SLOTS] = { nd->in[0], nd->in[1], nd->in[2], nd->out, nd->saved[0], nd->saved[1] };
+        for (int k = 0; k < SLOTS; k++) {
+            if (v[k] >= 0 && k >= 3 && s->ev[e].kind == EV_REC) {
+                s->copy_val[s->ncopies] = v[k];
+                cur[v[k]] = s->ncopies++;
+            }
+            s->slot[(size_t)e * SLOTS + k] = v[k] >= 0 ? cur[v[k]] : COPY_FWD;
+        }
+    }
+    free(cur);
+    return 0;
 }
 
 static int make_sched(const struct vka_graph *g, const struct mask *m, bool backward,
                       struct sched *s)
 {
     uint32_t F = g->nnodes;
-    s->ev = malloc((3 * (size_t)F + 1) * sizeof(*s->ev));
     s->rec = calloc(g->nvals ? g->nvals : 1, 1);
-    int32_t *seg = malloc((F ? F : 1) * sizeof(int32_t));
-    if (!s->ev || !s->rec || !seg) {
+    int32_t *seg = malloc((F ? F : 1) * 2 * sizeof(int32_t)), *lay = seg + (F ? F : 1);
+    uint8_t *kept = calloc((size_t)g->nvals * 2 + F + 1, 1), *want = kept + g->nvals;
+    if (!s->rec || !seg || !kept) {
         free(seg);
+        free(kept);
         return -ENOMEM;
     }
-    segments(g, m, backward, seg);
+    segments(g, m, backward, seg, lay);
     /* recomputed: made by a node of a segment, read by active nodes of that one only */
     for (uint32_t i = 0; i < F; i++) {
         const struct vka_node *nd = &g->nodes[i];
@@ -887,42 +996,40 @@ static int make_sched(const struct vka_graph *g, const struct mask *m, bool back
                     s->rec[nd->saved[k]] = 1;
         }
     }
+    int ret = 0;
     s->nev = 0;
-    for (uint32_t i = 0; i < F; i++)
+    for (uint32_t i = 0; i < F && ret == 0; i++)
         if (m->active[i])
-            s->ev[s->nev++] = (struct event){ i, EV_FWD };
-    /* a segment is made again right before the first of its backwards that reads what
-     * it makes, not before its first backward: those reading only what the segment kept
-     * run before, while less is alive */
+            ret = push(s, i, EV_FWD);
+    /* a backward that reads what is made again and not kept is preceded by the
+     * recomputation for its layer; those reading only what was kept run before, while
+     * less is alive */
     int32_t last = -1;
-    uint32_t first = 0, end = 0;
-    bool pending = false;
-    for (uint32_t i = F; i-- > 0;) {
+    uint32_t first = 0;
+    for (uint32_t i = F; ret == 0 && i-- > 0;) {
         if (!bwd_runs(g, m, backward, i))
             continue;
         if (seg[i] >= 0 && seg[i] != last) { /* entering a segment from its end */
-            for (end = first = i; first > 0 && seg[first - 1] == seg[i];)
+            for (first = i; first > 0 && seg[first - 1] == seg[i];)
                 first--;
-            pending = true;
+            memset(kept, 0, g->nvals);
         }
         last = seg[i];
-        if (pending && seg[i] >= 0 && reads_recomputed(g, s, i)) {
-            for (uint32_t j = first; j <= end; j++)
-                if (s->rec[g->nodes[j].out])
-                    s->ev[s->nev++] = (struct event){ j, EV_REC };
-            pending = false;
+        if (seg[i] >= 0) {
+            int v[SLOTS];
+            bool missing = false;
+            bwd_reads(g, i, v);
+            for (int k = 0; k < SLOTS; k++)
+                missing |= v[k] >= 0 && s->rec[v[k]] && !kept[v[k]];
+            if (missing)
+                ret = recompute_for(g, m, backward, lay, first, i, s, kept, want);
         }
-        s->ev[s->nev++] = (struct event){ i, EV_BWD };
+        if (ret == 0)
+            ret = push(s, i, EV_BWD);
     }
     free(seg);
-    return 0;
-}
-
-/* Which copy of value v an event reads or writes: the recomputed one (true) in the
- * recomputation and backward of its segment. */
-static bool second_copy(const struct sched *s, enum ev_kind kind, int v)
-{
-    return kind != EV_FWD && s->rec[v];
+    free(kept);
+    return ret < 0 ? ret : number_copies(g, s);
 }
 
 /* One arena item: a copy of a value, a value's gradient, or an event's workspace, alive
@@ -952,7 +1059,8 @@ static bool in_arena(const struct vka_val *v)
 
 /* Where a plan keeps everything, in arena elements (UINT64_MAX: not kept). */
 struct layout {
-    uint64_t *act, *rec, *grad; /* per value */
+    uint64_t *act, *grad;       /* per value */
+    uint64_t *rec;              /* per recomputed copy */
     uint64_t *work;             /* per event */
     uint64_t total;             /* elements */
     uint64_t live_peak;         /* the most elements alive at one event */
@@ -1000,15 +1108,23 @@ static void use(struct span *s, uint32_t t)
         s->end = t;
 }
 
-/* Liveness of every copy, gradient and workspace over the schedule. spans holds 3 per
- * value (IT_ACT, IT_REC, IT_GRAD). */
+/* spans: per value its forward copy's (IT_ACT) and its gradient's (IT_GRAD), then per
+ * recomputed copy (IT_REC) */
+static size_t span_index(uint32_t V, enum item_kind kind, uint32_t idx)
+{
+    return kind == IT_ACT ? idx : kind == IT_GRAD ? (size_t)V + idx : 2 * (size_t)V + idx;
+}
+
+/* Liveness of every copy, gradient and workspace over the schedule (spans: span_index). */
 static void liveness(const struct vka_graph *g, const struct mask *m, const struct sched *s,
                      struct span *spans)
 {
     uint32_t V = g->nvals, T = s->nev;
-    for (uint32_t i = 0; i < 3 * V; i++)
+    for (size_t i = 0; i < 2 * (size_t)V + s->ncopies; i++)
         spans[i] = SPAN_NONE;
-#define SPAN(kind, v) (&spans[(size_t)(kind) * V + (uint32_t)(v)])
+#define SPAN(kind, v) (&spans[span_index(V, kind, (uint32_t)(v))])
+#define COPY(t, k, v) (s->slot[(size_t)(t) * SLOTS + (k)] == COPY_FWD ? SPAN(IT_ACT, v) \
+                       : SPAN(IT_REC, s->slot[(size_t)(t) * SLOTS + (k)]))
     uint8_t *read = calloc(V ? V : 1, 1);
     for (uint32_t t = 0; t < T; t++) {
         const struct event *e = &s->ev[t];
@@ -1024,7 +1140,7 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
             if (!bwd && read)
                 read[v] = 1;
             if (!bwd || (flags & (VKA_OP_R_X0 << k)))
-                use(SPAN(second_copy(s, e->kind, v) ? IT_REC : IT_ACT, v), t);
+                use(COPY(t, k, v), t);
             if (bwd && m->grad[v] && g->vals[v].kind == VKA_VAL_ACT) {
                 /* from the first backward adding into it to its producer's backward */
                 use(SPAN(IT_GRAD, v), t);
@@ -1037,7 +1153,7 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
                 continue;
             bool read_by_bwd = k == 0 ? (flags & VKA_OP_R_Y) : (flags & VKA_OP_R_SAVED);
             if (!bwd || read_by_bwd)
-                use(SPAN(second_copy(s, e->kind, v) ? IT_REC : IT_ACT, v), t);
+                use(COPY(t, 3 + k, v), t);
         }
         if (bwd && g->vals[nd->out].kind == VKA_VAL_ACT)
             use(SPAN(IT_GRAD, nd->out), t); /* dy: read here, last */
@@ -1051,6 +1167,7 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
             SPAN(IT_ACT, v)->end = T ? T - 1 : 0;
     }
     free(read);
+#undef COPY
 #undef SPAN
 }
 
@@ -1059,11 +1176,11 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
 static int place(const struct vka_graph *g, const struct mask *m, const struct sched *s,
                  uint32_t n, const uint64_t *work, struct layout *l)
 {
-    uint32_t V = g->nvals, T = s->nev;
-    struct span *spans = malloc((3 * (size_t)V + 1) * sizeof(*spans));
-    struct item *items = calloc(3 * (size_t)V + T + 1, sizeof(*items));
+    uint32_t V = g->nvals, T = s->nev, C = s->ncopies;
+    struct span *spans = malloc((2 * (size_t)V + C + 1) * sizeof(*spans));
+    struct item *items = calloc(2 * (size_t)V + C + T + 1, sizeof(*items));
     l->act = malloc((V + 1) * sizeof(uint64_t));
-    l->rec = malloc((V + 1) * sizeof(uint64_t));
+    l->rec = malloc((C + 1) * sizeof(uint64_t));
     l->grad = malloc((V + 1) * sizeof(uint64_t));
     l->work = malloc((T + 1) * sizeof(uint64_t));
     l->at_peak = calloc(V + 1, sizeof(uint64_t));
@@ -1077,19 +1194,19 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
     }
     liveness(g, m, s, spans);
     uint32_t nitems = 0;
-    for (uint32_t v = 0; v < V; v++) {
-        l->act[v] = l->rec[v] = l->grad[v] = UINT64_MAX;
+    for (uint32_t i = 0; i < 2 * V + C; i++) {
+        enum item_kind kind = i < V ? IT_ACT : i < 2 * V ? IT_GRAD : IT_REC;
+        uint32_t idx = i < V ? i : i < 2 * V ? i - V : i - 2 * V;
+        uint32_t v = kind == IT_REC ? (uint32_t)s->copy_val[idx] : idx;
+        (kind == IT_ACT ? l->act : kind == IT_GRAD ? l->grad : l->rec)[idx] = UINT64_MAX;
         const struct vka_val *val = &g->vals[v];
-        if (!in_arena(val))
+        const struct span *sp = &spans[i];
+        if (!in_arena(val) || sp->start == UINT32_MAX)
             continue;
         /* batched values hold n samples, the others (BatchNorm's saved statistics)
          * their own fixed size */
         uint64_t size = align_up(stored(val, batched(val) ? n : val->n));
-        for (int k = IT_ACT; k <= IT_GRAD; k++) {
-            const struct span *sp = &spans[(size_t)k * V + v];
-            if (sp->start != UINT32_MAX)
-                items[nitems++] = (struct item){ k, v, size, sp->start, sp->end, 0 };
-        }
+        items[nitems++] = (struct item){ kind, idx, size, sp->start, sp->end, 0 };
     }
     for (uint32_t t = 0; t < T; t++) {
         l->work[t] = UINT64_MAX;
@@ -1134,6 +1251,8 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
         if (items[i].start <= peak && peak <= items[i].end) {
             if (items[i].kind == IT_WORK)
                 l->work_at_peak += items[i].size;
+            else if (items[i].kind == IT_REC)
+                l->at_peak[s->copy_val[items[i].idx]] += items[i].size;
             else
                 l->at_peak[items[i].idx] += items[i].size;
         }
@@ -1142,11 +1261,12 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
     return 0;
 }
 
-/* The tensor of value v (its second copy when rec, its gradient when grad). */
-static struct vka_tensor plan_view(const struct vka_plan *p, int v, bool rec, bool grad)
+/* The tensor of value v: its forward copy (copy COPY_FWD), a recomputed copy, or its
+ * gradient (grad). */
+static struct vka_tensor plan_view(const struct vka_plan *p, int v, uint32_t copy, bool grad)
 {
     const struct vka_val *val = &p->g->vals[v];
-    uint64_t off = (grad ? p->l.grad : rec ? p->l.rec : p->l.act)[v];
+    uint64_t off = grad ? p->l.grad[v] : copy == COPY_FWD ? p->l.act[v] : p->l.rec[copy];
     if (off == UINT64_MAX)
         return (struct vka_tensor){ 0 };
     return val_view(val, p->arena, off, batched(val) ? p->n : val->n);
@@ -1156,46 +1276,48 @@ struct vka_tensor vka_plan_tensor(const struct vka_plan *p, int v)
 {
     if (!in_arena(&p->g->vals[v]))
         return vka_graph_tensor(p->g, v);
-    return plan_view(p, v, false, false);
+    return plan_view(p, v, COPY_FWD, false);
 }
 
 struct vka_tensor vka_plan_grad(const struct vka_plan *p, int v)
 {
     if (p->g->vals[v].kind == VKA_VAL_PARAM)
         return vka_graph_grad_tensor(p->g, v);
-    return plan_view(p, v, false, true);
+    return plan_view(p, v, COPY_FWD, true);
 }
 
-/* A value's tensor as event kind sees it. */
-static struct vka_tensor ev_tensor(const struct vka_plan *p, enum ev_kind kind, int v)
+/* Value v in slot k of event e: the copy the event reads or writes. */
+static struct vka_tensor ev_tensor(const struct vka_plan *p, uint32_t e, int k, int v)
 {
     if (!in_arena(&p->g->vals[v]))
         return vka_graph_tensor(p->g, v);
-    return plan_view(p, v, second_copy(&p->s, kind, v), false);
+    return plan_view(p, v, p->s.slot[(size_t)e * SLOTS + k], false);
 }
 
-/* The tensors of node i for one event: its forward (dx all NULL), its recomputation (the
+/* The tensors of event e's node: its forward (dx all NULL), its recomputation (the
  * forward without running statistics to update) or its backward. */
-static void node_args(const struct vka_plan *p, const struct vka_node *nd, enum ev_kind kind,
-                      struct vka_tensor t[12], struct vka_op_args *a)
+static void node_args(const struct vka_plan *p, uint32_t e, struct vka_tensor t[12],
+                      struct vka_op_args *a)
 {
+    const struct vka_node *nd = &p->g->nodes[p->s.ev[e].node];
+    enum ev_kind kind = p->s.ev[e].kind;
     *a = (struct vka_op_args){ .p = nd->p };
     /* an input the backward does not read may have no place (a value made again after
      * it): NULL, which such backwards take */
     for (int k = 0; k < 3; k++)
         if (nd->in[k] >= 0) {
-            t[k] = ev_tensor(p, kind, nd->in[k]);
+            t[k] = ev_tensor(p, e, k, nd->in[k]);
             a->x[k] = t[k].buf ? &t[k] : NULL;
         }
     const struct vka_val *out = &p->g->vals[nd->out];
     /* a training plan of an exact graph adds into the exact accumulators */
     bool exact = p->g->exact && p->backward;
     t[3] = exact && out->kind == VKA_VAL_LOSS ? vka_graph_exact_tensor(p->g, nd->out)
-                                               : ev_tensor(p, kind, nd->out);
+                                               : ev_tensor(p, e, 3, nd->out);
     a->y = &t[3];
     for (int k = 0; k < 2; k++) {
         if (nd->saved[k] >= 0) {
-            t[4 + k] = ev_tensor(p, kind, nd->saved[k]);
+            t[4 + k] = ev_tensor(p, e, 4 + k, nd->saved[k]);
             a->saved[k] = &t[4 + k];
         }
         if (nd->state[k] >= 0 && kind != EV_REC) {
@@ -1267,7 +1389,7 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
             break;
         if (!dry && p->l.work[e] != UINT64_MAX)
             vka_cmd_set_workspace(cmd, p->arena, p->l.work[e] * 4, p->work[e]);
-        node_args(p, nd, ev->kind, t, &a);
+        node_args(p, e, t, &a);
         ret = (bwd ? vka_ops[nd->op].bwd : vka_ops[nd->op].fwd)(cmd, &a);
         vka_cmd_set_workspace(cmd, NULL, 0, 0);
         if (dry)

@@ -67,8 +67,10 @@ enum {
 };
 
 /* What a training plan keeps for backward (--recompute): everything (none), the inputs
- * of each block (blocks) or of each layer (all), the rest made again by running the
- * block's (layer's) forward once more right before its backward. The gradients are the
+ * of each block (blocks) or of each layer (all), the rest made again from them in the
+ * backward pass: the backward of each layer of a block is preceded by the forward of
+ * what that layer's backward reads (and what that is made from), which is kept only
+ * until the layer's backward is done. The gradients are the
  * same bits in every mode: forward kernels are deterministic, and a recomputed BatchNorm
  * normalises with the same batch statistics without updating its running ones. */
 enum vka_recompute { VKA_RECOMPUTE_NONE, VKA_RECOMPUTE_BLOCKS, VKA_RECOMPUTE_ALL };
@@ -204,7 +206,7 @@ struct vka_plan_mem {
     uint64_t arena;       /* bytes: the arena the plan needs */
     uint64_t live_peak;   /* the most bytes alive at one time (arena >= live_peak) */
     uint64_t work;        /* the largest workspace of one op */
-    uint32_t recomputed;  /* forward ops run a second time in backward */
+    uint32_t recomputed;  /* forward ops run again in backward (an op may run more than once) */
     uint32_t nblocks;     /* what is alive at the peak by block: "inputs", "workspace", */
     struct {              /* then the graph's blocks (the last one takes any more) */
         char name[32];

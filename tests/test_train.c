@@ -3,6 +3,7 @@
  * with unevenly ignored pixels), peak memory follows the micro-batch, not the batch. */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,14 +145,21 @@ Test(train, window_gradient_is_bitwise_the_same_for_any_split)
     test_ctx_done(&ctx);
 }
 
-/* Gradients, loss and BatchNorm running statistics after micro-batches of split (a
- * zero-ended list) with a BatchNorm net under a recompute mode; *mem is the plan's. */
-static float *bn_window(struct vka_ctx *ctx, const int *split, enum vka_recompute mode,
-                        const float *x, const int32_t *t, uint64_t *count,
-                        struct vka_plan_mem *mem)
+typedef void (*net_builder)(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode);
+
+static void build_bn(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
+{
+    build_norm(ctx, n, mode, true);
+}
+
+/* Gradients, loss and (BatchNorm) running statistics after micro-batches of split (a
+ * zero-ended list) with the net of build under a recompute mode; *mem is the plan's. */
+static float *mode_window(struct vka_ctx *ctx, net_builder build, const int *split,
+                          enum vka_recompute mode, const float *x, const int32_t *t,
+                          uint64_t *count, struct vka_plan_mem *mem)
 {
     struct net n;
-    build_norm(ctx, &n, mode, true);
+    build(ctx, &n, mode);
     cr_assert_eq(vka_graph_plan_mem(n.g, 0, (uint32_t)split[0], true, mem), 0, "%s",
                  vka_last_error());
     for (int k = 0, at = 0; split[k]; at += split[k++]) {
@@ -163,18 +171,92 @@ static float *bn_window(struct vka_ctx *ctx, const int *split, enum vka_recomput
         cr_assert_eq(vka_tensor_upload(&tt, t + (size_t)at * HW * HW), 0);
         cr_assert_eq(vka_plan_run(plan), 0, "%s", vka_last_error());
     }
-    struct vka_tensor grads = vka_graph_grads_flat(n.g), state, loss = vka_graph_tensor(n.g, n.loss);
-    cr_assert_eq(vka_graph_span(n.g, VKA_VAL_STATE, "", &state), 0);
-    uint64_t ng = vka_tensor_stored(&grads), ns = vka_tensor_stored(&state);
-    float *all = malloc((ng + ns + 2) * 4), *gr = download_all(&grads), *st = download_all(&state);
+    struct vka_tensor grads = vka_graph_grads_flat(n.g), state = { 0 };
+    struct vka_tensor loss = vka_graph_tensor(n.g, n.loss);
+    bool has_state = vka_graph_span(n.g, VKA_VAL_STATE, "", &state) == 0;
+    uint64_t ng = vka_tensor_stored(&grads), ns = has_state ? vka_tensor_stored(&state) : 0;
+    float *all = malloc((ng + ns + 2) * 4), *gr = download_all(&grads);
     memcpy(all, gr, ng * 4);
-    memcpy(all + ng, st, ns * 4);
+    if (has_state) {
+        float *st = download_all(&state);
+        memcpy(all + ng, st, ns * 4);
+        free(st);
+    }
     cr_assert_eq(vka_tensor_download(&loss, all + ng + ns), 0);
     *count = ng + ns + 2;
     free(gr);
-    free(st);
     vka_graph_destroy(&n.g);
     return all;
+}
+
+/* One block of CHAIN layers conv3x3 -> GroupNorm -> ReLU of equal size, then a head
+ * outside it: the U-Net's double convolution made longer. */
+enum { CHAIN = 5 };
+
+static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
+{
+    cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 11 }, &n->g), 0);
+    struct vka_graph *g = n->g;
+    vka_graph_set_recompute(g, mode);
+    n->x = vka_graph_input(g, "image", VKA_F32, VKA_LAYOUT_NHWC4, C_IN, HW, HW);
+    n->target = vka_graph_input(g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, HW, HW);
+    cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "chain"), 0);
+    int h = n->x;
+    for (int i = 0; i < CHAIN; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "chain.%d.conv", i);
+        h = vka_layer_conv2d(g, name, h, 16, 3, 1, 1, false);
+        snprintf(name, sizeof(name), "chain.%d.norm", i);
+        h = vka_layer_group_norm(g, name, h, 4);
+        h = vka_layer_act(g, VKA_OP_relu, h, 0);
+    }
+    cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "head"), 0);
+    n->logits = vka_layer_conv2d(g, "head", h, CLASSES, 1, 1, 0, true);
+    union vka_op_params ce = { .loss = { .ignore_index = 255, .scale = 1.0f } };
+    n->loss = vka_graph_node(g, VKA_OP_cross_entropy, &ce, n->logits, n->target, -1);
+    cr_assert_geq(n->loss, 0, "%s", vka_last_error());
+    cr_assert_eq(vka_graph_alloc(g), 0, "%s", vka_last_error());
+}
+
+/* Inside a block, each layer's backward makes again only what it reads, and lets it go
+ * after: a block of 5 layers then keeps less than keeping every layer's input (all), and
+ * all of it is the same bits. Making the block whole again before its first backward
+ * would keep every layer's values at once: more than all. */
+Test(train, recomputation_inside_a_block_goes_layer_by_layer)
+{
+    test_seed("train nested recompute");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    static const int split[] = { 3, 3, 2, 0 };
+    uint64_t n0, n;
+    struct vka_plan_mem m[3];
+    float *ref = mode_window(ctx, build_chain, split, VKA_RECOMPUTE_NONE, x, t, &n0, &m[0]);
+    for (int mode = VKA_RECOMPUTE_BLOCKS; mode <= VKA_RECOMPUTE_ALL; mode++) {
+        float *got = mode_window(ctx, build_chain, split, (enum vka_recompute)mode, x, t, &n,
+                                 &m[mode]);
+        cr_assert_eq(n, n0);
+        for (uint64_t i = 0; i < n; i++)
+            if (memcmp(&got[i], &ref[i], 4))
+                cr_assert_fail("recompute %d: value %llu of %llu (gradients, loss) is %a, "
+                               "without recomputation %a", mode, (unsigned long long)i,
+                               (unsigned long long)n, got[i], ref[i]);
+        free(got);
+    }
+    /* one activation of the chain at micro-batch 3: 16 channels of HW x HW */
+    uint64_t act = 3ull * 16 * HW * HW * 4;
+    cr_assert_lt(m[VKA_RECOMPUTE_BLOCKS].live_peak + act, m[VKA_RECOMPUTE_ALL].live_peak,
+                 "blocks keeps %llu bytes at the peak, all %llu (one activation: %llu)",
+                 (unsigned long long)m[VKA_RECOMPUTE_BLOCKS].live_peak,
+                 (unsigned long long)m[VKA_RECOMPUTE_ALL].live_peak, (unsigned long long)act);
+    /* the first layers are made again for each later layer's backward */
+    cr_assert_gt(m[VKA_RECOMPUTE_BLOCKS].recomputed, 2u * CHAIN * 3,
+                 "blocks ran %u ops again", m[VKA_RECOMPUTE_BLOCKS].recomputed);
+    free(ref);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
 }
 
 /* Recomputation runs forward ops again (a BatchNorm without touching its running
@@ -190,10 +272,11 @@ Test(train, recomputation_keeps_less_and_changes_no_bits)
     for (int sp = 0; sp < 2; sp++) {
         uint64_t n0, n;
         struct vka_plan_mem m0, m;
-        float *ref = bn_window(ctx, bn_splits[sp], VKA_RECOMPUTE_NONE, x, t, &n0, &m0);
+        float *ref = mode_window(ctx, build_bn, bn_splits[sp], VKA_RECOMPUTE_NONE, x, t, &n0, &m0);
         cr_assert_eq(m0.recomputed, 0);
         for (int mode = VKA_RECOMPUTE_BLOCKS; mode <= VKA_RECOMPUTE_ALL; mode++) {
-            float *got = bn_window(ctx, bn_splits[sp], (enum vka_recompute)mode, x, t, &n, &m);
+            float *got = mode_window(ctx, build_bn, bn_splits[sp], (enum vka_recompute)mode, x, t,
+                                     &n, &m);
             cr_assert_eq(n, n0);
             for (uint64_t i = 0; i < n; i++)
                 if (memcmp(&got[i], &ref[i], 4))

@@ -150,7 +150,7 @@ int fit_print_plan(const struct fit *f, uint32_t micro, enum vka_recompute mode)
                                           "workspace)" : "");
     printf("  %-16s %10.1f MiB\n", "total", mib(m.total));
     const struct vka_plan_mem *t = &m.train;
-    printf("alive at the training pass's peak: %.1f MiB (%u ops run twice)\n",
+    printf("alive at the training pass's peak: %.1f MiB (%u forward ops run again)\n",
            mib(t->live_peak), t->recomputed);
     for (uint32_t i = 0; i < t->nblocks; i++)
         if (t->blocks[i].bytes)
