@@ -802,7 +802,7 @@ int vka_graph_phase_params(const struct vka_graph *g, int phase, struct vka_tens
  * layer read (and what those are made from), keeps that until its last reader, and lets
  * the rest go: a block's earlier layers are made again for their own backward instead of
  * being kept through the later layers'. Time is the event's index. */
-enum ev_kind { EV_FWD, EV_REC, EV_BWD };
+enum ev_kind { EV_FWD, EV_REC, EV_BWD, EV_WGRAD };
 
 struct event {
     uint32_t node;
@@ -851,6 +851,49 @@ static bool bwd_runs(const struct vka_graph *g, const struct mask *m, bool backw
                      uint32_t i)
 {
     return backward && m->active[i] && m->grad[g->nodes[i].out];
+}
+
+/* A node's backward is one EV_BWD, or for an op whose backward may run in two calls
+ * (VKA_OP_SPLIT: a convolution) an EV_WGRAD for its parameters' gradients, which reads
+ * its input, then an EV_BWD for its input's gradient, which does not: the input can go
+ * before its gradient comes. */
+static bool is_bwd(enum ev_kind kind)
+{
+    return kind == EV_BWD || kind == EV_WGRAD;
+}
+
+static bool split_bwd(const struct vka_node *nd)
+{
+    return vka_ops[nd->op].flags & VKA_OP_SPLIT;
+}
+
+/* Whether an event of kind reads the node's input k, and whether it adds into the
+ * gradient of input k. */
+static bool ev_reads_in(const struct vka_node *nd, enum ev_kind kind, int k)
+{
+    return !is_bwd(kind) || ((vka_ops[nd->op].flags & (VKA_OP_R_X0 << k)) &&
+                             !(kind == EV_BWD && split_bwd(nd) && k == 0));
+}
+
+static bool ev_writes_dx(const struct vka_node *nd, enum ev_kind kind, int k)
+{
+    if (!split_bwd(nd))
+        return kind == EV_BWD;
+    return kind == EV_WGRAD ? k > 0 : kind == EV_BWD && k == 0;
+}
+
+static int push_bwd(const struct vka_graph *g, const struct mask *m, uint32_t i,
+                    struct sched *s)
+{
+    const struct vka_node *nd = &g->nodes[i];
+    if (!split_bwd(nd))
+        return push(s, i, EV_BWD);
+    int ret = 0;
+    if ((nd->in[1] >= 0 && m->grad[nd->in[1]]) || (nd->in[2] >= 0 && m->grad[nd->in[2]]))
+        ret = push(s, i, EV_WGRAD);
+    if (ret == 0 && nd->in[0] >= 0 && m->grad[nd->in[0]])
+        ret = push(s, i, EV_BWD);
+    return ret;
 }
 
 /* The segment of every node under the graph's recompute mode: -1 (never recomputed) for
@@ -1025,7 +1068,7 @@ static int make_sched(const struct vka_graph *g, const struct mask *m, bool back
                 ret = recompute_for(g, m, backward, lay, first, i, s, kept, want);
         }
         if (ret == 0)
-            ret = push(s, i, EV_BWD);
+            ret = push_bwd(g, m, i, s);
     }
     free(seg);
     free(kept);
@@ -1130,7 +1173,7 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
         const struct event *e = &s->ev[t];
         const struct vka_node *nd = &g->nodes[e->node];
         unsigned flags = vka_ops[nd->op].flags;
-        bool bwd = e->kind == EV_BWD;
+        bool bwd = is_bwd(e->kind);
         for (int k = 0; k < 3; k++) {
             int v = nd->in[k];
             if (v < 0 || !in_arena(&g->vals[v]))
@@ -1139,9 +1182,10 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
                 use(SPAN(IT_ACT, v), 0);
             if (!bwd && read)
                 read[v] = 1;
-            if (!bwd || (flags & (VKA_OP_R_X0 << k)))
+            if (ev_reads_in(nd, e->kind, k))
                 use(COPY(t, k, v), t);
-            if (bwd && m->grad[v] && g->vals[v].kind == VKA_VAL_ACT) {
+            if (ev_writes_dx(nd, e->kind, k) && m->grad[v] &&
+                g->vals[v].kind == VKA_VAL_ACT) {
                 /* from the first backward adding into it to its producer's backward */
                 use(SPAN(IT_GRAD, v), t);
             }
@@ -1325,7 +1369,7 @@ static void node_args(const struct vka_plan *p, uint32_t e, struct vka_tensor t[
             a->state[k] = &t[6 + k];
         }
     }
-    if (kind != EV_BWD)
+    if (!is_bwd(kind))
         return;
     if (out->kind != VKA_VAL_LOSS) {
         t[8] = vka_plan_grad(p, nd->out);
@@ -1333,7 +1377,7 @@ static void node_args(const struct vka_plan *p, uint32_t e, struct vka_tensor t[
     }
     for (int k = 0; k < 3; k++) {
         int v = nd->in[k];
-        if (v < 0 || !p->m.grad[v])
+        if (v < 0 || !p->m.grad[v] || !ev_writes_dx(nd, kind, k))
             continue;
         t[9 + k] = exact && p->g->vals[v].kind == VKA_VAL_PARAM ? vka_graph_exact_tensor(p->g, v)
                                                                  : vka_plan_grad(p, v);
@@ -1375,10 +1419,11 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
     for (uint32_t e = 0; e < p->s.nev && ret == 0; e++) {
         const struct event *ev = &p->s.ev[e];
         const struct vka_node *nd = &g->nodes[ev->node];
-        bool bwd = ev->kind == EV_BWD;
+        bool bwd = is_bwd(ev->kind);
         for (int k = 0; k < 3 && bwd && ret == 0; k++) {
             int v = nd->in[k];
-            if (v >= 0 && p->l.grad[v] != UINT64_MAX && !zeroed[v]) {
+            if (v >= 0 && p->l.grad[v] != UINT64_MAX && !zeroed[v] &&
+                ev_writes_dx(nd, ev->kind, k)) {
                 struct vka_tensor gt = vka_plan_grad(p, v);
                 struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
                 ret = vka_fill(cmd, &flat, 0.0f);
@@ -1721,7 +1766,7 @@ static int check_node(struct vka_plan *p, struct vka_cmd *cmd, const struct even
     if (ev->kind == EV_REC)
         return 0;
     uint32_t i = ev->node;
-    bool bwd = ev->kind == EV_BWD;
+    bool bwd = is_bwd(ev->kind);
     int ret = vka_cmd_run(cmd);
     const struct vka_node *nd = &p->g->nodes[i];
     const struct vka_tensor *wrote[3] = { bwd ? a->dx[0] : a->y, bwd ? a->dx[1] : NULL,
@@ -1765,6 +1810,7 @@ static int mark_event(struct vka_plan *p, struct vka_cmd *cmd, const struct even
 
 static enum vka_pass event_pass(enum ev_kind kind)
 {
+    /* a backward's weight-gradient kernels are told apart by name (timing.c) */
     return kind == EV_FWD ? VKA_PASS_FWD : kind == EV_REC ? VKA_PASS_RECOMPUTE : VKA_PASS_DGRAD;
 }
 
@@ -1783,9 +1829,10 @@ static int attribute(struct vka_plan *p, struct vka_cmd *cmd, const uint32_t *en
         ret = vka_timing_add_cmd(t, cmd, first, ends[e] - first, op, pass);
         if (ret >= 0 && pass != VKA_PASS_DGRAD && f > 0)
             ret = vka_timing_add(t, op, pass, 0, f * p->n, 0);
-        if (ret >= 0 && pass == VKA_PASS_DGRAD && dx > 0)
+        const struct vka_node *nd = &p->g->nodes[ev->node];
+        if (ret >= 0 && pass == VKA_PASS_DGRAD && dx > 0 && ev_writes_dx(nd, ev->kind, 0))
             ret = vka_timing_add(t, op, VKA_PASS_DGRAD, 0, dx * p->n, 0);
-        if (ret >= 0 && pass == VKA_PASS_DGRAD && dw > 0)
+        if (ret >= 0 && pass == VKA_PASS_DGRAD && dw > 0 && ev_writes_dx(nd, ev->kind, 1))
             ret = vka_timing_add(t, op, VKA_PASS_WGRAD, 0, dw * p->n, 0);
     }
     return ret < 0 ? ret : 0;

@@ -235,7 +235,8 @@ static void record(struct vka_cmd *cmd, vka_op_rec_fn fn, const struct vka_op_ar
 }
 
 /* fwd then bwd of r on ctx, the batch split into micro-batches of split[i] samples
- * (NULL: one); with poison, what bwd does not read is NaN before it. */
+ * (NULL: one); with poison, what bwd does not read is NaN before it, and an op whose bwd
+ * may run in two calls (VKA_OP_SPLIT) runs so, x0 NaN before the second. */
 static void dev_run(struct vka_ctx *ctx, const struct oc_run *r, const uint32_t *split,
                     bool poison, const bool which[3], struct res *res, const char *what)
 {
@@ -260,7 +261,8 @@ static void dev_run(struct vka_ctx *ctx, const struct oc_run *r, const uint32_t 
 
     struct vka_cmd *cmd;
     cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
-    for (int pass = 0; pass < 2; pass++) {
+    const bool two = poison && (flags & VKA_OP_SPLIT);
+    for (int pass = 0; pass < (two ? 3 : 2); pass++) {
         cr_assert_eq(vka_cmd_begin(cmd), 0);
         for (uint32_t i = 0, n0 = 0; i < nsplit; n0 += split[i++]) {
             struct vka_tensor v[OC_NSLOTS];
@@ -273,7 +275,9 @@ static void dev_run(struct vka_ctx *ctx, const struct oc_run *r, const uint32_t 
                 if (pass && k < 2 && (r->c.f & OC_BWD_NO_X))
                     given = false;
                 a.x[k] = given ? &v[OC_X0 + k] : NULL;
-                a.dx[k] = pass && t[OC_DX0 + k].buf && which[k] ? &v[OC_DX0 + k] : NULL;
+                /* two calls: the parameter gradients, then the input gradient */
+                bool part = !two || (pass == 1) == (k > 0);
+                a.dx[k] = pass && part && t[OC_DX0 + k].buf && which[k] ? &v[OC_DX0 + k] : NULL;
             }
             a.y = &v[OC_Y];
             for (int k = 0; k < 2; k++) {
@@ -285,8 +289,10 @@ static void dev_run(struct vka_ctx *ctx, const struct oc_run *r, const uint32_t 
                    pass ? "bwd" : "fwd");
         }
         test_run(cmd);
+        if (pass == 1 && two && t[OC_X0].buf && !h[OC_X0].absent)
+            dev_poison(&t[OC_X0]);
         if (pass)
-            break;
+            continue;
         for (int s = OC_Y; s <= OC_STATE1; s++)
             if (t[s].buf)
                 res->f[s] = dev_read(&t[s], &h[s], what, s);

@@ -98,6 +98,8 @@ enum {
     VKA_OP_R_DY = 1 << 6,
     VKA_OP_LOSS = 1 << 7,    /* y is a FLAT accumulator fwd adds into, not an activation */
     VKA_OP_RUNNING = 1 << 8, /* state0/1 are running statistics; p.norm.training selects */
+    VKA_OP_SPLIT = 1 << 9,   /* bwd may run as two calls: dx[1], dx[2] (reads x0), then dx[0]
+                                (does not read x0), so that x0 can go before dx[0] comes */
 };
 
 /* What one op node records. Which slot holds what is listed per op in ops.def. */
@@ -123,7 +125,7 @@ struct vka_op_info {
     vka_op_rec_fn bwd;
     enum vka_op_params_kind params;
     enum vka_op_saved saved[2];
-    unsigned flags; /* VKA_OP_R_*, VKA_OP_LOSS, VKA_OP_RUNNING */
+    unsigned flags; /* VKA_OP_R_*, VKA_OP_LOSS, VKA_OP_RUNNING, VKA_OP_SPLIT */
 };
 
 enum vka_op {

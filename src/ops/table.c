@@ -11,6 +11,7 @@
 #define R_DY VKA_OP_R_DY
 #define LOSS VKA_OP_LOSS
 #define RUNNING VKA_OP_RUNNING
+#define SPLIT VKA_OP_SPLIT
 
 const struct vka_op_info vka_ops[VKA_OP_COUNT] = {
 #define VKA_OP(name, family, params, saved0, saved1, flags)                               \
