@@ -301,6 +301,9 @@ layout(push_constant) uniform PC {
     uint P;          // pixels per segment (a segment has its own coefficients)
     uint x_base, dy_base, coef_base; // vec4 indices
     uint out_base;   // element index of y / dx
+    uint inplace;    // OP_DX: dx is dy's memory; dy is read from it and dx = zero + d
+    float zero;      // 0.0 (a constant the compiler cannot fold: zero + d keeps d's bits
+                     // as the += into a dx filled with +0 does)
 } pc;
 
 IN_BUFFER(0, X)
@@ -323,13 +326,14 @@ void main()
     uint s = q / pc.P;
     vec4 x = LOAD4(X, pc.x_base + i);
 #ifdef OP_DX
-    uint cb = pc.coef_base + s * 4u * pc.c4s + c4;
-    vec4 dy = LOAD4(DY, pc.dy_base + i);
+    uint cb = pc.coef_base + s * 4u * pc.c4s + c4, o = pc.out_base + i * 4u;
+    vec4 dy = pc.inplace != 0u ? vec4(DX[o], DX[o + 1u], DX[o + 2u], DX[o + 3u])
+                               : LOAD4(DY, pc.dy_base + i);
     vec4 d = LOAD4(COEF, cb + pc.c4s) * dy - (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + 2u * pc.c4s)
              - LOAD4(COEF, cb + 3u * pc.c4s);
     uint m = min(4u, pc.C - c4 * 4u);
     for (uint j = 0u; j < m; j++)
-        DX[pc.out_base + i * 4u + j] += d[j];
+        DX[o + j] = (pc.inplace != 0u ? pc.zero : DX[o + j]) + d[j];
 #else
     uint cb = pc.coef_base + s * 3u * pc.c4s + c4;
     vec4 y = (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + pc.c4s) + LOAD4(COEF, cb + 2u * pc.c4s);

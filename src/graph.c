@@ -807,6 +807,8 @@ enum ev_kind { EV_FWD, EV_REC, EV_BWD, EV_WGRAD };
 struct event {
     uint32_t node;
     enum ev_kind kind;
+    bool saved_only; /* EV_REC of a VKA_OP_SAVED_ONLY op whose output nothing reads again:
+                        y NULL, the saved values only */
 };
 
 /* The copies of a node's values an event reads or writes: in[0..2], out, saved[0..1].
@@ -843,7 +845,7 @@ static int push(struct sched *s, uint32_t node, enum ev_kind kind)
         s->ev = ev;
         s->cap = cap;
     }
-    s->ev[s->nev++] = (struct event){ node, kind };
+    s->ev[s->nev++] = (struct event){ node, kind, false };
     return 0;
 }
 
@@ -957,14 +959,17 @@ static int recompute_for(const struct vka_graph *g, const struct mask *m, bool b
             need |= nd->saved[k] >= 0 && want[nd->saved[k]];
         if (!need || !s->rec[nd->out])
             continue;
-        run[j] = 1;
+        run[j] = !want[nd->out] && (vka_ops[nd->op].flags & VKA_OP_SAVED_ONLY) ? 2 : 1;
         for (int k = 0; k < 3; k++)
             if (nd->in[k] >= 0 && s->rec[nd->in[k]] && !kept[nd->in[k]])
                 want[nd->in[k]] = 1;
     }
-    for (uint32_t j = first; j <= i; j++)
+    for (uint32_t j = first; j <= i; j++) {
         if (run[j] && push(s, j, EV_REC) < 0)
             return -ENOMEM;
+        if (run[j])
+            s->ev[s->nev - 1].saved_only = run[j] == 2;
+    }
     /* kept: what the layer's backwards read, made just now or kept before */
     for (uint32_t j = i + 1; j-- > first && lay[j] == lay[i];) {
         int v[SLOTS];
@@ -996,7 +1001,8 @@ static int number_copies(const struct vka_graph *g, struct sched *s)
         const struct vka_node *nd = &g->nodes[s->ev[e].node];
         int v[SLOTS] = { nd->in[0], nd->in[1], nd->in[2], nd->out, nd->saved[0], nd->saved[1] };
         for (int k = 0; k < SLOTS; k++) {
-            if (v[k] >= 0 && k >= 3 && s->ev[e].kind == EV_REC) {
+            bool writes = k > 3 || !s->ev[e].saved_only;
+            if (v[k] >= 0 && k >= 3 && s->ev[e].kind == EV_REC && writes) {
                 s->copy_val[s->ncopies] = v[k];
                 cur[v[k]] = s->ncopies++;
             }
@@ -1196,6 +1202,8 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
             if (v < 0 || !in_arena(&g->vals[v]))
                 continue;
             bool read_by_bwd = k == 0 ? (flags & VKA_OP_R_Y) : (flags & VKA_OP_R_SAVED);
+            if (k == 0 && e->saved_only)
+                continue;
             if (!bwd || read_by_bwd)
                 use(COPY(t, 3 + k, v), t);
         }
@@ -1213,6 +1221,43 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
     free(read);
 #undef COPY
 #undef SPAN
+}
+
+static int alias_root(const int *alias, int v)
+{
+    while (alias[v] >= 0)
+        v = alias[v];
+    return v;
+}
+
+/* Gradients written in place: an INPLACE_DX node's backward that is the first to add into
+ * its input's gradient and the last to read its output's (a norm between a convolution
+ * and a ReLU) writes the one over the other. alias[v]: the value whose gradient's memory
+ * v's gradient takes (-1: its own); the merged span is the root's. */
+static void in_place(const struct vka_graph *g, const struct mask *m, const struct sched *s,
+                     uint32_t n, struct span *spans, int *alias)
+{
+    uint32_t V = g->nvals;
+    for (uint32_t v = 0; v < V; v++)
+        alias[v] = -1;
+    for (uint32_t t = 0; t < s->nev; t++) {
+        const struct vka_node *nd = &g->nodes[s->ev[t].node];
+        int v0 = nd->in[0];
+        if (s->ev[t].kind != EV_BWD || !(vka_ops[nd->op].flags & VKA_OP_INPLACE_DX) ||
+            v0 < 0 || !m->grad[v0] || g->vals[v0].kind != VKA_VAL_ACT ||
+            g->vals[nd->out].kind != VKA_VAL_ACT)
+            continue;
+        const struct vka_val *a = &g->vals[v0], *b = &g->vals[nd->out];
+        int r = alias_root(alias, nd->out);
+        struct span *dx = &spans[span_index(V, IT_GRAD, (uint32_t)v0)];
+        struct span *dy = &spans[span_index(V, IT_GRAD, (uint32_t)r)];
+        if (dx->start != t || dy->end != t || stored(a, batched(a) ? n : a->n) !=
+                                                  stored(b, batched(b) ? n : b->n))
+            continue;
+        dy->end = dx->end;
+        *dx = SPAN_NONE;
+        alias[v0] = r;
+    }
 }
 
 /* First-fit placement of the largest first: every copy, gradient and (work: bytes per
@@ -1237,6 +1282,14 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
         return -ENOMEM;
     }
     liveness(g, m, s, spans);
+    int *alias = malloc((V + 1) * sizeof(int));
+    if (!alias) {
+        free(spans);
+        free(items);
+        free(alive);
+        return -ENOMEM;
+    }
+    in_place(g, m, s, n, spans, alias);
     uint32_t nitems = 0;
     for (uint32_t i = 0; i < 2 * V + C; i++) {
         enum item_kind kind = i < V ? IT_ACT : i < 2 * V ? IT_GRAD : IT_REC;
@@ -1283,6 +1336,10 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
         for (uint32_t t = items[i].start; t <= items[i].end && t < T; t++)
             alive[t] += items[i].size;
     }
+    for (uint32_t v = 0; v < V; v++)
+        if (alias[v] >= 0)
+            l->grad[v] = l->grad[alias[v]];
+    free(alias);
     l->total = top;
     l->live_peak = 0;
     uint32_t peak = 0;
@@ -1358,7 +1415,7 @@ static void node_args(const struct vka_plan *p, uint32_t e, struct vka_tensor t[
     bool exact = p->g->exact && p->backward;
     t[3] = exact && out->kind == VKA_VAL_LOSS ? vka_graph_exact_tensor(p->g, nd->out)
                                                : ev_tensor(p, e, 3, nd->out);
-    a->y = &t[3];
+    a->y = p->s.ev[e].saved_only ? NULL : &t[3];
     for (int k = 0; k < 2; k++) {
         if (nd->saved[k] >= 0) {
             t[4 + k] = ev_tensor(p, e, 4 + k, nd->saved[k]);
@@ -1424,10 +1481,12 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
             int v = nd->in[k];
             if (v >= 0 && p->l.grad[v] != UINT64_MAX && !zeroed[v] &&
                 ev_writes_dx(nd, ev->kind, k)) {
+                zeroed[v] = true;
+                if (p->l.grad[v] == p->l.grad[nd->out]) /* in place: dx over dy */
+                    continue;
                 struct vka_tensor gt = vka_plan_grad(p, v);
                 struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
                 ret = vka_fill(cmd, &flat, 0.0f);
-                zeroed[v] = true;
             }
         }
         if (ret < 0)

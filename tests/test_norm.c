@@ -118,3 +118,106 @@ Test(norm, bad_shapes_are_refused)
     vka_cmd_destroy(&cmd);
     test_ctx_done(&ctx);
 }
+
+/* ---- the planner's shortcuts ------------------------------------------------------ */
+
+static float *read_flat(const struct vka_tensor *t)
+{
+    float *h = malloc(vka_tensor_numel(t) * 4);
+    cr_assert_eq(vka_tensor_download(t, h), 0, "%s", vka_last_error());
+    return h;
+}
+
+static void same_bits(const float *a, const float *b, size_t n, const char *op,
+                      const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], 4))
+            cr_assert_fail("%s: %s element %zu is %a, %a the usual way", op, what, i, a[i],
+                           b[i]);
+}
+
+/* A gradient written over dy (INPLACE_DX: dx[0] == dy) has the bits of one added into a
+ * zeroed dx, dgamma and dbeta too; a forward without y (SAVED_ONLY) writes the same
+ * statistics as one with it. */
+Test(norm, in_place_gradient_and_statistics_only_forward_keep_the_bits)
+{
+    test_seed("norm in place");
+    struct vka_ctx *ctx = test_ctx();
+    enum { N = 3, C = 6, H = 5, W = 4, G = 3 };
+    size_t n = (size_t)N * C * H * W;
+    for (int gn = 0; gn < 2; gn++) {
+        const char *op = gn ? "group_norm" : "batch_norm";
+        vka_op_rec_fn fwd = gn ? vka_group_norm_fwd : vka_batch_norm_fwd;
+        vka_op_rec_fn bwd = gn ? vka_group_norm_bwd : vka_batch_norm_bwd;
+        uint32_t ns = gn ? N * G : C;
+        float *xh = test_rand_floats(n, -2, 2), *dyh = test_rand_floats(n, -1, 1);
+        float *gh = test_rand_floats(C, 0.5f, 1.5f), *bh = test_rand_floats(C, -0.5f, 0.5f);
+        float *zero = calloc(n, 4);
+        struct vka_tensor x = test_act(ctx, N, C, H, W, xh), y = test_act(ctx, N, C, H, W, NULL);
+        struct vka_tensor dy = test_act(ctx, N, C, H, W, dyh), dyx = test_act(ctx, N, C, H, W, dyh);
+        struct vka_tensor dx = test_act(ctx, N, C, H, W, zero);
+        struct vka_tensor gamma = test_flat(ctx, C, gh), beta = test_flat(ctx, C, bh);
+        struct vka_tensor s[4], dg[2], db[2];
+        for (int i = 0; i < 4; i++)
+            s[i] = test_flat(ctx, ns, NULL);
+        for (int i = 0; i < 2; i++) {
+            dg[i] = test_flat(ctx, C, zero);
+            db[i] = test_flat(ctx, C, zero);
+        }
+        union vka_op_params p = { .norm = { .eps = EPS, .momentum = MOMENTUM, .training = true,
+                                            .groups = gn ? G : 0 } };
+        struct vka_op_args f = { .p = p, .x = { &x, &gamma, &beta }, .y = &y,
+                                 .saved = { &s[0], &s[1] } };
+        struct vka_op_args fs = f;
+        fs.y = NULL;
+        fs.saved[0] = &s[2];
+        fs.saved[1] = &s[3];
+        struct vka_op_args b = f;
+        b.dy = &dy;
+        b.dx[0] = &dx;
+        b.dx[1] = &dg[0];
+        b.dx[2] = &db[0];
+        struct vka_op_args bi = b;
+        bi.dy = bi.dx[0] = &dyx;
+        bi.dx[1] = &dg[1];
+        bi.dx[2] = &db[1];
+        struct vka_cmd *cmd;
+        cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+        cr_assert_eq(vka_cmd_begin(cmd), 0);
+        cr_assert_eq(fwd(cmd, &f), 0, "%s", vka_last_error());
+        cr_assert_eq(fwd(cmd, &fs), 0, "%s", vka_last_error());
+        cr_assert_eq(bwd(cmd, &b), 0, "%s", vka_last_error());
+        cr_assert_eq(bwd(cmd, &bi), 0, "%s", vka_last_error());
+        test_run(cmd);
+        for (int i = 0; i < 2; i++) {
+            float *want = read_flat(&s[i]), *got = read_flat(&s[2 + i]);
+            same_bits(got, want, ns, op, i ? "invstd without y" : "mean without y");
+            free(want);
+            free(got);
+        }
+        float *want = malloc(n * 4), *got = malloc(n * 4);
+        test_act_read(&dx, want);
+        test_act_read(&dyx, got);
+        same_bits(got, want, n, op, "dx over dy");
+        for (int i = 0; i < 2; i++) {
+            float *w = read_flat(i ? &db[0] : &dg[0]), *g = read_flat(i ? &db[1] : &dg[1]);
+            same_bits(g, w, C, op, i ? "dbeta in place" : "dgamma in place");
+            free(w);
+            free(g);
+        }
+        free(want);
+        free(got);
+        vka_cmd_destroy(&cmd);
+        struct vka_tensor *all[] = { &x, &y, &dy, &dyx, &dx, &gamma, &beta, &s[0], &s[1],
+                                     &s[2], &s[3], &dg[0], &dg[1], &db[0], &db[1] };
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            vka_tensor_destroy(all[i]);
+        free(xh);
+        free(dyh);
+        free(gh);
+        free(bh);
+        free(zero);
+    }
+    test_ctx_done(&ctx);
+}

@@ -192,6 +192,7 @@ static float *mode_window(struct vka_ctx *ctx, net_builder build, const int *spl
 /* One block of CHAIN layers conv3x3 -> GroupNorm -> ReLU of equal size, then a head
  * outside it: the U-Net's double convolution made longer. */
 enum { CHAIN = 5 };
+static int chain_conv[CHAIN], chain_norm[CHAIN]; /* the last build_chain's values */
 
 static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
 {
@@ -205,9 +206,9 @@ static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute m
     for (int i = 0; i < CHAIN; i++) {
         char name[32];
         snprintf(name, sizeof(name), "chain.%d.conv", i);
-        h = vka_layer_conv2d(g, name, h, 16, 3, 1, 1, false);
+        h = chain_conv[i] = vka_layer_conv2d(g, name, h, 16, 3, 1, 1, false);
         snprintf(name, sizeof(name), "chain.%d.norm", i);
-        h = vka_layer_group_norm(g, name, h, 4);
+        h = chain_norm[i] = vka_layer_group_norm(g, name, h, 4);
         h = vka_layer_act(g, VKA_OP_relu, h, 0);
     }
     cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "head"), 0);
@@ -219,8 +220,9 @@ static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute m
 }
 
 /* Inside a block, each layer's backward makes again only what it reads, and lets it go
- * after: a block of 5 layers then keeps less than keeping every layer's input (all), and
- * all of it is the same bits. Making the block whole again before its first backward
+ * after (a norm only its statistics when nothing reads its output again): a block of 5
+ * layers then keeps less than keeping every layer's input (all), and all of it is the
+ * same bits. Making the block whole again before its first backward
  * would keep every layer's values at once: more than all. */
 Test(train, recomputation_inside_a_block_goes_layer_by_layer)
 {
@@ -253,6 +255,23 @@ Test(train, recomputation_inside_a_block_goes_layer_by_layer)
     /* the first layers are made again for each later layer's backward */
     cr_assert_gt(m[VKA_RECOMPUTE_BLOCKS].recomputed, 2u * CHAIN * 3,
                  "blocks ran %u ops again", m[VKA_RECOMPUTE_BLOCKS].recomputed);
+    /* a norm writes its input's gradient over its output's (ops.def INPLACE_DX), in every
+     * mode: the bits above are those of the op tests' in-place checks */
+    for (int mode = VKA_RECOMPUTE_NONE; mode <= VKA_RECOMPUTE_ALL; mode++) {
+        struct net net;
+        struct vka_plan *plan;
+        build_chain(ctx, &net, (enum vka_recompute)mode);
+        cr_assert_eq(vka_graph_plan(net.g, 3, true, &plan), 0, "%s", vka_last_error());
+        for (int i = 0; i < CHAIN; i++) {
+            struct vka_tensor dx = vka_plan_grad(plan, chain_conv[i]);
+            struct vka_tensor dy = vka_plan_grad(plan, chain_norm[i]);
+            cr_assert(dx.buf && dx.buf == dy.buf && dx.off == dy.off,
+                      "recompute %d: layer %d's norm has its input gradient at %llu, its "
+                      "output gradient at %llu", mode, i, (unsigned long long)dx.off,
+                      (unsigned long long)dy.off);
+        }
+        vka_graph_destroy(&net.g);
+    }
     free(ref);
     free(x);
     free(t);

@@ -41,7 +41,8 @@ struct fin_push {
 };
 
 struct map_push {
-    uint32_t n4, e0, c4s, C, P, x_base, dy_base, coef_base, out_base;
+    uint32_t n4, e0, c4s, C, P, x_base, dy_base, coef_base, out_base, inplace;
+    float zero;
 };
 
 struct plan {
@@ -303,7 +304,8 @@ static int record_fin(struct vka_cmd *cmd, const struct plan *pl, bool bwd, bool
     return vka_cmd_dispatch_1d(cmd, pipe, b, pc, bwd ? pl->K : (uint64_t)pl->S * pl->K);
 }
 
-/* apply (dy NULL: out = y) or dx (out = dx, +=), in chunks of whole pixels. */
+/* apply (dy NULL: out = y) or dx (out = dx, +=; out may be dy itself, in place: dx = the
+ * gradient, with the bits of += into a zeroed dx), in chunks of whole pixels. */
 static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct vka_tensor *dy,
                       const struct vka_tensor *out)
 {
@@ -320,7 +322,8 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
         return ret;
     struct vka_tensor coef = coef_view(pl, ncoef);
     struct vka_binding b[4];
-    struct map_push pc = { .c4s = pl->c4s, .C = pl->C, .P = pl->P };
+    struct map_push pc = { .c4s = pl->c4s, .C = pl->C, .P = pl->P,
+                           .inplace = grad && dy->buf == out->buf && dy->off == out->off };
     if ((ret = vka_op_bind_in(ctx, &coef, 0, vka_tensor_stored(&coef), &b[nb - 2],
                               &pc.coef_base)) < 0)
         return ret;
@@ -346,15 +349,20 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
 
 /* ---- the ops ------------------------------------------------------------------------ */
 
-/* fwd of both ops; bn_eval: normalise with state0/state1. */
+/* fwd of both ops; bn_eval: normalise with state0/state1. y NULL: the statistics only
+ * (saved, running), as a recomputation that needs only them runs it. */
 static int norm_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char *op, bool gn)
 {
     struct plan pl;
     const struct vka_norm_desc *d = &a->p.norm;
     bool eval = !gn && !d->training;
     int ret = plan_init(op, a, gn, &pl);
-    if (ret < 0 || (ret = check_act(op, "y", a->y, pl.x)) < 0)
+    if (ret < 0 || (a->y && (ret = check_act(op, "y", a->y, pl.x)) < 0))
         return ret;
+    if (!a->y && (eval || !a->saved[0] || !a->saved[1])) {
+        vka_err("%s: no y, and no statistics to write instead", op);
+        return -EINVAL;
+    }
     for (int i = 0; i < 2; i++)
         if (a->saved[i] && !eval &&
             (ret = check_stats(&pl, i ? "saved1 (invstd)" : "saved0 (mean)", a->saved[i])) < 0)
@@ -389,7 +397,7 @@ static int norm_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     const uint32_t flag[6] = { F_GAMMA, F_BETA, F_MEAN, F_ISTD, F_RMEAN, F_RVAR };
     if ((ret = record_fin(cmd, &pl, false, !eval, &pc, t, flag, 6)) < 0)
         return ret;
-    return record_map(cmd, &pl, NULL, a->y);
+    return a->y ? record_map(cmd, &pl, NULL, a->y) : 0;
 }
 
 static int norm_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char *op, bool gn)

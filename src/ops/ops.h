@@ -100,6 +100,9 @@ enum {
     VKA_OP_RUNNING = 1 << 8, /* state0/1 are running statistics; p.norm.training selects */
     VKA_OP_SPLIT = 1 << 9,   /* bwd may run as two calls: dx[1], dx[2] (reads x0), then dx[0]
                                 (does not read x0), so that x0 can go before dx[0] comes */
+    VKA_OP_INPLACE_DX = 1 << 10, /* bwd may be given dx[0] == dy (x0 shaped as y): it then
+                                    writes the gradient over dy, as += into a zeroed dx */
+    VKA_OP_SAVED_ONLY = 1 << 11, /* fwd may be given y NULL: it writes saved[] only */
 };
 
 /* What one op node records. Which slot holds what is listed per op in ops.def. */
@@ -125,7 +128,7 @@ struct vka_op_info {
     vka_op_rec_fn bwd;
     enum vka_op_params_kind params;
     enum vka_op_saved saved[2];
-    unsigned flags; /* VKA_OP_R_*, VKA_OP_LOSS, VKA_OP_RUNNING, VKA_OP_SPLIT */
+    unsigned flags; /* VKA_OP_R_*, LOSS, RUNNING, SPLIT, INPLACE_DX, SAVED_ONLY */
 };
 
 enum vka_op {

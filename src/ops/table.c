@@ -12,6 +12,8 @@
 #define LOSS VKA_OP_LOSS
 #define RUNNING VKA_OP_RUNNING
 #define SPLIT VKA_OP_SPLIT
+#define INPLACE_DX VKA_OP_INPLACE_DX
+#define SAVED_ONLY VKA_OP_SAVED_ONLY
 
 const struct vka_op_info vka_ops[VKA_OP_COUNT] = {
 #define VKA_OP(name, family, params, saved0, saved1, flags)                               \
