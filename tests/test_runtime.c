@@ -80,8 +80,8 @@ Test(runtime, buffer_round_trip)
 {
     struct vka_ctx *ctx = test_ctx();
     test_seed("buffer_round_trip");
-    /* sizes around the staging chunk (32 MiB) cross chunk boundaries */
-    static const size_t sizes[] = { 4, 12, 4096, 1000003 * 4, (32u << 20) + 20 };
+    /* sizes around the staging chunk (8 MiB) cross chunk boundaries */
+    static const size_t sizes[] = { 4, 12, 4096, 1000003 * 4, (8u << 20) + 20, (32u << 20) + 20 };
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         size_t n = sizes[s];
         unsigned char *a = malloc(n), *b = malloc(n);

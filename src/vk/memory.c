@@ -10,7 +10,7 @@
 #include "vk/fault.h"
 #include "vk/internal.h"
 
-#define STAGING_CHUNK (32u << 20)
+#define STAGING_CHUNK (8u << 20)
 
 const char *vka_mem_cat_name(enum vka_mem_cat cat)
 {

@@ -194,7 +194,8 @@ void vka_buf_destroy(struct vka_buf **buf);
 int vka_buf_texel_view(struct vka_buf *buf, VkBufferView *view);
 
 /* The staging buffer a transfer of `transfer` bytes leaves (it grows to the largest
- * transfer, up to a chunk of 32 MiB; larger ones go through it chunk by chunk). */
+ * transfer, up to a chunk of 8 MiB; larger ones go through it chunk by chunk: measured no
+ * slower than 32 MiB chunks for 96 MiB up and down here). */
 uint64_t vka_staging_bytes(uint64_t transfer);
 /* Host <-> device copies through the context's staging buffer; they wait for the copy. */
 int vka_buf_upload(struct vka_buf *buf, VkDeviceSize offset, const void *data, size_t size);
