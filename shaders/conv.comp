@@ -10,6 +10,11 @@
 //                  GEOM 1 (scatter turned gather): i = (o + pad - r) / stride, where
 //                  exact; one dispatch per output parity class (oh0, ow0), so the r
 //                  loop visits only the taps that can hit               conv2d dgrad, convT fwd
+//                WT (specialization constant): the weight is read as the other side's
+//                  RSAB4, w[r,s,a,:] gathered from wo[r,s,b,a] (lanes: four rows of
+//                  wo), for the taps that need it the other way round (conv2d dgrad,
+//                  convT fwd); the same numbers in the same order as from a transposed
+//                  copy, without the copy
 //                TILED (GPUs): a workgroup covers TKB output-channel blocks x WG/TKB pixel
 //                  blocks and stages the weight rows of each (r, s, TA4 vec4s of a) in
 //                  shared memory once; every output still sees the same multiply-add
@@ -25,8 +30,6 @@
 //                  split of a batch into micro-batches gives the same bits; with EXACT
 //                  (--accumulate exact) Acc holds exact elements (include/exact.glsl)
 //                  and each sample's sum is converted and added exactly
-// CONV_TRANSPOSE dst[r,s,b,a] = src[r,s,a,b] (RSAB4 -> RSBA4), for the taps that need
-//                  the weights the other way round (conv2d dgrad, convT fwd)
 //
 // variant conv_gemm0         CONV_GEMM GEOM=0
 // variant conv_gemm1         CONV_GEMM GEOM=1
@@ -37,7 +40,6 @@
 // variant conv_bgrad         CONV_BGRAD
 // variant conv_reduce        CONV_REDUCE
 // variant conv_reduce_exact  CONV_REDUCE EXACT=1
-// variant conv_transpose     CONV_TRANSPOSE
 #include "common.glsl"
 #include "exact.glsl"
 
@@ -68,6 +70,21 @@ OUT_BUFFER4(3, Y)
 #ifndef TILED
 #define TILED 0
 #endif
+// 1: Wt holds the weight the other way round, RSAB4 of B x A (see WT above)
+layout(constant_id = 4) const uint WT = 0u;
+
+// The weight vec4 of row a (the reduction) and output vec4 k4 of tap base wtap: a load,
+// or with WT four rows of the transposed weight's column a / 4, lane a % 4.
+vec4 wload(uint wtap, uint a, uint k4)
+{
+    if (WT == 0u)
+        return LOAD4(Wt, wtap + a * pc.B4 + k4);
+    vec4 v;
+    for (uint l = 0u; l < 4u; l++)
+        v[l] = LOAD4(Wt, wtap + (k4 * 4u + l) * pc.A4 + a / 4u)[a % 4u];
+    return v;
+}
+
 #if TILED
 layout(constant_id = 3) const uint TKB = 4;  // output-channel blocks per workgroup
 const uint TA4 = 8u;                         // a vec4s per staged weight tile
@@ -154,7 +171,7 @@ void main()
                 for (uint e = lid; e < TA4 * 4u * TW; e += WG) {
                     uint a = ab * 4u + e / TW;
                     uint col = min(col0 + e % TW, pc.B4 - 1u);
-                    wtile[e] = a < pc.A4 * 4u ? LOAD4(Wt, wtap + a * pc.B4 + col) : vec4(0.0);
+                    wtile[e] = a < pc.A4 * 4u ? wload(wtap, a, col) : vec4(0.0);
                 }
                 // RAW: the tile is complete before anyone reads it
                 barrier();
@@ -163,23 +180,34 @@ void main()
 #else
             {
                 uint ab = 0u, a4_end = pc.A4;
-                uint wrow = pc.w_base + (r * pc.S + s) * pc.A4 * 4u * pc.B4 + kb * TN4;
+                uint wtap = pc.w_base + (r * pc.S + s) * pc.A4 * 4u * pc.B4;
 #endif
                 for (uint a4 = ab; a4 < a4_end; a4++) {
                     vec4 xv[TM];
                     for (uint i = 0u; i < TM; i++)
                         xv[i] = ok[i] ? LOAD4(X, xi[i] + a4) : vec4(0.0);
+#if !TILED
+                    // WT: the four rows of each output vec4 at column a4, read once for
+                    // the four c below (columns past B4 repeat the last one)
+                    vec4 wt[TN4][4];
+                    if (WT != 0u)
+                        for (uint j = 0u; j < TN4; j++)
+                            for (uint l = 0u; l < 4u; l++)
+                                wt[j][l] = LOAD4(Wt, wtap + (min(kb * TN4 + j, pc.B4 - 1u) * 4u + l) * pc.A4 + a4);
+#endif
                     for (uint c = 0u; c < 4u; c++) {
 #if TILED
                         uint wi = ((a4 - ab) * 4u + c) * TW + wcol;
 #else
-                        uint wi = wrow + (a4 * 4u + c) * pc.B4;
+                        uint wi = wtap + (a4 * 4u + c) * pc.B4 + kb * TN4;
 #endif
                         for (uint j = 0u; j < TN4; j++) {
 #if TILED
                             vec4 wv = wtile[wi + j];
 #else
-                            vec4 wv = LOAD4(Wt, wi + min(j, pc.B4 - 1u - kb * TN4));
+                            vec4 wv = WT != 0u
+                                ? vec4(wt[j][0][c], wt[j][1][c], wt[j][2][c], wt[j][3][c])
+                                : LOAD4(Wt, wi + min(j, pc.B4 - 1u - kb * TN4));
 #endif
                             for (uint i = 0u; i < TM; i++)
                                 acc[i][j] = fma(vec4(xv[i][c]), wv, acc[i][j]);
@@ -406,23 +434,4 @@ void main()
     }
 }
 
-#elif defined(CONV_TRANSPOSE)
-// One invocation per destination vec4: dst RSBA4 from src RSAB4 (A = pc.A4 * 4 rows).
-IN_BUFFER(0, Src)
-OUT_BUFFER4(1, Dst)
-
-void main()
-{
-    uint e = flat_id();
-    uint per = pc.B4 * 4u * pc.A4;   // dst vec4s per tap
-    if (e >= pc.R * pc.S * per)
-        return;
-    uint rs = e / per, rem = e % per, b = rem / pc.A4, a4 = rem % pc.A4;
-    vec4 v;
-    for (uint l = 0u; l < 4u; l++) {
-        vec4 src = LOAD4(Src, pc.x_base + (rs * pc.A4 * 4u + a4 * 4u + l) * pc.B4 + b / 4u);
-        v[l] = src[b % 4u];
-    }
-    Dst[pc.y_base + e] = v;
-}
 #endif

@@ -6,7 +6,7 @@
  *   conv2d            fwd: gather(x, w)          dx: scatter(dy, w^T)    dw: wgrad(x, dy)
  *   conv_transpose2d  fwd: scatter(x, w^T)       dx: gather(dy, w)       dw: wgrad(dy, x)
  *   linear            conv2d with R = S = H = W = 1
- * w^T is a transposed copy made per call (weights are small next to activations).
+ * w^T is w itself read the other way round (the GEMMs' WT specialization: no copy).
  * The GEMMs come in two variants that give the same bits: register-blocked (every
  * invocation loads its own weights: lavapipe) and tiled (a workgroup stages the weights
  * in shared memory: GPUs), picked by the profile's conv_tiles.
@@ -30,6 +30,7 @@ enum {
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
     WGRAD_EXACT_SCRATCH = 1 << 22, /* floats (16 MiB): an exact dw's per-sample partials */
+    MIN_GROUPS = 16,      /* workgroups a weight gradient is cut into where it can be */
 };
 
 struct conv_push {
@@ -55,10 +56,15 @@ static uint32_t div4(uint32_t c)
     return (c + 3) / 4;
 }
 
+/* Output vec4s per invocation, of the GEMMs (b4: output vec4s) and the weight gradients
+ * (b4: the pixel operand's vec4s). On lavapipe 4 was measured 10-20 % faster than 2 from
+ * 64 output channels, and faster from 32 too (bench ops, conv_transpose2d 64->32
+ * forward: 9.5-17.5 GFLOP/s with 2, 20-28 with 4); the weight gradients used 2 before
+ * and 4 measured faster on every bench ops shape. Blocking never changes an element's
+ * multiply-add chain, so the bits do not depend on it. */
 static uint32_t tn4_for(uint32_t b4)
 {
-    /* 4 vec4s from 64 output channels: measured 10-20 % faster than 2 there on lavapipe */
-    return b4 >= 16 ? 4 : b4 >= 2 ? 2 : 1;
+    return b4 >= 8 || b4 == 4 ? 4 : b4 >= 2 ? 2 : 1;
 }
 
 static void push_geom(struct conv_push *pc, const struct geom *g)
@@ -70,15 +76,47 @@ static void push_geom(struct conv_push *pc, const struct geom *g)
     };
 }
 
-static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tn4,
-                    struct vka_pipe **pipe)
+/* A workgroup size for n invocations: the profile's, halved (down to the subgroup size,
+ * at least 8) while that gives fewer than MIN_GROUPS workgroups, so that a small
+ * dispatch still spreads over the device's cores (lavapipe runs a workgroup on one
+ * thread: conv_transpose2d 64->32 at 64x64 made one workgroup of dw on two cores). */
+static uint32_t wg_for(struct vka_ctx *ctx, uint64_t n)
+{
+    uint32_t wg = ctx->profile.wg_size, floor = ctx->info.subgroup_size;
+    if (floor < 8)
+        floor = 8;
+    while (wg > floor && (n + wg - 1) / wg < MIN_GROUPS)
+        wg /= 2;
+    return wg;
+}
+
+static int pipe_wg(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tn4,
+                   uint32_t wg, struct vka_pipe **pipe)
 {
     struct vka_pipe_params pp = {
         .shader = shader, .nbind = nbind, .push_size = sizeof(struct conv_push),
-        .nspec = 2, .spec = { TM, tn4 },
+        .nspec = 2, .spec = { TM, tn4 }, .wg_size = wg,
     };
     for (uint32_t i = 0; i < nbind; i++)
         pp.bind[i] = i + 1 < nbind ? VKA_BIND_IN : VKA_BIND_OUT;
+    return vka_pipe_get(ctx, &pp, pipe);
+}
+
+static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tn4,
+                    struct vka_pipe **pipe)
+{
+    return pipe_wg(ctx, shader, nbind, tn4, 0, pipe);
+}
+
+/* The GEMM's pipeline, untiled: spec ids 1 TM, 2 TN4, 3 TKB (tiled only), 4 WT. */
+static int pipe_gemm(struct vka_ctx *ctx, int scatter, uint32_t tn4, bool wt,
+                     struct vka_pipe **pipe)
+{
+    struct vka_pipe_params pp = {
+        .shader = scatter ? "conv_gemm1" : "conv_gemm0", .nbind = 4,
+        .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT },
+        .push_size = sizeof(struct conv_push), .nspec = 4, .spec = { TM, tn4, 1, wt },
+    };
     return vka_pipe_get(ctx, &pp, pipe);
 }
 
@@ -87,7 +125,7 @@ static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uin
  * nkb blocks while the weight tile fits (one block's tile, 2 KiB at most, is within
  * Vulkan's 16 KiB minimum). Only tn4 and tkb vary, so few pipelines are built: seven
  * (tn4, tkb) pairs can occur per geometry. */
-static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t nkb,
+static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t nkb, bool wt,
                       struct vka_pipe **pipe, uint32_t *tkb_out)
 {
     uint32_t tkb = 1;
@@ -100,14 +138,15 @@ static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t n
     struct vka_pipe_params pp = {
         .shader = scatter ? "conv_gemm1_tiled" : "conv_gemm0_tiled", .nbind = 4,
         .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT },
-        .push_size = sizeof(struct conv_push), .nspec = 3, .spec = { TM, tn4, tkb },
+        .push_size = sizeof(struct conv_push), .nspec = 4, .spec = { TM, tn4, tkb, wt },
     };
     *tkb_out = tkb;
     return vka_pipe_get(ctx, &pp, pipe);
 }
 
-/* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B), plus bias. */
-static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
+/* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B; with wt, w is
+ * stored the other way round, RSAB4 of B x A), plus bias. */
+static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter, bool wt,
                 const struct vka_tensor *x, const struct vka_tensor *w,
                 const struct vka_tensor *bias, const struct vka_tensor *y, bool accumulate)
 {
@@ -120,8 +159,8 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g, int scatter,
     uint32_t tkb = 1, wg = ctx->profile.wg_size;
     struct vka_pipe *pipe;
     int ret = ctx->profile.conv_tiles
-                  ? pipe_tiled(ctx, scatter, tn4, nkb, &pipe, &tkb)
-                  : pipe_for(ctx, scatter ? "conv_gemm1" : "conv_gemm0", 4, tn4, &pipe);
+                  ? pipe_tiled(ctx, scatter, tn4, nkb, wt, &pipe, &tkb)
+                  : pipe_gemm(ctx, scatter, tn4, wt, &pipe);
     if (ret < 0)
         return ret;
     struct vka_binding b[4];
@@ -226,12 +265,13 @@ static int wgrad_exact_groups(struct vka_cmd *cmd, const struct geom *g,
     uint64_t per_sample = (uint64_t)per * 4; /* floats */
     uint64_t gs = WGRAD_EXACT_SCRATCH / per_sample;
     gs = gs < 1 ? 1 : gs > g->N ? g->N : gs;
-    uint32_t tn4 = 2, ta4 = TM / 4;
+    uint32_t tn4 = tn4_for(pc0->B4), ta4 = TM / 4;
     uint32_t nab = (pc0->A4 + ta4 - 1) / ta4, nbb = (pc0->B4 + tn4 - 1) / tn4;
     struct vka_tensor part;
     struct vka_pipe *pipe;
+    uint64_t nmax = gs * g->R * g->S * nab * nbb; /* a whole group's invocations */
     int ret = vka_op_scratch(cmd, gs * per_sample, &part);
-    if (ret < 0 || (ret = pipe_for(ctx, "conv_wgrad", 3, tn4, &pipe)) < 0)
+    if (ret < 0 || (ret = pipe_wg(ctx, "conv_wgrad", 3, tn4, wg_for(ctx, nmax), &pipe)) < 0)
         return ret;
     uint64_t gper = (uint64_t)g->H * g->W * pc0->A4 * 4, dper = (uint64_t)g->P * g->Q * pc0->B4 * 4;
     for (uint32_t n0 = 0; n0 < g->N; n0 += (uint32_t)gs) {
@@ -263,7 +303,7 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     struct conv_push pc;
     push_geom(&pc, g);
-    uint32_t tn4 = 2, ta4 = TM / 4;
+    uint32_t tn4 = tn4_for(pc.B4), ta4 = TM / 4;
     uint32_t nab = (pc.A4 + ta4 - 1) / ta4, nbb = (pc.B4 + tn4 - 1) / tn4;
     uint32_t pq = g->P * g->Q, nchunks = (pq + WGRAD_CHUNK - 1) / WGRAD_CHUNK;
     uint32_t per = g->R * g->S * pc.A4 * 4 * pc.B4;
@@ -278,9 +318,10 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     struct vka_pipe *pipe;
     struct vka_binding b[3];
     uint32_t base;
+    uint64_t n = (uint64_t)(direct ? 1 : g->N) * nchunks * g->R * g->S * nab * nbb;
     int ret = direct ? 0 : vka_op_scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
-    if (ret < 0 || (ret = pipe_for(ctx, direct ? "conv_wgrad_direct" : "conv_wgrad", 3, tn4,
-                                   &pipe)) < 0 ||
+    if (ret < 0 || (ret = pipe_wg(ctx, direct ? "conv_wgrad_direct" : "conv_wgrad", 3, tn4,
+                                  wg_for(ctx, n), &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
         (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
         (ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)) < 0)
@@ -292,7 +333,6 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     pc.chunk = WGRAD_CHUNK;
     pc.aux = g->A;
     pc.y_base = base / 4;
-    uint64_t n = (uint64_t)(direct ? 1 : g->N) * nchunks * g->R * g->S * nab * nbb;
     if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0 || direct)
         return ret;
     return reduce(cmd, &part, g->N, nchunks, per, dw);
@@ -317,25 +357,6 @@ static int bgrad(struct vka_cmd *cmd, uint32_t N, uint32_t P, uint32_t Q, uint32
     if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, (uint64_t)N * nchunks * pc.B4)) < 0)
         return ret;
     return reduce(cmd, &part, N, nchunks, pc.B4, db);
-}
-
-/* wt (RSBA4) = w (RSAB4 of A x B) transposed, in a scratch buffer of the recorder. */
-static int transpose(struct vka_cmd *cmd, uint32_t R, uint32_t S, uint32_t A, uint32_t B,
-                     const struct vka_tensor *w, struct vka_tensor *wt)
-{
-    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
-    struct conv_push pc = { .R = R, .S = S, .A4 = div4(A), .B4 = div4(B) };
-    uint64_t n4 = (uint64_t)R * S * pc.A4 * pc.B4 * 4;
-    struct vka_pipe *pipe;
-    struct vka_binding b[2];
-    uint32_t base;
-    int ret = vka_op_scratch(cmd, n4 * 4, wt);
-    if (ret < 0 || (ret = pipe_for(ctx, "conv_transpose", 2, 1, &pipe)) < 0 ||
-        (ret = vka_op_bind_in(ctx, w, 0, vka_tensor_stored(w), &b[0], &pc.x_base)) < 0 ||
-        (ret = vka_op_bind_out(ctx, wt, 0, vka_tensor_stored(wt), &b[1], &base)) < 0)
-        return ret;
-    pc.y_base = base / 4;
-    return vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n4);
 }
 
 /* ---- shape rules ----------------------------------------------------------------- */
@@ -452,13 +473,10 @@ static int conv_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     if (ret < 0 || (ret = check_out(op, "output", a->y, s)) < 0)
         return ret;
     if (!transposed)
-        return gemm(cmd, &g, 0, a->x[0], a->x[1], a->x[2], a->y, false);
-    /* convT: scatter x (small) into y (big) with the weight as [rs][in][out] */
-    struct vka_tensor wt;
+        return gemm(cmd, &g, 0, false, a->x[0], a->x[1], a->x[2], a->y, false);
+    /* convT: scatter x (small) into y (big) with the weight read as [rs][in][out] */
     struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
-    if ((ret = transpose(cmd, g.R, g.S, g.A, g.B, a->x[1], &wt)) < 0)
-        return ret;
-    return gemm(cmd, &sg, 1, a->x[0], &wt, a->x[2], a->y, false);
+    return gemm(cmd, &sg, 1, true, a->x[0], a->x[1], a->x[2], a->y, false);
 }
 
 static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char *op,
@@ -482,17 +500,13 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
     const struct vka_tensor *dy = a->dy;
     if (!transposed) {
-        if (dx) {
-            struct vka_tensor wt;
-            if ((ret = transpose(cmd, g.R, g.S, g.A, g.B, w, &wt)) < 0 ||
-                (ret = gemm(cmd, &sg, 1, dy, &wt, NULL, dx, true)) < 0)
-                return ret;
-        }
+        if (dx && (ret = gemm(cmd, &sg, 1, true, dy, w, NULL, dx, true)) < 0)
+            return ret;
         if (dw && (ret = wgrad(cmd, &g, x, dy, dw)) < 0)
             return ret;
     } else {
         /* convT's dx is the gather of dy (source, big) into x's side (small) */
-        if (dx && (ret = gemm(cmd, &g, 0, dy, w, NULL, dx, true)) < 0)
+        if (dx && (ret = gemm(cmd, &g, 0, false, dy, w, NULL, dx, true)) < 0)
             return ret;
         if (dw && (ret = wgrad(cmd, &g, dy, x, dw)) < 0)
             return ret;
