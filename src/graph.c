@@ -1081,13 +1081,15 @@ static int make_sched(const struct vka_graph *g, const struct mask *m, bool back
     return ret < 0 ? ret : number_copies(g, s);
 }
 
-/* One arena item: a copy of a value, a value's gradient, or an event's workspace, alive
- * over events [start, end]. */
-enum item_kind { IT_ACT, IT_REC, IT_GRAD, IT_WORK };
+/* A value's forward copy, a recomputed copy, a value's gradient: what liveness gives a
+ * span (span_index). */
+enum item_kind { IT_ACT, IT_REC, IT_GRAD };
 
+/* One arena item: a span (copy or gradient, with those that run in place merged into it)
+ * or an event's workspace, alive over events [start, end]. */
 struct item {
-    enum item_kind kind;
-    uint32_t idx;  /* value, or event for IT_WORK */
+    enum { IT_SPAN, IT_WORK } kind;
+    uint32_t idx;  /* span index, or event for IT_WORK */
     uint64_t size; /* elements, aligned */
     uint32_t start, end;
     uint64_t off;
@@ -1223,40 +1225,72 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
 #undef SPAN
 }
 
-static int alias_root(const int *alias, int v)
+static uint32_t alias_root(const int *alias, uint32_t i)
 {
-    while (alias[v] >= 0)
-        v = alias[v];
-    return v;
+    while (alias[i] >= 0)
+        i = (uint32_t)alias[i];
+    return i;
 }
 
-/* Gradients written in place: an INPLACE_DX node's backward that is the first to add into
- * its input's gradient and the last to read its output's (a norm between a convolution
- * and a ReLU) writes the one over the other. alias[v]: the value whose gradient's memory
- * v's gradient takes (-1: its own); the merged span is the root's. */
+/* The value of span i (span_index), and where its place goes. */
+static uint32_t span_val(const struct sched *s, uint32_t V, uint32_t i)
+{
+    return i < 2 * V ? i % V : (uint32_t)s->copy_val[i - 2 * V];
+}
+
+static uint64_t *span_place(struct layout *l, uint32_t V, uint32_t i)
+{
+    return i < V ? &l->act[i] : i < 2 * V ? &l->grad[i - V] : &l->rec[i - 2 * V];
+}
+
+/* Whether span b may take span a's memory at event t: a's last use is t, b's first, and
+ * they hold as much (alias: the spans already merged, a's root stands for it). */
+static bool hand_over(const struct vka_graph *g, const struct sched *s, uint32_t n,
+                      struct span *spans, const int *alias, uint32_t a, uint32_t b, uint32_t t)
+{
+    uint32_t V = g->nvals, r = alias_root(alias, a);
+    const struct vka_val *va = &g->vals[span_val(s, V, a)], *vb = &g->vals[span_val(s, V, b)];
+    return va->kind == VKA_VAL_ACT && vb->kind == VKA_VAL_ACT && spans[r].end == t &&
+           spans[b].start == t && alias[b] < 0 &&
+           stored(va, batched(va) ? n : va->n) == stored(vb, batched(vb) ? n : vb->n);
+}
+
+/* Ops that run in place. A forward of an INPLACE_Y op (a ReLU after a norm, the add of a
+ * residual) that reads the last of its input writes its output over it; a backward of an
+ * INPLACE_DX op (a norm between a convolution and a ReLU) that is the first to add into
+ * its input's gradient and the last to read its output's writes the one over the other.
+ * alias[i]: the span whose memory span i takes (-1: its own); the merged span is the
+ * root's. */
 static void in_place(const struct vka_graph *g, const struct mask *m, const struct sched *s,
                      uint32_t n, struct span *spans, int *alias)
 {
     uint32_t V = g->nvals;
-    for (uint32_t v = 0; v < V; v++)
-        alias[v] = -1;
+    for (uint32_t i = 0; i < 2 * V + s->ncopies; i++)
+        alias[i] = -1;
     for (uint32_t t = 0; t < s->nev; t++) {
-        const struct vka_node *nd = &g->nodes[s->ev[t].node];
+        const struct event *e = &s->ev[t];
+        const struct vka_node *nd = &g->nodes[e->node];
+        unsigned flags = vka_ops[nd->op].flags;
         int v0 = nd->in[0];
-        if (s->ev[t].kind != EV_BWD || !(vka_ops[nd->op].flags & VKA_OP_INPLACE_DX) ||
-            v0 < 0 || !m->grad[v0] || g->vals[v0].kind != VKA_VAL_ACT ||
-            g->vals[nd->out].kind != VKA_VAL_ACT)
+        uint32_t a, b;
+        if (v0 < 0 || e->saved_only)
             continue;
-        const struct vka_val *a = &g->vals[v0], *b = &g->vals[nd->out];
-        int r = alias_root(alias, nd->out);
-        struct span *dx = &spans[span_index(V, IT_GRAD, (uint32_t)v0)];
-        struct span *dy = &spans[span_index(V, IT_GRAD, (uint32_t)r)];
-        if (dx->start != t || dy->end != t || stored(a, batched(a) ? n : a->n) !=
-                                                  stored(b, batched(b) ? n : b->n))
+        if (e->kind == EV_BWD && (flags & VKA_OP_INPLACE_DX) && m->grad[v0]) {
+            a = (uint32_t)span_index(V, IT_GRAD, (uint32_t)nd->out);
+            b = (uint32_t)span_index(V, IT_GRAD, (uint32_t)v0);
+        } else if (!is_bwd(e->kind) && (flags & VKA_OP_INPLACE_Y)) {
+            uint32_t cx = s->slot[(size_t)t * SLOTS], cy = s->slot[(size_t)t * SLOTS + 3];
+            a = cx == COPY_FWD ? (uint32_t)v0 : (uint32_t)span_index(V, IT_REC, cx);
+            b = cy == COPY_FWD ? (uint32_t)nd->out : (uint32_t)span_index(V, IT_REC, cy);
+        } else {
             continue;
-        dy->end = dx->end;
-        *dx = SPAN_NONE;
-        alias[v0] = r;
+        }
+        if (!hand_over(g, s, n, spans, alias, a, b, t))
+            continue;
+        uint32_t r = alias_root(alias, a);
+        spans[r].end = spans[b].end;
+        spans[b] = SPAN_NONE;
+        alias[b] = (int)r;
     }
 }
 
@@ -1265,45 +1299,36 @@ static void in_place(const struct vka_graph *g, const struct mask *m, const stru
 static int place(const struct vka_graph *g, const struct mask *m, const struct sched *s,
                  uint32_t n, const uint64_t *work, struct layout *l)
 {
-    uint32_t V = g->nvals, T = s->nev, C = s->ncopies;
-    struct span *spans = malloc((2 * (size_t)V + C + 1) * sizeof(*spans));
-    struct item *items = calloc(2 * (size_t)V + C + T + 1, sizeof(*items));
+    uint32_t V = g->nvals, T = s->nev, C = s->ncopies, S = 2 * V + C;
+    struct span *spans = malloc((S + 1) * sizeof(*spans));
+    int *alias = malloc((S + 1) * sizeof(int));
+    struct item *items = calloc(S + T + 1, sizeof(*items));
     l->act = malloc((V + 1) * sizeof(uint64_t));
     l->rec = malloc((C + 1) * sizeof(uint64_t));
     l->grad = malloc((V + 1) * sizeof(uint64_t));
     l->work = malloc((T + 1) * sizeof(uint64_t));
     l->at_peak = calloc(V + 1, sizeof(uint64_t));
     uint64_t *alive = calloc(T + 1, sizeof(uint64_t));
-    if (!spans || !items || !l->act || !l->rec || !l->grad || !l->work || !l->at_peak ||
-        !alive) {
+    if (!spans || !alias || !items || !l->act || !l->rec || !l->grad || !l->work ||
+        !l->at_peak || !alive) {
         free(spans);
+        free(alias);
         free(items);
         free(alive);
         return -ENOMEM;
     }
     liveness(g, m, s, spans);
-    int *alias = malloc((V + 1) * sizeof(int));
-    if (!alias) {
-        free(spans);
-        free(items);
-        free(alive);
-        return -ENOMEM;
-    }
     in_place(g, m, s, n, spans, alias);
     uint32_t nitems = 0;
-    for (uint32_t i = 0; i < 2 * V + C; i++) {
-        enum item_kind kind = i < V ? IT_ACT : i < 2 * V ? IT_GRAD : IT_REC;
-        uint32_t idx = i < V ? i : i < 2 * V ? i - V : i - 2 * V;
-        uint32_t v = kind == IT_REC ? (uint32_t)s->copy_val[idx] : idx;
-        (kind == IT_ACT ? l->act : kind == IT_GRAD ? l->grad : l->rec)[idx] = UINT64_MAX;
-        const struct vka_val *val = &g->vals[v];
-        const struct span *sp = &spans[i];
-        if (!in_arena(val) || sp->start == UINT32_MAX)
+    for (uint32_t i = 0; i < S; i++) {
+        *span_place(l, V, i) = UINT64_MAX;
+        const struct vka_val *val = &g->vals[span_val(s, V, i)];
+        if (!in_arena(val) || spans[i].start == UINT32_MAX)
             continue;
         /* batched values hold n samples, the others (BatchNorm's saved statistics)
          * their own fixed size */
         uint64_t size = align_up(stored(val, batched(val) ? n : val->n));
-        items[nitems++] = (struct item){ kind, idx, size, sp->start, sp->end, 0 };
+        items[nitems++] = (struct item){ IT_SPAN, i, size, spans[i].start, spans[i].end, 0 };
     }
     for (uint32_t t = 0; t < T; t++) {
         l->work[t] = UINT64_MAX;
@@ -1331,14 +1356,14 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
         items[i].off = off;
         if (off + items[i].size > top)
             top = off + items[i].size;
-        uint64_t *where[] = { l->act, l->rec, l->grad, l->work };
-        where[items[i].kind][items[i].idx] = off;
+        *(items[i].kind == IT_WORK ? &l->work[items[i].idx] : span_place(l, V, items[i].idx)) =
+            off;
         for (uint32_t t = items[i].start; t <= items[i].end && t < T; t++)
             alive[t] += items[i].size;
     }
-    for (uint32_t v = 0; v < V; v++)
-        if (alias[v] >= 0)
-            l->grad[v] = l->grad[alias[v]];
+    for (uint32_t i = 0; i < S; i++)
+        if (alias[i] >= 0)
+            *span_place(l, V, i) = *span_place(l, V, alias_root(alias, i));
     free(alias);
     l->total = top;
     l->live_peak = 0;
@@ -1352,10 +1377,8 @@ static int place(const struct vka_graph *g, const struct mask *m, const struct s
         if (items[i].start <= peak && peak <= items[i].end) {
             if (items[i].kind == IT_WORK)
                 l->work_at_peak += items[i].size;
-            else if (items[i].kind == IT_REC)
-                l->at_peak[s->copy_val[items[i].idx]] += items[i].size;
             else
-                l->at_peak[items[i].idx] += items[i].size;
+                l->at_peak[span_val(s, V, items[i].idx)] += items[i].size;
         }
     free(items);
     free(alive);

@@ -11,6 +11,7 @@
  *    loss and every bwd must add);
  *  - y, saved, state and dx are checked against the reference with the entry's
  *    per-element bounds; bwd's reference reads the saved tensors the device wrote;
+ *  - an INPLACE_Y op runs its forward over its input too, for the same bits;
  *  - before bwd, every tensor that ops.def's flags say bwd does not read is overwritten
  *    with NaN, so the flags are checked too;
  *  - a dx the case does not ask for is passed as NULL and must keep its bits.
@@ -311,6 +312,37 @@ static void dev_run(struct vka_ctx *ctx, const struct oc_run *r, const uint32_t 
             vka_tensor_destroy(&t[s]);
 }
 
+/* An INPLACE_Y op's forward given y == x0 (the planner's in-place forward) writes over x0
+ * the bits want's forward wrote into a y of its own. */
+static void check_inplace_fwd(struct vka_ctx *ctx, const struct oc_run *r,
+                              const struct res *want, const char *what)
+{
+    const struct oc_tensor *h = r->t;
+    struct vka_tensor t[3] = { 0 };
+    struct vka_op_args a = { .p = r->p };
+    for (int k = 0; k < 3; k++)
+        if (on_device(r, OC_X0 + k) && !h[OC_X0 + k].absent) {
+            t[k] = dev_make(ctx, &h[OC_X0 + k], h[OC_X0 + k].f, 4 * oc_range(0, 40));
+            a.x[k] = &t[k];
+        }
+    a.y = &t[0];
+    struct vka_cmd *cmd;
+    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    cr_assert_eq(vka_cmd_begin(cmd), 0);
+    record(cmd, vka_ops[r->op].fwd, &a, what, "fwd in place");
+    test_run(cmd);
+    vka_cmd_destroy(&cmd);
+    float *got = dev_read(&t[0], &h[OC_Y], what, OC_Y);
+    for (uint64_t i = 0; i < oc_numel(&h[OC_Y]); i++)
+        if (memcmp(&got[i], &want->f[OC_Y][i], sizeof(float)))
+            cr_assert_fail("%s: y element %llu is %a in place, %a into its own y", what,
+                           (unsigned long long)i, got[i], want->f[OC_Y][i]);
+    free(got);
+    for (int k = 0; k < 3; k++)
+        if (t[k].buf)
+            vka_tensor_destroy(&t[k]);
+}
+
 /* ---- checks ---------------------------------------------------------------------------- */
 
 static bool report;
@@ -382,6 +414,8 @@ static void check_case(struct ctxs *cs, enum vka_op op, const struct oc_case *c,
         snprintf(what, sizeof(what), "%s [%s, case %zu]", desc, cfgs[k].name, ci);
         struct vka_ctx *ctx = ctx_get(cs, &cfgs[k], cfgs[k].base ? c->chunk : 0);
         dev_run(ctx, &r, NULL, true, which, &res[k], what);
+        if (vka_ops[op].flags & VKA_OP_INPLACE_Y)
+            check_inplace_fwd(ctx, &r, &res[k], what);
         double *saved[2] = { NULL, NULL };
         for (int i = 0; i < 2; i++) {
             uint64_t n = oc_numel(&r.t[OC_SAVED0 + i]);

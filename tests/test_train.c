@@ -192,7 +192,7 @@ static float *mode_window(struct vka_ctx *ctx, net_builder build, const int *spl
 /* One block of CHAIN layers conv3x3 -> GroupNorm -> ReLU of equal size, then a head
  * outside it: the U-Net's double convolution made longer. */
 enum { CHAIN = 5 };
-static int chain_conv[CHAIN], chain_norm[CHAIN]; /* the last build_chain's values */
+static int chain_conv[CHAIN], chain_norm[CHAIN], chain_relu[CHAIN]; /* build_chain's values */
 
 static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
 {
@@ -209,7 +209,7 @@ static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute m
         h = chain_conv[i] = vka_layer_conv2d(g, name, h, 16, 3, 1, 1, false);
         snprintf(name, sizeof(name), "chain.%d.norm", i);
         h = chain_norm[i] = vka_layer_group_norm(g, name, h, 4);
-        h = vka_layer_act(g, VKA_OP_relu, h, 0);
+        h = chain_relu[i] = vka_layer_act(g, VKA_OP_relu, h, 0);
     }
     cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "head"), 0);
     n->logits = vka_layer_conv2d(g, "head", h, CLASSES, 1, 1, 0, true);
@@ -255,8 +255,9 @@ Test(train, recomputation_inside_a_block_goes_layer_by_layer)
     /* the first layers are made again for each later layer's backward */
     cr_assert_gt(m[VKA_RECOMPUTE_BLOCKS].recomputed, 2u * CHAIN * 3,
                  "blocks ran %u ops again", m[VKA_RECOMPUTE_BLOCKS].recomputed);
-    /* a norm writes its input's gradient over its output's (ops.def INPLACE_DX), in every
-     * mode: the bits above are those of the op tests' in-place checks */
+    /* a norm writes its input's gradient over its output's (ops.def INPLACE_DX) and a ReLU
+     * its output over its input (INPLACE_Y), in every mode: the bits above are those of the
+     * op tests' in-place checks */
     for (int mode = VKA_RECOMPUTE_NONE; mode <= VKA_RECOMPUTE_ALL; mode++) {
         struct net net;
         struct vka_plan *plan;
@@ -269,6 +270,11 @@ Test(train, recomputation_inside_a_block_goes_layer_by_layer)
                       "recompute %d: layer %d's norm has its input gradient at %llu, its "
                       "output gradient at %llu", mode, i, (unsigned long long)dx.off,
                       (unsigned long long)dy.off);
+            struct vka_tensor x = vka_plan_tensor(plan, chain_norm[i]);
+            struct vka_tensor y = vka_plan_tensor(plan, chain_relu[i]);
+            cr_assert(x.buf && x.buf == y.buf && x.off == y.off, "recompute %d: layer %d's "
+                      "ReLU reads %llu and writes %llu", mode, i, (unsigned long long)x.off,
+                      (unsigned long long)y.off);
         }
         vka_graph_destroy(&net.g);
     }

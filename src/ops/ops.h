@@ -103,6 +103,7 @@ enum {
     VKA_OP_INPLACE_DX = 1 << 10, /* bwd may be given dx[0] == dy (x0 shaped as y): it then
                                     writes the gradient over dy, as += into a zeroed dx */
     VKA_OP_SAVED_ONLY = 1 << 11, /* fwd may be given y NULL: it writes saved[] only */
+    VKA_OP_INPLACE_Y = 1 << 12,  /* fwd may be given y == x0: elementwise, y[i] from x0[i] */
 };
 
 /* What one op node records. Which slot holds what is listed per op in ops.def. */
@@ -128,7 +129,7 @@ struct vka_op_info {
     vka_op_rec_fn bwd;
     enum vka_op_params_kind params;
     enum vka_op_saved saved[2];
-    unsigned flags; /* VKA_OP_R_*, LOSS, RUNNING, SPLIT, INPLACE_DX, SAVED_ONLY */
+    unsigned flags; /* VKA_OP_R_*, LOSS, RUNNING, SPLIT, INPLACE_DX, SAVED_ONLY, INPLACE_Y */
 };
 
 enum vka_op {
