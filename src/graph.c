@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exact.h"
 #include "graph.h"
 #include "log.h"
 #include "rng.h"
@@ -1824,15 +1825,25 @@ static int count_nonfinite(const struct vka_tensor *t, uint64_t *bad, uint64_t *
 {
     *n = (uint64_t)t->n * t->c * t->h * t->w;
     *bad = 0;
-    float *h = malloc((*n ? *n : 1) * sizeof(float));
+    bool exact = t->dtype == VKA_EXACT;
+    /* an exact sum is 4 words: bad when non-finite or out of range (exact.h) */
+    void *h = malloc((*n ? *n : 1) * (exact ? 16 : sizeof(float)));
     if (!h) {
         vka_err("graph: out of memory checking a tensor of %llu elements",
                 (unsigned long long)*n);
         return -ENOMEM;
     }
-    int ret = t->dtype == VKA_F32 ? vka_tensor_download(t, h) : 0;
-    for (uint64_t k = 0; ret == 0 && t->dtype == VKA_F32 && k < *n; k++)
-        *bad += !isfinite(h[k]);
+    int ret = 0;
+    if (exact) {
+        const uint32_t *w = h;
+        ret = vka_buf_download(t->buf, t->off * 16, h, *n * 16);
+        for (uint64_t k = 0; ret == 0 && k < *n; k++)
+            *bad += (w[4 * k + 3] & (VKA_EXACT_NAN | VKA_EXACT_PINF | VKA_EXACT_NINF)) ||
+                    vka_exact_out_of_range(w + 4 * k);
+    } else if (t->dtype == VKA_F32 && (ret = vka_tensor_download(t, h)) == 0) {
+        for (uint64_t k = 0; k < *n; k++)
+            *bad += !isfinite(((const float *)h)[k]);
+    }
     free(h);
     return ret;
 }
@@ -1858,9 +1869,11 @@ static int check_node(struct vka_plan *p, struct vka_cmd *cmd, const struct even
         if (!wrote[k] || (ret = count_nonfinite(wrote[k], &bad, &n)) < 0 || !bad)
             continue;
         const char *what = bwd ? p->g->vals[nd->in[k]].name : p->g->vals[nd->out].name;
-        vka_err("anomaly: the %s of node %u (%s) wrote %llu non-finite values of %llu into "
-                "%s%s", bwd ? "backward" : "forward", i, vka_ops[nd->op].name,
-                (unsigned long long)bad, (unsigned long long)n, bwd ? "the gradient of " : "",
+        vka_err("anomaly: the %s of node %u (%s) wrote %llu %s of %llu into %s%s",
+                bwd ? "backward" : "forward", i, vka_ops[nd->op].name, (unsigned long long)bad,
+                wrote[k]->dtype == VKA_EXACT ? "non-finite or out-of-range exact sums"
+                                             : "non-finite values",
+                (unsigned long long)n, bwd ? "the gradient of " : "",
                 what[0] ? what : "its output");
         return -ERANGE;
     }

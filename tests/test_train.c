@@ -664,6 +664,43 @@ Test(train, detect_anomaly_names_the_first_node_and_changes_no_bits)
     test_ctx_done(&ctx);
 }
 
+/* detect_anomaly with exact sums: a loss whose sum passes the exact range (finite as a
+ * float, so ordered accumulation would take it) is named at the node that made it, not
+ * only at the window's end. */
+Test(train, detect_anomaly_reads_exact_sums)
+{
+    test_seed("train anomaly exact");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    struct net n;
+    build_mode(ctx, &n, VKA_RECOMPUTE_NONE, false, true);
+    struct vka_trainer_params tp = {
+        .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
+        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 }, .detect_anomaly = true,
+        .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2, .exact = true,
+    };
+    struct vka_trainer *tr;
+    cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+    /* class 0's logit 1e10 above the others: a pixel of another class loses about 1e10,
+     * a sample's sum passes 2^31 */
+    int bias = vka_graph_find(n.g, "head.bias");
+    cr_assert_geq(bias, 0);
+    float b[CLASSES] = { 1e10f };
+    struct vka_tensor bt = vka_graph_tensor(n.g, bias);
+    cr_assert_eq(vka_tensor_upload(&bt, b), 0, "%s", vka_last_error());
+    const void *in[2] = { x, t };
+    cr_assert_lt(vka_trainer_micro_step(tr, in, 4, NULL), 0, "the out-of-range sum went unseen");
+    cr_assert(strstr(vka_last_error(), "(cross_entropy) wrote 1 non-finite or out-of-range "
+                                       "exact sums"), "%s", vka_last_error());
+    vka_trainer_destroy(&tr);
+    vka_graph_destroy(&n.g);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+}
+
 /* ---- --accumulate exact ------------------------------------------------------------------ */
 
 /* Runs window w's samples [lo, hi) of x/t through tr in micro-steps of at most its micro;
