@@ -117,25 +117,33 @@ static int model_tensors(struct vka_graph *g, struct tlist *l, bool want_data)
 }
 
 static int region_tensor_as(struct tlist *l, const char *name, struct vka_tensor t,
-                            enum vka_st_dtype dtype);
+                            enum vka_st_dtype dtype, bool skip_zero);
 
 static int region_tensor(struct tlist *l, const char *name, struct vka_tensor t)
 {
-    return region_tensor_as(l, name, t, VKA_ST_F32);
+    return region_tensor_as(l, name, t, VKA_ST_F32, false);
 }
 
-/* t's 32-bit words as a tensor of dtype (F32, or U32 for the exact accumulators) */
+/* t's 32-bit words as a tensor of dtype (F32, or U32 for the exact accumulators); with
+ * skip_zero, nothing when every word is zero (accumulators at a window boundary) */
 static int region_tensor_as(struct tlist *l, const char *name, struct vka_tensor t,
-                            enum vka_st_dtype dtype)
+                            enum vka_st_dtype dtype, bool skip_zero)
 {
     uint64_t n = vka_tensor_stored(&t);
-    float *data = malloc((n ? n : 1) * sizeof(float));
+    uint32_t *data = malloc((n ? n : 1) * sizeof(uint32_t));
     if (!data)
         return -ENOMEM;
     int ret = vka_buf_download(t.buf, t.off * 4, data, n * 4);
     if (ret < 0) {
         free(data);
         return ret;
+    }
+    uint64_t i = 0;
+    while (skip_zero && i < n && !data[i])
+        i++;
+    if (skip_zero && i == n) {
+        free(data);
+        return 0;
     }
     return tl_add(l, name, dtype, 1, &n, data);
 }
@@ -204,13 +212,15 @@ int vka_ckpt_save(const char *path, struct vka_graph *g, struct vka_trainer *con
     int ret = model_tensors(g, &l, true);
     if (ret == 0 && ntr) {
         struct vka_tensor losses = losses_region(g);
-        if ((ret = region_tensor(&l, TRAIN_PREFIX "grads", vka_graph_grads_flat(g))) == 0 &&
-            losses.buf)
-            ret = region_tensor(&l, TRAIN_PREFIX "losses", losses);
-        /* --accumulate exact: an open window's sums are in the exact accumulators */
+        if ((ret = region_tensor_as(&l, TRAIN_PREFIX "grads", vka_graph_grads_flat(g),
+                                    VKA_ST_F32, true)) == 0 && losses.buf)
+            ret = region_tensor_as(&l, TRAIN_PREFIX "losses", losses, VKA_ST_F32, true);
+        /* --accumulate exact: an open window's sums are in the exact accumulators. All
+         * three are kept only when not all zero: at a window boundary (every checkpoint
+         * the CLI writes) they are cleared, and an exact one is 16 bytes per parameter */
         struct vka_tensor ex = vka_graph_exact_words(g);
         if (ret == 0 && ex.buf)
-            ret = region_tensor_as(&l, TRAIN_PREFIX "exact", ex, VKA_ST_U32);
+            ret = region_tensor_as(&l, TRAIN_PREFIX "exact", ex, VKA_ST_U32, true);
     }
     for (size_t i = 0; ret == 0 && i < ntr; i++)
         ret = trainer_tensors(&l, tr[i]);
@@ -413,30 +423,55 @@ static int restore_trainer(struct vka_trainer *tr, const struct trainer_file *tf
     return vka_optim_set_counters(opt, &oc);
 }
 
+/* A region of accumulators in f: NULL when absent (all zero when saved) or when the
+ * graph has none; present, it must match (*ok false otherwise). */
+static const struct vka_st_tensor *accumulator(const struct vka_st_file *f, const char *name,
+                                               enum vka_st_dtype dtype, struct vka_tensor t,
+                                               bool *ok)
+{
+    if (!t.buf || !vka_st_find(f, name))
+        return NULL;
+    const struct vka_st_tensor *st = train_tensor(f, name, dtype, vka_tensor_stored(&t));
+    *ok = *ok && st;
+    return st;
+}
+
+/* t's words from st, or zero without it */
+static int upload_or_zero(struct vka_tensor t, const struct vka_st_tensor *st)
+{
+    uint64_t bytes = vka_tensor_stored(&t) * 4;
+    if (!t.buf)
+        return 0;
+    if (st)
+        return vka_buf_upload(t.buf, t.off * 4, st->data, bytes);
+    void *zero = calloc(bytes ? bytes : 1, 1);
+    if (!zero)
+        return -ENOMEM;
+    int ret = vka_buf_upload(t.buf, t.off * 4, zero, bytes);
+    free(zero);
+    return ret;
+}
+
 int vka_ckpt_restore(const struct vka_st_file *f, struct vka_graph *g,
                      struct vka_trainer *const *tr, size_t ntr)
 {
     /* every train.* tensor is checked before anything is changed */
     struct vka_tensor grads = vka_graph_grads_flat(g), losses = losses_region(g);
-    const struct vka_st_tensor *tg, *tl = NULL;
+    const struct vka_st_tensor *tg, *tl;
     struct trainer_file tf[4];
-    tg = train_tensor(f, TRAIN_PREFIX "grads", VKA_ST_F32, vka_tensor_stored(&grads));
-    if (losses.buf)
-        tl = train_tensor(f, TRAIN_PREFIX "losses", VKA_ST_F32, vka_tensor_stored(&losses));
+    /* the accumulators are absent where they were all zero (saved at a window boundary) */
     struct vka_tensor ex = vka_graph_exact_words(g);
-    const struct vka_st_tensor *tx = NULL;
-    if (ex.buf)
-        tx = train_tensor(f, TRAIN_PREFIX "exact", VKA_ST_U32, vka_tensor_stored(&ex));
-    bool ok = tg && (tl || !losses.buf) && (tx || !ex.buf) && ntr <= 4;
+    bool ok = ntr <= 4;
+    tg = accumulator(f, TRAIN_PREFIX "grads", VKA_ST_F32, grads, &ok);
+    tl = accumulator(f, TRAIN_PREFIX "losses", VKA_ST_F32, losses, &ok);
+    const struct vka_st_tensor *tx = accumulator(f, TRAIN_PREFIX "exact", VKA_ST_U32, ex, &ok);
     for (size_t i = 0; ok && i < ntr; i++)
         ok = find_trainer(f, tr[i], &tf[i]);
     if (!ok)
         return -EINVAL;
     int ret;
-    if ((ret = load_model(f, g, false)) < 0 ||
-        (ret = vka_buf_upload(grads.buf, 0, tg->data, vka_tensor_stored(&grads) * 4)) < 0 ||
-        (tl && (ret = vka_buf_upload(losses.buf, 0, tl->data, vka_tensor_stored(&losses) * 4)) < 0) ||
-        (tx && (ret = vka_buf_upload(ex.buf, 0, tx->data, vka_tensor_stored(&ex) * 4)) < 0))
+    if ((ret = load_model(f, g, false)) < 0 || (ret = upload_or_zero(grads, tg)) < 0 ||
+        (ret = upload_or_zero(losses, tl)) < 0 || (ret = upload_or_zero(ex, tx)) < 0)
         return ret;
     for (size_t i = 0; ret == 0 && i < ntr; i++)
         ret = restore_trainer(tr[i], &tf[i]);
