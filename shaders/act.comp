@@ -12,7 +12,8 @@
 //   OP_CONCAT                        x0 (C1 = c), x1 (C2 = c1) -> y (C1 + C2)
 //   OP_CONCAT_BWD                    dy -> dx += dy[:, c1 : c1 + c]
 // Elementwise variants see A, B and Y with the same stored channels (cs4 vec4s a pixel).
-// HAS_B: a variant reads B; ACCUMULATE: it adds into Y (backward).
+// HAS_B: a variant reads B; ACCUMULATE: it adds into Y (backward), or writes over an input
+// it reads when Y is that input's memory (pc.inplace: the planner's dx over dy).
 //
 // variant act_relu            OP_RELU
 // variant act_leaky_relu      OP_LEAKY_RELU
@@ -42,6 +43,9 @@ layout(push_constant) uniform PC {
     uint b4;     // B's vec4s per pixel (concat)
     uint c1;     // concat: x1's channels C2; concat_bwd: dx's first channel in dy
     float alpha; // leaky_relu slope, scale factor
+    uint inplace; // ACCUMULATE: the output is an input's memory (dx over dy): Y = zero + v
+    float zero;   // 0.0, a constant the compiler cannot fold: zero + v keeps the bits of
+                  // v added into an output filled with +0
 } pc;
 
 #ifdef HAS_B
@@ -146,7 +150,7 @@ void main()
         valid = 4u * k + j < pc.c + pc.c1;
 #endif
 #ifdef ACCUMULATE
-        Y[y + j] = valid ? Y[y + j] + v[j] : 0.0;
+        Y[y + j] = valid ? (pc.inplace != 0u ? pc.zero : Y[y + j]) + v[j] : 0.0;
 #else
         Y[y + j] = valid ? v[j] : 0.0;
 #endif

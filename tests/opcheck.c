@@ -11,7 +11,8 @@
  *    loss and every bwd must add);
  *  - y, saved, state and dx are checked against the reference with the entry's
  *    per-element bounds; bwd's reference reads the saved tensors the device wrote;
- *  - an INPLACE_Y op runs its forward over its input too, for the same bits;
+ *  - an INPLACE_Y op runs its forward over its input too, an INPLACE_DX op its backward
+ *    over dy, for the same bits;
  *  - before bwd, every tensor that ops.def's flags say bwd does not read is overwritten
  *    with NaN, so the flags are checked too;
  *  - a dx the case does not ask for is passed as NULL and must keep its bits.
@@ -343,6 +344,56 @@ static void check_inplace_fwd(struct vka_ctx *ctx, const struct oc_run *r,
             vka_tensor_destroy(&t[k]);
 }
 
+/* An INPLACE_DX op's backward given dx0 == dy (the planner's in-place backward) writes
+ * over dy the bits it adds into a dx0 filled with +0. Forward first, as in dev_run. */
+static void check_inplace_bwd(struct vka_ctx *ctx, const struct oc_run *r, const char *what)
+{
+    const struct oc_tensor *h = r->t;
+    struct vka_tensor t[OC_NSLOTS] = { 0 }, dy2, dx0;
+    for (int s = 0; s < OC_NSLOTS; s++)
+        if (on_device(r, s) && s != OC_DX1 && s != OC_DX2 && s != OC_DX0)
+            t[s] = dev_make(ctx, &h[s], s == OC_Y || s == OC_SAVED0 || s == OC_SAVED1 ? NULL
+                                                                                   : h[s].f,
+                            4 * oc_range(0, 40));
+    float *zero = calloc(oc_numel(&h[OC_DX0]) + 1, sizeof(float));
+    dx0 = dev_make(ctx, &h[OC_DX0], zero, 4 * oc_range(0, 40));
+    dy2 = dev_make(ctx, &h[OC_DY], h[OC_DY].f, 4 * oc_range(0, 40));
+    free(zero);
+    struct vka_op_args a = { .p = r->p };
+    for (int k = 0; k < 3; k++)
+        a.x[k] = t[OC_X0 + k].buf && !h[OC_X0 + k].absent ? &t[OC_X0 + k] : NULL;
+    a.y = &t[OC_Y];
+    for (int k = 0; k < 2; k++) {
+        a.saved[k] = t[OC_SAVED0 + k].buf ? &t[OC_SAVED0 + k] : NULL;
+        a.state[k] = t[OC_STATE0 + k].buf ? &t[OC_STATE0 + k] : NULL;
+    }
+    struct vka_cmd *cmd;
+    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    cr_assert_eq(vka_cmd_begin(cmd), 0);
+    record(cmd, vka_ops[r->op].fwd, &a, what, "fwd");
+    struct vka_op_args b = a, c = a;
+    b.dy = &t[OC_DY];
+    b.dx[0] = &dx0;
+    c.dy = c.dx[0] = &dy2;
+    record(cmd, vka_ops[r->op].bwd, &b, what, "bwd");
+    record(cmd, vka_ops[r->op].bwd, &c, what, "bwd in place");
+    test_run(cmd);
+    vka_cmd_destroy(&cmd);
+    float *want = dev_read(&dx0, &h[OC_DX0], what, OC_DX0);
+    float *got = dev_read(&dy2, &h[OC_DY], what, OC_DY);
+    for (uint64_t i = 0; i < oc_numel(&h[OC_DX0]); i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)))
+            cr_assert_fail("%s: dx0 element %llu is %a over dy, %a added into zeros", what,
+                           (unsigned long long)i, got[i], want[i]);
+    free(want);
+    free(got);
+    vka_tensor_destroy(&dx0);
+    vka_tensor_destroy(&dy2);
+    for (int s = 0; s < OC_NSLOTS; s++)
+        if (t[s].buf)
+            vka_tensor_destroy(&t[s]);
+}
+
 /* ---- checks ---------------------------------------------------------------------------- */
 
 static bool report;
@@ -416,6 +467,8 @@ static void check_case(struct ctxs *cs, enum vka_op op, const struct oc_case *c,
         dev_run(ctx, &r, NULL, true, which, &res[k], what);
         if (vka_ops[op].flags & VKA_OP_INPLACE_Y)
             check_inplace_fwd(ctx, &r, &res[k], what);
+        if ((vka_ops[op].flags & VKA_OP_INPLACE_DX) && which[0])
+            check_inplace_bwd(ctx, &r, what);
         double *saved[2] = { NULL, NULL };
         for (int i = 0; i < 2; i++) {
             uint64_t n = oc_numel(&r.t[OC_SAVED0 + i]);

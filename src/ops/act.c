@@ -3,7 +3,8 @@
  * per kernel). Slots are those of ops.def; every kernel runs one invocation per output
  * vec4 and writes the output's padding channels as 0.
  *
- * Backward adds into every gradient given (a NULL one is skipped):
+ * Backward adds into every gradient given (a NULL one is skipped); relu, leaky_relu, tanh
+ * and sigmoid may be given dx0 == dy and then write the gradient over dy (INPLACE_DX):
  *   relu, leaky_relu   dx0 += dy * (y > 0 ? 1 : slope)   reads y, dy: y > 0 exactly
  *                      where x0 > 0 (slope >= 0), so x0 need not be kept for backward
  *   tanh, sigmoid      dx0 += dy * f'(.) from y     reads y (the forward output), dy
@@ -37,6 +38,8 @@
 struct act_push {
     uint32_t n4, c, cs4, y_base, a_base, b_base, a4, b4, c1;
     float alpha;
+    uint32_t inplace;
+    float zero;
 };
 
 /* t is an NHWC4 f32 tensor (n,c,h,w), ANY matching any size; an input (in) starts at a
@@ -125,6 +128,9 @@ static int dispatch(struct vka_cmd *cmd, const char *shader, const struct vka_te
     if (ret < 0)
         return ret;
     pc.cs4 = out->cs / 4;
+    /* out over an input (the planner's in-place backward): written, not added to */
+    pc.inplace = (out->buf == a->buf && out->off == a->off) ||
+                 (b && out->buf == b->buf && out->off == b->off);
     pc.a4 = a->cs / 4;
     pc.b4 = b ? b->cs / 4 : 0;
     for (uint64_t first = 0; first < pixels; first += chunk) {
