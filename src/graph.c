@@ -58,6 +58,20 @@ struct vka_graph {
 
 static void drop_recordings(struct vka_graph *g);
 
+/* Room for one more element in *arr of *cap, n of them in use: doubled when full. */
+static int grow(void **arr, uint32_t *cap, uint32_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    uint32_t c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, c * size);
+    if (!p)
+        return -ENOMEM;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
 static uint64_t align_up(uint64_t x)
 {
     return (x + ALIGN - 1) / ALIGN * ALIGN;
@@ -128,14 +142,8 @@ static int add_val(struct vka_graph *g, const struct vka_val *v)
         vka_err("graph: the name %s is taken", v->name);
         return -EEXIST;
     }
-    if (g->nvals == g->cap_vals) {
-        uint32_t cap = g->cap_vals ? 2 * g->cap_vals : 64;
-        struct vka_val *vals = realloc(g->vals, cap * sizeof(*vals));
-        if (!vals)
-            return -ENOMEM;
-        g->vals = vals;
-        g->cap_vals = cap;
-    }
+    if (grow((void **)&g->vals, &g->cap_vals, g->nvals, sizeof(*g->vals)) < 0)
+        return -ENOMEM;
     g->vals[g->nvals] = *v;
     g->vals[g->nvals].producer = -1;
     return (int)g->nvals++;
@@ -275,14 +283,8 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
         node.saved[i] = sv;
         g->vals[sv].producer = (int)g->nnodes;
     }
-    if (g->nnodes == g->cap_nodes) {
-        uint32_t cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
-        struct vka_node *nodes = realloc(g->nodes, cap * sizeof(*nodes));
-        if (!nodes)
-            return -ENOMEM;
-        g->nodes = nodes;
-        g->cap_nodes = cap;
-    }
+    if (grow((void **)&g->nodes, &g->cap_nodes, g->nnodes, sizeof(*g->nodes)) < 0)
+        return -ENOMEM;
     g->nodes[g->nnodes++] = node;
     g->next_mark = 0;
     return node.out;
@@ -838,14 +840,8 @@ static void sched_free(struct sched *s)
 
 static int push(struct sched *s, uint32_t node, enum ev_kind kind)
 {
-    if (s->nev == s->cap) {
-        uint32_t cap = s->cap ? 2 * s->cap : 64;
-        struct event *ev = realloc(s->ev, cap * sizeof(*ev));
-        if (!ev)
-            return -ENOMEM;
-        s->ev = ev;
-        s->cap = cap;
-    }
+    if (grow((void **)&s->ev, &s->cap, s->nev, sizeof(*s->ev)) < 0)
+        return -ENOMEM;
     s->ev[s->nev++] = (struct event){ node, kind, false };
     return 0;
 }
@@ -932,6 +928,23 @@ static void bwd_reads(const struct vka_graph *g, uint32_t i, int v[SLOTS])
         v[4 + k] = flags & VKA_OP_R_SAVED ? nd->saved[k] : -1;
 }
 
+/* Marks what the backwards of i's layer, from i down to the segment's first node, read
+ * that is made again (leaving out what skip marks, when not NULL). */
+static void layer_reads(const struct vka_graph *g, const struct mask *m, bool backward,
+                        const int32_t *lay, uint32_t first, uint32_t i, const struct sched *s,
+                        const uint8_t *skip, uint8_t *mark)
+{
+    for (uint32_t j = i + 1; j-- > first && lay[j] == lay[i];) {
+        int v[SLOTS];
+        if (!bwd_runs(g, m, backward, j))
+            continue;
+        bwd_reads(g, j, v);
+        for (int k = 0; k < SLOTS; k++)
+            if (v[k] >= 0 && s->rec[v[k]] && !(skip && skip[v[k]]))
+                mark[v[k]] = 1;
+    }
+}
+
 /* The recomputation before backward i of segment [first, i]: the values the backwards of
  * i's layer read that are made again and not kept (want), and what they are made from;
  * their producers' EV_REC events in node order. Afterwards kept holds what the layer's
@@ -941,15 +954,7 @@ static int recompute_for(const struct vka_graph *g, const struct mask *m, bool b
                           uint8_t *kept, uint8_t *want)
 {
     memset(want, 0, g->nvals);
-    for (uint32_t j = i + 1; j-- > first && lay[j] == lay[i];) {
-        int v[SLOTS];
-        if (!bwd_runs(g, m, backward, j))
-            continue;
-        bwd_reads(g, j, v);
-        for (int k = 0; k < SLOTS; k++)
-            if (v[k] >= 0 && s->rec[v[k]] && !kept[v[k]])
-                want[v[k]] = 1;
-    }
+    layer_reads(g, m, backward, lay, first, i, s, kept, want);
     /* what they are made from: producers come before their consumers */
     uint8_t *run = want + g->nvals; /* per node, after the nvals of want */
     memset(run, 0, g->nnodes);
@@ -972,15 +977,7 @@ static int recompute_for(const struct vka_graph *g, const struct mask *m, bool b
             s->ev[s->nev - 1].saved_only = run[j] == 2;
     }
     /* kept: what the layer's backwards read, made just now or kept before */
-    for (uint32_t j = i + 1; j-- > first && lay[j] == lay[i];) {
-        int v[SLOTS];
-        if (!bwd_runs(g, m, backward, j))
-            continue;
-        bwd_reads(g, j, v);
-        for (int k = 0; k < SLOTS; k++)
-            if (v[k] >= 0 && s->rec[v[k]])
-                kept[v[k]] = 1;
-    }
+    layer_reads(g, m, backward, lay, first, i, s, NULL, kept);
     return 0;
 }
 

@@ -556,6 +556,19 @@ Test(train, a_phase_runs_only_what_its_outputs_need)
     test_ctx_done(&ctx);
 }
 
+/* An AdamW trainer of net n's loss in windows of B as micro-batches of 4. */
+static struct vka_trainer *adamw_trainer(const struct net *n, bool detect_anomaly, bool exact)
+{
+    struct vka_trainer_params tp = {
+        .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
+        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 }, .detect_anomaly = detect_anomaly,
+        .loss = n->loss, .inputs = { n->x, n->target }, .ninputs = 2, .exact = exact,
+    };
+    struct vka_trainer *tr;
+    cr_assert_eq(vka_trainer_create(n->g, &tp, &tr), 0, "%s", vka_last_error());
+    return tr;
+}
+
 /* A non-finite gradient skips the step (the weights stay, the accumulators are cleared,
  * the next window steps as if nothing happened) and the warning names the step and the
  * first parameter whose gradient holds a NaN (the loss too when it is not finite; here
@@ -569,13 +582,7 @@ Test(train, a_non_finite_gradient_is_named_and_skipped)
     struct vka_ctx *ctx = test_ctx();
     struct net n;
     build(ctx, &n);
-    struct vka_trainer_params tp = {
-        .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
-        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 },
-        .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
-    };
-    struct vka_trainer *tr;
-    cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+    struct vka_trainer *tr = adamw_trainer(&n, false, false);
     struct vka_tensor params = vka_graph_params_flat(n.g);
     float *before = download_all(&params);
     /* one NaN pixel in the window's first sample */
@@ -629,13 +636,7 @@ Test(train, detect_anomaly_names_the_first_node_and_changes_no_bits)
     for (int check = 0; check < 2; check++) {
         struct net n;
         build(ctx, &n);
-        struct vka_trainer_params tp = {
-            .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
-            .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 }, .detect_anomaly = check,
-            .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2,
-        };
-        struct vka_trainer *tr;
-        cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+        struct vka_trainer *tr = adamw_trainer(&n, check, false);
         for (int i = 0; i < 2; i++) {
             const void *in[2] = { x + (size_t)i * 4 * C_IN * HW * HW, t + (size_t)i * 4 * HW * HW };
             cr_assert_eq(vka_trainer_micro_step(tr, in, 4, NULL), 0, "%s", vka_last_error());
@@ -676,13 +677,7 @@ Test(train, detect_anomaly_reads_exact_sums)
     struct vka_ctx *ctx = test_ctx();
     struct net n;
     build_mode(ctx, &n, VKA_RECOMPUTE_NONE, false, true);
-    struct vka_trainer_params tp = {
-        .batch = B, .micro = 4, .optim = vka_optim_defaults(VKA_OPTIM_ADAMW, 1),
-        .lr = { .kind = VKA_LR_CONSTANT, .lr = 1e-2 }, .detect_anomaly = true,
-        .loss = n.loss, .inputs = { n.x, n.target }, .ninputs = 2, .exact = true,
-    };
-    struct vka_trainer *tr;
-    cr_assert_eq(vka_trainer_create(n.g, &tp, &tr), 0, "%s", vka_last_error());
+    struct vka_trainer *tr = adamw_trainer(&n, true, true);
     /* class 0's logit 1e10 above the others: a pixel of another class loses about 1e10,
      * a sample's sum passes 2^31 */
     int bias = vka_graph_find(n.g, "head.bias");
