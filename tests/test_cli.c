@@ -227,6 +227,19 @@ Test(cli, resume_eval_and_predict)
     snprintf(p, sizeof(p), "%s/part/metrics.jsonl", dir);
     losses(p, b, sizeof(b));
     cr_assert_str_eq(a, b, "uninterrupted:\n%s\nresumed:\n%s", a, b);
+    /* a copied run folder resumes in the copy: the original, named in its config.json,
+     * is left as it was */
+    snprintf(args, sizeof(args), "cp -r %s/part %s/copy", dir, dir);
+    cr_assert_eq(system(args), 0);
+    snprintf(p, sizeof(p), "%s/part/metrics.jsonl", dir);
+    losses(p, a, sizeof(a));
+    snprintf(args, sizeof(args), "seg train --resume %s/copy --steps 5", dir);
+    cr_assert_eq(run(args), 0, "%s", out);
+    losses(p, b, sizeof(b));
+    cr_assert_str_eq(a, b, "resuming the copy changed the original's log:\n%s", b);
+    snprintf(p, sizeof(p), "%s/copy/metrics.jsonl", dir);
+    train_fields(p, "\"step\":", "\"epoch\":", b, sizeof(b));
+    cr_assert(strstr(b, "\"step\":5,"), "the copy's log has no step 5:\n%s", b);
     /* the checkpoint taken after the last evaluation is at a window boundary: the
      * accumulators are cleared (evaluation runs no loss), so the file leaves them out and
      * a resume (above: the same losses) zeroes them */

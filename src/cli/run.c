@@ -41,6 +41,9 @@ int run_resume_opts(const char *cmd, const struct opt_desc *table, size_t n, voi
         return 1;
     }
     cJSON_Delete(j);
+    /* the run continues in RUN, wherever config.json says it was made (a run folder
+     * copied or moved, another machine's mount), unless --out is given again */
+    ((char *)o + dout->off)[0] = '\0';
     /* the run's accumulation mode (ordered when its config predates the option): its
      * checkpoint holds that mode's accumulators, so it resumes in that mode only */
     const struct opt_desc *da = find_opt(table, n, "accumulate");
