@@ -328,3 +328,14 @@ void test_threads(void *(*fn)(void *), void *items, size_t item_size, uint32_t n
     for (uint32_t i = 0; i < n; i++)
         pthread_join(th[i], NULL);
 }
+
+void test_rank_params(const float *got, const float *ref, size_t n, bool combine,
+                      uint32_t nranks, uint32_t rank)
+{
+    if (combine)
+        cr_assert_eq(memcmp(got, ref, n * 4), 0, "%u ranks, rank %u: the parameters differ "
+                     "from one process's", nranks, rank);
+    else
+        cr_assert_neq(memcmp(got, ref, n * 4), 0, "rank %u without the combine matched one "
+                      "process: the check cannot fail", rank);
+}

@@ -110,6 +110,10 @@ void test_threads(void *(*fn)(void *), void *items, size_t item_size, uint32_t n
 void test_allreduce_destroy(struct test_allreduce *a);
 int test_allreduce_exact(struct test_allreduce *a, uint32_t rank, uint32_t *words,
                          uint64_t nelems);
+/* A simulated rank's n parameters against one process's: the same bits with the combine,
+ * different without it (so the comparison can fail). */
+void test_rank_params(const float *got, const float *ref, size_t n, bool combine,
+                      uint32_t nranks, uint32_t rank);
 
 /* Runs recorded work and asserts it succeeded. */
 void test_run(struct vka_cmd *cmd);
