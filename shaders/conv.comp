@@ -37,6 +37,7 @@
 // variant conv_gemm1_tiled   CONV_GEMM GEOM=1 TILED=1
 // variant conv_wgrad         CONV_WGRAD DIRECT=0
 // variant conv_wgrad_direct  CONV_WGRAD DIRECT=1
+// variant conv_wgrad_direct_exact  CONV_WGRAD DIRECT=1 EXACT=1
 // variant conv_bgrad         CONV_BGRAD
 // variant conv_reduce        CONV_REDUCE
 // variant conv_reduce_exact  CONV_REDUCE EXACT=1
@@ -302,12 +303,19 @@ void main()
 
 #elif defined(CONV_WGRAD) && DIRECT == 1
 // Images of one chunk: one invocation (tap, a-block, b-block) runs every sample in
-// order, one multiply-add chain continued from the accumulator's value (Part bound at
-// y_base), so k micro-batches continue the chain exactly where one batch would; no
-// partials in memory.
+// order. Without EXACT, one multiply-add chain continued from the accumulator's value
+// (Part bound at y_base), so k micro-batches continue the chain exactly where one batch
+// would. With EXACT, each sample's chain starts at 0 and its sum is converted and added
+// exactly into the accumulator's elements (Acc, element y_base + (rs, a, b) index): the
+// same per-sample sums, in the same order, as conv_wgrad's partials give conv_reduce_exact,
+// so the same bits. No partials in memory either way.
 IN_BUFFER(0, G)   // gathered operand (N, H, W, A4 vec4)
 IN_BUFFER(1, D)   // pixel operand (N, P, Q, B4 vec4)
+#ifdef EXACT
+EXACT_BUFFER(2, Acc)
+#else
 OUT_BUFFER4(2, Part)
+#endif
 
 void main()
 {
@@ -326,12 +334,28 @@ void main()
     uint base = pc.y_base;
 
     vec4 acc[TM][TN4];
+#ifdef EXACT
+    // rows past the true a count (pc.aux) and vec4s past B4 are not the weight's: their
+    // sums are not added
+    uvec4 ex[TM][TN4 * 4u];
+    for (uint i = 0u; i < TM; i++)
+        for (uint j = 0u; j < TN4 * 4u; j++) {
+            uint a = min(ab * TM + i, pc.aux - 1u), b4 = min(bb * TN4 + j / 4u, pc.B4 - 1u);
+            ex[i][j] = Acc[base + ((rs * pc.A4 * 4u + a) * pc.B4 + b4) * 4u + j % 4u];
+        }
+#else
     for (uint i = 0u; i < TM; i++)
         for (uint j = 0u; j < TN4; j++) {
             uint a = min(ab * TM + i, pc.A4 * 4u - 1u), b4 = min(bb * TN4 + j, pc.B4 - 1u);
             acc[i][j] = Part[base + (rs * pc.A4 * 4u + a) * pc.B4 + b4];
         }
+#endif
     for (uint nn = 0u; nn < pc.N; nn++) {
+#ifdef EXACT
+        for (uint i = 0u; i < TM; i++)
+            for (uint j = 0u; j < TN4; j++)
+                acc[i][j] = vec4(0.0);
+#endif
         uint pix0 = ch * pc.chunk, pix1 = min(pix0 + pc.chunk, pc.P * pc.Q);
         for (uint pix = pix0; pix < pix1; pix++) {
             uint p = pix / pc.Q, q = pix % pc.Q;
@@ -350,16 +374,27 @@ void main()
                         acc[a4 * 4u + c][j] = fma(vec4(gv[c]), dv[j], acc[a4 * 4u + c][j]);
             }
         }
+#ifdef EXACT
+        for (uint i = 0u; i < TM; i++)
+            for (uint j = 0u; j < TN4 * 4u; j++)
+                ex[i][j] = exact_add(ex[i][j], exact_from_float(acc[i][j / 4u][j % 4u]));
+#endif
     }
-    // rows past the true a count (pc.aux) stay 0, as the weights' padding rows do
     // constant loop bounds: acc stays in registers (a data-dependent bound would make its
     // indices dynamic and move it to memory: six times slower on lavapipe)
     for (uint i = 0u; i < TM; i++) {
         uint a = ab * TM + i;
+#ifdef EXACT
+        for (uint j = 0u; j < TN4 * 4u; j++)
+            if (a < pc.aux && bb * TN4 + j / 4u < pc.B4)
+                Acc[base + ((rs * pc.A4 * 4u + a) * pc.B4 + bb * TN4 + j / 4u) * 4u + j % 4u] = ex[i][j];
+#else
+        // rows past the true a count (pc.aux) stay 0, as the weights' padding rows do
         for (uint j = 0u; j < TN4; j++)
             if (a < pc.A4 * 4u && bb * TN4 + j < pc.B4)
                 Part[base + (rs * pc.A4 * 4u + a) * pc.B4 + bb * TN4 + j] =
                     a < pc.aux ? acc[i][j] : vec4(0.0);
+#endif
     }
 }
 

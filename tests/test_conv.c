@@ -3,7 +3,8 @@
  * GEMMs (the GPUs' path), with NaN outputs, the += rule on pre-filled gradients, guard
  * words, outputs split into several bindings and bit-identical dw/db for any split of a
  * batch, are tests/opcheck.c's (cases and bounds in tests/opcases.c); here: tiled and
- * untiled GEMMs give the same bits, and mismatched shapes are refused. */
+ * untiled GEMMs give the same bits, exact dw and db are the exact sums of each sample's
+ * own float sums, and mismatched shapes are refused. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "exact.h"
 #include "ops/ops.h"
 #include "ref/ref.h"
 
@@ -185,6 +187,149 @@ Test(conv, tiled_and_untiled_give_the_same_bits)
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
         tiled_bitwise_case(ctx, &big[i]);
     ctx3_done(ctx);
+}
+
+/* A tensor of t's shape and offset holding exact elements (16 bytes each), set to words. */
+static struct vka_tensor exact_like(struct vka_ctx *ctx, const struct vka_tensor *t,
+                                    const uint32_t *words)
+{
+    struct vka_tensor e = *t;
+    uint64_t n = vka_tensor_stored(t);
+    e.dtype = VKA_EXACT;
+    e.owns_buf = true;
+    cr_assert_eq(vka_buf_create(ctx, &(struct vka_buf_params){ .size = (e.off + n) * 16 },
+                                &e.buf), 0);
+    cr_assert_eq(vka_buf_upload(e.buf, e.off * 16, words, n * 16), 0);
+    return e;
+}
+
+/* dw and db of the samples of x, dy (NCHW) from sample n0 on, count samples, into dw, db
+ * (float accumulators, zeroed here): stored elements downloaded into *w, *b. */
+static void float_grads(struct vka_ctx *ctx, const struct shape *s, int n0, int count,
+                        const float *x, const float *w, const float *dy, float *gw, float *gb)
+{
+    int P, Q;
+    out_size(s, &P, &Q);
+    uint32_t wd[4];
+    wshape(s, wd);
+    size_t sx = (size_t)s->C * s->H * s->W, sy = (size_t)s->K * P * Q;
+    struct vka_tensor tx = test_act(ctx, count, s->C, s->H, s->W, x + n0 * sx);
+    struct vka_tensor tdy = test_act(ctx, count, s->K, P, Q, dy + n0 * sy);
+    struct vka_tensor tw = weight_tensor(ctx, wd, w);
+    uint64_t nw = vka_tensor_stored(&tw);
+    float *zero = calloc(nw > (uint64_t)s->K ? nw : (uint64_t)s->K, 4);
+    struct vka_tensor tdw = weight_tensor(ctx, wd, w), tb = test_flat(ctx, s->K, zero);
+    struct vka_tensor tdb = test_flat(ctx, s->K, zero);
+    cr_assert_eq(vka_buf_upload(tdw.buf, tdw.off * 4, zero, nw * 4), 0);
+    struct vka_op_args a = {
+        .p.conv = { .stride = { s->sh, s->sw }, .pad = { s->ph, s->pw },
+                    .out_pad = { s->oph, s->opw } },
+        .x = { &tx, &tw, &tb }, .dy = &tdy, .dx = { NULL, &tdw, &tdb },
+    };
+    struct vka_cmd *cmd;
+    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    cr_assert_eq(vka_cmd_begin(cmd), 0);
+    cr_assert_eq(op_bwd(s->kind, cmd, &a), 0, "%s", vka_last_error());
+    test_run(cmd);
+    vka_cmd_destroy(&cmd);
+    cr_assert_eq(vka_buf_download(tdw.buf, tdw.off * 4, gw, nw * 4), 0);
+    cr_assert_eq(vka_buf_download(tdb.buf, tdb.off * 4, gb, (uint64_t)s->K * 4), 0);
+    struct vka_tensor *ts[] = { &tx, &tdy, &tw, &tdw, &tb, &tdb };
+    for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+        vka_tensor_destroy(ts[i]);
+    free(zero);
+}
+
+/* words (n elements) += every float of f converted exactly */
+static void exact_add_floats(uint32_t *words, const float *f, uint64_t n)
+{
+    uint32_t e[4];
+    for (uint64_t i = 0; i < n; i++) {
+        vka_exact_from_float(f[i], e);
+        vka_exact_add(words + 4 * i, e, 1);
+    }
+}
+
+/* --accumulate exact: dw and db of N samples added into exact accumulators that already
+ * hold something are, word for word, the old words plus each sample's float dw and db
+ * (the ordered path run on that sample alone, from zero) converted exactly. Covers the
+ * kernel that converts inside the multiply-add chain (images of one 4096-pixel chunk:
+ * conv_wgrad_direct_exact), the per-sample partials of larger images (conv_reduce_exact)
+ * and db; catches a chain carried from one sample into the next, a sample's sum added
+ * twice or not at all, a wrong element or padding row, and rounding of anything but
+ * each sample's sum. */
+Test(conv, exact_gradients_are_each_samples_sum_added_exactly)
+{
+    test_seed("conv exact dw");
+    static const struct shape s[] = {
+        /* kind   N  C  H  W  K  R  S sh sw ph pw oph opw bias */
+        { CONV,   3, 37, 9, 6, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 54 pixels: direct */
+        { CONV,   2, 3, 66, 65, 5, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 4290: two chunks */
+        { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
+        { LINEAR, 5, 130, 1, 1, 129, 1, 1, 1, 1, 0, 0, 0, 0, true },
+    };
+    for (int load = 0; load < 2; load++) {
+        struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
+            .validation = 1, .load = load ? VKA_LOAD_STORAGE : VKA_LOAD_TEXEL });
+        for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++) {
+            int P, Q;
+            out_size(&s[k], &P, &Q);
+            uint32_t wd[4];
+            wshape(&s[k], wd);
+            size_t nx = (size_t)s[k].N * s[k].C * s[k].H * s[k].W;
+            size_t ny = (size_t)s[k].N * s[k].K * P * Q;
+            size_t nw = (size_t)wd[0] * wd[1] * wd[2] * wd[3];
+            float *x = test_rand_floats(nx, -1, 1), *w = test_rand_floats(nw, -1, 1);
+            float *dy = test_rand_floats(ny, -1, 1);
+            struct vka_tensor tw = weight_tensor(ctx, wd, w);
+            uint64_t sw = vka_tensor_stored(&tw), nb = (uint64_t)s[k].K;
+            /* the accumulators' words before: sums of a few floats */
+            float *pre = test_rand_floats(sw + nb, -100, 100);
+            uint32_t *want_w = calloc(sw * 4, 4), *want_b = calloc(nb * 4, 4);
+            exact_add_floats(want_w, pre, sw);
+            exact_add_floats(want_b, pre + sw, nb);
+            float *zero = calloc(nb, 4);
+            struct vka_tensor tx = test_act(ctx, s[k].N, s[k].C, s[k].H, s[k].W, x);
+            struct vka_tensor tdy = test_act(ctx, s[k].N, s[k].K, P, Q, dy);
+            struct vka_tensor tb = test_flat(ctx, nb, zero);
+            struct vka_tensor tdw = exact_like(ctx, &tw, want_w);
+            struct vka_tensor tdb = exact_like(ctx, &tb, want_b);
+            struct vka_op_args a = {
+                .p.conv = { .stride = { s[k].sh, s[k].sw }, .pad = { s[k].ph, s[k].pw },
+                            .out_pad = { s[k].oph, s[k].opw } },
+                .x = { &tx, &tw, &tb }, .dy = &tdy, .dx = { NULL, &tdw, &tdb },
+            };
+            struct vka_cmd *cmd;
+            cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+            cr_assert_eq(vka_cmd_begin(cmd), 0);
+            cr_assert_eq(op_bwd(s[k].kind, cmd, &a), 0, "%s", vka_last_error());
+            test_run(cmd);
+            vka_cmd_destroy(&cmd);
+            float *gw = malloc(sw * 4), *gb = malloc(nb * 4);
+            for (int n = 0; n < s[k].N; n++) {
+                float_grads(ctx, &s[k], n, 1, x, w, dy, gw, gb);
+                exact_add_floats(want_w, gw, sw);
+                exact_add_floats(want_b, gb, nb);
+            }
+            uint32_t *got = malloc(sw * 16);
+            cr_assert_eq(vka_buf_download(tdw.buf, tdw.off * 16, got, sw * 16), 0);
+            for (uint64_t i = 0; i < sw * 4; i++)
+                cr_assert_eq(got[i], want_w[i], "shape %zu load %d: dw element %llu word %llu: "
+                             "%08x, the exact sum of the samples' own sums %08x", k, load,
+                             (unsigned long long)(i / 4), (unsigned long long)(i % 4), got[i],
+                             want_w[i]);
+            cr_assert_eq(vka_buf_download(tdb.buf, tdb.off * 16, got, nb * 16), 0);
+            for (uint64_t i = 0; i < nb * 4; i++)
+                cr_assert_eq(got[i], want_b[i], "shape %zu load %d: db element %llu word %llu",
+                             k, load, (unsigned long long)(i / 4), (unsigned long long)(i % 4));
+            struct vka_tensor *ts[] = { &tx, &tdy, &tw, &tb, &tdw, &tdb };
+            for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+                vka_tensor_destroy(ts[i]);
+            free(x); free(w); free(dy); free(pre); free(want_w); free(want_b); free(zero);
+            free(gw); free(gb); free(got);
+        }
+        test_ctx_done(&ctx);
+    }
 }
 
 Test(conv, bad_shapes_are_refused)

@@ -363,9 +363,18 @@ static void gpu_add_rows(const char *load)
         uint32_t rows = shapes[s][0], n = shapes[s][1];
         uint64_t off = 4 * test_rand_range(0, 5);
         float *x = malloc((size_t)rows * n * 4);
+        /* the conversion's edges first: ties at 2^-64 (to even, both ways), the first
+         * value with bits below 2^-64 (2^-40 and just under it), the largest float below
+         * 2^31 and 2^31 itself, integers with all 31 bits, zeros, subnormals */
+        static const float edge[] = {
+            0x1.8p-64f, 0x1.4p-63f, -0x1.8p-64f, 0x1.7ffffep-41f, 0x1p-40f, -0x1.fffffep-41f,
+            0x1.fffffep30f, -0x1.fffffep30f, 0x1p31f, -0x1p31f, 2147483520.0f, 0.0f, -0.0f,
+            0x1p-149f, -0x1.fffffcp-127f, 0x1p-65f, 0x1.000002p-65f, 1.0f, -1.0f, 0x1.fffffep-1f,
+        };
         for (size_t i = 0; i < (size_t)rows * n; i++) {
             uint32_t r = test_rand_range(0, 999);
-            x[i] = r == 0 ? NAN : r == 1 ? -INFINITY : r == 2 ? 3e9f : rand_value();
+            x[i] = i < sizeof(edge) / sizeof(edge[0]) ? edge[i]
+                   : r == 0 ? NAN : r == 1 ? -INFINITY : r == 2 ? 3e9f : rand_value();
         }
         uint32_t *acc = rand_elems(n), *want = malloc((size_t)n * 16), e[4];
         memcpy(want, acc, (size_t)n * 16);

@@ -18,42 +18,29 @@ uvec4 exact_add(uvec4 a, uvec4 b)
     return uvec4(x, y, z, ((a.w | b.w) & 0xffu) | (ext << 8u));
 }
 
-// v rounded to nearest even at 2^-64, as an element (one contribution)
+// v rounded to nearest even at 2^-64, as an element (one contribution). Branch-free and
+// without indexing by a computed word (on lavapipe both a divergent branch and a dynamic
+// index into a vector cost every lane the slow path): |v| = z + y 2^-32 + x 2^-64 with
+// integers z < 2^31 and y, x < 2^32, each the integer part of an exact product of the
+// remainder by 2^32 (a non-negative float minus its floor is exact). Only x can have a
+// fraction, when |v| < 2^-40, and then it is below 2^24, so rounding it carries nowhere.
+// Subnormals give 0, flushed or not, as in the C reference.
 uvec4 exact_from_float(float v)
 {
-    uint bits = floatBitsToUint(v);
-    uint ex = (bits >> 23u) & 0xffu, frac = bits & 0x7fffffu;
-    bool neg = (bits >> 31u) != 0u;
-    if (ex == 255u)
-        return uvec4(0u, 0u, 0u, frac != 0u ? 1u : neg ? 4u : 2u);
-    if (ex >= 158u) // |v| >= 2^31
-        return uvec4(0u, 0u, 0u, 8u);
-    uint m = ex == 0u ? frac : frac | 0x800000u;
-    int sh = (ex == 0u ? -149 : int(ex) - 150) + 64; // I = m * 2^sh
-    uvec3 mag = uvec3(0u);
-    if (sh >= 0) {
-        uint k = uint(sh) >> 5u, b = uint(sh) & 31u;
-        uint lo = m << b, hi = b == 0u ? 0u : m >> (32u - b);
-        mag[k] = lo;
-        if (k < 2u)
-            mag[k + 1u] = hi;
-    } else {
-        uint s = uint(-sh);
-        if (s > 25u)
-            return uvec4(0u);
-        uint q = m >> s, r = m & ((1u << s) - 1u), half_ = 1u << (s - 1u);
-        if (r > half_ || (r == half_ && (q & 1u) != 0u))
-            q++;
-        mag.x = q;
-    }
-    if (!neg || (mag.x | mag.y | mag.z) == 0u)
-        return uvec4(mag, 0u);
+    float a = abs(v);
+    float z = floor(a), fy = (a - z) * 4294967296.0, y = floor(fy);
+    float x = roundEven((fy - y) * 4294967296.0);
+    uvec3 mag = uvec3(uint(x), uint(y), uint(z));
+    uint bits = floatBitsToUint(v), ex = (bits >> 23u) & 0xffu;
     // -mag: invert and add one
     uint c0, c1;
-    uint x = uaddCarry(~mag.x, 1u, c0);
-    uint y = uaddCarry(~mag.y, c0, c1);
-    uint z = ~mag.z + c1;
-    return uvec4(x, y, z, 0xffffff00u);
+    uint nx = uaddCarry(~mag.x, 1u, c0);
+    uint ny = uaddCarry(~mag.y, c0, c1);
+    uvec4 e = (bits >> 31u) != 0u && any(notEqual(mag, uvec3(0u)))
+        ? uvec4(nx, ny, ~mag.z + c1, 0xffffff00u) : uvec4(mag, 0u);
+    // NaN, the infinities, |v| >= 2^31: no value, a flag
+    uint flag = ex != 255u ? 8u : (bits & 0x7fffffu) != 0u ? 1u : (bits >> 31u) != 0u ? 4u : 2u;
+    return ex >= 158u ? uvec4(0u, 0u, 0u, flag) : e;
 }
 
 // bits [pos, pos + 32) of m (zeros past bit 95)

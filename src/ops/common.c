@@ -47,6 +47,7 @@ int vka_op_check_acc(const char *op, const char *name, const struct vka_tensor *
         struct vka_tensor f = *t;
         f.dtype = VKA_F32;
         f.buf = NULL; /* the shape as f32; the extent with 16-byte elements below */
+        f.owns_buf = false;
         int ret = vka_op_check(op, name, &f, layout, n, c, h, w);
         return ret < 0 ? ret : check_fits(op, name, t);
     }

@@ -13,9 +13,9 @@
  * dw and db are reduced per sample over fixed 4096-pixel chunks and added into the
  * accumulator in sample order (conv_reduce), so they do not depend on the micro-batch.
  * An exact accumulator (VKA_EXACT, --accumulate exact) takes each sample's sum converted
- * exactly (conv_reduce_exact); the images of one chunk, whose dw otherwise continues one
- * chain over the samples (conv_wgrad_direct), then get per-sample partials too, for
- * groups of samples whose partials fit WGRAD_EXACT_SCRATCH floats (at least one). */
+ * exactly (conv_reduce_exact); for the images of one chunk, whose dw otherwise continues
+ * one chain over the samples (conv_wgrad_direct), conv_wgrad_direct_exact starts each
+ * sample's chain at 0 and adds its sum exactly in the same invocation: no partials. */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -29,7 +29,6 @@ enum {
     TILE_A = 32,          /* weight rows per shared-memory tile (TA4 vec4s in conv.comp) */
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
-    WGRAD_EXACT_SCRATCH = 1 << 22, /* floats (16 MiB): an exact dw's per-sample partials */
     MIN_GROUPS = 16,      /* workgroups a weight gradient is cut into where it can be */
 };
 
@@ -252,49 +251,6 @@ static int reduce(struct vka_cmd *cmd, const struct vka_tensor *part, uint32_t N
     return vka_cmd_dispatch_1d(cmd, pipe, b, &pc, per);
 }
 
-/* An exact dw of images of one chunk: conv_wgrad's per-sample partials for groups of
- * samples (as many as WGRAD_EXACT_SCRATCH floats hold, at least one), each group's added
- * exactly by conv_reduce_exact; the scratch is reused (the barrier between dispatches
- * orders a group's wgrad after the previous group's reduce). */
-static int wgrad_exact_groups(struct vka_cmd *cmd, const struct geom *g,
-                              const struct conv_push *pc0, const struct vka_tensor *gsrc,
-                              const struct vka_tensor *dpix, const struct vka_tensor *dw,
-                              uint32_t per)
-{
-    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
-    uint64_t per_sample = (uint64_t)per * 4; /* floats */
-    uint64_t gs = WGRAD_EXACT_SCRATCH / per_sample;
-    gs = gs < 1 ? 1 : gs > g->N ? g->N : gs;
-    uint32_t tn4 = tn4_for(pc0->B4), ta4 = TM / 4;
-    uint32_t nab = (pc0->A4 + ta4 - 1) / ta4, nbb = (pc0->B4 + tn4 - 1) / tn4;
-    struct vka_tensor part;
-    struct vka_pipe *pipe;
-    uint64_t nmax = gs * g->R * g->S * nab * nbb; /* a whole group's invocations */
-    int ret = vka_op_scratch(cmd, gs * per_sample, &part);
-    if (ret < 0 || (ret = pipe_wg(ctx, "conv_wgrad", 3, tn4, wg_for(ctx, nmax), &pipe)) < 0)
-        return ret;
-    uint64_t gper = (uint64_t)g->H * g->W * pc0->A4 * 4, dper = (uint64_t)g->P * g->Q * pc0->B4 * 4;
-    for (uint32_t n0 = 0; n0 < g->N; n0 += (uint32_t)gs) {
-        uint32_t ng = g->N - n0 < gs ? g->N - n0 : (uint32_t)gs;
-        struct conv_push pc = *pc0;
-        struct vka_binding b[3];
-        uint32_t base;
-        pc.N = ng;
-        pc.chunk = WGRAD_CHUNK;
-        pc.aux = g->A;
-        if ((ret = vka_op_bind_in(ctx, gsrc, n0 * gper, ng * gper, &b[0], &pc.x_base)) < 0 ||
-            (ret = vka_op_bind_in(ctx, dpix, n0 * dper, ng * dper, &b[1], &pc.w_base)) < 0 ||
-            (ret = vka_op_bind_out(ctx, &part, 0, ng * per_sample, &b[2], &base)) < 0)
-            return ret;
-        pc.y_base = base / 4;
-        uint64_t n = (uint64_t)ng * g->R * g->S * nab * nbb;
-        if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0 ||
-            (ret = reduce(cmd, &part, ng, 1, per, dw)) < 0)
-            return ret;
-    }
-    return 0;
-}
-
 /* dw (RSAB4 of A x B) += sum over samples of sum over pixels o of (P, Q):
  * gsrc[n, o*stride - pad + r, a] * dpix[n, o, b] */
 static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_tensor *gsrc,
@@ -309,22 +265,24 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     uint32_t per = g->R * g->S * pc.A4 * 4 * pc.B4;
     /* Images of one chunk continue one multiply-add chain from dw's value through the
      * samples in order (the "direct" kernel): micro-batches continue it where the whole
-     * batch would. Larger images keep per-(sample, chunk) partials that conv_reduce adds
-     * in sample order. Which way depends on the image size only, never on the batch. */
-    bool direct = nchunks == 1;
-    if (direct && dw->dtype == VKA_EXACT)
-        return wgrad_exact_groups(cmd, g, &pc, gsrc, dpix, dw, per);
+     * batch would (exact: each sample's sum added exactly by the same invocation).
+     * Larger images keep per-(sample, chunk) partials that conv_reduce adds in sample
+     * order. Which way depends on the image size only, never on the batch. */
+    bool direct = nchunks == 1, exact = dw->dtype == VKA_EXACT;
     struct vka_tensor part = *dw;
     struct vka_pipe *pipe;
     struct vka_binding b[3];
     uint32_t base;
     uint64_t n = (uint64_t)(direct ? 1 : g->N) * nchunks * g->R * g->S * nab * nbb;
+    const char *shader = !direct ? "conv_wgrad" : exact ? "conv_wgrad_direct_exact"
+                                                        : "conv_wgrad_direct";
     int ret = direct ? 0 : vka_op_scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
-    if (ret < 0 || (ret = pipe_wg(ctx, direct ? "conv_wgrad_direct" : "conv_wgrad", 3, tn4,
-                                  wg_for(ctx, n), &pipe)) < 0 ||
+    if (ret < 0 || (ret = pipe_wg(ctx, shader, 3, tn4, wg_for(ctx, n), &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
         (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
-        (ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)) < 0)
+        (ret = direct && exact
+                   ? vka_op_bind_exact(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)
+                   : vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)) < 0)
         return ret;
     if (direct && part.off % 4) {
         vka_err("conv: a weight gradient starts at element %" PRIu64 ", not a vec4", part.off);
@@ -332,7 +290,7 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     }
     pc.chunk = WGRAD_CHUNK;
     pc.aux = g->A;
-    pc.y_base = base / 4;
+    pc.y_base = direct && exact ? base : base / 4;
     if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0 || direct)
         return ret;
     return reduce(cmd, &part, g->N, nchunks, per, dw);
