@@ -267,6 +267,8 @@ Test(conv, exact_gradients_are_each_samples_sum_added_exactly)
         { CONV,   2, 3, 66, 65, 5, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 4290: two chunks */
         { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
         { LINEAR, 5, 130, 1, 1, 129, 1, 1, 1, 1, 0, 0, 0, 0, true },
+        /* 70 samples, and out-of-range, infinite and NaN sums planted below */
+        { LINEAR, 70, 6, 1, 1, 5, 1, 1, 1, 1, 0, 0, 0, 0, true },
     };
     for (int load = 0; load < 2; load++) {
         struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
@@ -281,6 +283,11 @@ Test(conv, exact_gradients_are_each_samples_sum_added_exactly)
             size_t nw = (size_t)wd[0] * wd[1] * wd[2] * wd[3];
             float *x = test_rand_floats(nx, -1, 1), *w = test_rand_floats(nw, -1, 1);
             float *dy = test_rand_floats(ny, -1, 1);
+            if (k == 4) {
+                x[3 * 6 + 1] = 3e9f;      /* sample 3: dw row 1 passes 2^31 */
+                x[40 * 6 + 2] = INFINITY; /* sample 40: +-inf in row 2 */
+                x[65 * 6 + 4] = NAN;      /* sample 65 */
+            }
             struct vka_tensor tw = weight_tensor(ctx, wd, w);
             uint64_t sw = vka_tensor_stored(&tw), nb = (uint64_t)s[k].K;
             /* the accumulators' words before: sums of a few floats */
