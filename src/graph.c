@@ -1490,14 +1490,15 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
     struct vka_op_args a;
     int ret = 0;
     /* a gradient is zeroed right before the first backward that adds into it (the
-     * backward of its last consumer), since the arena reuses memory */
+     * backward of its last consumer), since the arena reuses memory; a FRESH_DX op's
+     * dx[0] is not: it is told to write instead (the same bits) */
     bool *zeroed = calloc(g->nvals ? g->nvals : 1, sizeof(bool));
     if (!zeroed)
         return -ENOMEM;
     for (uint32_t e = 0; e < p->s.nev && ret == 0; e++) {
         const struct event *ev = &p->s.ev[e];
         const struct vka_node *nd = &g->nodes[ev->node];
-        bool bwd = is_bwd(ev->kind);
+        bool bwd = is_bwd(ev->kind), fresh = false;
         for (int k = 0; k < 3 && bwd && ret == 0; k++) {
             int v = nd->in[k];
             if (v >= 0 && p->l.grad[v] != UINT64_MAX && !zeroed[v] &&
@@ -1505,6 +1506,10 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
                 zeroed[v] = true;
                 if (p->l.grad[v] == p->l.grad[nd->out]) /* in place: dx over dy */
                     continue;
+                if (k == 0 && (vka_ops[nd->op].flags & VKA_OP_FRESH_DX)) {
+                    fresh = true;
+                    continue;
+                }
                 struct vka_tensor gt = vka_plan_grad(p, v);
                 struct vka_tensor flat = vka_tensor_flat(gt.buf, gt.off, vka_tensor_stored(&gt));
                 ret = vka_fill(cmd, &flat, 0.0f);
@@ -1515,6 +1520,7 @@ static int walk(struct vka_plan *p, struct vka_cmd *cmd, bool dry, node_hook hoo
         if (!dry && p->l.work[e] != UINT64_MAX)
             vka_cmd_set_workspace(cmd, p->arena, p->l.work[e] * 4, p->work[e]);
         node_args(p, e, t, &a);
+        a.dx0_fresh = fresh;
         ret = (bwd ? vka_ops[nd->op].bwd : vka_ops[nd->op].fwd)(cmd, &a);
         vka_cmd_set_workspace(cmd, NULL, 0, 0);
         if (dry)

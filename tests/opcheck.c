@@ -12,7 +12,8 @@
  *  - y, saved, state and dx are checked against the reference with the entry's
  *    per-element bounds; bwd's reference reads the saved tensors the device wrote;
  *  - an INPLACE_Y op runs its forward over its input too, an INPLACE_DX op its backward
- *    over dy, for the same bits;
+ *    over dy, and a FRESH_DX op its backward told dx0_fresh over a dx0 of NaN, for the
+ *    same bits;
  *  - before bwd, every tensor that ops.def's flags say bwd does not read is overwritten
  *    with NaN, so the flags are checked too;
  *  - a dx the case does not ask for is passed as NULL and must keep its bits.
@@ -345,8 +346,11 @@ static void check_inplace_fwd(struct vka_ctx *ctx, const struct oc_run *r,
 }
 
 /* An INPLACE_DX op's backward given dx0 == dy (the planner's in-place backward) writes
- * over dy the bits it adds into a dx0 filled with +0. Forward first, as in dev_run. */
-static void check_inplace_bwd(struct vka_ctx *ctx, const struct oc_run *r, const char *what)
+ * over dy the bits it adds into a dx0 filled with +0; with fresh, a FRESH_DX op's
+ * backward told dx0_fresh writes over a dx0 of NaN those bits (every element: a NaN left
+ * shows). Forward first, as in dev_run. */
+static void check_inplace_bwd(struct vka_ctx *ctx, const struct oc_run *r, bool fresh,
+                              const char *what)
 {
     const struct oc_tensor *h = r->t;
     struct vka_tensor t[OC_NSLOTS] = { 0 }, dy2, dx0;
@@ -357,7 +361,8 @@ static void check_inplace_bwd(struct vka_ctx *ctx, const struct oc_run *r, const
                             4 * oc_range(0, 40));
     float *zero = calloc(oc_numel(&h[OC_DX0]) + 1, sizeof(float));
     dx0 = dev_make(ctx, &h[OC_DX0], zero, 4 * oc_range(0, 40));
-    dy2 = dev_make(ctx, &h[OC_DY], h[OC_DY].f, 4 * oc_range(0, 40));
+    dy2 = fresh ? dev_make(ctx, &h[OC_DX0], NULL, 4 * oc_range(0, 40))
+                : dev_make(ctx, &h[OC_DY], h[OC_DY].f, 4 * oc_range(0, 40));
     free(zero);
     struct vka_op_args a = { .p = r->p };
     for (int k = 0; k < 3; k++)
@@ -374,17 +379,20 @@ static void check_inplace_bwd(struct vka_ctx *ctx, const struct oc_run *r, const
     struct vka_op_args b = a, c = a;
     b.dy = &t[OC_DY];
     b.dx[0] = &dx0;
-    c.dy = c.dx[0] = &dy2;
+    c.dy = fresh ? &t[OC_DY] : &dy2;
+    c.dx[0] = &dy2;
+    c.dx0_fresh = fresh;
     record(cmd, vka_ops[r->op].bwd, &b, what, "bwd");
-    record(cmd, vka_ops[r->op].bwd, &c, what, "bwd in place");
+    record(cmd, vka_ops[r->op].bwd, &c, what, fresh ? "bwd fresh" : "bwd in place");
     test_run(cmd);
     vka_cmd_destroy(&cmd);
     float *want = dev_read(&dx0, &h[OC_DX0], what, OC_DX0);
-    float *got = dev_read(&dy2, &h[OC_DY], what, OC_DY);
+    float *got = dev_read(&dy2, &h[fresh ? OC_DX0 : OC_DY], what, fresh ? OC_DX0 : OC_DY);
     for (uint64_t i = 0; i < oc_numel(&h[OC_DX0]); i++)
         if (memcmp(&got[i], &want[i], sizeof(float)))
-            cr_assert_fail("%s: dx0 element %llu is %a over dy, %a added into zeros", what,
-                           (unsigned long long)i, got[i], want[i]);
+            cr_assert_fail("%s: dx0 element %llu is %a %s, %a added into zeros", what,
+                           (unsigned long long)i, got[i],
+                           fresh ? "written fresh over NaN" : "over dy", want[i]);
     free(want);
     free(got);
     vka_tensor_destroy(&dx0);
@@ -468,7 +476,9 @@ static void check_case(struct ctxs *cs, enum vka_op op, const struct oc_case *c,
         if (vka_ops[op].flags & VKA_OP_INPLACE_Y)
             check_inplace_fwd(ctx, &r, &res[k], what);
         if ((vka_ops[op].flags & VKA_OP_INPLACE_DX) && which[0])
-            check_inplace_bwd(ctx, &r, what);
+            check_inplace_bwd(ctx, &r, false, what);
+        if ((vka_ops[op].flags & VKA_OP_FRESH_DX) && which[0])
+            check_inplace_bwd(ctx, &r, true, what);
         double *saved[2] = { NULL, NULL };
         for (int i = 0; i < 2; i++) {
             uint64_t n = oc_numel(&r.t[OC_SAVED0 + i]);

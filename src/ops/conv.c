@@ -458,13 +458,13 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
     const struct vka_tensor *dy = a->dy;
     if (!transposed) {
-        if (dx && (ret = gemm(cmd, &sg, 1, true, dy, w, NULL, dx, true)) < 0)
+        if (dx && (ret = gemm(cmd, &sg, 1, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
             return ret;
         if (dw && (ret = wgrad(cmd, &g, x, dy, dw)) < 0)
             return ret;
     } else {
         /* convT's dx is the gather of dy (source, big) into x's side (small) */
-        if (dx && (ret = gemm(cmd, &g, 0, false, dy, w, NULL, dx, true)) < 0)
+        if (dx && (ret = gemm(cmd, &g, 0, false, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
             return ret;
         if (dw && (ret = wgrad(cmd, &g, dy, x, dw)) < 0)
             return ret;

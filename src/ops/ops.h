@@ -12,7 +12,8 @@
  * Backward. Every backward recorder ADDS into every gradient it is given (dx, dw, db,
  * dgamma, ...), it never overwrites; a NULL gradient is not computed. The caller zeroes
  * gradient buffers once (activation gradients before a backward pass, parameter
- * gradients once per accumulation window).
+ * gradients once per accumulation window). The one exception: a FRESH_DX op told
+ * dx0_fresh writes dx[0] (the first gradient to reach an input; no zero fill needed).
  *
  * Determinism. Parameter gradients and loss accumulators are reduced per sample in a
  * fixed order (no float atomics) and the per-sample partials are added into the
@@ -104,6 +105,9 @@ enum {
                                     writes the gradient over dy, as += into a zeroed dx */
     VKA_OP_SAVED_ONLY = 1 << 11, /* fwd may be given y NULL: it writes saved[] only */
     VKA_OP_INPLACE_Y = 1 << 12,  /* fwd may be given y == x0: elementwise, y[i] from x0[i] */
+    VKA_OP_FRESH_DX = 1 << 13,   /* bwd may be told dx[0] holds nothing yet (dx0_fresh): it
+                                    then writes every element of it, the bits += into a
+                                    zeroed dx[0] would give, so nobody zeroes it first */
 };
 
 /* What one op node records. Which slot holds what is listed per op in ops.def. */
@@ -115,6 +119,7 @@ struct vka_op_args {
     const struct vka_tensor *state[2]; /* running statistics (batch_norm) */
     const struct vka_tensor *dy;       /* bwd: gradient of y (losses: NULL) */
     const struct vka_tensor *dx[3];    /* bwd: gradients of x[i], += ; NULL = not wanted */
+    bool dx0_fresh;                    /* bwd of a FRESH_DX op: dx[0] is written, not += */
 };
 
 typedef int (*vka_op_shape_fn)(const struct vka_op_args *a, uint32_t shape[4]);
@@ -129,7 +134,8 @@ struct vka_op_info {
     vka_op_rec_fn bwd;
     enum vka_op_params_kind params;
     enum vka_op_saved saved[2];
-    unsigned flags; /* VKA_OP_R_*, LOSS, RUNNING, SPLIT, INPLACE_DX, SAVED_ONLY, INPLACE_Y */
+    unsigned flags; /* VKA_OP_R_*, LOSS, RUNNING, SPLIT, INPLACE_DX, SAVED_ONLY, INPLACE_Y,
+                       FRESH_DX */
 };
 
 enum vka_op {

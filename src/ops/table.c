@@ -15,6 +15,7 @@
 #define INPLACE_DX VKA_OP_INPLACE_DX
 #define SAVED_ONLY VKA_OP_SAVED_ONLY
 #define INPLACE_Y VKA_OP_INPLACE_Y
+#define FRESH_DX VKA_OP_FRESH_DX
 
 const struct vka_op_info vka_ops[VKA_OP_COUNT] = {
 #define VKA_OP(name, family, params, saved0, saved1, flags)                               \
