@@ -377,7 +377,7 @@ void main()
 #ifdef EXACT
         for (uint i = 0u; i < TM; i++)
             for (uint j = 0u; j < TN4 * 4u; j++)
-                ex[i][j] = exact_add(ex[i][j], exact_from_float(acc[i][j / 4u][j % 4u]));
+                ex[i][j] = exact_add_float(ex[i][j], acc[i][j / 4u][j % 4u]);
 #endif
     }
     // constant loop bounds: acc stays in registers (a data-dependent bound would make its
@@ -436,7 +436,7 @@ void main()
         for (uint ch = 0u; ch < pc.chunk; ch++)
             sample_sum += LOAD4(Part, pc.x_base + (n * pc.chunk + ch) * pc.aux + e);
         for (uint l = 0u; l < 4u; l++)
-            acc[l] = exact_add(acc[l], exact_from_float(sample_sum[l]));
+            acc[l] = exact_add_float(acc[l], sample_sum[l]);
     }
     for (uint l = 0u; l < 4u; l++)
         if (e * 4u + l < pc.m_count)

@@ -43,7 +43,7 @@ void main()
     for (uint r = 0u; r < pc.rows; r++) {
         vec4 v = LOAD4(X, pc.x_base + r * pc.n + e);
         for (uint l = 0u; l < 4u; l++)
-            a[l] = exact_add(a[l], exact_from_float(v[l]));
+            a[l] = exact_add_float(a[l], v[l]);
     }
     for (uint l = 0u; l < 4u; l++)
         ACC[pc.acc_base + e * 4u + l] = a[l];

@@ -120,7 +120,7 @@ void main()
             a += LOAD4(PART, pc.p_base + (s * pc.B + b) * pc.V4 + j);
         vec4 sample_sum = wg_sum(a);
         for (uint l = 0u; l < 4u; l++)
-            run[l] = exact_add(run[l], exact_from_float(sample_sum[l]));
+            run[l] = exact_add_float(run[l], sample_sum[l]);
     }
     if (t == 0u)
         for (uint l = 0u; l < 4u; l++)

@@ -262,9 +262,9 @@ void main()
             // the per-sample partials, added in sample order
 #ifdef EXACT
             if ((pc.flags & F_DGAMMA) != 0u)
-                DGAMMA[pc.r0_base + c] = exact_add(DGAMMA[pc.r0_base + c], exact_from_float(sdyx));
+                DGAMMA[pc.r0_base + c] = exact_add_float(DGAMMA[pc.r0_base + c], sdyx);
             if ((pc.flags & F_DBETA) != 0u)
-                DBETA[pc.r1_base + c] = exact_add(DBETA[pc.r1_base + c], exact_from_float(sdy));
+                DBETA[pc.r1_base + c] = exact_add_float(DBETA[pc.r1_base + c], sdy);
 #else
             if ((pc.flags & F_DGAMMA) != 0u)
                 DGAMMA[pc.r0_base + c] += sdyx;

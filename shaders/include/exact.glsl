@@ -2,45 +2,38 @@
 // whose C functions these mirror bit for bit): an element is a uvec4, x,y,z a 96-bit
 // two's-complement integer I (x least significant, value I * 2^-64), w bits 0-7 sticky
 // flags (1 NaN, 2 +inf, 4 -inf, 8 a contribution >= 2^31 in magnitude) and bits 8-31 the
-// 24-bit extension E of I (carries out of z). exact_add is a 120-bit add and an OR of
+// 24-bit extension E of I (carries out of z). Adding is a 120-bit integer add and an OR of
 // the flags: associative and commutative. Only 32-bit integer arithmetic.
 
 #define EXACT_BUFFER(binding_, name_) \
     layout(set = 0, binding = binding_, std430) buffer name_##_ssbo { uvec4 name_[]; };
 
-uvec4 exact_add(uvec4 a, uvec4 b)
-{
-    uint c0, c1, c1b, c2, c2b;
-    uint x = uaddCarry(a.x, b.x, c0);
-    uint y = uaddCarry(uaddCarry(a.y, b.y, c1), c0, c1b);
-    uint z = uaddCarry(uaddCarry(a.z, b.z, c2), c1 + c1b, c2b);
-    uint ext = ((a.w >> 8u) + (b.w >> 8u) + c2 + c2b) & 0xffffffu;
-    return uvec4(x, y, z, ((a.w | b.w) & 0xffu) | (ext << 8u));
-}
-
-// v rounded to nearest even at 2^-64, as an element (one contribution). Branch-free and
-// without indexing by a computed word (on lavapipe both a divergent branch and a dynamic
-// index into a vector cost every lane the slow path): |v| = z + y 2^-32 + x 2^-64 with
-// integers z < 2^31 and y, x < 2^32, each the integer part of an exact product of the
-// remainder by 2^32 (a non-negative float minus its floor is exact). Only x can have a
-// fraction, when |v| < 2^-40, and then it is below 2^24, so rounding it carries nowhere.
-// Subnormals give 0, flushed or not, as in the C reference.
-uvec4 exact_from_float(float v)
+// e + v, v rounded to nearest even at 2^-64 (one contribution): the bits that
+// src/exact.c's vka_exact_from_float and then vka_exact_add give, in one step. Branch-free and without indexing by a computed word (on lavapipe a divergent
+// branch and a dynamic index into a vector both cost every lane the slow path):
+//   |v| = z + y 2^-32 + x 2^-64 with integers z < 2^31 and y, x < 2^32, each the integer
+//   part of an exact product of the remainder by 2^32 (a non-negative float minus its
+//   floor is exact); only x can have a fraction, when |v| < 2^-40, and then it is below
+//   2^24, so rounding it carries nowhere. Subnormals give 0, flushed or not.
+//   A negative v adds ~|I| + 1 (its two's complement, with the extension all ones) as
+//   one addition with a carry in; -0 adds ~0 + 1 = 2^120, i.e. nothing.
+//   NaN, the infinities and |v| >= 2^31 add no value, only their flag.
+uvec4 exact_add_float(uvec4 e, float v)
 {
     float a = abs(v);
     float z = floor(a), fy = (a - z) * 4294967296.0, y = floor(fy);
     float x = roundEven((fy - y) * 4294967296.0);
-    uvec3 mag = uvec3(uint(x), uint(y), uint(z));
     uint bits = floatBitsToUint(v), ex = (bits >> 23u) & 0xffu;
-    // -mag: invert and add one
-    uint c0, c1;
-    uint nx = uaddCarry(~mag.x, 1u, c0);
-    uint ny = uaddCarry(~mag.y, c0, c1);
-    uvec4 e = (bits >> 31u) != 0u && any(notEqual(mag, uvec3(0u)))
-        ? uvec4(nx, ny, ~mag.z + c1, 0xffffff00u) : uvec4(mag, 0u);
-    // NaN, the infinities, |v| >= 2^31: no value, a flag
-    uint flag = ex != 255u ? 8u : (bits & 0x7fffffu) != 0u ? 1u : (bits >> 31u) != 0u ? 4u : 2u;
-    return ex >= 158u ? uvec4(0u, 0u, 0u, flag) : e;
+    bool ok = ex < 158u;
+    uint m = ok ? uint(int(bits) >> 31) : 0u;      // all ones for a negative v
+    uvec3 w = ok ? uvec3(uint(x), uint(y), uint(z)) ^ uvec3(m) : uvec3(0u);
+    uint c0, c0b, c1, c1b, c2, c2b;
+    uint rx = uaddCarry(uaddCarry(e.x, w.x, c0), m & 1u, c0b);
+    uint ry = uaddCarry(uaddCarry(e.y, w.y, c1), c0 + c0b, c1b);
+    uint rz = uaddCarry(uaddCarry(e.z, w.z, c2), c1 + c1b, c2b);
+    uint ext = ((e.w >> 8u) + (m >> 8u) + c2 + c2b) & 0xffffffu;
+    uint flag = ok ? 0u : ex != 255u ? 8u : (bits & 0x7fffffu) != 0u ? 1u : (bits >> 31u) != 0u ? 4u : 2u;
+    return uvec4(rx, ry, rz, (e.w & 0xffu) | flag | (ext << 8u));
 }
 
 // bits [pos, pos + 32) of m (zeros past bit 95)
