@@ -201,7 +201,9 @@ Test(dist, what_does_not_split_is_refused)
 }
 
 /* A rank killed (SIGKILL) in a long run: mpirun ends the job within the timeout, says
- * which rank died, and last.safetensors on disk evaluates. */
+ * which rank died, and last.safetensors on disk evaluates. The rank is found by this
+ * run's own folder: the tests run two at a time, and another test's rank 1 matched a
+ * pattern of the binary's name alone (and was killed once). */
 Test(dist, a_killed_rank_ends_the_job, .timeout = 600)
 {
     skip_without_mpi();
@@ -213,11 +215,11 @@ Test(dist, a_killed_rank_ends_the_job, .timeout = 600)
              "--mca btl_vader_single_copy_mechanism none -np 2 %s " COMMON " --micro-batch 3 "
              "--steps 100000 --out %s/run > %s/log 2>&1 & job=$!; "
              "for i in $(seq 600); do [ -f %s/run/last.safetensors ] && break; sleep 0.5; done; "
-             "for p in $(pgrep -f '%s seg train'); do "
+             "for p in $(pgrep -f 'seg train .*--out %s/run'); do "
              "  tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 "
              "  && kill -9 $p; done; "
              "t0=$(date +%%s); wait $job; st=$?; echo \"status $st after $(( $(date +%%s) - t0 )) s\"",
-             bin, dir, dir, dir, bin);
+             bin, dir, dir, dir, dir);
     FILE *p = popen(script, "r");
     cr_assert(p);
     char line[256] = "";
