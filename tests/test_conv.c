@@ -203,9 +203,9 @@ static struct vka_tensor exact_like(struct vka_ctx *ctx, const struct vka_tensor
     return e;
 }
 
-/* dw and db of the samples of x, dy (NCHW) from sample n0 on, count samples, into dw, db
- * (float accumulators, zeroed here): stored elements downloaded into *w, *b. */
-static void float_grads(struct vka_ctx *ctx, const struct shape *s, int n0, int count,
+/* dw and db of sample n of x, dy (NCHW) alone, added into zeroed float accumulators:
+ * their stored elements into gw, gb. */
+static void float_grads(struct vka_ctx *ctx, const struct shape *s, int n,
                         const float *x, const float *w, const float *dy, float *gw, float *gb)
 {
     int P, Q;
@@ -213,8 +213,8 @@ static void float_grads(struct vka_ctx *ctx, const struct shape *s, int n0, int 
     uint32_t wd[4];
     wshape(s, wd);
     size_t sx = (size_t)s->C * s->H * s->W, sy = (size_t)s->K * P * Q;
-    struct vka_tensor tx = test_act(ctx, count, s->C, s->H, s->W, x + n0 * sx);
-    struct vka_tensor tdy = test_act(ctx, count, s->K, P, Q, dy + n0 * sy);
+    struct vka_tensor tx = test_act(ctx, 1, s->C, s->H, s->W, x + n * sx);
+    struct vka_tensor tdy = test_act(ctx, 1, s->K, P, Q, dy + n * sy);
     struct vka_tensor tw = weight_tensor(ctx, wd, w);
     uint64_t nw = vka_tensor_stored(&tw);
     float *zero = calloc(nw > (uint64_t)s->K ? nw : (uint64_t)s->K, 4);
@@ -314,7 +314,7 @@ Test(conv, exact_gradients_are_each_samples_sum_added_exactly)
             vka_cmd_destroy(&cmd);
             float *gw = malloc(sw * 4), *gb = malloc(nb * 4);
             for (int n = 0; n < s[k].N; n++) {
-                float_grads(ctx, &s[k], n, 1, x, w, dy, gw, gb);
+                float_grads(ctx, &s[k], n, x, w, dy, gw, gb);
                 exact_add_floats(want_w, gw, sw);
                 exact_add_floats(want_b, gb, nb);
             }
