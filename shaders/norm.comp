@@ -86,6 +86,9 @@ vec4 wg_sum(vec4 v)
     return r;
 }
 
+// The loops over a block's pixels stop after its last one (k * WG < n, the same for the
+// whole workgroup): a batch_norm of a few pixels per channel (DCGAN's 4 x 4 layers) would
+// otherwise run ITEMS iterations of masked loads. The sums are the same.
 void main()
 {
     uint t = gl_LocalInvocationID.x;
@@ -96,14 +99,14 @@ void main()
     uint rel = (s * pc.P + first - pc.q0) * pc.c4s + c4; // vec4 of the block's pixel 0
     vec4 a = vec4(0.0), b = vec4(0.0);
 #ifdef OP_STATS
-    for (uint k = 0u; k < ITEMS; k++) {
+    for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
         uint i = k * WG + t;
         if (i < n)
             a += LOAD4(X, pc.x_base + rel + i * pc.c4s);
     }
     a = wg_sum(a);
     vec4 mean = a / float(n);
-    for (uint k = 0u; k < ITEMS; k++) {
+    for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
         uint i = k * WG + t;
         if (i < n) {
             vec4 d = LOAD4(X, pc.x_base + rel + i * pc.c4s) - mean;
@@ -122,7 +125,7 @@ void main()
             istd[j] = (pc.flags & F_EVAL) != 0u ? 1.0 / sqrt(v + pc.eps) : v;
         }
     }
-    for (uint k = 0u; k < ITEMS; k++) {
+    for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
         uint i = k * WG + t;
         if (i < n) {
             vec4 dy = LOAD4(DY, pc.dy_base + rel + i * pc.c4s);
