@@ -91,12 +91,12 @@ static uint32_t wg_for(struct vka_ctx *ctx, uint64_t n)
     return wg;
 }
 
-static int pipe_wg(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tn4,
-                   uint32_t wg, struct vka_pipe **pipe)
+static int pipe_wg(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tm,
+                   uint32_t tn4, uint32_t wg, struct vka_pipe **pipe)
 {
     struct vka_pipe_params pp = {
         .shader = shader, .nbind = nbind, .push_size = sizeof(struct conv_push),
-        .nspec = 2, .spec = { TM, tn4 }, .wg_size = wg,
+        .nspec = 2, .spec = { tm, tn4 }, .wg_size = wg,
     };
     for (uint32_t i = 0; i < nbind; i++)
         pp.bind[i] = i + 1 < nbind ? VKA_BIND_IN : VKA_BIND_OUT;
@@ -106,7 +106,7 @@ static int pipe_wg(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint
 static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t tn4,
                     struct vka_pipe **pipe)
 {
-    return pipe_wg(ctx, shader, nbind, tn4, 0, pipe);
+    return pipe_wg(ctx, shader, nbind, TM, tn4, 0, pipe);
 }
 
 /* The GEMM's pipeline, untiled: spec ids 1 TM, 2 TN4, 3 TKB (tiled only), 4 WT. */
@@ -277,7 +277,9 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     struct conv_push pc;
     push_geom(&pc, g);
-    uint32_t tn4 = tn4_for(pc.B4), ta4 = TM / 4;
+    /* a-rows per invocation: TM, or all of a small A (an RGB image's 4) rather than rows
+     * of padding; each element's chain is the same either way */
+    uint32_t tn4 = tn4_for(pc.B4), ta4 = pc.A4 < TM / 4 ? pc.A4 : TM / 4;
     uint32_t nab = (pc.A4 + ta4 - 1) / ta4, nbb = (pc.B4 + tn4 - 1) / tn4;
     uint32_t pq = g->P * g->Q, nchunks = (pq + WGRAD_CHUNK - 1) / WGRAD_CHUNK;
     uint32_t per = g->R * g->S * pc.A4 * 4 * pc.B4;
@@ -295,7 +297,7 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     const char *shader = !direct ? "conv_wgrad" : exact ? "conv_wgrad_direct_exact"
                                                         : "conv_wgrad_direct";
     int ret = direct ? 0 : vka_op_scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
-    if (ret < 0 || (ret = pipe_wg(ctx, shader, 3, tn4, wg_for(ctx, n), &pipe)) < 0 ||
+    if (ret < 0 || (ret = pipe_wg(ctx, shader, 3, ta4 * 4, tn4, wg_for(ctx, n), &pipe)) < 0 ||
         (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
         (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
         (ret = direct && exact
