@@ -60,6 +60,7 @@ layout(push_constant) uniform PC {
     uint chunk;              // WGRAD/BGRAD: pixels per chunk; REDUCE: chunks per sample
     uint aux;                // GEMM: true b count (bias lanes past it are 0); WGRAD: true
                              // a count; REDUCE: accumulator vec4s
+    uint ncls;               // GEOM 1, untiled: classes in this dispatch (below)
 } pc;
 
 #if defined(CONV_GEMM)
@@ -110,8 +111,20 @@ void main()
     uint gid = flat_id();
     uint kb = gid % nkb;
     uint mb = gid / nkb;
+#if GEOM == 1
+    // ncls > 1: every parity class (sh x sw of them, Pc x Qc pixels each) in one
+    // dispatch, class cls taking the cls-th run of pixel blocks; 1: the class at oh0, ow0
+    uint nmbc = (pc.m_count + TM - 1u) / TM, cls = mb / nmbc;
+    if (cls >= pc.ncls)
+        return;
+    mb -= cls * nmbc;
+    uint oh0 = pc.oh0 + cls / pc.sw, ow0 = pc.ow0 + cls % pc.sw;
+#endif
     if (mb * TM >= pc.m_count)
         return;
+#endif
+#if TILED
+    uint oh0 = pc.oh0, ow0 = pc.ow0;
 #endif
 
     vec4 acc[TM][TN4];
@@ -127,8 +140,8 @@ void main()
         pw0[i] = int(ow * pc.sw) - int(pc.pw);
 #else
         uint ww = m % pc.Qc, hh = (m / pc.Qc) % pc.Pc, n = m / (pc.Qc * pc.Pc);
-        ph0[i] = int(pc.oh0 + hh * pc.sh + pc.ph);   // (o + pad), divided after the tap
-        pw0[i] = int(pc.ow0 + ww * pc.sw + pc.pw);
+        ph0[i] = int(oh0 + hh * pc.sh + pc.ph);   // (o + pad), divided after the tap
+        pw0[i] = int(ow0 + ww * pc.sw + pc.pw);
 #endif
         pn[i] = int(n * pc.H * pc.W);
         for (uint j = 0u; j < TN4; j++) {
@@ -146,7 +159,7 @@ void main()
 #if GEOM == 0
     uint r0 = 0u, s0 = 0u, rstep = 1u, sstep = 1u;
 #else
-    uint r0 = (pc.oh0 + pc.ph) % pc.sh, s0 = (pc.ow0 + pc.pw) % pc.sw;
+    uint r0 = (oh0 + pc.ph) % pc.sh, s0 = (ow0 + pc.pw) % pc.sw;
     uint rstep = pc.sh, sstep = pc.sw;
 #endif
     for (uint r = r0; r < pc.R; r += rstep) {
@@ -227,7 +240,7 @@ void main()
         uint opix = m;
 #else
         uint ww = m % pc.Qc, hh = (m / pc.Qc) % pc.Pc, n = m / (pc.Qc * pc.Pc);
-        uint opix = (n * pc.P + pc.oh0 + hh * pc.sh) * pc.Q + pc.ow0 + ww * pc.sw;
+        uint opix = (n * pc.P + oh0 + hh * pc.sh) * pc.Q + ow0 + ww * pc.sw;
 #endif
         for (uint j = 0u; j < TN4; j++) {
             uint k4 = kb * TN4 + j;

@@ -679,8 +679,8 @@ static const struct oc_case conv2d_cases[] = {
     CONV(3, 5, 6, 5, 7, 3, 2, 1, 2, 1, 0, OC_TS | OC_PARITY | OC_NO_X2),
     CONV(2, 3, 5, 7, 4, 3, 3, 2, 2, 1, 1, OC_FD),
     CONV(1, 2, 6, 5, 3, 2, 3, 1, 2, 0, 1, OC_FD | OC_NO_X2),
-    /* down to one pixel (DCGAN's last layer) and to one row; from 32 output channels
-     * the input gradient's scatter from that row runs one tap per parity class */
+    /* down to one pixel (DCGAN's last layer) and to one row: the input gradient's
+     * scatter from that row runs one tap per parity class */
     CONV(3, 6, 4, 4, 1, 4, 4, 1, 1, 0, 0, ALL3),
     CONV(2, 5, 3, 6, 36, 3, 2, 2, 1, 0, 0, TT),
 };
@@ -698,10 +698,11 @@ static const struct oc_case conv_transpose2d_cases[] = {
     CONVT(3, 6, 3, 3, 5, 4, 4, 2, 2, 1, 1, 0, 0, OC_TS | OC_PARITY | OC_NO_X2),
     CONVT(2, 3, 5, 4, 2, 3, 3, 2, 2, 1, 1, 1, 1, OC_FD),
     CONVT(1, 2, 3, 4, 3, 2, 3, 3, 2, 0, 1, 2, 0, OC_FD | OC_NO_X2),
-    /* DCGAN's first layer (1x1 in, 32 channels and more: one tap per parity class),
-     * and one input row with padded columns: rows take the one-tap classes, columns
-     * do not */
+    /* 1x1 in (one tap per parity class, all classes in one dispatch untiled), DCGAN's
+     * first layer, and one input row with padded columns: rows take the one-tap
+     * classes, columns do not */
     CONVT(2, 40, 1, 1, 6, 4, 4, 1, 1, 0, 0, 0, 0, ALL3),
+    CONVT(3, 100, 1, 1, 20, 4, 4, 1, 1, 0, 0, 0, 0, TT),
     CONVT(2, 33, 1, 3, 5, 3, 2, 2, 2, 0, 1, 0, 1, TT),
 };
 

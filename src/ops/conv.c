@@ -30,8 +30,6 @@ enum {
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
     MIN_GROUPS = 16,      /* workgroups a weight gradient is cut into where it can be */
-    ONE_TAP_MIN_A = 32,   /* source channels from which a one-row scatter runs one tap per
-                             parity class (gemm) */
 };
 
 struct conv_push {
@@ -44,6 +42,7 @@ struct conv_push {
     uint32_t m0, m_count;
     uint32_t o0;
     uint32_t flags, chunk, aux;
+    uint32_t ncls;
 };
 
 /* A GEMM's geometry: the source tensor (N, H, W, A channels) is read at
@@ -73,7 +72,7 @@ static void push_geom(struct conv_push *pc, const struct geom *g)
     *pc = (struct conv_push){
         .N = g->N, .H = g->H, .W = g->W, .A4 = div4(g->A),
         .P = g->P, .Q = g->Q, .B4 = div4(g->B), .R = g->R, .S = g->S,
-        .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw,
+        .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw, .ncls = 1,
     };
 }
 
@@ -147,6 +146,24 @@ static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t n
 
 /* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B; with wt, w is
  * stored the other way round, RSAB4 of B x A), plus bias. */
+/* One GEMM dispatch of n invocations: output pixels [m0, m0 + mc) of the class grid,
+ * y bound from output pixel first to last. */
+static int gemm_range(struct vka_cmd *cmd, struct vka_pipe *pipe, struct vka_binding b[4],
+                      struct conv_push *pc, const struct vka_tensor *y, uint64_t m0,
+                      uint64_t mc, uint64_t first, uint64_t last, uint64_t n)
+{
+    uint32_t base;
+    int ret = vka_op_bind_out(vka_cmd_ctx(cmd), y, first * pc->B4 * 4,
+                              (last - first + 1) * pc->B4 * 4, &b[3], &base);
+    if (ret < 0)
+        return ret;
+    pc->y_base = base / 4;
+    pc->o0 = (uint32_t)first;
+    pc->m0 = (uint32_t)m0;
+    pc->m_count = (uint32_t)mc;
+    return vka_cmd_dispatch_1d(cmd, pipe, b, pc, n);
+}
+
 static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt,
                 const struct vka_tensor *x, const struct vka_tensor *w,
                 const struct vka_tensor *bias, const struct vka_tensor *y, bool accumulate)
@@ -157,16 +174,14 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt
      * whatever the stride. With the stride taken as R, each parity class runs that one
      * tap instead of all R, R - 1 of them multiplying zeros into every output. The same
      * non-zero multiply-adds in the same order: the same values (for finite weights).
-     * Columns likewise. It costs a dispatch per class, which pays from ONE_TAP_MIN_A
-     * source channels (gan32: G's 100-channel first layer 160-198 -> 131-138 ms of
-     * transposed-conv forward per iteration; D's 1-channel last input gradient went
-     * from 124 to 304 dispatches and 4-8 ms slower, so it keeps the stride). */
+     * Columns likewise. With the classes in one dispatch (below), gan32's G first layer
+     * went from 20 to 5.4 ms of forward per iteration, D's last input gradient from 9.5 to
+     * 3.0 (one dispatch per class made the latter slower: 124 -> 304 dispatches). */
     struct geom gs = *g0;
     const struct geom *g = &gs;
-    bool one_tap = scatter && gs.A >= ONE_TAP_MIN_A;
-    if (one_tap && gs.H == 1 && gs.ph == 0)
+    if (scatter && gs.H == 1 && gs.ph == 0)
         gs.sh = gs.R;
-    if (one_tap && gs.W == 1 && gs.pw == 0)
+    if (scatter && gs.W == 1 && gs.pw == 0)
         gs.sw = gs.S;
     struct conv_push pc;
     push_geom(&pc, g);
@@ -194,8 +209,22 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt
      * scatter geometry runs one pass per output parity class (oh0, ow0): every pixel of a
      * class is hit by the same taps r = (oh0 + pad) mod stride (+ stride ...), and a
      * range of a class's pixels spans rows of the output about stride_h * stride_w times
-     * its length. */
+     * its length. Where the classes are alike (the output a whole number of strides) and
+     * the output fits one binding, the untiled kernel runs them all in one dispatch
+     * (ncls): DCGAN's transposed convolutions and its discriminator's input gradients
+     * went from 4 or 16 dispatches to 1 (the tiled kernel stages each class's taps for
+     * a whole workgroup, so it keeps one class per dispatch). */
     uint64_t maxpix = (ctx->profile.max_binding - 256) / ((uint64_t)pc.B4 * 16);
+    uint64_t npix = (uint64_t)g->N * g->P * g->Q;
+    if (scatter && !ctx->profile.conv_tiles && g->P % sh == 0 && g->Q % sw == 0 &&
+        npix <= maxpix) {
+        pc.ncls = sh * sw;
+        pc.Pc = g->P / sh;
+        pc.Qc = g->Q / sw;
+        uint64_t nmb = ((uint64_t)g->N * pc.Pc * pc.Qc + TM - 1) / TM;
+        return gemm_range(cmd, pipe, b, &pc, y, 0, g->N * pc.Pc * pc.Qc, 0, npix - 1,
+                          pc.ncls * nmb * nkb);
+    }
     for (uint32_t oh0 = 0; oh0 < sh; oh0++)
         for (uint32_t ow0 = 0; ow0 < sw; ow0++) {
             if (oh0 >= g->P || ow0 >= g->Q)
@@ -219,21 +248,12 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt
                     uint64_t o = (n * g->P + oh0 + hh * sh) * g->Q + ow0 + ww * sw;
                     *(e ? &last : &first) = o;
                 }
-                uint32_t base;
-                ret = vka_op_bind_out(ctx, y, first * pc.B4 * 4, (last - first + 1) * pc.B4 * 4,
-                                      &b[3], &base);
-                if (ret < 0)
-                    return ret;
-                pc.y_base = base / 4;
-                pc.o0 = (uint32_t)first;
-                pc.m0 = (uint32_t)m0;
-                pc.m_count = (uint32_t)mc;
                 uint64_t nmb = (mc + TM - 1) / TM, n = nmb * nkb;
                 if (ctx->profile.conv_tiles) {
                     uint64_t mbg = wg / tkb; /* pixel blocks per workgroup */
                     n = (nmb + mbg - 1) / mbg * ((nkb + tkb - 1) / tkb) * wg;
                 }
-                ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n);
+                ret = gemm_range(cmd, pipe, b, &pc, y, m0, mc, first, last, n);
                 if (ret < 0)
                     return ret;
             }
