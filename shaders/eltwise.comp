@@ -1,11 +1,10 @@
 #version 450
-// Elementwise kernels over n floats, four per invocation:
-//   OP_FILL   y = a
+// Elementwise kernels over n floats, four per invocation (a fill is vkCmdFillBuffer,
+// vka_cmd_fill):
 //   OP_SCALE  y = a * y
 //   OP_AXPY   y += a * x   (x read through the load path)
 // y is bound at an aligned offset and addressed from y_base; x by its base in vec4s.
 //
-// variant-no-inputs fill   OP_FILL
 // variant-no-inputs scale  OP_SCALE
 // variant axpy             OP_AXPY
 #include "common.glsl"
@@ -35,11 +34,8 @@ void main()
     vec4 x = LOAD4(X, pc.x_base + i4);
     for (uint j = 0u; j < m; j++)
         Y[pc.y_base + i + j] = fma(pc.a, x[j], Y[pc.y_base + i + j]);
-#elif defined(OP_SCALE)
-    for (uint j = 0u; j < m; j++)
-        Y[pc.y_base + i + j] = pc.a * Y[pc.y_base + i + j];
 #else
     for (uint j = 0u; j < m; j++)
-        Y[pc.y_base + i + j] = pc.a;
+        Y[pc.y_base + i + j] = pc.a * Y[pc.y_base + i + j];
 #endif
 }

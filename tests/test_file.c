@@ -433,14 +433,14 @@ Test(file, pipeline_cache_on_fifo_is_ignored)
     snprintf(path, sizeof(path), "%s", ctx->cache_path);
     struct vka_pipe *p;
     cr_assert_eq(vka_pipe_get(ctx, &(struct vka_pipe_params){
-                     .shader = "fill", .nbind = 1, .bind = { VKA_BIND_OUT },
+                     .shader = "scale", .nbind = 1, .bind = { VKA_BIND_OUT },
                      .push_size = 16 }, &p), 0, "%s", vka_last_error());
     test_ctx_done(&ctx);
     unlink(path);
     fifo(path);
     ctx = test_ctx_params(&(struct vka_ctx_params){ .validation = 1, .cache_dir = dir });
     cr_assert_eq(vka_pipe_get(ctx, &(struct vka_pipe_params){
-                     .shader = "fill", .nbind = 1, .bind = { VKA_BIND_OUT },
+                     .shader = "scale", .nbind = 1, .bind = { VKA_BIND_OUT },
                      .push_size = 16 }, &p), 0, "%s", vka_last_error());
     test_ctx_done(&ctx);
     struct stat st;

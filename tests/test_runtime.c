@@ -191,10 +191,10 @@ Test(runtime, pipeline_cache_is_written_and_reused)
         .validation = 1, .cache_dir = dir });
     struct vka_pipe *p1, *p2;
     cr_assert_eq(vka_pipe_get(ctx, &(struct vka_pipe_params){
-                     .shader = "fill", .nbind = 1, .bind = { VKA_BIND_OUT },
+                     .shader = "scale", .nbind = 1, .bind = { VKA_BIND_OUT },
                      .push_size = 16 }, &p1), 0, "%s", vka_last_error());
     cr_assert_eq(vka_pipe_get(ctx, &(struct vka_pipe_params){
-                     .shader = "fill", .nbind = 1, .bind = { VKA_BIND_OUT },
+                     .shader = "scale", .nbind = 1, .bind = { VKA_BIND_OUT },
                      .push_size = 16 }, &p2), 0);
     cr_assert_eq(p1, p2, "the same parameters built a second pipeline");
     cr_assert_eq(vka_pipe_get(ctx, &(struct vka_pipe_params){
@@ -214,7 +214,7 @@ Test(runtime, pipeline_cache_is_written_and_reused)
     fclose(f);
     ctx = test_ctx_params(&(struct vka_ctx_params){ .validation = 1, .cache_dir = dir });
     cr_assert_eq(vka_pipe_get(ctx, &(struct vka_pipe_params){
-                     .shader = "fill", .nbind = 1, .bind = { VKA_BIND_OUT },
+                     .shader = "scale", .nbind = 1, .bind = { VKA_BIND_OUT },
                      .push_size = 16 }, &p1), 0);
     test_ctx_done(&ctx);
     unlink(path);

@@ -502,6 +502,28 @@ int vka_cmd_copy(struct vka_cmd *c, struct vka_buf *src, VkDeviceSize src_off,
     return 0;
 }
 
+int vka_cmd_fill(struct vka_cmd *c, struct vka_buf *dst, VkDeviceSize off, VkDeviceSize size,
+                 uint32_t word)
+{
+    int ret = check_recording(c, "vka_cmd_fill");
+    if (ret < 0)
+        return ret;
+    if (off % 4 || size % 4 || off > dst->size || size > dst->size - off) {
+        vka_err("vka_cmd_fill: %" PRIu64 " bytes at %" PRIu64 " of a %" PRIu64
+                "-byte buffer: not whole words inside it", (uint64_t)size, (uint64_t)off,
+                (uint64_t)dst->size);
+        return -EINVAL;
+    }
+    if (!size || c->dry)
+        return 0;
+    barrier(c);
+    bool timed = time_start(c, "fill");
+    vkCmdFillBuffer(c->cb, dst->buf, off, size, word);
+    time_end(c, timed);
+    c->after_work = true;
+    return 0;
+}
+
 struct vka_ctx *vka_cmd_ctx(struct vka_cmd *c)
 {
     return c->ctx;

@@ -278,6 +278,10 @@ int vka_cmd_dispatch_1d(struct vka_cmd *cmd, struct vka_pipe *pipe,
 int vka_cmd_copy(struct vka_cmd *cmd, struct vka_buf *src, VkDeviceSize src_off,
                  struct vka_buf *dst, VkDeviceSize dst_off, VkDeviceSize size);
 
+/* size bytes of dst from off (both multiples of 4) = word, repeated (vkCmdFillBuffer). */
+int vka_cmd_fill(struct vka_cmd *cmd, struct vka_buf *dst, VkDeviceSize off, VkDeviceSize size,
+                 uint32_t word);
+
 /* The recorder destroys buf when it is destroyed or begun again, after its work. */
 int vka_cmd_own(struct vka_cmd *cmd, struct vka_buf *buf);
 
