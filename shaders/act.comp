@@ -36,7 +36,7 @@ layout(push_constant) uniform PC {
     uint n4;     // output vec4s in this dispatch (whole pixels)
     uint c;      // output channels (concat: x0's channels C1)
     uint cs4;    // output vec4s per pixel
-    uint y_base; // float index of the output's first element in its binding
+    uint y_base; // float index of the output's first element in its binding (a vec4's)
     uint a_base; // vec4 index of A's first vec4
     uint b_base; // vec4 index of B's first vec4
     uint a4;     // A's vec4s per pixel (concat)
@@ -51,10 +51,10 @@ layout(push_constant) uniform PC {
 #ifdef HAS_B
 IN_BUFFER(0, A)
 IN_BUFFER(1, B)
-OUT_BUFFER(2, Y)
+OUT_BUFFER4(2, Y)
 #else
 IN_BUFFER(0, A)
-OUT_BUFFER(1, Y)
+OUT_BUFFER4(1, Y)
 #endif
 
 #if defined(OP_CONCAT)
@@ -143,16 +143,15 @@ void main()
         return;
     uint p = i4 / pc.cs4, k = i4 - p * pc.cs4; // pixel in this dispatch, vec4 in the pixel
     vec4 v = compute(p, k);
-    uint y = pc.y_base + 4u * i4;
-    for (uint j = 0u; j < 4u; j++) {
-        bool valid = 4u * k + j < pc.c;
+    uint y = pc.y_base / 4u + i4;
 #if defined(OP_CONCAT)
-        valid = 4u * k + j < pc.c + pc.c1;
-#endif
-#ifdef ACCUMULATE
-        Y[y + j] = valid ? (pc.inplace != 0u ? pc.zero : Y[y + j]) + v[j] : 0.0;
+    uint c = pc.c + pc.c1;
 #else
-        Y[y + j] = valid ? v[j] : 0.0;
+    uint c = pc.c;
 #endif
-    }
+    bvec4 valid = lessThan(uvec4(4u * k) + uvec4(0u, 1u, 2u, 3u), uvec4(c));
+#ifdef ACCUMULATE
+    v += pc.inplace != 0u ? vec4(pc.zero) : Y[y];
+#endif
+    Y[y] = mix(vec4(0.0), v, valid);
 }

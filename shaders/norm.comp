@@ -19,6 +19,7 @@
 //               sums are converted and added exactly
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
+//   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
 // Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
 // sample's bits do not depend on the other samples of its micro-batch.
 //
@@ -303,7 +304,7 @@ layout(push_constant) uniform PC {
     uint c4s, C;
     uint P;          // pixels per segment (a segment has its own coefficients)
     uint x_base, dy_base, coef_base; // vec4 indices
-    uint out_base;   // element index of y / dx
+    uint out_base;   // element index of y / dx (a whole vec4's: both are stored as vec4s)
     uint inplace;    // OP_DX: dx is dy's memory; dy is read from it and dx = zero + d
     float zero;      // 0.0 (a constant the compiler cannot fold: zero + d keeps d's bits
                      // as the += into a dx filled with +0 does)
@@ -313,10 +314,10 @@ IN_BUFFER(0, X)
 #ifdef OP_DX
 IN_BUFFER(1, DY)
 IN_BUFFER(2, COEF)
-OUT_BUFFER(3, DX)
+OUT_BUFFER4(3, DX)
 #else
 IN_BUFFER(1, COEF)
-OUT_BUFFER(2, Y)
+OUT_BUFFER4(2, Y)
 #endif
 
 void main()
@@ -329,21 +330,19 @@ void main()
     uint s = q / pc.P;
     vec4 x = LOAD4(X, pc.x_base + i);
 #ifdef OP_DX
-    uint cb = pc.coef_base + s * 4u * pc.c4s + c4, o = pc.out_base + i * 4u;
-    vec4 dy = pc.inplace != 0u ? vec4(DX[o], DX[o + 1u], DX[o + 2u], DX[o + 3u])
-                               : LOAD4(DY, pc.dy_base + i);
+    uint cb = pc.coef_base + s * 4u * pc.c4s + c4, o = pc.out_base / 4u + i;
+    vec4 old = DX[o]; // dy itself in place, else the dx added into
+    vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
     vec4 d = LOAD4(COEF, cb + pc.c4s) * dy - (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + 2u * pc.c4s)
              - LOAD4(COEF, cb + 3u * pc.c4s);
-    uint m = min(4u, pc.C - c4 * 4u);
-    for (uint j = 0u; j < m; j++)
-        DX[o + j] = (pc.inplace != 0u ? pc.zero : DX[o + j]) + d[j];
+    bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
+    DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
 #else
     uint cb = pc.coef_base + s * 3u * pc.c4s + c4;
     vec4 y = (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + pc.c4s) + LOAD4(COEF, cb + 2u * pc.c4s);
     bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
     y = mix(vec4(0.0), y, live);
-    for (uint j = 0u; j < 4u; j++)
-        Y[pc.out_base + i * 4u + j] = y[j];
+    Y[pc.out_base / 4u + i] = y;
 #endif
 }
 

@@ -558,7 +558,7 @@ static const struct oc_case concat_cases[] = {
 #define CASES(list) list, sizeof(list) / sizeof(list[0])
 #define ACT(name, list, slots, fa, fr, ba, br, fd0, fd1)                                  \
     { VKA_OP_##name, CASES(list), slots, act_gen, act_rand, name##_fwd, name##_bwd,       \
-      NULL, oc_tol_abs_rel, { fa, ba }, { fr, br }, false, false, { fd0, fd1, OC_FD_NONE } }
+      NULL, oc_tol_abs_rel, { fa, ba }, { fr, br }, false, true, { fd0, fd1, OC_FD_NONE } }
 
 /* ---- conv: conv2d, conv_transpose2d, linear ----------------------------------------------
  * Inputs, weights, biases, dy in [-1, 1]. Tolerance: f32 accumulation of L products errs
@@ -1067,7 +1067,7 @@ static const struct oc_case group_norm_cases[] = {
 /* dx goes through the statistics, nonlinear in x; y is linear in gamma and in beta */
 #define NORM_ENTRY(name)                                                                  \
     { VKA_OP_##name, CASES(name##_cases), norm_slots, norm_gen, norm_rand, name##_fwd,     \
-      name##_bwd, NULL, norm_tol, { 0, 0 }, { 0, 0 }, false, false,                        \
+      name##_bwd, NULL, norm_tol, { 0, 0 }, { 0, 0 }, false, true,                         \
       { OC_FD_SMOOTH, OC_FD_LIN, OC_FD_LIN } }
 
 /* ---- pool: max_pool2d, avg_pool2d, upsample_nearest, upsample_bilinear -------------------

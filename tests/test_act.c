@@ -61,6 +61,8 @@ Test(act, refusals)
             "slope -0.1 is negative");
     refused(cmd, vka_scale_fwd, &(struct vka_op_args){ .x = { &odd }, .y = &n1 }, "scale",
             "not a multiple of 4");
+    refused(cmd, vka_relu_fwd, &(struct vka_op_args){ .x = { &n1 }, .y = &odd }, "act_relu",
+            "the output starts at element 2, not a whole vec4");
     refused(cmd, vka_scale_bwd, &(struct vka_op_args){ .dy = &a, .dx = { &c6 } },
             "scale_bwd", "dx0");
     refused(cmd, vka_add_fwd, &(struct vka_op_args){ .x = { &a, &w5 }, .y = &a2 }, "add",

@@ -55,6 +55,12 @@ Test(norm, bad_shapes_are_refused)
         .x = { &x, &v6, &v6b }, .y = &y2, .saved = { &v6, &v6b },
     };
     REFUSED(vka_batch_norm_fwd(cmd, &bn), "batch_norm_fwd: y is (2,6,3,4)");
+    struct vka_tensor odd = y; /* y's shape inside y2's memory, starting inside a vec4 */
+    odd.buf = y2.buf;
+    odd.off = 2;
+    odd.owns_buf = false;
+    bn.y = &odd;
+    REFUSED(vka_batch_norm_fwd(cmd, &bn), "batch_norm_fwd: y starts at element 2, not a whole");
     bn.y = &y;
     bn.x[1] = &v5;
     REFUSED(vka_batch_norm_fwd(cmd, &bn), "batch_norm_fwd: gamma holds 5 floats, needs 6");

@@ -120,6 +120,11 @@ static int dispatch(struct vka_cmd *cmd, const char *shader, const struct vka_te
                 " bytes", shader, widest, ctx->profile.max_binding);
         return -E2BIG;
     }
+    if (out->off % 4) {
+        vka_err("%s: the output starts at element %" PRIu64 ", not a whole vec4", shader,
+                out->off);
+        return -EINVAL;
+    }
     struct vka_pipe *pipe;
     int ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
         .shader = shader, .nbind = b ? 3 : 2,

@@ -93,10 +93,16 @@ static int check_vec(const char *op, const char *name, const struct vka_tensor *
     return check_vec_of(op, name, t, count, what, false);
 }
 
+/* y, dy or dx: x's shape, starting at a whole vec4 (the kernels read and write vec4s) */
 static int check_act(const char *op, const char *name, const struct vka_tensor *t,
                      const struct vka_tensor *x)
 {
-    return vka_op_check(op, name, t, VKA_LAYOUT_NHWC4, x->n, x->c, x->h, x->w);
+    int ret = vka_op_check(op, name, t, VKA_LAYOUT_NHWC4, x->n, x->c, x->h, x->w);
+    if (ret == 0 && t->off % 4) {
+        vka_err("%s: %s starts at element %" PRIu64 ", not a whole vec4", op, name, t->off);
+        return -EINVAL;
+    }
+    return ret;
 }
 
 /* x, gamma, beta and (group_norm) the groups; fills the plan. */
