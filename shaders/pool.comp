@@ -32,7 +32,7 @@
 layout(push_constant) uniform PC {
     uint count4;   // output vec4s of this dispatch
     uint first4;   // absolute index of the first of them in the output tensor
-    uint out_base; // index of that vec4's first float in the bound output
+    uint out_base; // index of that vec4's first float in the bound output (a multiple of 4)
     uint in_delta; // bound minus absolute vec4 index of the input (mod 2^32)
     uint a_delta;  // bound minus absolute element index of the argmax (mod 2^32)
     uint C, C4;    // channels, vec4s per pixel
@@ -42,7 +42,7 @@ layout(push_constant) uniform PC {
 } pc;
 
 IN_BUFFER(0, X)
-OUT_BUFFER(1, Y)
+OUT_BUFFER4(1, Y) // whole vec4s: four float stores cost lavapipe four lane-by-lane loops
 #if defined(MAX_FWD)
 OUT_BUFFER(2, A)
 #elif defined(MAX_BWD)
@@ -205,11 +205,9 @@ void main()
 #endif
 
     bvec4 live4 = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
-    uint o = pc.out_base + i * 4u;
-    for (uint j = 0u; j < 4u; j++)
+    uint o = pc.out_base / 4u + i;
 #ifdef BWD
-        Y[o + j] = live4[j] ? Y[o + j] + r[j] : 0.0;
-#else
-        Y[o + j] = live4[j] ? r[j] : 0.0;
+    r = Y[o] + r;
 #endif
+    Y[o] = mix(vec4(0.0), r, live4);
 }

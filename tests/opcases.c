@@ -1319,7 +1319,7 @@ static const struct oc_case upsample_bilinear_cases[] = {
 /* avg and the resizes are linear; max is linear away from ties */
 #define POOL_ENTRY(name)                                                                  \
     { VKA_OP_##name, CASES(name##_cases), pool_slots, pool_gen, pool_rand, name##_fwd,     \
-      name##_bwd, NULL, pool_tol, { 0, 0 }, { 0, 0 }, false, false,                        \
+      name##_bwd, NULL, pool_tol, { 0, 0 }, { 0, 0 }, false, true,                         \
       { OC_FD_LIN, OC_FD_NONE, OC_FD_NONE } }
 
 /* ---- loss: cross_entropy, bce_logits, dice, mse, l1, hinge, sigmoid_mean -----------------

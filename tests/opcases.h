@@ -135,7 +135,8 @@ struct oc_entry {
     double atol[2], rtol[2];               /* oc_tol_abs_rel's, [fwd results, dx] */
     bool absref;                           /* tol reads r->absref */
     bool vec4_outputs;                     /* every output, dx included, starts at a whole
-                                              vec4 (conv, norm and act write whole vec4s) */
+                                              vec4 (conv, norm, act and pool write whole
+                                              vec4s) */
     enum oc_fd fd[3];                      /* test_ref_grad's tolerance per dx slot */
 };
 

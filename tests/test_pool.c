@@ -41,6 +41,12 @@ Test(pool, refusals)
     b.y = &bad_y;
     expect_refusal(vka_max_pool2d_fwd(cmd, &b), "max_pool2d_fwd", "y of the wrong size");
     expect_refusal(vka_avg_pool2d_fwd(cmd, &b), "avg_pool2d_fwd", "y of the wrong size");
+    struct vka_tensor odd_y = y; /* y's shape inside bad_y's memory, inside a vec4 */
+    odd_y.buf = bad_y.buf;
+    odd_y.off = 2;
+    odd_y.owns_buf = false;
+    b.y = &odd_y;
+    expect_refusal(vka_avg_pool2d_fwd(cmd, &b), "avg_pool2d_fwd", "y inside a vec4");
     b = a;
     b.saved[0] = &short_arg;
     expect_refusal(vka_max_pool2d_fwd(cmd, &b), "max_pool2d_fwd", "a short argmax");

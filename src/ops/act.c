@@ -120,13 +120,11 @@ static int dispatch(struct vka_cmd *cmd, const char *shader, const struct vka_te
                 " bytes", shader, widest, ctx->profile.max_binding);
         return -E2BIG;
     }
-    if (out->off % 4) {
-        vka_err("%s: the output starts at element %" PRIu64 ", not a whole vec4", shader,
-                out->off);
-        return -EINVAL;
-    }
     struct vka_pipe *pipe;
-    int ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
+    int ret = vka_op_check_vec4(shader, "the output", out);
+    if (ret < 0)
+        return ret;
+    ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
         .shader = shader, .nbind = b ? 3 : 2,
         .bind = { VKA_BIND_IN, b ? VKA_BIND_IN : VKA_BIND_OUT, VKA_BIND_OUT },
         .push_size = sizeof(struct act_push) }, &pipe);

@@ -119,6 +119,15 @@ static int bind_range(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t 
     return 0;
 }
 
+int vka_op_check_vec4(const char *op, const char *name, const struct vka_tensor *t)
+{
+    if (t->off % 4) {
+        vka_err("%s: %s starts at element %" PRIu64 ", not a whole vec4", op, name, t->off);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int vka_op_bind_out(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t first,
                     uint64_t count, struct vka_binding *b, uint32_t *base)
 {

@@ -98,11 +98,7 @@ static int check_act(const char *op, const char *name, const struct vka_tensor *
                      const struct vka_tensor *x)
 {
     int ret = vka_op_check(op, name, t, VKA_LAYOUT_NHWC4, x->n, x->c, x->h, x->w);
-    if (ret == 0 && t->off % 4) {
-        vka_err("%s: %s starts at element %" PRIu64 ", not a whole vec4", op, name, t->off);
-        return -EINVAL;
-    }
-    return ret;
+    return ret < 0 ? ret : vka_op_check_vec4(op, name, t);
 }
 
 /* x, gamma, beta and (group_norm) the groups; fills the plan. */

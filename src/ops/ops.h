@@ -180,6 +180,9 @@ int vka_op_check_acc(const char *op, const char *name, const struct vka_tensor *
                      enum vka_layout layout, uint32_t n, uint32_t c, uint32_t h, uint32_t w);
 int vka_op_check_i32(const char *op, const char *name, const struct vka_tensor *t,
                      uint64_t count);
+/* t starts at a whole vec4 (an output that a kernel stores as vec4s); -EINVAL otherwise,
+ * naming op and name. */
+int vka_op_check_vec4(const char *op, const char *name, const struct vka_tensor *t);
 /* "(N,C,H,W) nhwc4" for messages. */
 void vka_op_shape_str(const struct vka_tensor *t, char *buf, size_t size);
 

@@ -241,6 +241,7 @@ static int fwd(struct vka_cmd *cmd, const char *op, enum pool_kind kind,
     struct pool_geom g;
     int ret = geom_of(op, kind, a, &g);
     if (ret < 0 || (ret = vka_op_check(op, "y", a->y, VKA_LAYOUT_NHWC4, g.n, g.c, g.p, g.q)) < 0 ||
+        (ret = vka_op_check_vec4(op, "y", a->y)) < 0 ||
         (kind == POOL_MAX && (ret = check_argmax(op, a->saved[0], &g)) < 0))
         return ret;
     return record(cmd, &g, false, a->x[0], a->y, kind == POOL_MAX ? a->saved[0] : NULL);
@@ -256,7 +257,8 @@ static int bwd(struct vka_cmd *cmd, const char *op, enum pool_kind kind,
         return ret;
     if (!a->dx[0])
         return 0;
-    if ((ret = vka_op_check(op, "dx", a->dx[0], VKA_LAYOUT_NHWC4, g.n, g.c, g.h, g.w)) < 0)
+    if ((ret = vka_op_check(op, "dx", a->dx[0], VKA_LAYOUT_NHWC4, g.n, g.c, g.h, g.w)) < 0 ||
+        (ret = vka_op_check_vec4(op, "dx", a->dx[0])) < 0)
         return ret;
     return record(cmd, &g, true, a->dy, a->dx[0], kind == POOL_MAX ? a->saved[0] : NULL);
 }
