@@ -105,16 +105,37 @@ layout(push_constant) uniform PC {
 IN_BUFFER(0, G)
 IN_BUFFER(1, ST)
 IN_BUFFER(2, HY)  // the step's values: s, lr, decay, bc2_sqrt; first
-OUT_BUFFER(3, P)
-OUT_BUFFER(4, S1) // plain SGD keeps no state: params are bound again here, never used
+// params and state as vec4s where they start at whole vec4s (a region; one vec4 store
+// where four float stores cost lavapipe four lane-by-lane loops), else as floats (a span
+// of a region: the GAN's G or D, a test's view), as is a region's last, partial vec4 (its
+// floats past n may lie past the buffer)
+#define STATE(binding_, name_)                                                             \
+    layout(set = 0, binding = binding_, std430) buffer name_##_ssbo { float name_[]; };    \
+    layout(set = 0, binding = binding_, std430) buffer name_##4_ssbo { vec4 name_##4[]; };
+STATE(3, P)
+STATE(4, S1) // plain SGD keeps no state: params are bound again here, never used
 #ifdef OP_ADAM
-OUT_BUFFER(5, S2)
+STATE(5, S2)
 #endif
 
 bool finite(float x)
 {
     return (floatBitsToUint(x) & 0x7f800000u) != 0x7f800000u;
 }
+
+// v = elements [i, i + m) from base_ (a whole vec4 when v4), written back likewise
+#define LOAD_STATE(name_, base_, v_)                                                       \
+    if (v4)                                                                                \
+        v_ = name_##4[(base_ + i) / 4u];                                                   \
+    else                                                                                   \
+        for (uint j = 0u; j < m; j++)                                                      \
+            v_[j] = name_[base_ + i + j];
+#define STORE_STATE(name_, base_, v_)                                                      \
+    if (v4)                                                                                \
+        name_##4[(base_ + i) / 4u] = v_;                                                   \
+    else                                                                                   \
+        for (uint j = 0u; j < m; j++)                                                      \
+            name_[base_ + i + j] = v_[j];
 
 void main()
 {
@@ -129,36 +150,38 @@ void main()
     float s = hy.x, lr = hy.y, decay = hy.z, bc2_sqrt = hy.w;
     bool first = LOAD4(HY, pc.hy_base4 + 1u).x != 0.0;
     uint m = min(4u, pc.n - i);
-    vec4 acc = LOAD4(G, pc.g_base4 + i4);
-    for (uint j = 0u; j < m; j++) {
-        uint ip = pc.p_base + i + j;
-        float g = (s * acc[j]) * st.z;
-        float p = P[ip];
+    bool v4 = m == 4u && ((pc.p_base | pc.s1_base | pc.s2_base) & 3u) == 0u;
+    vec4 g = (s * LOAD4(G, pc.g_base4 + i4)) * st.z;
+    vec4 p = vec4(0.0), s1 = vec4(0.0);
+    LOAD_STATE(P, pc.p_base, p)
 #ifdef OP_SGD
-        if (pc.wd != 0.0)
-            g = g + pc.wd * p;
-        if (pc.a1 != 0.0) {
-            uint ib = pc.s1_base + i + j;
-            float buf = first ? g : pc.a1 * S1[ib] + pc.b1 * g;
-            S1[ib] = buf;
-            g = pc.nesterov != 0u ? g + pc.a1 * buf : buf;
-        }
-        P[ip] = p - lr * g;
-#else
-        uint ib = pc.s1_base + i + j, iv = pc.s2_base + i + j;
-#if DECOUPLED
-        p = p * decay;
-#else
-        if (pc.wd != 0.0)
-            g = g + pc.wd * p;
-#endif
-        float mt = pc.a1 * S1[ib] + pc.b1 * g;
-        float vt = pc.a2 * S2[iv] + pc.b2 * (g * g);
-        S1[ib] = mt;
-        S2[iv] = vt;
-        float denom = sqrt(vt) / bc2_sqrt + pc.eps;
-        P[ip] = p - lr * (mt / denom);
-#endif
+    if (pc.wd != 0.0)
+        g = g + pc.wd * p;
+    if (pc.a1 != 0.0) {
+        if (!first)
+            LOAD_STATE(S1, pc.s1_base, s1)
+        vec4 buf = first ? g : pc.a1 * s1 + pc.b1 * g;
+        STORE_STATE(S1, pc.s1_base, buf)
+        g = pc.nesterov != 0u ? g + pc.a1 * buf : buf;
     }
+    p = p - lr * g;
+#else
+    vec4 s2 = vec4(0.0);
+    LOAD_STATE(S1, pc.s1_base, s1)
+    LOAD_STATE(S2, pc.s2_base, s2)
+#if DECOUPLED
+    p = p * decay;
+#else
+    if (pc.wd != 0.0)
+        g = g + pc.wd * p;
+#endif
+    vec4 mt = pc.a1 * s1 + pc.b1 * g;
+    vec4 vt = pc.a2 * s2 + pc.b2 * (g * g);
+    STORE_STATE(S1, pc.s1_base, mt)
+    STORE_STATE(S2, pc.s2_base, vt)
+    vec4 denom = sqrt(vt) / bc2_sqrt + pc.eps;
+    p = p - lr * (mt / denom);
+#endif
+    STORE_STATE(P, pc.p_base, p)
 }
 #endif
