@@ -308,6 +308,7 @@ layout(push_constant) uniform PC {
     uint inplace;    // OP_DX: dx is dy's memory; dy is read from it and dx = zero + d
     float zero;      // 0.0 (a constant the compiler cannot fold: zero + d keeps d's bits
                      // as the += into a dx filled with +0 does)
+    uint ppi;        // pixels per invocation (below)
 } pc;
 
 IN_BUFFER(0, X)
@@ -320,30 +321,39 @@ IN_BUFFER(1, COEF)
 OUT_BUFFER4(2, Y)
 #endif
 
+// One invocation: pc.ppi consecutive pixels of one channel vec4, all in one segment, so
+// their coefficients are read once (4 when the segments and the chunk come in whole
+// groups of 4 pixels, else 1)
 void main()
 {
-    uint i = flat_id();
-    if (i >= pc.n4)
+    uint id = flat_id();
+    uint c4 = id % pc.c4s, q0 = id / pc.c4s * pc.ppi; // q0: the chunk's pixel
+    uint npix = pc.n4 / pc.c4s;
+    if (q0 >= npix)
         return;
-    uint e = pc.e0 + i;
-    uint q = e / pc.c4s, c4 = e - q * pc.c4s;
-    uint s = q / pc.P;
-    vec4 x = LOAD4(X, pc.x_base + i);
-#ifdef OP_DX
-    uint cb = pc.coef_base + s * 4u * pc.c4s + c4, o = pc.out_base / 4u + i;
-    vec4 old = DX[o]; // dy itself in place, else the dx added into
-    vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
-    vec4 d = LOAD4(COEF, cb + pc.c4s) * dy - (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + 2u * pc.c4s)
-             - LOAD4(COEF, cb + 3u * pc.c4s);
+    uint s = (pc.e0 / pc.c4s + q0) / pc.P;
     bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
-    DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
+#ifdef OP_DX
+    uint cb = pc.coef_base + s * 4u * pc.c4s + c4;
+    vec4 ca = LOAD4(COEF, cb + pc.c4s), cm = LOAD4(COEF, cb), cx = LOAD4(COEF, cb + 2u * pc.c4s);
+    vec4 cc = LOAD4(COEF, cb + 3u * pc.c4s);
 #else
     uint cb = pc.coef_base + s * 3u * pc.c4s + c4;
-    vec4 y = (x - LOAD4(COEF, cb)) * LOAD4(COEF, cb + pc.c4s) + LOAD4(COEF, cb + 2u * pc.c4s);
-    bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
-    y = mix(vec4(0.0), y, live);
-    Y[pc.out_base / 4u + i] = y;
+    vec4 cm = LOAD4(COEF, cb), ca = LOAD4(COEF, cb + pc.c4s), cb2 = LOAD4(COEF, cb + 2u * pc.c4s);
 #endif
+    for (uint k = 0u; k < pc.ppi && q0 + k < npix; k++) {
+        uint i = (q0 + k) * pc.c4s + c4; // the chunk's vec4
+        vec4 x = LOAD4(X, pc.x_base + i);
+#ifdef OP_DX
+        uint o = pc.out_base / 4u + i;
+        vec4 old = DX[o]; // dy itself in place, else the dx added into
+        vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
+        vec4 d = ca * dy - (x - cm) * cx - cc;
+        DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
+#else
+        Y[pc.out_base / 4u + i] = mix(vec4(0.0), (x - cm) * ca + cb2, live);
+#endif
+    }
 }
 
 #endif

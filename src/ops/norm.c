@@ -43,6 +43,7 @@ struct fin_push {
 struct map_push {
     uint32_t n4, e0, c4s, C, P, x_base, dy_base, coef_base, out_base, inplace;
     float zero;
+    uint32_t ppi;
 };
 
 struct plan {
@@ -329,8 +330,11 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
     if ((ret = vka_op_bind_in(ctx, &coef, 0, vka_tensor_stored(&coef), &b[nb - 2],
                               &pc.coef_base)) < 0)
         return ret;
+    /* an invocation takes 4 pixels of one segment where segments and chunks come in
+     * whole groups of 4 (every U-Net and DCGAN layer), reading their coefficients once */
+    pc.ppi = pl->P % 4 == 0 && bind_limit(ctx) / pl->Cs >= 4 ? 4 : 1;
     uint64_t n = vka_tensor_stored(pl->x);
-    uint64_t chunk = bind_limit(ctx) / pl->Cs * pl->Cs;
+    uint64_t chunk = bind_limit(ctx) / pl->Cs / pc.ppi * pc.ppi * pl->Cs;
     if (chunk == 0) {
         vka_err("%s: one pixel of %u channels passes the device's storage range", pl->op,
                 pl->Cs);
@@ -343,7 +347,8 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
         if ((ret = vka_op_bind_in(ctx, pl->x, first, count, &b[0], &pc.x_base)) < 0 ||
             (grad && (ret = vka_op_bind_in(ctx, dy, first, count, &b[1], &pc.dy_base)) < 0) ||
             (ret = vka_op_bind_out(ctx, out, first, count, &b[nb - 1], &pc.out_base)) < 0 ||
-            (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, pc.n4)) < 0)
+            (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc,
+                                       (count / pl->Cs + pc.ppi - 1) / pc.ppi * pl->c4s)) < 0)
             return ret;
     }
     return 0;
