@@ -4,8 +4,8 @@
  * 256 bytes and of the reduction block, so splitting a long tensor changes neither the
  * addresses seen by a kernel's arithmetic nor the sum's tree. */
 #include <errno.h>
-#include <string.h>
 #include <inttypes.h>
+#include <string.h>
 
 #include "log.h"
 #include "ops/basic.h"

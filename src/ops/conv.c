@@ -144,8 +144,6 @@ static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t n
     return vka_pipe_get(ctx, &pp, pipe);
 }
 
-/* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B; with wt, w is
- * stored the other way round, RSAB4 of B x A), plus bias. */
 /* One GEMM dispatch of n invocations: output pixels [m0, m0 + mc) of the class grid,
  * y bound from output pixel first to last. */
 static int gemm_range(struct vka_cmd *cmd, struct vka_pipe *pipe, struct vka_binding b[4],
@@ -164,6 +162,8 @@ static int gemm_range(struct vka_cmd *cmd, struct vka_pipe *pipe, struct vka_bin
     return vka_cmd_dispatch_1d(cmd, pipe, b, pc, n);
 }
 
+/* y (N, P, Q, B) = (or +=) gather/scatter of x by w (RSAB4 of A x B; with wt, w is
+ * stored the other way round, RSAB4 of B x A), plus bias. */
 static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt,
                 const struct vka_tensor *x, const struct vka_tensor *w,
                 const struct vka_tensor *bias, const struct vka_tensor *y, bool accumulate)
