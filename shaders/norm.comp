@@ -333,13 +333,14 @@ void main()
         return;
     uint s = (pc.e0 / pc.c4s + q0) / pc.P;
     bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
+    // COEF of (s, c4): [mean | a | b | c] (dx) or [mean | a = invstd * gamma | beta]
 #ifdef OP_DX
-    uint cb = pc.coef_base + s * 4u * pc.c4s + c4;
-    vec4 ca = LOAD4(COEF, cb + pc.c4s), cm = LOAD4(COEF, cb), cx = LOAD4(COEF, cb + 2u * pc.c4s);
-    vec4 cc = LOAD4(COEF, cb + 3u * pc.c4s);
+    uint at = pc.coef_base + s * 4u * pc.c4s + c4;
+    vec4 mean = LOAD4(COEF, at), a = LOAD4(COEF, at + pc.c4s);
+    vec4 b = LOAD4(COEF, at + 2u * pc.c4s), c = LOAD4(COEF, at + 3u * pc.c4s);
 #else
-    uint cb = pc.coef_base + s * 3u * pc.c4s + c4;
-    vec4 cm = LOAD4(COEF, cb), ca = LOAD4(COEF, cb + pc.c4s), cb2 = LOAD4(COEF, cb + 2u * pc.c4s);
+    uint at = pc.coef_base + s * 3u * pc.c4s + c4;
+    vec4 mean = LOAD4(COEF, at), a = LOAD4(COEF, at + pc.c4s), beta = LOAD4(COEF, at + 2u * pc.c4s);
 #endif
     for (uint k = 0u; k < pc.ppi && q0 + k < npix; k++) {
         uint i = (q0 + k) * pc.c4s + c4; // the chunk's vec4
@@ -348,10 +349,10 @@ void main()
         uint o = pc.out_base / 4u + i;
         vec4 old = DX[o]; // dy itself in place, else the dx added into
         vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
-        vec4 d = ca * dy - (x - cm) * cx - cc;
+        vec4 d = a * dy - (x - mean) * b - c;
         DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
 #else
-        Y[pc.out_base / 4u + i] = mix(vec4(0.0), (x - cm) * ca + cb2, live);
+        Y[pc.out_base / 4u + i] = mix(vec4(0.0), (x - mean) * a + beta, live);
 #endif
     }
 }
