@@ -105,10 +105,11 @@ layout(push_constant) uniform PC {
 IN_BUFFER(0, G)
 IN_BUFFER(1, ST)
 IN_BUFFER(2, HY)  // the step's values: s, lr, decay, bc2_sqrt; first
-// params and state as vec4s where they start at whole vec4s (a region; one vec4 store
-// where four float stores cost lavapipe four lane-by-lane loops), else as floats (a span
-// of a region: the GAN's G or D, a test's view), as is a region's last, partial vec4 (its
-// floats past n may lie past the buffer)
+// params and state as vec4s where they start at whole vec4s (every graph region and
+// span: values sit at multiples of 64 elements; one vec4 store where four float stores
+// cost lavapipe four lane-by-lane loops), else as floats (a view that starts inside a
+// vec4, as the tests' do), as is a region's last, partial vec4 (its floats past n may lie
+// past the buffer)
 #define STATE(binding_, name_)                                                             \
     layout(set = 0, binding = binding_, std430) buffer name_##_ssbo { float name_[]; };    \
     layout(set = 0, binding = binding_, std430) buffer name_##4_ssbo { vec4 name_##4[]; };
