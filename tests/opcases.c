@@ -630,6 +630,40 @@ static void linear_bwd(const struct oc_ref *a)
     ref_linear_bwd(&p, a->x[0], a->x[1], a->dy, a->dx[0], a->dx[1], a->dx[2]);
 }
 
+/* The magnitudes Winograd F(2x2, 3x3) computes y (s = OC_Y: x, w, bias) or dx (OC_DX0:
+ * dy and the kernel rotated and transposed, padded by 2 - pad) through, into m. */
+static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
+{
+    const struct oc_case *c = &r->c;
+    const struct vka_conv_desc *d = &r->p.conv;
+    bool y = s == OC_Y;
+    const struct oc_tensor *src = &r->t[y ? OC_X0 : OC_DY];
+    uint64_t nsrc = oc_numel(src), nw = (uint64_t)c->k * c->c * 9;
+    double *a = xcalloc(nsrc, sizeof(double)), *w = xcalloc(nw, sizeof(double));
+    for (uint64_t i = 0; i < nsrc; i++)
+        a[i] = fabs(src->d[i]);
+    /* PyTorch's (K, C, 3, 3); dx's kernel is (C, K, 3, 3) with w'[c,k,r,s] = w[k,c,2-r,2-s] */
+    const double *w0 = r->t[OC_X1].d;
+    for (uint32_t k = 0; k < c->k; k++)
+        for (uint32_t ci = 0; ci < c->c; ci++)
+            for (int t = 0; t < 9; t++)
+                w[y ? (k * c->c + ci) * 9 + t : (ci * c->k + k) * 9 + 8 - t] =
+                    fabs(w0[(k * c->c + ci) * 9 + t]);
+    struct ref_conv p = { (int)src->n, (int)src->c, (int)src->h, (int)src->w,
+                          (int)(y ? c->k : c->c), 3, 3, 1, 1,
+                          (int)(y ? d->pad[0] : 2 - d->pad[0]),
+                          (int)(y ? d->pad[1] : 2 - d->pad[1]), 0, 0 };
+    ref_conv2d_wino_abs(&p, a, w, m);
+    const double *b = y && r->t[OC_X2].d ? r->t[OC_X2].d : NULL;
+    if (b) {
+        uint64_t pq = (uint64_t)r->t[OC_Y].h * r->t[OC_Y].w;
+        for (uint64_t i = 0; i < oc_numel(&r->t[OC_Y]); i++)
+            m[i] += fabs(b[i / pq % c->k]);
+    }
+    free(a);
+    free(w);
+}
+
 static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
 {
     const struct oc_case *c = &r->c;
@@ -643,9 +677,22 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
         L = (double)y->n * y->h * y->w, adds = y->n;
     const float *init = s >= OC_DX0 ? r->t[s].f : NULL;
     const double *absref = r->absref[s];
+    double *wabs = NULL;
+    if (r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0) &&
+        vka_conv2d_winograd_shape(&r->p.conv, c->c, c->k, c->r, c->s)) {
+        /* Winograd (whether or not the device took it: its magnitudes hold every term of
+         * the direct sum's, and its depth passes the direct chain's): the chain of L / 9
+         * channel products, 4 roundings in the filter transform, 2 in the input's, 1 in
+         * the product, 4 in the output's and 1 for the bias */
+        wabs = xcalloc(oc_numel(&r->t[s]), sizeof(double));
+        conv_wino_abs(r, s, wabs);
+        absref = wabs;
+        L = L / rs + 10;
+    }
     for (uint64_t i = 0; i < oc_numel(&r->t[s]); i++)
         tol[i] = (L + 2) * U * absref[i] + adds * U * (fabs(init ? init[i] : 0.0) + absref[i]) +
                  1e-30;
+    free(wabs);
 }
 
 /* Shapes of every kernel path: odd kernels and strides, 1x1 spatial, padding past half
@@ -662,6 +709,8 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
 /* images past one 4096-pixel chunk of dw, outputs in several 64 KiB bindings (texel
  * loads: storage inputs are bound whole, so they would pass the lowered range) */
 #define LARGE (OC_TEXEL | OC_TEXEL_CHUNKED), .chunk = 65536
+/* the same in 256 KiB bindings: a 64 x 64 channel 3x3 weight (147 KiB) fits one */
+#define LARGE256 (OC_TEXEL | OC_TEXEL_CHUNKED), .chunk = 262144
 
 static const struct oc_case conv2d_cases[] = {
     CONV(2, 3, 5, 7, 4, 3, 3, 1, 1, 1, 1, ALL3),
@@ -683,6 +732,12 @@ static const struct oc_case conv2d_cases[] = {
      * scatter from that row runs one tap per parity class */
     CONV(3, 6, 4, 4, 1, 4, 4, 1, 1, 0, 0, ALL3),
     CONV(2, 5, 3, 6, 36, 3, 2, 2, 1, 0, 0, TT),
+    /* Winograd F(2x2, 3x3) (3x3, stride 1, 64 channels and more): odd sizes end in
+     * partial tiles, paddings 0 and 2; in 256 KiB bindings, tiles in chunks that start
+     * inside a tile row and the transformed filter in two dispatches */
+    CONV(2, 64, 7, 9, 68, 3, 3, 1, 1, 1, 1, ALL3),
+    CONV(1, 66, 6, 5, 64, 3, 3, 1, 1, 0, 2, TT | OC_NO_X2),
+    CONV(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1, LARGE256),
 };
 
 static const struct oc_case conv_transpose2d_cases[] = {

@@ -168,6 +168,7 @@ Test(conv, tiled_and_untiled_give_the_same_bits)
     static const struct shape s[] = {
         /* kind   N  C  H  W  K  R  S sh sw ph pw oph opw bias */
         { CONV,   5, 37, 9, 6, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },
+        { CONV,   2, 64, 7, 9, 68, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* Winograd */
         { CONV,   1, 13, 9, 6, 6, 3, 2, 2, 1, 1, 0, 0, 0, false },
         { CONV,   2, 8, 8, 8, 16, 4, 4, 2, 2, 1, 1, 0, 0, true },
         { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
@@ -187,6 +188,88 @@ Test(conv, tiled_and_untiled_give_the_same_bits)
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)
         tiled_bitwise_case(ctx, &big[i]);
     ctx3_done(ctx);
+}
+
+/* y and dx of samples [n0, n0 + n) of x, dy (NCHW, of a shape with s->N samples) run as
+ * a batch of n: NCHW into y, dx. */
+static void conv2d_run(struct vka_ctx *ctx, const struct shape *s, int n0, int n,
+                       const float *x, const float *w, const float *b, const float *dy,
+                       float *y, float *dx)
+{
+    int P, Q;
+    out_size(s, &P, &Q);
+    uint32_t wd[4];
+    wshape(s, wd);
+    size_t sx = (size_t)s->C * s->H * s->W, sy = (size_t)s->K * P * Q;
+    struct vka_tensor tx = test_act(ctx, n, s->C, s->H, s->W, x + n0 * sx);
+    struct vka_tensor tw = weight_tensor(ctx, wd, w), tb = test_flat(ctx, s->K, b);
+    struct vka_tensor tdy = test_act(ctx, n, s->K, P, Q, dy + n0 * sy);
+    struct vka_tensor ty = test_act(ctx, n, s->K, P, Q, NULL);
+    struct vka_tensor tdx = test_act(ctx, n, s->C, s->H, s->W, NULL);
+    struct vka_op_args a = {
+        .p.conv = { .stride = { s->sh, s->sw }, .pad = { s->ph, s->pw } },
+        .x = { &tx, &tw, &tb }, .y = &ty, .dy = &tdy, .dx = { &tdx, NULL, NULL },
+        .dx0_fresh = true,
+    };
+    struct vka_cmd *cmd;
+    cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+    cr_assert_eq(vka_cmd_begin(cmd), 0);
+    cr_assert_eq(vka_conv2d_fwd(cmd, &a), 0, "%s", vka_last_error());
+    cr_assert_eq(vka_conv2d_bwd(cmd, &a), 0, "%s", vka_last_error());
+    test_run(cmd);
+    vka_cmd_destroy(&cmd);
+    test_act_read(&ty, y);
+    test_act_read(&tdx, dx);
+    struct vka_tensor *ts[] = { &tx, &tw, &tb, &tdy, &ty, &tdx };
+    for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+        vka_tensor_destroy(ts[i]);
+}
+
+/* Winograd's y and dx of a sample have the same bits whether it runs alone or in a batch
+ * (micro-batches give the batch's bits): in 256 KiB bindings the batch's tiles go in
+ * chunks that start inside a sample's tile rows, each sample's alone in others. Also: the
+ * shape takes Winograd, and Winograd's y differs from the direct GEMM's (profile off) by
+ * rounding only. */
+Test(conv, winograd_outputs_do_not_depend_on_the_batch)
+{
+    test_seed("conv winograd batch");
+    const struct shape s = { CONV, 3, 64, 11, 10, 64, 3, 3, 1, 1, 1, 1, 0, 0, true };
+    const struct vka_conv_desc d = { .stride = { 1, 1 }, .pad = { 1, 1 } };
+    cr_assert(vka_conv2d_winograd_shape(&d, 64, 64, 3, 3));
+    cr_assert(!vka_conv2d_winograd_shape(&d, 32, 64, 3, 3));
+    cr_assert(!vka_conv2d_winograd_shape(&(struct vka_conv_desc){ .stride = { 2, 2 } }, 64,
+                                         64, 3, 3));
+    struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
+        .validation = 1, .winograd = VKA_ON, .max_binding = 256 << 10 });
+    struct vka_ctx *direct = test_ctx_params(&(struct vka_ctx_params){
+        .validation = 1, .winograd = VKA_OFF });
+    size_t sx = (size_t)s.C * s.H * s.W, sy = (size_t)s.K * s.H * s.W;
+    float *x = test_rand_floats(s.N * sx, -1, 1), *dy = test_rand_floats(s.N * sy, -1, 1);
+    float *w = test_rand_floats((size_t)s.K * s.C * 9, -1, 1), *b = test_rand_floats(s.K, -1, 1);
+    float *y = malloc(s.N * sy * 4), *dx = malloc(s.N * sx * 4);
+    float *y1 = malloc(sy * 4), *dx1 = malloc(sx * 4);
+    float *yd = malloc(s.N * sy * 4), *dxd = malloc(s.N * sx * 4);
+    conv2d_run(ctx, &s, 0, s.N, x, w, b, dy, y, dx);
+    for (int n = 0; n < s.N; n++) {
+        conv2d_run(ctx, &s, n, 1, x, w, b, dy, y1, dx1);
+        cr_assert_eq(memcmp(y1, y + n * sy, sy * 4), 0, "y of sample %d alone differs", n);
+        cr_assert_eq(memcmp(dx1, dx + n * sx, sx * 4), 0, "dx of sample %d alone differs", n);
+    }
+    /* |y| is about 24 here (576 products of [-1, 1] values) and both paths err by a few
+     * 1e-6: 1e-3 separates rounding from a wrong result */
+    conv2d_run(direct, &s, 0, s.N, x, w, b, dy, yd, dxd);
+    bool differs = false;
+    for (size_t i = 0; i < s.N * sy; i++) {
+        cr_assert(fabsf(y[i] - yd[i]) < 1e-3f, "y[%zu] %g, direct %g", i, y[i], yd[i]);
+        differs |= y[i] != yd[i];
+    }
+    for (size_t i = 0; i < s.N * sx; i++)
+        cr_assert(fabsf(dx[i] - dxd[i]) < 1e-3f, "dx[%zu] %g, direct %g", i, dx[i], dxd[i]);
+    cr_assert(differs, "Winograd's y has the direct GEMM's bits: was it taken?");
+    free(x); free(dy); free(w); free(b); free(y); free(dx); free(y1); free(dx1);
+    free(yd); free(dxd);
+    test_ctx_done(&ctx);
+    test_ctx_done(&direct);
 }
 
 /* A tensor of t's shape and offset holding exact elements (16 bytes each), set to words. */

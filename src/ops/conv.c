@@ -15,7 +15,16 @@
  * An exact accumulator (VKA_EXACT, --accumulate exact) takes each sample's sum converted
  * exactly (conv_reduce_exact); for the images of one chunk, whose dw otherwise continues
  * one chain over the samples (conv_wgrad_direct), conv_wgrad_direct_exact starts each
- * sample's chain at 0 and adds its sum exactly in the same invocation: no partials. */
+ * sample's chain at 0 and adds its sum exactly in the same invocation: no partials.
+ *
+ * conv2d with a 3x3 kernel and stride 1 (a U-Net's layers from 64 channels) runs its
+ * forward and input gradient as Winograd F(2x2, 3x3) where both sides have WINO_MIN_C
+ * channels and the profile's winograd is on (shaders/winograd.comp): the filter, the input tiles and the outputs are
+ * transformed by kernels of their own and the 16 products in between are conv_gemm0's
+ * 1x1 GEMMs, 16 multiplies per 2x2 outputs where the direct GEMM takes 36. Each output
+ * element is still one fixed computation of its sample's values (micro-batches and the
+ * tile chunks below do not change it); its rounding differs from the direct GEMM's
+ * (tests/opcases.c states the bound). */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -30,6 +39,11 @@ enum {
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
     MIN_GROUPS = 16,      /* workgroups a weight gradient is cut into where it can be */
+    WINO_MIN_C = 64,      /* channels on both sides of a Winograd conv2d: with fewer the
+                             transforms' memory passes cost what the GEMMs save (32 -> 32
+                             at 256x256 ran 0.7-0.8x as fast as the direct GEMM) */
+    WINO_BYTES = 16 << 20, /* at most this many bytes each of transformed input tiles (V)
+                              and products (M) per chunk of tile rows */
 };
 
 struct conv_push {
@@ -357,6 +371,144 @@ static int bgrad(struct vka_cmd *cmd, uint32_t N, uint32_t P, uint32_t Q, uint32
     return reduce(cmd, &part, N, nchunks, pc.B4, db);
 }
 
+/* ---- Winograd F(2x2, 3x3) ---------------------------------------------------------- */
+
+struct wino_push {
+    uint32_t N, H, W, A4;
+    uint32_t P, Q, B4;
+    uint32_t TH, TW;
+    uint32_t ph, pw;
+    uint32_t t0, count;
+    uint32_t x_base, w_base, y_base;
+    uint32_t flags, aux;
+    uint32_t o0;
+};
+
+bool vka_conv2d_winograd_shape(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
+                               uint32_t r, uint32_t s)
+{
+    return r == 3 && s == 3 && d->stride[0] == 1 && d->stride[1] == 1 && d->pad[0] <= 2 &&
+           d->pad[1] <= 2 && c >= WINO_MIN_C && k >= WINO_MIN_C;
+}
+
+static bool use_wino(struct vka_cmd *cmd, const struct vka_op_args *a, const struct geom *g)
+{
+    return vka_cmd_ctx(cmd)->profile.winograd &&
+           vka_conv2d_winograd_shape(&a->p.conv, g->A, g->B, g->R, g->S);
+}
+
+static int wino_pipe(struct vka_ctx *ctx, const char *shader, uint32_t nbind,
+                     struct vka_pipe **pipe)
+{
+    struct vka_pipe_params pp = { .shader = shader, .nbind = nbind,
+                                  .push_size = sizeof(struct wino_push) };
+    for (uint32_t i = 0; i < nbind; i++)
+        pp.bind[i] = i + 1 < nbind ? VKA_BIND_IN : VKA_BIND_OUT;
+    return vka_pipe_get(ctx, &pp, pipe);
+}
+
+/* y (N, P, Q, B) = (or +=) the 3x3, stride 1 convolution of x (N, H, W, A) padded by
+ * ph, pw with w (RSAB4 of A x B; flip: RSAB4 of B x A, read rotated by 180 degrees and
+ * transposed: conv2d's input gradient), plus bias, as Winograd F(2x2, 3x3). The tiles
+ * (n, th, tw) of 2x2 output pixels go in chunks whose transformed inputs (V) and
+ * products (M) take at most WINO_BYTES each and whose output rows fit one binding. */
+static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
+                const struct vka_tensor *x, const struct vka_tensor *w,
+                const struct vka_tensor *bias, const struct vka_tensor *y, bool accumulate)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    uint32_t A4 = div4(g->A), B4 = div4(g->B);
+    struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
+                            .Q = g->Q, .B4 = B4, .TH = (g->P + 1) / 2,
+                            .TW = (g->Q + 1) / 2, .ph = g->ph, .pw = g->pw };
+    uint64_t ntiles = (uint64_t)g->N * pc.TH * pc.TW, vec4s = A4 > B4 ? A4 : B4;
+    uint64_t maxb = ctx->profile.max_binding - 256;
+    uint64_t chunk = (WINO_BYTES < maxb ? WINO_BYTES : maxb) / (16 * vec4s * 16);
+    /* the output rows of a chunk: 2 per tile row it touches */
+    uint64_t out_row = (uint64_t)g->Q * B4 * 16;
+    while (chunk > 1 && ((chunk + pc.TW - 1) / pc.TW + 1) * 2 * out_row > maxb)
+        chunk = chunk > pc.TW ? chunk - pc.TW : chunk / 2;
+    if (chunk < 1)
+        chunk = 1; /* a tile wider than a binding: vka_op_bind_out reports it */
+    if (chunk > ntiles)
+        chunk = ntiles;
+    struct vka_tensor U, V, M;
+    struct vka_pipe *pf, *pin, *pout;
+    struct vka_binding b[3];
+    uint32_t base;
+    int ret;
+    if ((ret = vka_op_scratch(cmd, (uint64_t)16 * A4 * 4 * B4 * 4, &U)) < 0 ||
+        (ret = vka_op_scratch(cmd, chunk * 16 * A4 * 4, &V)) < 0 ||
+        (ret = vka_op_scratch(cmd, chunk * 16 * B4 * 4, &M)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_filter", 2, &pf)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_in", 2, &pin)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_out", 3, &pout)) < 0)
+        return ret;
+
+    /* U = G g G^T: 16 RSAB4 blocks of A x B, as many per dispatch as one binding holds */
+    uint64_t ublock = (uint64_t)A4 * 4 * B4 * 4, per = maxb / (ublock * 4);
+    if (per < 1)
+        per = 1; /* a block larger than a binding: vka_op_bind_out reports it */
+    pc.flags = flip ? 1u : 0u;
+    for (uint64_t ij = 0; ij < 16; ij += per) {
+        uint64_t n = 16 - ij < per ? 16 - ij : per;
+        if ((ret = vka_op_bind_in(ctx, w, 0, vka_tensor_stored(w), &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, &U, ij * ublock, n * ublock, &b[1], &base)) < 0)
+            return ret;
+        pc.w_base = base / 4;
+        pc.t0 = (uint32_t)ij;
+        pc.count = (uint32_t)n;
+        if ((ret = vka_cmd_dispatch_1d(cmd, pf, b, &pc, (uint64_t)A4 * 4 * B4)) < 0)
+            return ret;
+    }
+    pc.flags = 0;
+
+    struct geom gg = { 1, 1, 0, A4 * 4, 1, 0, B4 * 4, 1, 1, 1, 1, 0, 0 };
+    for (uint64_t t0 = 0; t0 < ntiles; t0 += chunk) {
+        uint64_t count = ntiles - t0 < chunk ? ntiles - t0 : chunk;
+        pc.t0 = (uint32_t)t0;
+        pc.count = (uint32_t)count;
+        /* V = B^T d B of the chunk's tiles */
+        if ((ret = vka_op_bind_in(ctx, x, 0, vka_tensor_stored(x), &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, &V, 0, count * 16 * A4 * 4, &b[1], &base)) < 0)
+            return ret;
+        pc.y_base = base / 4;
+        if ((ret = vka_cmd_dispatch_1d(cmd, pin, b, &pc, count * A4)) < 0)
+            return ret;
+        /* M[ij] = V[ij] U[ij], 16 GEMMs of count x A by A x B */
+        gg.W = gg.Q = (uint32_t)count;
+        for (uint64_t ij = 0; ij < 16; ij++) {
+            struct vka_tensor xv = vka_tensor_flat(V.buf, V.off + ij * count * A4 * 4,
+                                                   count * A4 * 4);
+            struct vka_tensor uv = vka_tensor_flat(U.buf, U.off + ij * A4 * 4 * B4 * 4,
+                                                   (uint64_t)A4 * 4 * B4 * 4);
+            struct vka_tensor mv = vka_tensor_flat(M.buf, M.off + ij * count * B4 * 4,
+                                                   count * B4 * 4);
+            if ((ret = gemm(cmd, &gg, 0, false, &xv, &uv, NULL, &mv, false)) < 0)
+                return ret;
+        }
+        /* y = A^T M A (+ bias), the output rows of the chunk's tile rows bound */
+        uint64_t r0 = t0 / pc.TW, r1 = (t0 + count - 1) / pc.TW; /* tile rows n * TH + th */
+        uint64_t oh1 = (r1 % pc.TH) * 2 + 1 < g->P ? (r1 % pc.TH) * 2 + 1 : g->P - 1;
+        uint64_t first = ((r0 / pc.TH) * g->P + (r0 % pc.TH) * 2) * g->Q;
+        uint64_t last = ((r1 / pc.TH) * g->P + oh1) * g->Q + g->Q - 1;
+        const struct vka_tensor *bt = bias ? bias : &M;
+        if ((ret = vka_op_bind_in(ctx, &M, 0, count * 16 * B4 * 4, &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_in(ctx, bt, 0, vka_tensor_stored(bt), &b[1], &pc.w_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, y, first * B4 * 4, (last - first + 1) * B4 * 4, &b[2],
+                                   &base)) < 0)
+            return ret;
+        pc.y_base = base / 4;
+        pc.o0 = (uint32_t)first;
+        pc.flags = (bias ? 1u : 0u) | (accumulate ? 2u : 0u);
+        pc.aux = g->B;
+        if ((ret = vka_cmd_dispatch_1d(cmd, pout, b, &pc, count * B4)) < 0)
+            return ret;
+        pc.flags = 0;
+    }
+    return 0;
+}
+
 /* ---- shape rules ----------------------------------------------------------------- */
 
 static int check_desc(const char *op, const struct vka_conv_desc *d, bool transposed)
@@ -470,6 +622,8 @@ static int conv_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     int ret = conv_geom(op, a, transposed, &g, s);
     if (ret < 0 || (ret = check_out(op, "output", a->y, s)) < 0)
         return ret;
+    if (!transposed && use_wino(cmd, a, &g))
+        return wino(cmd, &g, false, a->x[0], a->x[1], a->x[2], a->y, false);
     if (!transposed)
         return gemm(cmd, &g, 0, false, a->x[0], a->x[1], a->x[2], a->y, false);
     /* convT: scatter x (small) into y (big) with the weight read as [rs][in][out] */
@@ -497,7 +651,14 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
      * y's side, i.e. dy. The "scatter" geometry sg swaps the two sides. */
     struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
     const struct vka_tensor *dy = a->dy;
-    if (!transposed) {
+    if (!transposed && use_wino(cmd, a, &g)) {
+        /* dx is dy convolved with the kernel rotated and transposed, padded by 2 - pad */
+        struct geom wg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, 3, 3, 1, 1, 2 - g.ph, 2 - g.pw };
+        if (dx && (ret = wino(cmd, &wg, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
+            return ret;
+        if (dw && (ret = wgrad(cmd, &g, x, dy, dw)) < 0)
+            return ret;
+    } else if (!transposed) {
         if (dx && (ret = gemm(cmd, &sg, 1, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
             return ret;
         if (dw && (ret = wgrad(cmd, &g, x, dy, dw)) < 0)

@@ -434,15 +434,23 @@ static int profile_choose(struct vka_ctx *ctx, const struct vka_ctx_params *prm)
         p->conv_tiles = s[0] == '1';
     else if (s && *s)
         vka_warn("VKACCUM_CONV_TILES=%s ignored: use 0 or 1", s);
-    if (prm->load > VKA_LOAD_STORAGE || prm->conv_tiles > VKA_ON) {
-        vka_err("vka_ctx_params: load %d or conv_tiles %d is not a choice", (int)prm->load,
-                (int)prm->conv_tiles);
+    p->winograd = true;
+    s = getenv("VKACCUM_WINOGRAD");
+    if (s && (!strcmp(s, "0") || !strcmp(s, "1")))
+        p->winograd = s[0] == '1';
+    else if (s && *s)
+        vka_warn("VKACCUM_WINOGRAD=%s ignored: use 0 or 1", s);
+    if (prm->load > VKA_LOAD_STORAGE || prm->conv_tiles > VKA_ON || prm->winograd > VKA_ON) {
+        vka_err("vka_ctx_params: load %d, conv_tiles %d or winograd %d is not a choice",
+                (int)prm->load, (int)prm->conv_tiles, (int)prm->winograd);
         return -EINVAL;
     }
     if (prm->load != VKA_LOAD_DEFAULT)
         p->load = prm->load;
     if (prm->conv_tiles != VKA_DEFAULT)
         p->conv_tiles = prm->conv_tiles == VKA_ON;
+    if (prm->winograd != VKA_DEFAULT)
+        p->winograd = prm->winograd == VKA_ON;
     if (prm->max_binding) {
         /* ops keep room for a 256-byte aligned start and a few vec4s in a binding */
         if (prm->max_binding < 4096 || prm->max_binding > p->max_binding) {

@@ -92,15 +92,17 @@ enum vka_choice {
 
 /* Which kernel variants and sizes this device runs. Filled by vka_ctx_create from the
  * device type (lavapipe.md holds the measurements behind the CPU row), then from the
- * environment (VKACCUM_LOAD_PATH=texel|storage, VKACCUM_CONV_TILES=0|1: runs and
- * benchmarks), then from vka_ctx_params (load, conv_tiles, max_binding: tests of every
- * path). Read-only once the context exists. */
+ * environment (VKACCUM_LOAD_PATH=texel|storage, VKACCUM_CONV_TILES=0|1,
+ * VKACCUM_WINOGRAD=0|1: runs and benchmarks), then from vka_ctx_params (load, conv_tiles,
+ * winograd, max_binding: tests of every path). Read-only once the context exists. */
 struct vka_profile {
     enum vka_load_path load; /* never VKA_LOAD_DEFAULT */
     uint32_t wg_size;      /* 1-D elementwise and reduction workgroups */
     uint32_t reduce_items; /* vec4s per invocation per reduction pass */
     bool conv_tiles;       /* conv GEMMs stage weights in shared memory (GPUs; on lavapipe
                               shared loads are per-lane loops) */
+    bool winograd;         /* conv2d 3x3 stride 1 forward and input gradient as Winograd
+                              F(2x2, 3x3) (src/ops/conv.c; on by default everywhere) */
     uint64_t max_binding;  /* bytes one storage binding may span: maxStorageBufferRange
                               rounded down to 256; ops split larger tensors into chunks */
 };
@@ -118,6 +120,7 @@ struct vka_ctx_params {
     /* device policy (struct vka_profile); zero keeps the device's or the environment's */
     enum vka_load_path load;    /* the kernels' input load path */
     enum vka_choice conv_tiles; /* shared-memory weight tiles in the conv GEMMs */
+    enum vka_choice winograd;   /* Winograd F(2x2, 3x3) for conv2d 3x3 stride 1 */
     uint64_t max_binding;       /* bytes, at most the device's range and at least 4096:
                                    a smaller one splits ops into more dispatches (tests) */
 };

@@ -50,6 +50,19 @@ void ref_conv2d_fwd(const struct ref_conv *p,
                     const double *w,   /* (K,C,R,S) */
                     const double *b,   /* (K) or NULL */
                     double *y);        /* (N,K,P,Q) */
+/*
+ * The magnitudes Winograd F(2x2, 3x3) computes conv2d's y through (3x3, stride 1; the
+ * forward of src/ops/conv.c's wino()): for each 2x2 output tile
+ *   m[n,k,tile] = |A^T| [ sum_c (|G| w[k,c] |G^T|) . (|B^T| d[n,c] |B|) ] |A|
+ * with d the tile's 4x4 patch of x (zero outside) and the transforms' matrices taken
+ * elementwise in magnitude; x and w must hold magnitudes (>= 0). Every rounding of the
+ * transformed computation happens at a magnitude below these, which bounds its error
+ * (tests/opcases.c). No bias.
+ */
+void ref_conv2d_wino_abs(const struct ref_conv *p,
+                         const double *x,   /* (N,C,H,W), >= 0 */
+                         const double *w,   /* (K,C,3,3), >= 0 */
+                         double *m);        /* (N,K,P,Q) */
 void ref_conv2d_bwd(const struct ref_conv *p,
                     const double *x,   /* (N,C,H,W) */
                     const double *w,   /* (K,C,R,S) */

@@ -50,6 +50,55 @@ void ref_conv2d_fwd(const struct ref_conv *p,
                 }
 }
 
+void ref_conv2d_wino_abs(const struct ref_conv *p, const double *x, const double *w,
+                         double *m)
+{
+    static const double G[4][3] = { { 1, 0, 0 }, { .5, .5, .5 }, { .5, .5, .5 }, { 0, 0, 1 } };
+    static const double BT[4][4] = { { 1, 0, 1, 0 }, { 0, 1, 1, 0 }, { 0, 1, 1, 0 },
+                                     { 0, 1, 0, 1 } };
+    static const double AT[2][4] = { { 1, 1, 1, 0 }, { 0, 1, 1, 1 } };
+    int P, Q;
+    ref_conv2d_out_size(p, &P, &Q);
+    for (int n = 0; n < p->N; n++)
+        for (int k = 0; k < p->K; k++)
+            for (int th = 0; th < (P + 1) / 2; th++)
+                for (int tw = 0; tw < (Q + 1) / 2; tw++) {
+                    double sum[4][4] = { { 0 } };
+                    for (int c = 0; c < p->C; c++) {
+                        double u[4][4], v[4][4], d[4][4];
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                int h = th * 2 - p->pad_h + i, ww = tw * 2 - p->pad_w + j;
+                                int in = h >= 0 && h < p->H && ww >= 0 && ww < p->W;
+                                d[i][j] = in ? x[idx4(p->C, p->H, p->W, n, c, h, ww)] : 0.0;
+                            }
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                u[i][j] = v[i][j] = 0.0;
+                                for (int r = 0; r < 3; r++)
+                                    for (int s = 0; s < 3; s++)
+                                        u[i][j] += G[i][r] * w[idx4(p->C, 3, 3, k, c, r, s)] *
+                                                   G[j][s];
+                                for (int a = 0; a < 4; a++)
+                                    for (int b = 0; b < 4; b++)
+                                        v[i][j] += BT[i][a] * d[a][b] * BT[j][b];
+                                sum[i][j] += u[i][j] * v[i][j];
+                            }
+                    }
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) {
+                            int op = th * 2 + a, oq = tw * 2 + b;
+                            if (op >= P || oq >= Q)
+                                continue;
+                            double t = 0.0;
+                            for (int i = 0; i < 4; i++)
+                                for (int j = 0; j < 4; j++)
+                                    t += AT[a][i] * sum[i][j] * AT[b][j];
+                            m[idx4(p->K, P, Q, n, k, op, oq)] = t;
+                        }
+                }
+}
+
 void ref_conv2d_bwd(const struct ref_conv *p,
                     const double *x,   /* (N,C,H,W) */
                     const double *w,   /* (K,C,R,S) */
