@@ -679,7 +679,7 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
     const double *absref = r->absref[s];
     double *wabs = NULL;
     if (r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0) &&
-        vka_conv2d_winograd_shape(&r->p.conv, c->c, c->k, c->r, c->s)) {
+        vka_conv2d_winograd_shape(&r->p.conv, c->c, c->k, c->r, c->s, c->h, c->w)) {
         /* Winograd (whether or not the device took it: its magnitudes hold every term of
          * the direct sum's, and its depth passes the direct chain's): the chain of L / 9
          * channel products, 4 roundings in the filter transform, 2 in the input's, 1 in
@@ -732,11 +732,11 @@ static const struct oc_case conv2d_cases[] = {
      * scatter from that row runs one tap per parity class */
     CONV(3, 6, 4, 4, 1, 4, 4, 1, 1, 0, 0, ALL3),
     CONV(2, 5, 3, 6, 36, 3, 2, 2, 1, 0, 0, TT),
-    /* Winograd F(2x2, 3x3) (3x3, stride 1, 64 channels and more): odd sizes end in
-     * partial tiles, paddings 0 and 2; in 256 KiB bindings, tiles in chunks that start
-     * inside a tile row and the transformed filter in two dispatches */
-    CONV(2, 64, 7, 9, 68, 3, 3, 1, 1, 1, 1, ALL3),
-    CONV(1, 66, 6, 5, 64, 3, 3, 1, 1, 0, 2, TT | OC_NO_X2),
+    /* Winograd F(2x2, 3x3) (3x3, stride 1, 64 channels and 256 pixels and more): odd
+     * sizes end in partial tiles, paddings 0 and 2; in 256 KiB bindings, tiles in chunks
+     * that start inside a tile row and the transformed filter in two dispatches */
+    CONV(2, 64, 17, 19, 68, 3, 3, 1, 1, 1, 1, ALL3),
+    CONV(1, 66, 16, 17, 64, 3, 3, 1, 1, 0, 2, TT | OC_NO_X2),
     CONV(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1, LARGE256),
 };
 

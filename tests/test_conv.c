@@ -168,7 +168,7 @@ Test(conv, tiled_and_untiled_give_the_same_bits)
     static const struct shape s[] = {
         /* kind   N  C  H  W  K  R  S sh sw ph pw oph opw bias */
         { CONV,   5, 37, 9, 6, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },
-        { CONV,   2, 64, 7, 9, 68, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* Winograd */
+        { CONV,   2, 64, 17, 15, 68, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* Winograd */
         { CONV,   1, 13, 9, 6, 6, 3, 2, 2, 1, 1, 0, 0, 0, false },
         { CONV,   2, 8, 8, 8, 16, 4, 4, 2, 2, 1, 1, 0, 0, true },
         { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
@@ -233,12 +233,13 @@ static void conv2d_run(struct vka_ctx *ctx, const struct shape *s, int n0, int n
 Test(conv, winograd_outputs_do_not_depend_on_the_batch)
 {
     test_seed("conv winograd batch");
-    const struct shape s = { CONV, 3, 64, 11, 10, 64, 3, 3, 1, 1, 1, 1, 0, 0, true };
+    const struct shape s = { CONV, 3, 64, 17, 16, 64, 3, 3, 1, 1, 1, 1, 0, 0, true };
     const struct vka_conv_desc d = { .stride = { 1, 1 }, .pad = { 1, 1 } };
-    cr_assert(vka_conv2d_winograd_shape(&d, 64, 64, 3, 3));
-    cr_assert(!vka_conv2d_winograd_shape(&d, 32, 64, 3, 3));
+    cr_assert(vka_conv2d_winograd_shape(&d, 64, 64, 3, 3, 17, 16));
+    cr_assert(!vka_conv2d_winograd_shape(&d, 32, 64, 3, 3, 17, 16));
+    cr_assert(!vka_conv2d_winograd_shape(&d, 64, 64, 3, 3, 15, 16));
     cr_assert(!vka_conv2d_winograd_shape(&(struct vka_conv_desc){ .stride = { 2, 2 } }, 64,
-                                         64, 3, 3));
+                                         64, 3, 3, 17, 16));
     struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
         .validation = 1, .winograd = VKA_ON, .max_binding = 256 << 10 });
     struct vka_ctx *direct = test_ctx_params(&(struct vka_ctx_params){

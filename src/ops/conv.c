@@ -19,7 +19,8 @@
  *
  * conv2d with a 3x3 kernel and stride 1 (a U-Net's layers from 64 channels) runs its
  * forward and input gradient as Winograd F(2x2, 3x3) where both sides have WINO_MIN_C
- * channels and the profile's winograd is on (shaders/winograd.comp): the filter, the input tiles and the outputs are
+ * channels, the image WINO_MIN_PIXELS and the profile's winograd is on
+ * (shaders/winograd.comp): the filter, the input tiles and the outputs are
  * transformed by kernels of their own and the 16 products in between are conv_gemm0's
  * 1x1 GEMMs, 16 multiplies per 2x2 outputs where the direct GEMM takes 36. Each output
  * element is still one fixed computation of its sample's values (micro-batches and the
@@ -42,6 +43,10 @@ enum {
     WINO_MIN_C = 64,      /* channels on both sides of a Winograd conv2d: with fewer the
                              transforms' memory passes cost what the GEMMs save (32 -> 32
                              at 256x256 ran 0.7-0.8x as fast as the direct GEMM) */
+    WINO_MIN_PIXELS = 256, /* input pixels of a Winograd conv2d (16x16): smaller images
+                              have too few tiles for 16 GEMM dispatches and the filter's
+                              transform (the default job's 8x8 and 4x4 64- and 128-channel
+                              layers ran 1.2x slower) */
     WINO_BYTES = 16 << 20, /* at most this many bytes each of transformed input tiles (V)
                               and products (M) per chunk of tile rows */
 };
@@ -385,16 +390,19 @@ struct wino_push {
 };
 
 bool vka_conv2d_winograd_shape(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
-                               uint32_t r, uint32_t s)
+                               uint32_t r, uint32_t s, uint32_t h, uint32_t w)
 {
     return r == 3 && s == 3 && d->stride[0] == 1 && d->stride[1] == 1 && d->pad[0] <= 2 &&
-           d->pad[1] <= 2 && c >= WINO_MIN_C && k >= WINO_MIN_C;
+           d->pad[1] <= 2 && c >= WINO_MIN_C && k >= WINO_MIN_C &&
+           (uint64_t)h * w >= WINO_MIN_PIXELS;
 }
 
+/* conv2d's g (source x): by its shape only, never the batch, so that every split of a
+ * batch takes the same path */
 static bool use_wino(struct vka_cmd *cmd, const struct vka_op_args *a, const struct geom *g)
 {
     return vka_cmd_ctx(cmd)->profile.winograd &&
-           vka_conv2d_winograd_shape(&a->p.conv, g->A, g->B, g->R, g->S);
+           vka_conv2d_winograd_shape(&a->p.conv, g->A, g->B, g->R, g->S, g->H, g->W);
 }
 
 static int wino_pipe(struct vka_ctx *ctx, const char *shader, uint32_t nbind,
