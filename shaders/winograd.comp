@@ -25,20 +25,31 @@
 //                  + bias (flags 1) for M[ij][t][b4] of the same tiles, pixels inside
 //                  the output only
 //
+// The weight gradient is the same bilinear form read the other way (F(3x3, 2x2)): a
+// sample's dw = G^T [ sum over its tiles t of (A dy_t A^T) . (B^T d_t B) ] G, with dy_t
+// the tile's 2x2 output gradient. WINO_IN gives B^T d B, the 16 GEMMs (conv_wgrad's 1x1
+// kernels) the sums over tiles, and
+// WINO_DY        D[ij][t][b4] = (A dy A^T)[i][j] for tiles t of [t0, t0 + count): one
+//                  invocation per (t, b4), dy (N, P, Q, B4) zero outside
+// WINO_WOUT      part[r][s][a][b4] = (G^T Mw[a][b4] G)[r][s]: one invocation per (a, b4),
+//                  Mw[ij][a][b4] one sample's 16 sums, part its RSAB4 block of dw
+//
 // variant wino_filter  WINO_FILTER
 // variant wino_in      WINO_IN
 // variant wino_out     WINO_OUT
+// variant wino_dy      WINO_DY
+// variant wino_wout    WINO_WOUT
 #include "common.glsl"
 
 layout(push_constant) uniform PC {
-    uint N, H, W, A4;     // source tensor (IN) / GEMM reduction vec4s (FILTER)
-    uint P, Q, B4;        // output tensor (OUT) / GEMM output vec4s (FILTER)
+    uint N, H, W, A4;     // source tensor (IN) / GEMM reduction vec4s (FILTER, WOUT)
+    uint P, Q, B4;        // output tensor (OUT, DY) / GEMM output vec4s (FILTER, WOUT)
     uint TH, TW;          // tile grid per sample
     uint ph, pw;          // IN: padding
     uint t0, count;       // IN, OUT: tiles [t0, t0 + count) of the N * TH * TW;
                           // FILTER: positions ij
     uint x_base, w_base, y_base;  // vec4 bases: FILTER w, U, -; IN x, -, V;
-                                  // OUT M, bias, y
+                                  // OUT M, bias, y; DY dy, -, D; WOUT Mw, -, part
     uint flags;           // FILTER: 1 FLIP; OUT: 1 bias, 2 accumulate into y
     uint aux;             // OUT: the true b count (bias lanes past it are 0)
     uint o0;              // OUT: the output pixel at y_base
@@ -163,6 +174,74 @@ void main()
             uint yi = pc.y_base + ((n * pc.P + oh) * pc.Q + ow - pc.o0) * pc.B4 + b4;
             Y[yi] = (pc.flags & 2u) != 0u ? Y[yi] + r : r + bias;
         }
+    }
+}
+
+#elif defined(WINO_DY)
+IN_BUFFER(0, Dy)
+OUT_BUFFER4(1, D)
+
+void main()
+{
+    uint gid = flat_id();
+    uint b4 = gid % pc.B4, t = gid / pc.B4;
+    if (t >= pc.count)
+        return;
+    uint tg = pc.t0 + t;
+    uint tw = tg % pc.TW, th = (tg / pc.TW) % pc.TH, n = tg / (pc.TW * pc.TH);
+    vec4 y[2][2];
+    for (uint u = 0u; u < 2u; u++)
+        for (uint v = 0u; v < 2u; v++) {
+            uint oh = th * 2u + u, ow = tw * 2u + v;
+            y[u][v] = oh < pc.P && ow < pc.Q
+                          ? LOAD4(Dy, pc.x_base + ((n * pc.P + oh) * pc.Q + ow) * pc.B4 + b4)
+                          : vec4(0.0);
+        }
+    // A dy (rows), then (A dy) A^T (columns); A = (A^T)^T = | 1 0 | 1 1 | 1 -1 | 0 -1 |
+    vec4 e[4][2];
+    for (uint v = 0u; v < 2u; v++) {
+        e[0][v] = y[0][v];
+        e[1][v] = y[0][v] + y[1][v];
+        e[2][v] = y[0][v] - y[1][v];
+        e[3][v] = -y[1][v];
+    }
+    uint stride = pc.count * pc.B4, o = pc.y_base + t * pc.B4 + b4;
+    for (uint i = 0u; i < 4u; i++) {
+        D[o + (i * 4u + 0u) * stride] = e[i][0];
+        D[o + (i * 4u + 1u) * stride] = e[i][0] + e[i][1];
+        D[o + (i * 4u + 2u) * stride] = e[i][0] - e[i][1];
+        D[o + (i * 4u + 3u) * stride] = -e[i][1];
+    }
+}
+
+#elif defined(WINO_WOUT)
+IN_BUFFER(0, Mw)
+OUT_BUFFER4(1, Part)
+
+void main()
+{
+    uint gid = flat_id();
+    uint b4 = gid % pc.B4, a = gid / pc.B4;
+    if (a >= pc.A4 * 4u)
+        return;
+    uint stride = pc.A4 * 4u * pc.B4, o = pc.x_base + a * pc.B4 + b4;
+    // G^T m (3 x 4), then (G^T m) G (3 x 3); G^T = | 1 1/2 1/2 0 | 0 1/2 -1/2 0 |
+    // 0 1/2 1/2 1 |
+    vec4 e[3][4];
+    for (uint j = 0u; j < 4u; j++) {
+        vec4 m0 = LOAD4(Mw, o + (0u * 4u + j) * stride), m1 = LOAD4(Mw, o + (1u * 4u + j) * stride);
+        vec4 m2 = LOAD4(Mw, o + (2u * 4u + j) * stride), m3 = LOAD4(Mw, o + (3u * 4u + j) * stride);
+        e[0][j] = m0 + 0.5 * (m1 + m2);
+        e[1][j] = 0.5 * (m1 - m2);
+        e[2][j] = 0.5 * (m1 + m2) + m3;
+    }
+    for (uint r = 0u; r < 3u; r++) {
+        vec4 w0 = e[r][0] + 0.5 * (e[r][1] + e[r][2]);
+        vec4 w1 = 0.5 * (e[r][1] - e[r][2]);
+        vec4 w2 = 0.5 * (e[r][1] + e[r][2]) + e[r][3];
+        Part[pc.y_base + ((r * 3u + 0u) * pc.A4 * 4u + a) * pc.B4 + b4] = w0;
+        Part[pc.y_base + ((r * 3u + 1u) * pc.A4 * 4u + a) * pc.B4 + b4] = w1;
+        Part[pc.y_base + ((r * 3u + 2u) * pc.A4 * 4u + a) * pc.B4 + b4] = w2;
     }
 }
 #endif

@@ -664,6 +664,24 @@ static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
     free(w);
 }
 
+/* dw's magnitudes through Winograd F(3x3, 2x2), into m (PyTorch's (K, C, 3, 3)) */
+static void conv_wino_dw_abs(const struct oc_run *r, double *m)
+{
+    const struct oc_case *c = &r->c;
+    const struct oc_tensor *x = &r->t[OC_X0], *dy = &r->t[OC_DY];
+    uint64_t nx = oc_numel(x), ny = oc_numel(dy);
+    double *ax = xcalloc(nx, sizeof(double)), *ay = xcalloc(ny, sizeof(double));
+    for (uint64_t i = 0; i < nx; i++)
+        ax[i] = fabs(x->d[i]);
+    for (uint64_t i = 0; i < ny; i++)
+        ay[i] = fabs(dy->d[i]);
+    struct ref_conv p = { (int)x->n, (int)x->c, (int)x->h, (int)x->w, (int)c->k, 3, 3, 1, 1,
+                          (int)r->p.conv.pad[0], (int)r->p.conv.pad[1], 0, 0 };
+    ref_conv2d_wino_dw_abs(&p, ax, ay, m);
+    free(ax);
+    free(ay);
+}
+
 static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
 {
     const struct oc_case *c = &r->c;
@@ -678,16 +696,23 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
     const float *init = s >= OC_DX0 ? r->t[s].f : NULL;
     const double *absref = r->absref[s];
     double *wabs = NULL;
-    if (r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0) &&
+    if (r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0 || s == OC_DX1) &&
         vka_conv2d_winograd_shape(&r->p.conv, c->c, c->k, c->r, c->s, c->h, c->w)) {
         /* Winograd (whether or not the device took it: its magnitudes hold every term of
-         * the direct sum's, and its depth passes the direct chain's): the chain of L / 9
-         * channel products, 4 roundings in the filter transform, 2 in the input's, 1 in
-         * the product, 4 in the output's and 1 for the bias */
+         * the direct sum's, and its depth passes the direct chain's). y, dx: the chain of
+         * L / 9 channel products, 4 roundings in the filter transform, 2 in the input's,
+         * 1 in the product, 4 in the output's and 1 for the bias. dw: a sample's chain of
+         * tiles (a quarter of L / N, rounded up per row), 2 roundings in the input
+         * transform, 2 in dy's, 1 in the product, 4 in the inverse transform. */
         wabs = xcalloc(oc_numel(&r->t[s]), sizeof(double));
-        conv_wino_abs(r, s, wabs);
+        if (s == OC_DX1) {
+            conv_wino_dw_abs(r, wabs);
+            L = (double)((y->h + 1) / 2) * ((y->w + 1) / 2) + 9;
+        } else {
+            conv_wino_abs(r, s, wabs);
+            L = L / rs + 10;
+        }
         absref = wabs;
-        L = L / rs + 10;
     }
     for (uint64_t i = 0; i < oc_numel(&r->t[s]); i++)
         tol[i] = (L + 2) * U * absref[i] + adds * U * (fabs(init ? init[i] : 0.0) + absref[i]) +
@@ -738,6 +763,7 @@ static const struct oc_case conv2d_cases[] = {
     CONV(2, 64, 17, 19, 68, 3, 3, 1, 1, 1, 1, ALL3),
     CONV(1, 66, 16, 17, 64, 3, 3, 1, 1, 0, 2, TT | OC_NO_X2),
     CONV(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1, LARGE256),
+    CONV(8, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1, OC_TEXEL | OC_SPLIT),
 };
 
 static const struct oc_case conv_transpose2d_cases[] = {

@@ -349,6 +349,7 @@ Test(conv, exact_gradients_are_each_samples_sum_added_exactly)
         /* kind   N  C  H  W  K  R  S sh sw ph pw oph opw bias */
         { CONV,   3, 37, 9, 6, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 54 pixels: direct */
         { CONV,   2, 3, 66, 65, 5, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 4290: two chunks */
+        { CONV,   2, 64, 17, 16, 64, 3, 3, 1, 1, 1, 1, 0, 0, false }, /* Winograd's dw */
         { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
         { LINEAR, 5, 130, 1, 1, 129, 1, 1, 1, 1, 0, 0, 0, 0, true },
         /* 70 samples, and out-of-range, infinite and NaN sums planted below */

@@ -17,20 +17,23 @@
  * one chain over the samples (conv_wgrad_direct), conv_wgrad_direct_exact starts each
  * sample's chain at 0 and adds its sum exactly in the same invocation: no partials.
  *
- * conv2d with a 3x3 kernel and stride 1 (a U-Net's layers from 64 channels) runs its
- * forward and input gradient as Winograd F(2x2, 3x3) where both sides have WINO_MIN_C
- * channels, the image WINO_MIN_PIXELS and the profile's winograd is on
- * (shaders/winograd.comp): the filter, the input tiles and the outputs are
- * transformed by kernels of their own and the 16 products in between are conv_gemm0's
- * 1x1 GEMMs, 16 multiplies per 2x2 outputs where the direct GEMM takes 36. Each output
- * element is still one fixed computation of its sample's values (micro-batches and the
- * tile chunks below do not change it); its rounding differs from the direct GEMM's
- * (tests/opcases.c states the bound). */
+ * conv2d with a 3x3 kernel and stride 1 (a U-Net's layers from 64 channels) runs as
+ * Winograd F(2x2, 3x3) where both sides have WINO_MIN_C channels, the image
+ * WINO_MIN_PIXELS and the profile's winograd is on (shaders/winograd.comp): the filter,
+ * the input tiles and the outputs are transformed by kernels of their own and the 16
+ * products in between are conv_gemm0's 1x1 GEMMs, 16 multiplies per 2x2 outputs where
+ * the direct GEMM takes 36. The forward and the input gradient so; the weight gradient
+ * as F(3x3, 2x2), each sample's sums over its tiles conv_wgrad's 1x1 chains, its dw then
+ * added as the chunked path's partials are (reduce). Each result is still one fixed
+ * computation of its sample's values (micro-batches and the tile chunks below do not
+ * change it); its rounding differs from the direct GEMM's (tests/opcases.c states the
+ * bounds). */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
 #include "log.h"
+#include "ops/basic.h"
 #include "ops/ops.h"
 
 enum {
@@ -517,6 +520,88 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
     return 0;
 }
 
+/* dw (RSAB4 of A x B) += for each sample in order, G^T [sum over its tiles t of
+ * (A dy_t A^T) . (B^T d_t B)] G (Winograd F(3x3, 2x2): the forward's bilinear form read
+ * for the weight; x (N, H, W, A) padded by ph, pw, dy (N, P, Q, B)). A sample's tiles go
+ * in chunks of at most WGRAD_CHUNK tiles and WINO_BYTES of transforms, each of its 16
+ * sums one chain over its tiles in order (conv_wgrad_direct continued from chunk to
+ * chunk); its dw block then reaches dw as the chunked path's partials do (reduce: in
+ * sample order, or each converted exactly), so micro-batches give the batch's bits. */
+static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_tensor *x,
+                      const struct vka_tensor *dy, const struct vka_tensor *dw)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    uint32_t A4 = div4(g->A), B4 = div4(g->B);
+    struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
+                            .Q = g->Q, .B4 = B4, .TH = (g->P + 1) / 2,
+                            .TW = (g->Q + 1) / 2, .ph = g->ph, .pw = g->pw };
+    uint64_t T = (uint64_t)pc.TH * pc.TW, vec4s = A4 > B4 ? A4 : B4;
+    uint64_t maxb = ctx->profile.max_binding - 256;
+    uint64_t chunk = (WINO_BYTES < maxb ? WINO_BYTES : maxb) / (16 * vec4s * 16);
+    if (chunk > WGRAD_CHUNK)
+        chunk = WGRAD_CHUNK;
+    if (chunk > T)
+        chunk = T;
+    if (chunk < 1)
+        chunk = 1;
+    uint64_t block = (uint64_t)A4 * 4 * B4 * 4;   /* floats of one A x B block */
+    struct vka_tensor V, D, Mw, part;
+    struct vka_pipe *pin, *pdy, *pout;
+    struct vka_binding b[2];
+    uint32_t base;
+    int ret;
+    if ((ret = vka_op_scratch(cmd, chunk * 16 * A4 * 4, &V)) < 0 ||
+        (ret = vka_op_scratch(cmd, chunk * 16 * B4 * 4, &D)) < 0 ||
+        (ret = vka_op_scratch(cmd, 16 * block, &Mw)) < 0 ||
+        (ret = vka_op_scratch(cmd, (uint64_t)g->N * 9 * block, &part)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_in", 2, &pin)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_dy", 2, &pdy)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_wout", 2, &pout)) < 0)
+        return ret;
+    struct geom gg = { 1, 1, 0, A4 * 4, 1, 0, B4 * 4, 1, 1, 1, 1, 0, 0 };
+    for (uint32_t n = 0; n < g->N; n++) {
+        if ((ret = vka_fill(cmd, &Mw, 0.0f)) < 0)
+            return ret;
+        for (uint64_t t0 = 0; t0 < T; t0 += chunk) {
+            uint64_t count = T - t0 < chunk ? T - t0 : chunk;
+            pc.t0 = (uint32_t)(n * T + t0);
+            pc.count = (uint32_t)count;
+            /* V = B^T d B and D = A dy A^T of the chunk's tiles */
+            if ((ret = vka_op_bind_in(ctx, x, 0, vka_tensor_stored(x), &b[0], &pc.x_base)) < 0 ||
+                (ret = vka_op_bind_out(ctx, &V, 0, count * 16 * A4 * 4, &b[1], &base)) < 0)
+                return ret;
+            pc.y_base = base / 4;
+            if ((ret = vka_cmd_dispatch_1d(cmd, pin, b, &pc, count * A4)) < 0)
+                return ret;
+            if ((ret = vka_op_bind_in(ctx, dy, 0, vka_tensor_stored(dy), &b[0], &pc.x_base)) < 0 ||
+                (ret = vka_op_bind_out(ctx, &D, 0, count * 16 * B4 * 4, &b[1], &base)) < 0)
+                return ret;
+            pc.y_base = base / 4;
+            if ((ret = vka_cmd_dispatch_1d(cmd, pdy, b, &pc, count * B4)) < 0)
+                return ret;
+            /* Mw[ij] += V[ij]^T D[ij], 16 weight gradients of 1x1 convolutions */
+            gg.W = gg.Q = (uint32_t)count;
+            for (uint64_t ij = 0; ij < 16; ij++) {
+                struct vka_tensor vv = vka_tensor_flat(V.buf, V.off + ij * count * A4 * 4,
+                                                       count * A4 * 4);
+                struct vka_tensor dv = vka_tensor_flat(D.buf, D.off + ij * count * B4 * 4,
+                                                       count * B4 * 4);
+                struct vka_tensor mv = vka_tensor_flat(Mw.buf, Mw.off + ij * block, block);
+                if ((ret = wgrad(cmd, &gg, &vv, &dv, &mv)) < 0)
+                    return ret;
+            }
+        }
+        /* the sample's dw block = G^T Mw G */
+        if ((ret = vka_op_bind_in(ctx, &Mw, 0, 16 * block, &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, &part, n * 9 * block, 9 * block, &b[1], &base)) < 0)
+            return ret;
+        pc.y_base = base / 4;
+        if ((ret = vka_cmd_dispatch_1d(cmd, pout, b, &pc, (uint64_t)A4 * 4 * B4)) < 0)
+            return ret;
+    }
+    return reduce(cmd, &part, g->N, 1, (uint32_t)(9 * block / 4), dw);
+}
+
 /* ---- shape rules ----------------------------------------------------------------- */
 
 static int check_desc(const char *op, const struct vka_conv_desc *d, bool transposed)
@@ -664,7 +749,7 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
         struct geom wg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, 3, 3, 1, 1, 2 - g.ph, 2 - g.pw };
         if (dx && (ret = wino(cmd, &wg, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
             return ret;
-        if (dw && (ret = wgrad(cmd, &g, x, dy, dw)) < 0)
+        if (dw && (ret = wino_wgrad(cmd, &g, x, dy, dw)) < 0)
             return ret;
     } else if (!transposed) {
         if (dx && (ret = gemm(cmd, &sg, 1, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)

@@ -63,6 +63,17 @@ void ref_conv2d_wino_abs(const struct ref_conv *p,
                          const double *x,   /* (N,C,H,W), >= 0 */
                          const double *w,   /* (K,C,3,3), >= 0 */
                          double *m);        /* (N,K,P,Q) */
+/*
+ * The magnitudes Winograd F(3x3, 2x2) computes conv2d's dw through (the weight gradient of
+ * src/ops/conv.c's wino_wgrad()): for each 2x2 tile of dy's
+ *   m[k,c] = sum over samples of |G^T| [ sum over tiles of (|A| dy[n,k] |A^T|) .
+ *            (|B^T| d[n,c] |B|) ] |G|
+ * with d the tile's 4x4 patch of x (zero outside); x and dy must hold magnitudes.
+ */
+void ref_conv2d_wino_dw_abs(const struct ref_conv *p,
+                            const double *x,   /* (N,C,H,W), >= 0 */
+                            const double *dy,  /* (N,K,P,Q), >= 0 */
+                            double *m);        /* (K,C,3,3) */
 void ref_conv2d_bwd(const struct ref_conv *p,
                     const double *x,   /* (N,C,H,W) */
                     const double *w,   /* (K,C,R,S) */

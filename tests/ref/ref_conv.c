@@ -99,6 +99,59 @@ void ref_conv2d_wino_abs(const struct ref_conv *p, const double *x, const double
                 }
 }
 
+void ref_conv2d_wino_dw_abs(const struct ref_conv *p, const double *x, const double *dy,
+                            double *m)
+{
+    static const double GT[3][4] = { { 1, .5, .5, 0 }, { 0, .5, .5, 0 }, { 0, .5, .5, 1 } };
+    static const double BT[4][4] = { { 1, 0, 1, 0 }, { 0, 1, 1, 0 }, { 0, 1, 1, 0 },
+                                     { 0, 1, 0, 1 } };
+    static const double A[4][2] = { { 1, 0 }, { 1, 1 }, { 1, 1 }, { 0, 1 } };
+    int P, Q;
+    ref_conv2d_out_size(p, &P, &Q);
+    for (int k = 0; k < p->K; k++)
+        for (int c = 0; c < p->C; c++) {
+            double out[3][3] = { { 0 } };
+            for (int n = 0; n < p->N; n++) {
+                double sum[4][4] = { { 0 } };
+                for (int th = 0; th < (P + 1) / 2; th++)
+                    for (int tw = 0; tw < (Q + 1) / 2; tw++) {
+                        double d[4][4], e[2][2];
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                int h = th * 2 - p->pad_h + i, ww = tw * 2 - p->pad_w + j;
+                                int in = h >= 0 && h < p->H && ww >= 0 && ww < p->W;
+                                d[i][j] = in ? x[idx4(p->C, p->H, p->W, n, c, h, ww)] : 0.0;
+                            }
+                        for (int u = 0; u < 2; u++)
+                            for (int v = 0; v < 2; v++) {
+                                int oh = th * 2 + u, ow = tw * 2 + v;
+                                e[u][v] = oh < P && ow < Q ? dy[idx4(p->K, P, Q, n, k, oh, ow)]
+                                                           : 0.0;
+                            }
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                double vd = 0.0, vy = 0.0;
+                                for (int a = 0; a < 4; a++)
+                                    for (int b = 0; b < 4; b++)
+                                        vd += BT[i][a] * d[a][b] * BT[j][b];
+                                for (int u = 0; u < 2; u++)
+                                    for (int v = 0; v < 2; v++)
+                                        vy += A[i][u] * e[u][v] * A[j][v];
+                                sum[i][j] += vy * vd;
+                            }
+                    }
+                for (int r = 0; r < 3; r++)
+                    for (int s = 0; s < 3; s++)
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++)
+                                out[r][s] += GT[r][i] * sum[i][j] * GT[s][j];
+            }
+            for (int r = 0; r < 3; r++)
+                for (int s = 0; s < 3; s++)
+                    m[idx4(p->C, 3, 3, k, c, r, s)] = out[r][s];
+        }
+}
+
 void ref_conv2d_bwd(const struct ref_conv *p,
                     const double *x,   /* (N,C,H,W) */
                     const double *w,   /* (K,C,R,S) */
