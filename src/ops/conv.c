@@ -418,6 +418,37 @@ static int wino_pipe(struct vka_ctx *ctx, const char *shader, uint32_t nbind,
     return vka_pipe_get(ctx, &pp, pipe);
 }
 
+/* Block i of a FLAT run of equal blocks of `floats` elements in t's buffer. */
+static struct vka_tensor block_of(const struct vka_tensor *t, uint64_t i, uint64_t floats)
+{
+    return vka_tensor_flat(t->buf, t->off + i * floats, floats);
+}
+
+/* Tiles per chunk whose 16 transformed blocks of `vec4s` vec4s (the wider side) fit
+ * WINO_BYTES and one binding. */
+static uint64_t wino_chunk(const struct vka_ctx *ctx, uint32_t vec4s)
+{
+    uint64_t maxb = ctx->profile.max_binding - 256;
+    return (WINO_BYTES < maxb ? WINO_BYTES : maxb) / (16 * (uint64_t)vec4s * 16);
+}
+
+/* A tile transform (wino_in, wino_dy) of the chunk's pc->count tiles of src, c4 vec4s a
+ * pixel, into dst's 16 blocks. */
+static int wino_tiles(struct vka_cmd *cmd, struct vka_pipe *pipe, struct wino_push *pc,
+                      const struct vka_tensor *src, const struct vka_tensor *dst, uint32_t c4)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    struct vka_binding b[2];
+    uint32_t base;
+    int ret;
+    if ((ret = vka_op_bind_in(ctx, src, 0, vka_tensor_stored(src), &b[0], &pc->x_base)) < 0 ||
+        (ret = vka_op_bind_out(ctx, dst, 0, (uint64_t)pc->count * 16 * c4 * 4, &b[1],
+                               &base)) < 0)
+        return ret;
+    pc->y_base = base / 4;
+    return vka_cmd_dispatch_1d(cmd, pipe, b, pc, (uint64_t)pc->count * c4);
+}
+
 /* y (N, P, Q, B) = (or +=) the 3x3, stride 1 convolution of x (N, H, W, A) padded by
  * ph, pw with w (RSAB4 of A x B; flip: RSAB4 of B x A, read rotated by 180 degrees and
  * transposed: conv2d's input gradient), plus bias, as Winograd F(2x2, 3x3). The tiles
@@ -432,9 +463,8 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
     struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
                             .Q = g->Q, .B4 = B4, .TH = (g->P + 1) / 2,
                             .TW = (g->Q + 1) / 2, .ph = g->ph, .pw = g->pw };
-    uint64_t ntiles = (uint64_t)g->N * pc.TH * pc.TW, vec4s = A4 > B4 ? A4 : B4;
-    uint64_t maxb = ctx->profile.max_binding - 256;
-    uint64_t chunk = (WINO_BYTES < maxb ? WINO_BYTES : maxb) / (16 * vec4s * 16);
+    uint64_t ntiles = (uint64_t)g->N * pc.TH * pc.TW;
+    uint64_t maxb = ctx->profile.max_binding - 256, chunk = wino_chunk(ctx, A4 > B4 ? A4 : B4);
     /* the output rows of a chunk: 2 per tile row it touches */
     uint64_t out_row = (uint64_t)g->Q * B4 * 16;
     while (chunk > 1 && ((chunk + pc.TW - 1) / pc.TW + 1) * 2 * out_row > maxb)
@@ -480,21 +510,14 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
         pc.t0 = (uint32_t)t0;
         pc.count = (uint32_t)count;
         /* V = B^T d B of the chunk's tiles */
-        if ((ret = vka_op_bind_in(ctx, x, 0, vka_tensor_stored(x), &b[0], &pc.x_base)) < 0 ||
-            (ret = vka_op_bind_out(ctx, &V, 0, count * 16 * A4 * 4, &b[1], &base)) < 0)
-            return ret;
-        pc.y_base = base / 4;
-        if ((ret = vka_cmd_dispatch_1d(cmd, pin, b, &pc, count * A4)) < 0)
+        if ((ret = wino_tiles(cmd, pin, &pc, x, &V, A4)) < 0)
             return ret;
         /* M[ij] = V[ij] U[ij], 16 GEMMs of count x A by A x B */
         gg.W = gg.Q = (uint32_t)count;
         for (uint64_t ij = 0; ij < 16; ij++) {
-            struct vka_tensor xv = vka_tensor_flat(V.buf, V.off + ij * count * A4 * 4,
-                                                   count * A4 * 4);
-            struct vka_tensor uv = vka_tensor_flat(U.buf, U.off + ij * A4 * 4 * B4 * 4,
-                                                   (uint64_t)A4 * 4 * B4 * 4);
-            struct vka_tensor mv = vka_tensor_flat(M.buf, M.off + ij * count * B4 * 4,
-                                                   count * B4 * 4);
+            struct vka_tensor xv = block_of(&V, ij, count * A4 * 4);
+            struct vka_tensor uv = block_of(&U, ij, ublock);
+            struct vka_tensor mv = block_of(&M, ij, count * B4 * 4);
             if ((ret = gemm(cmd, &gg, 0, false, &xv, &uv, NULL, &mv, false)) < 0)
                 return ret;
         }
@@ -535,9 +558,7 @@ static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vk
     struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
                             .Q = g->Q, .B4 = B4, .TH = (g->P + 1) / 2,
                             .TW = (g->Q + 1) / 2, .ph = g->ph, .pw = g->pw };
-    uint64_t T = (uint64_t)pc.TH * pc.TW, vec4s = A4 > B4 ? A4 : B4;
-    uint64_t maxb = ctx->profile.max_binding - 256;
-    uint64_t chunk = (WINO_BYTES < maxb ? WINO_BYTES : maxb) / (16 * vec4s * 16);
+    uint64_t T = (uint64_t)pc.TH * pc.TW, chunk = wino_chunk(ctx, A4 > B4 ? A4 : B4);
     if (chunk > WGRAD_CHUNK)
         chunk = WGRAD_CHUNK;
     if (chunk > T)
@@ -567,26 +588,15 @@ static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vk
             pc.t0 = (uint32_t)(n * T + t0);
             pc.count = (uint32_t)count;
             /* V = B^T d B and D = A dy A^T of the chunk's tiles */
-            if ((ret = vka_op_bind_in(ctx, x, 0, vka_tensor_stored(x), &b[0], &pc.x_base)) < 0 ||
-                (ret = vka_op_bind_out(ctx, &V, 0, count * 16 * A4 * 4, &b[1], &base)) < 0)
-                return ret;
-            pc.y_base = base / 4;
-            if ((ret = vka_cmd_dispatch_1d(cmd, pin, b, &pc, count * A4)) < 0)
-                return ret;
-            if ((ret = vka_op_bind_in(ctx, dy, 0, vka_tensor_stored(dy), &b[0], &pc.x_base)) < 0 ||
-                (ret = vka_op_bind_out(ctx, &D, 0, count * 16 * B4 * 4, &b[1], &base)) < 0)
-                return ret;
-            pc.y_base = base / 4;
-            if ((ret = vka_cmd_dispatch_1d(cmd, pdy, b, &pc, count * B4)) < 0)
+            if ((ret = wino_tiles(cmd, pin, &pc, x, &V, A4)) < 0 ||
+                (ret = wino_tiles(cmd, pdy, &pc, dy, &D, B4)) < 0)
                 return ret;
             /* Mw[ij] += V[ij]^T D[ij], 16 weight gradients of 1x1 convolutions */
             gg.W = gg.Q = (uint32_t)count;
             for (uint64_t ij = 0; ij < 16; ij++) {
-                struct vka_tensor vv = vka_tensor_flat(V.buf, V.off + ij * count * A4 * 4,
-                                                       count * A4 * 4);
-                struct vka_tensor dv = vka_tensor_flat(D.buf, D.off + ij * count * B4 * 4,
-                                                       count * B4 * 4);
-                struct vka_tensor mv = vka_tensor_flat(Mw.buf, Mw.off + ij * block, block);
+                struct vka_tensor vv = block_of(&V, ij, count * A4 * 4);
+                struct vka_tensor dv = block_of(&D, ij, count * B4 * 4);
+                struct vka_tensor mv = block_of(&Mw, ij, block);
                 if ((ret = wgrad(cmd, &gg, &vv, &dv, &mv)) < 0)
                     return ret;
             }

@@ -50,6 +50,18 @@ void ref_conv2d_fwd(const struct ref_conv *p,
                 }
 }
 
+/* The 4x4 input patch of Winograd tile (th, tw) of sample n, channel c (zero outside) */
+static void wino_patch(const struct ref_conv *p, const double *x, int n, int c, int th,
+                       int tw, double d[4][4])
+{
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            int h = th * 2 - p->pad_h + i, ww = tw * 2 - p->pad_w + j;
+            int in = h >= 0 && h < p->H && ww >= 0 && ww < p->W;
+            d[i][j] = in ? x[idx4(p->C, p->H, p->W, n, c, h, ww)] : 0.0;
+        }
+}
+
 void ref_conv2d_wino_abs(const struct ref_conv *p, const double *x, const double *w,
                          double *m)
 {
@@ -66,12 +78,7 @@ void ref_conv2d_wino_abs(const struct ref_conv *p, const double *x, const double
                     double sum[4][4] = { { 0 } };
                     for (int c = 0; c < p->C; c++) {
                         double u[4][4], v[4][4], d[4][4];
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
-                                int h = th * 2 - p->pad_h + i, ww = tw * 2 - p->pad_w + j;
-                                int in = h >= 0 && h < p->H && ww >= 0 && ww < p->W;
-                                d[i][j] = in ? x[idx4(p->C, p->H, p->W, n, c, h, ww)] : 0.0;
-                            }
+                        wino_patch(p, x, n, c, th, tw, d);
                         for (int i = 0; i < 4; i++)
                             for (int j = 0; j < 4; j++) {
                                 u[i][j] = v[i][j] = 0.0;
@@ -116,12 +123,7 @@ void ref_conv2d_wino_dw_abs(const struct ref_conv *p, const double *x, const dou
                 for (int th = 0; th < (P + 1) / 2; th++)
                     for (int tw = 0; tw < (Q + 1) / 2; tw++) {
                         double d[4][4], e[2][2];
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
-                                int h = th * 2 - p->pad_h + i, ww = tw * 2 - p->pad_w + j;
-                                int in = h >= 0 && h < p->H && ww >= 0 && ww < p->W;
-                                d[i][j] = in ? x[idx4(p->C, p->H, p->W, n, c, h, ww)] : 0.0;
-                            }
+                        wino_patch(p, x, n, c, th, tw, d);
                         for (int u = 0; u < 2; u++)
                             for (int v = 0; v < 2; v++) {
                                 int oh = th * 2 + u, ow = tw * 2 + v;
