@@ -54,7 +54,7 @@ const struct cli_env cli_env[] = {
       "force the convolutions' GEMMs without or with shared-memory weight tiles (default: on "
       "for GPUs)" },
     { "VKACCUM_WINOGRAD", "0|1",
-      "Winograd F(2x2, 3x3) for conv2d 3x3 stride 1 layers of 64+ channels and 16x16+ "
+      "Winograd convolution for conv2d 3x3 stride 1 layers of 64+ channels and 16x16+ "
       "inputs (default 1; 0: the direct GEMMs, other last bits)" },
     { "VKACCUM_CACHE_DIR", "DIR",
       "pipeline cache folder (default $XDG_CACHE_HOME/vkaccum or ~/.cache/vkaccum)" },

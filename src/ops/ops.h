@@ -204,9 +204,9 @@ int vka_op_bind_exact(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t 
                       uint64_t count, struct vka_binding *b, uint32_t *base);
 
 /* Whether conv2d with a c -> k channel, r x s kernel, d's stride and padding and an h x w
- * input has the shape whose forward and input gradient run as Winograd F(2x2, 3x3)
- * (src/ops/conv.c; where the profile's winograd is on): 3x3, stride 1, padding at most 2,
- * at least 64 channels on both sides and 256 input pixels. */
+ * input has the shape that runs as Winograd (src/ops/conv.c; where the profile's winograd
+ * is on: forward and input gradient F(2x2, 3x3), weight gradient F(3x3, 2x2)): 3x3,
+ * stride 1, padding at most 2, at least 64 channels on both sides and 256 input pixels. */
 bool vka_conv2d_winograd_shape(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
                                uint32_t r, uint32_t s, uint32_t h, uint32_t w);
 

@@ -101,8 +101,9 @@ struct vka_profile {
     uint32_t reduce_items; /* vec4s per invocation per reduction pass */
     bool conv_tiles;       /* conv GEMMs stage weights in shared memory (GPUs; on lavapipe
                               shared loads are per-lane loops) */
-    bool winograd;         /* conv2d 3x3 stride 1 forward and input gradient as Winograd
-                              F(2x2, 3x3) (src/ops/conv.c; on by default everywhere) */
+    bool winograd;         /* conv2d 3x3 stride 1 as Winograd F(2x2, 3x3) and, for the
+                              weight gradient, F(3x3, 2x2) (src/ops/conv.c; on by default
+                              everywhere) */
     uint64_t max_binding;  /* bytes one storage binding may span: maxStorageBufferRange
                               rounded down to 256; ops split larger tensors into chunks */
 };
@@ -120,7 +121,7 @@ struct vka_ctx_params {
     /* device policy (struct vka_profile); zero keeps the device's or the environment's */
     enum vka_load_path load;    /* the kernels' input load path */
     enum vka_choice conv_tiles; /* shared-memory weight tiles in the conv GEMMs */
-    enum vka_choice winograd;   /* Winograd F(2x2, 3x3) for conv2d 3x3 stride 1 */
+    enum vka_choice winograd;   /* Winograd for conv2d 3x3 stride 1 (see vka_profile) */
     uint64_t max_binding;       /* bytes, at most the device's range and at least 4096:
                                    a smaller one splits ops into more dispatches (tests) */
 };
