@@ -51,7 +51,7 @@ enum {
                               transform (the default job's 8x8 and 4x4 64- and 128-channel
                               layers ran 1.2x slower) */
     WINO_BYTES = 16 << 20, /* at most this many bytes each of transformed input tiles (V)
-                              and products (M) per chunk of tile rows */
+                              and products (M) per chunk of tiles */
 };
 
 struct conv_push {
