@@ -46,7 +46,7 @@ layout(push_constant) uniform PC {
     uint P, Q, B4;        // output tensor (OUT, DY) / GEMM output vec4s (FILTER, WOUT)
     uint TH, TW;          // tile grid per sample
     uint ph, pw;          // IN: padding
-    uint t0, count;       // IN, OUT: tiles [t0, t0 + count) of the N * TH * TW;
+    uint t0, count;       // IN, OUT, DY: tiles [t0, t0 + count) of the N * TH * TW;
                           // FILTER: positions ij
     uint x_base, w_base, y_base;  // vec4 bases: FILTER w, U, -; IN x, -, V;
                                   // OUT M, bias, y; DY dy, -, D; WOUT Mw, -, part
