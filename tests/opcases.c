@@ -630,6 +630,16 @@ static void linear_bwd(const struct oc_ref *a)
     ref_linear_bwd(&p, a->x[0], a->x[1], a->dy, a->dx[0], a->dx[1], a->dx[2]);
 }
 
+/* |t|'s values, malloc'ed */
+static double *abs_of(const struct oc_tensor *t)
+{
+    uint64_t n = oc_numel(t);
+    double *a = xcalloc(n, sizeof(double));
+    for (uint64_t i = 0; i < n; i++)
+        a[i] = fabs(t->d[i]);
+    return a;
+}
+
 /* The magnitudes Winograd F(2x2, 3x3) computes y (s = OC_Y: x, w, bias) or dx (OC_DX0:
  * dy and the kernel rotated and transposed, padded by 2 - pad) through, into m. */
 static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
@@ -638,10 +648,7 @@ static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
     const struct vka_conv_desc *d = &r->p.conv;
     bool y = s == OC_Y;
     const struct oc_tensor *src = &r->t[y ? OC_X0 : OC_DY];
-    uint64_t nsrc = oc_numel(src), nw = (uint64_t)c->k * c->c * 9;
-    double *a = xcalloc(nsrc, sizeof(double)), *w = xcalloc(nw, sizeof(double));
-    for (uint64_t i = 0; i < nsrc; i++)
-        a[i] = fabs(src->d[i]);
+    double *a = abs_of(src), *w = xcalloc((uint64_t)c->k * c->c * 9, sizeof(double));
     /* PyTorch's (K, C, 3, 3); dx's kernel is (C, K, 3, 3) with w'[c,k,r,s] = w[k,c,2-r,2-s] */
     const double *w0 = r->t[OC_X1].d;
     for (uint32_t k = 0; k < c->k; k++)
@@ -669,12 +676,7 @@ static void conv_wino_dw_abs(const struct oc_run *r, double *m)
 {
     const struct oc_case *c = &r->c;
     const struct oc_tensor *x = &r->t[OC_X0], *dy = &r->t[OC_DY];
-    uint64_t nx = oc_numel(x), ny = oc_numel(dy);
-    double *ax = xcalloc(nx, sizeof(double)), *ay = xcalloc(ny, sizeof(double));
-    for (uint64_t i = 0; i < nx; i++)
-        ax[i] = fabs(x->d[i]);
-    for (uint64_t i = 0; i < ny; i++)
-        ay[i] = fabs(dy->d[i]);
+    double *ax = abs_of(x), *ay = abs_of(dy);
     struct ref_conv p = { (int)x->n, (int)x->c, (int)x->h, (int)x->w, (int)c->k, 3, 3, 1, 1,
                           (int)r->p.conv.pad[0], (int)r->p.conv.pad[1], 0, 0 };
     ref_conv2d_wino_dw_abs(&p, ax, ay, m);
@@ -702,8 +704,8 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
          * the direct sum's, and its depth passes the direct chain's). y, dx: the chain of
          * L / 9 channel products, 4 roundings in the filter transform, 2 in the input's,
          * 1 in the product, 4 in the output's and 1 for the bias. dw: a sample's chain of
-         * tiles (a quarter of L / N, rounded up per row), 2 roundings in the input
-         * transform, 2 in dy's, 1 in the product, 4 in the inverse transform. */
+         * tiles (ceil(P/2) x ceil(Q/2)), 2 roundings in the input transform, 2 in dy's,
+         * 1 in the product, 4 in the inverse transform. */
         wabs = xcalloc(oc_numel(&r->t[s]), sizeof(double));
         if (s == OC_DX1) {
             conv_wino_dw_abs(r, wabs);
