@@ -1942,17 +1942,23 @@ static int attribute(struct vka_plan *p, struct vka_cmd *cmd, const uint32_t *en
     int ret = 0;
     for (uint32_t e = 0, first = 0; ret >= 0 && e < p->s.nev; first = ends[e++]) {
         const struct event *ev = &p->s.ev[e];
-        const char *op = vka_ops[p->g->nodes[ev->node].op].name;
+        const struct vka_node *n = &p->g->nodes[ev->node];
+        const char *op = vka_ops[n->op].name;
+        char label[sizeof(t->rows->op)];
+        if (t->by_layer) {
+            const struct vka_val *x = &p->g->vals[n->in[0]], *y = &p->g->vals[n->out];
+            snprintf(label, sizeof(label), "%s %u>%u %ux%u", op, x->c, y->c, y->h, y->w);
+            op = label;
+        }
         enum vka_pass pass = event_pass(ev->kind);
         double f, dx, dw;
         node_flops(p->g, &p->m, ev->node, &f, &dx, &dw);
         ret = vka_timing_add_cmd(t, cmd, first, ends[e] - first, op, pass);
         if (ret >= 0 && pass != VKA_PASS_DGRAD && f > 0)
             ret = vka_timing_add(t, op, pass, 0, f * p->n, 0);
-        const struct vka_node *nd = &p->g->nodes[ev->node];
-        if (ret >= 0 && pass == VKA_PASS_DGRAD && dx > 0 && ev_writes_dx(nd, ev->kind, 0))
+        if (ret >= 0 && pass == VKA_PASS_DGRAD && dx > 0 && ev_writes_dx(n, ev->kind, 0))
             ret = vka_timing_add(t, op, VKA_PASS_DGRAD, 0, dx * p->n, 0);
-        if (ret >= 0 && pass == VKA_PASS_DGRAD && dw > 0 && ev_writes_dx(nd, ev->kind, 1))
+        if (ret >= 0 && pass == VKA_PASS_DGRAD && dw > 0 && ev_writes_dx(n, ev->kind, 1))
             ret = vka_timing_add(t, op, VKA_PASS_WGRAD, 0, dw * p->n, 0);
     }
     return ret < 0 ? ret : 0;

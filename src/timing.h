@@ -31,7 +31,8 @@ enum vka_pass {
 };
 
 struct vka_timing_row {
-    char op[32];        /* an op's name (ops.def), or the trainer's "optimizer", "clear" */
+    char op[48];        /* an op's name (ops.def), or the trainer's "optimizer", "clear";
+                           by_layer: the op and its shapes, "conv2d 64>32 256x256" */
     enum vka_pass pass;
     double ms;          /* device time summed */
     double flops;       /* of the GEMMs, summed (0: not counted) */
@@ -46,6 +47,8 @@ struct vka_timing {
     struct vka_timing_row *kernels;
     uint32_t nkernels, kcap;
     uint64_t windows; /* trainer windows closed while profiled */
+    bool by_layer;    /* rows per op and shapes (input > output channels, output size), so
+                         that each layer of a model has rows of its own */
 };
 
 int vka_timing_create(struct vka_timing **t);

@@ -165,7 +165,102 @@ Test(bench, profile_rows_cover_the_step)
     cJSON_Delete(j);
 }
 
-/* seg train --profile prints the table and trains the same bits as without it. */
+/* The (op, pass) rows of a --profile JSON summed by op name (a --profile-layers row's
+ * name up to its first space): FLOPs (GFLOP/s times ms) and dispatches per step. */
+struct op_sum {
+    char op[48], pass[16];
+    double flops, dispatches;
+};
+
+static int sum_by_op(const cJSON *j, struct op_sum *sums, int max, bool layers)
+{
+    const cJSON *r;
+    int n = 0;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(
+                              cJSON_GetObjectItemCaseSensitive(j, "profile"), "rows")) {
+        const char *label = cJSON_GetObjectItemCaseSensitive(r, "op")->valuestring;
+        const char *pass = cJSON_GetObjectItemCaseSensitive(r, "pass")->valuestring;
+        char op[48];
+        snprintf(op, sizeof(op), "%s", label);
+        char *sp = strchr(op, ' ');
+        bool trainer = !strcmp(op, "optimizer") || !strcmp(op, "clear");
+        if (layers && !trainer) {
+            unsigned c, k, h, w;
+            char tail;
+            cr_assert(sp && sscanf(sp, " %u>%u %ux%u%c", &c, &k, &h, &w, &tail) == 4 && c && k &&
+                          h && w, "row \"%s\" is not \"op C>K HxW\"", label);
+        } else {
+            cr_assert(!sp, "row \"%s\" of --profile has shapes", label);
+        }
+        if (sp)
+            *sp = 0;
+        int i = 0;
+        while (i < n && (strcmp(sums[i].op, op) || strcmp(sums[i].pass, pass)))
+            i++;
+        if (i == n) {
+            cr_assert_lt(n, max);
+            memset(&sums[n], 0, sizeof(sums[n]));
+            snprintf(sums[n].op, sizeof(sums[n].op), "%s", op);
+            snprintf(sums[n].pass, sizeof(sums[n].pass), "%s", pass);
+            n++;
+        }
+        sums[i].flops += number(r, "gflops") * number(r, "ms_per_step") * 1e6;
+        sums[i].dispatches += number(r, "dispatches_per_step");
+    }
+    return n;
+}
+
+/* --profile-layers splits --profile's rows by shapes: "conv2d 3>64 16x16", each op's
+ * layers adding up to its row of --profile in FLOPs and dispatches (both counted from
+ * the plan, not timed); only bench train takes it. */
+Test(bench, profile_layers_split_the_op_rows)
+{
+    const char *args = "bench train --workload gan32 --batch 4 --micro-batch 2 --steps 1 "
+                       "--warmup 0 --json";
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "%s --profile", args);
+    cJSON *a = bench(cmd);
+    snprintf(cmd, sizeof(cmd), "%s --profile-layers", args);
+    cJSON *b = bench(cmd);
+    struct op_sum sa[64], sb[64];
+    int na = sum_by_op(a, sa, 64, false), nb = sum_by_op(b, sb, 64, true);
+    cr_assert_eq(na, nb, "%d (op, pass) rows, %d by layer summed", na, nb);
+    int layers = 0;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(
+                              cJSON_GetObjectItemCaseSensitive(b, "profile"), "rows"))
+        layers++;
+    cr_assert_gt(layers, na, "no op split into layers");
+    /* a layer's passes share its label: every weight-gradient row has its forward's */
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(b, "profile"), "rows"), *r, *f;
+    cJSON_ArrayForEach(r, rows) {
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(r, "pass")->valuestring, "weight grad"))
+            continue;
+        const char *label = cJSON_GetObjectItemCaseSensitive(r, "op")->valuestring;
+        bool fwd = false;
+        cJSON_ArrayForEach(f, rows)
+            fwd |= !strcmp(cJSON_GetObjectItemCaseSensitive(f, "op")->valuestring, label) &&
+                   !strcmp(cJSON_GetObjectItemCaseSensitive(f, "pass")->valuestring, "forward");
+        cr_assert(fwd, "\"%s\" has a weight-gradient row and no forward row", label);
+    }
+    for (int i = 0; i < na; i++) {
+        int j = 0;
+        while (j < nb && (strcmp(sb[j].op, sa[i].op) || strcmp(sb[j].pass, sa[i].pass)))
+            j++;
+        cr_assert_lt(j, nb, "%s %s has no rows by layer", sa[i].op, sa[i].pass);
+        cr_assert_float_eq(sb[j].flops, sa[i].flops, 1e-6 * sa[i].flops + 1, "%s %s: %g FLOPs "
+                           "by layer, %g", sa[i].op, sa[i].pass, sb[j].flops, sa[i].flops);
+        cr_assert_eq(sb[j].dispatches, sa[i].dispatches, "%s %s", sa[i].op, sa[i].pass);
+    }
+    cJSON_Delete(b);
+    char out[1 << 12];
+    cr_assert_eq(test_vkaccum("", "bench gemm --profile-layers", out, sizeof(out)), 2, "%s",
+                 out);
+    cr_assert(strstr(out, "--profile-layers belong to bench train"), "%s", out);
+}
+
+/* seg train --profile (and --profile-layers) prints the table and trains the same bits
+ * as without it. */
 Test(bench, seg_train_profile_prints_and_changes_nothing)
 {
     char *dir = test_tmpdir("vka_bench");
@@ -181,5 +276,12 @@ Test(bench, seg_train_profile_prints_and_changes_nothing)
               strstr(out, "weight grad"), "%s", out);
     test_st_assert_equal(test_path("%s/a/last.safetensors", dir),
                          test_path("%s/b/last.safetensors", dir));
+    /* by layer: rows of the U-Net's convolutions at 32x32 (its first level has five) */
+    cr_assert_eq(test_vkaccum("", test_path("%s --out %s/c --profile-layers", args, dir), out,
+                              sizeof(out)), 0, "%s", out);
+    cr_assert(strstr(out, "profile over 2 step(s)") && strstr(out, "  conv2d ") &&
+              strstr(out, "8 32x32 "), "%s", out);
+    test_st_assert_equal(test_path("%s/a/last.safetensors", dir),
+                         test_path("%s/c/last.safetensors", dir));
     test_tmpdir_remove(&dir);
 }

@@ -15,7 +15,7 @@
 static const char help_text[] =
     "usage: vkaccum bench gemm|ops|train|workloads [--device D] [--repeats N] [--json]\n"
     "       vkaccum bench train --workload seg256|seg1024|gan32 [--micro-batch B|auto]\n"
-    "           [--steps N] [--warmup N] [--profile] [--json]\n"
+    "           [--steps N] [--warmup N] [--profile|--profile-layers] [--json]\n"
     "\n"
     "  gemm   the device's best GEMM: the conv kernel as a 1x1 convolution with\n"
     "         M=32768 N=64 K=576 (a conv-shaped GEMM), on the paths below\n"
@@ -53,6 +53,8 @@ static const struct opt_desc opts[] = {
     OPT_ROW(struct bench_opts, "accumulate", OPT_STR, accumulate, "ordered|exact", "how gradients and losses are summed: ordered (float32, in sample order: any micro-batch split gives the same bits) or exact (96-bit fixed point, 16 bytes more per parameter: any split and order, over ranks too, gives the same bits) (ordered)"),
     OPT_ROW(struct bench_opts, "profile", OPT_BOOL, profile, NULL,
             "train: then one more step timed per op and pass (timestamp queries)"),
+    OPT_ROW(struct bench_opts, "profile-layers", OPT_BOOL, profile_layers, NULL,
+            "train: --profile with a row per layer: op, input>output channels, output size"),
 };
 
 enum kind { CONV, CONVT, LINEAR };
@@ -215,10 +217,11 @@ static int check_for(const char *what, const struct bench_opts *o)
     if (train && !o->workload[0])
         return cli_usage_error("bench", "train: say which --workload (seg256, seg1024, gan32)");
     if (!train && (o->workload[0] || o->micro || o->steps >= 0 || o->warmup >= 0 ||
-                   o->batch >= 0 || o->size >= 0 || o->profile || o->accumulate[0]))
+                   o->batch >= 0 || o->size >= 0 || o->profile || o->profile_layers ||
+                   o->accumulate[0]))
         return cli_usage_error("bench", "--workload, --micro-batch, --steps, --warmup, "
-                               "--batch, --size, --accumulate and --profile belong to bench "
-                               "train");
+                               "--batch, --size, --accumulate, --profile and --profile-layers "
+                               "belong to bench train");
     return 0;
 }
 

@@ -13,7 +13,7 @@ struct bench_opts {
     char workload[32];
     int micro; /* 0: auto */
     int steps, warmup, batch, size;
-    bool profile;
+    bool profile, profile_layers;
     char accumulate[8]; /* "" or ordered: --accumulate ordered; exact */
 };
 

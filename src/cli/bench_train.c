@@ -305,9 +305,9 @@ static uint32_t windows_per_step(const struct tb *t)
 
 /* --profile: one more step, timed per op and pass (after the timed ones: its timing
  * recorders and readbacks slow it down). 1 after printing why not. */
-static int profile_step(struct tb *t, struct result *r)
+static int profile_step(struct tb *t, struct result *r, bool by_layer)
 {
-    if (cli_profile_begin(t->ctx))
+    if (cli_profile_begin(t->ctx, by_layer))
         return 1;
     if (step(t, &r->profile_ms) < 0) {
         fprintf(stderr, "vkaccum bench train: --profile: %s\n", vka_last_error());
@@ -398,8 +398,8 @@ int bench_train(const struct bench_opts *o)
     }
     if (status == 0)
         summarise(&t, ms, &r); /* the peak before profiling's recorders */
-    if (status == 0 && o->profile)
-        status = profile_step(&t, &r);
+    if (status == 0 && (o->profile || o->profile_layers))
+        status = profile_step(&t, &r, o->profile_layers);
     if (status == 0) {
         if (o->json)
             print_json(&t, &r, ms);

@@ -32,7 +32,7 @@ struct gan_opts {
     int sample_every, save_every, eval_every, fid_n;
     long long steps, seed;
     double lr, lr_d, beta1, beta2, ema_kimg, ema_rampup, mem_budget;
-    bool skip_bad, tensorboard, detect_anomaly, plan, profile;
+    bool skip_bad, tensorboard, detect_anomaly, plan, profile, profile_layers;
 };
 
 #define O(n, t, f, ch, h) { n, t, offsetof(struct gan_opts, f), sizeof(((struct gan_opts *)0)->f), ch, h }
@@ -75,6 +75,7 @@ static const struct opt_desc gan_opt_table[] = {
     O("tensorboard", OPT_BOOL, tensorboard, NULL, "also write TensorBoard event files into RUN/tb/"),
     O("detect-anomaly", OPT_BOOL, detect_anomaly, NULL, "check every op's output; name the first that is not finite (slow)"),
     O("profile", OPT_BOOL, profile, NULL, "time every op and pass with timestamp queries; print the top 15 per iteration at the end (slower)"),
+    O("profile-layers", OPT_BOOL, profile_layers, NULL, "--profile with a row per layer: op, input>output channels, output size"),
 };
 static const size_t gan_opt_count = sizeof(gan_opt_table) / sizeof(gan_opt_table[0]);
 #define GAN_TABLE gan_opt_table, gan_opt_count
@@ -596,7 +597,9 @@ static int gan_train(int argc, char **argv)
         return ret;
 
     struct run r;
-    if ((ret = run_open(&r, &o)) != 0 || (o.profile && (ret = -cli_profile_begin(r.ctx)))) {
+    if ((ret = run_open(&r, &o)) != 0 ||
+        ((o.profile || o.profile_layers) &&
+         (ret = -cli_profile_begin(r.ctx, o.profile_layers)))) {
         run_close_checked(&r, false);
         return ret > 0 ? 0 : 1;
     }

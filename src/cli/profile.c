@@ -6,7 +6,7 @@
 #include "cli/profile.h"
 #include "log.h"
 
-int cli_profile_begin(struct vka_ctx *ctx)
+int cli_profile_begin(struct vka_ctx *ctx, bool by_layer)
 {
     if (!ctx->info.timestamps) {
         fprintf(stderr, "vkaccum: --profile: device %s has no compute timestamps\n",
@@ -17,6 +17,7 @@ int cli_profile_begin(struct vka_ctx *ctx)
         fprintf(stderr, "vkaccum: --profile: out of memory\n");
         return 1;
     }
+    ctx->timing->by_layer = by_layer;
     return 0;
 }
 
@@ -57,14 +58,18 @@ void cli_profile_print(const struct vka_timing *t, uint32_t windows_per_step,
     for (int k = 0; k < VKA_PASS_COUNT; k++)
         printf(" %s %.1f %%%s", vka_pass_name((enum vka_pass)k), 100 * by_pass[k] / sum,
                k + 1 < VKA_PASS_COUNT ? "," : "\n");
-    printf("  %-20s %-12s %12s %7s %8s %11s\n", "op", "pass", "ms/step", "share", "GFLOP/s",
+    int w = 20; /* the op column: wider for --profile-layers' labels */
+    for (uint32_t i = 0; i < t->nrows && i < CLI_PROFILE_TOP; i++)
+        w = (int)strlen(r[i].op) > w ? (int)strlen(r[i].op) : w;
+    printf("  %-*s %-12s %12s %7s %8s %11s\n", w, "op", "pass", "ms/step", "share", "GFLOP/s",
            "dispatches");
     for (uint32_t i = 0; i < t->nrows && i < CLI_PROFILE_TOP; i++) {
         char gf[16] = "";
         if (r[i].flops > 0 && r[i].ms > 0)
             snprintf(gf, sizeof(gf), "%.2f", r[i].flops / (r[i].ms * 1e6));
-        printf("  %-20s %-12s %12.1f %6.1f%% %8s %11.0f\n", r[i].op, vka_pass_name(r[i].pass),
-               r[i].ms / steps, 100 * r[i].ms / sum, gf, r[i].dispatches / steps);
+        printf("  %-*s %-12s %12.1f %6.1f%% %8s %11.0f\n", w, r[i].op,
+               vka_pass_name(r[i].pass), r[i].ms / steps, 100 * r[i].ms / sum, gf,
+               r[i].dispatches / steps);
     }
     printf("  by kernel:\n  %-24s %-12s %8s %7s %11s\n", "kernel", "pass", "ms/step", "share",
            "dispatches");

@@ -12,8 +12,9 @@
 #define CLI_PROFILE_TOP 15
 #define CLI_PROFILE_TOP_KERNELS 10 /* rows of the table by kernel */
 
-/* Starts timing the trainers of ctx (ctx->timing); 1 after printing why not. */
-int cli_profile_begin(struct vka_ctx *ctx);
+/* Starts timing the trainers of ctx (ctx->timing), by op or (--profile-layers) by op and
+ * shapes; 1 after printing why not. */
+int cli_profile_begin(struct vka_ctx *ctx, bool by_layer);
 /* The profile as a table per step of `unit` (a step made of windows_per_step trainer
  * windows: a GAN iteration is d_steps + 1), beside the wall time per step when
  * wall_ms > 0. */

@@ -479,7 +479,8 @@ static int seg_train(int argc, char **argv)
 
     struct train_run r;
     if ((ret = train_open(&r, &o)) != 0 || (o.dump_grads[0] && dump(&r) < 0) ||
-        (o.profile && (ret = -cli_profile_begin(r.ctx)))) {
+        ((o.profile || o.profile_layers) &&
+         (ret = -cli_profile_begin(r.ctx, o.profile_layers)))) {
         run_log_close(&r.log);
         train_close(&r);
         return ret > 0 ? 0 : 1;

@@ -63,6 +63,7 @@ const struct opt_desc seg_opt_table[] = {
     O("drop-last", OPT_BOOL, drop_last, NULL, "drop an epoch's last partial window"),
     O("detect-anomaly", OPT_BOOL, detect_anomaly, NULL, "check every op's output; name the first that is not finite (slow)"),
     O("profile", OPT_BOOL, profile, NULL, "time every op and pass with timestamp queries; print the top 15 per step at the end (slower)"),
+    O("profile-layers", OPT_BOOL, profile_layers, NULL, "--profile with a row per layer: op, input>output channels, output size"),
     O("mem-budget", OPT_DOUBLE, mem_budget, NULL, "device memory budget in MiB (default: the device's)"),
     O("dump-grads", OPT_STR, dump_grads, NULL, "write the first window's normalised gradient and exit"),
     O("json", OPT_BOOL, json, NULL, "eval: print JSON"),

@@ -19,7 +19,7 @@ struct seg_opts {
     long long steps, seed;
     double lr, weight_decay, momentum, clip, mem_budget, scale_min, scale_max, jitter;
     bool no_augment, skip_bad, drop_last, json, tensorboard, reduce_zero_label, detect_anomaly;
-    bool plan, logits, profile;
+    bool plan, logits, profile, profile_layers;
     /* derived */
     float mean_v[3], std_v[3];
 };
