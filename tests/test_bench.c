@@ -270,18 +270,18 @@ Test(bench, seg_train_profile_prints_and_changes_nothing)
     cr_assert_eq(test_vkaccum("", test_path("%s --out %s/a", args, dir), out, sizeof(out)), 0,
                  "%s", out);
     cr_assert(!strstr(out, "profile over"), "%s", out);
-    cr_assert_eq(test_vkaccum("", test_path("%s --out %s/b --profile", args, dir), out,
-                              sizeof(out)), 0, "%s", out);
-    cr_assert(strstr(out, "profile over 2 step(s)") && strstr(out, "conv2d") &&
-              strstr(out, "weight grad"), "%s", out);
-    test_st_assert_equal(test_path("%s/a/last.safetensors", dir),
-                         test_path("%s/b/last.safetensors", dir));
-    /* by layer: rows of the U-Net's convolutions at 32x32 (its first level has five) */
-    cr_assert_eq(test_vkaccum("", test_path("%s --out %s/c --profile-layers", args, dir), out,
-                              sizeof(out)), 0, "%s", out);
-    cr_assert(strstr(out, "profile over 2 step(s)") && strstr(out, "  conv2d ") &&
-              strstr(out, "8 32x32 "), "%s", out);
-    test_st_assert_equal(test_path("%s/a/last.safetensors", dir),
-                         test_path("%s/c/last.safetensors", dir));
+    /* --profile's conv2d rows; --profile-layers' rows of the U-Net's convolutions at 32x32
+     * (its first level has five) */
+    static const struct { const char *flag, *run, *row; } with[] = {
+        { "--profile", "b", "  conv2d " }, { "--profile-layers", "c", "8 32x32 " },
+    };
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(test_vkaccum("", test_path("%s --out %s/%s %s", args, dir, with[i].run,
+                                                with[i].flag), out, sizeof(out)), 0, "%s", out);
+        cr_assert(strstr(out, "profile over 2 step(s)") && strstr(out, with[i].row) &&
+                  strstr(out, "weight grad"), "%s: %s", with[i].flag, out);
+        test_st_assert_equal(test_path("%s/a/last.safetensors", dir),
+                             test_path("%s/%s/last.safetensors", dir, with[i].run));
+    }
     test_tmpdir_remove(&dir);
 }
