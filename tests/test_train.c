@@ -298,7 +298,7 @@ Test(train, recomputation_inside_a_block_goes_layer_by_layer)
 }
 
 /* A ReLU fused into its GroupNorm (vka_layer_norm_act) gives the bits of the two ops, in
- * every recompute mode, and keeps no more memory; what cannot be fused is refused. */
+ * every recompute mode, and runs fewer ops for them; what cannot be fused is refused. */
 Test(train, a_norm_with_its_activation_fused_keeps_the_bits)
 {
     test_seed("train fused activation");
