@@ -19,10 +19,10 @@
 //               sums are converted and added exactly
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
+// With ACT (a fused activation, vka_layer_norm_act) OP_APPLY writes act(y), and
+// OP_GRADSUM and OP_DX read the gradient of the normalised value as dy masked by the
+// activation's output Y, as act.comp's relu/leaky_relu and their bwd compute them.
 //   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
-// With ACT (an activation the norm applies, vka_layer_norm_act) OP_APPLY writes act(y),
-// and OP_GRADSUM and OP_DX take the gradient of the normalised value as dy through the
-// activation, masked by its output Y (include/act.glsl, which act.comp's ops use too).
 // Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
 // sample's bits do not depend on the other samples of its micro-batch.
 //
@@ -35,22 +35,23 @@
 // variant norm_dx       OP_DX
 #include "common.glsl"
 #include "exact.glsl"
-#include "act.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;
 const uint PB = WG * ITEMS;
 // enum vka_norm_act: 0 none, 1 relu, 2 leaky_relu (pc.slope)
 layout(constant_id = 2) const uint ACT = 0;
 
+// act(z), and dy through it given y = act(z) (slope >= 0: y > 0 exactly where z > 0)
 vec4 act_fwd(vec4 z, float slope)
 {
-    return ACT == 1u ? relu_fwd(z) : ACT == 2u ? leaky_relu_fwd(z, slope) : z;
+    bvec4 pos = greaterThan(z, vec4(0.0));
+    return ACT == 1u ? mix(vec4(0.0), z, pos) : ACT == 2u ? mix(slope * z, z, pos) : z;
 }
 
-// dy through the activation, given its output y
 vec4 act_bwd(vec4 dy, vec4 y, float slope)
 {
-    return ACT == 1u ? relu_bwd(y, dy) : ACT == 2u ? leaky_relu_bwd(y, dy, slope) : dy;
+    bvec4 pos = greaterThan(y, vec4(0.0));
+    return ACT == 1u ? mix(vec4(0.0), dy, pos) : ACT == 2u ? mix(slope * dy, dy, pos) : dy;
 }
 
 // flags

@@ -919,32 +919,30 @@ static double *eval_var(const struct oc_ref *a)
     return v;
 }
 
-/* A norm's activation (p.norm.act): y = act(z) over the normalised z, in place. */
+/* A fused activation (p.norm.act): y = act(z) over the normalised z, in place. */
 static void norm_act_fwd(const struct oc_ref *a)
 {
     const struct vka_norm_desc *d = &a->r->p.norm;
-    int n = (int)oc_numel(&a->r->t[OC_Y]);
-    if (d->act == VKA_NORM_ACT_RELU)
-        ref_relu_fwd(n, a->y, a->y);
-    else if (d->act == VKA_NORM_ACT_LEAKY_RELU)
-        ref_leaky_relu_fwd(n, d->slope, a->y, a->y);
+    if (d->act == VKA_NORM_ACT_NONE)
+        return;
+    uint64_t n = oc_numel(&a->r->t[OC_Y]);
+    for (uint64_t i = 0; i < n; i++)
+        if (!(a->y[i] > 0))
+            a->y[i] = d->act == VKA_NORM_ACT_RELU ? 0 : d->slope * a->y[i];
 }
 
 /* dy through the activation, masked by the y bwd is given (opcheck: the kernel's, so a z
- * within rounding of 0 falls on the same side in both; y > 0 exactly where z > 0): a
- * copy to free, or dy itself. */
+ * within rounding of 0 falls on the same side in both): a copy to free, or dy itself. */
 static const double *norm_act_dy(const struct oc_ref *a, double **copy)
 {
     const struct vka_norm_desc *d = &a->r->p.norm;
-    int n = (int)oc_numel(&a->r->t[OC_Y]);
     *copy = NULL;
     if (d->act == VKA_NORM_ACT_NONE)
         return a->dy;
-    *copy = xcalloc((size_t)n + 1, sizeof(double));
-    if (d->act == VKA_NORM_ACT_RELU)
-        ref_relu_bwd(n, a->y, a->dy, *copy);
-    else
-        ref_leaky_relu_bwd(n, d->slope, a->y, a->dy, *copy);
+    uint64_t n = oc_numel(&a->r->t[OC_Y]);
+    *copy = xcalloc(n, sizeof(double));
+    for (uint64_t i = 0; i < n; i++)
+        (*copy)[i] = a->y[i] > 0 ? a->dy[i] : d->act == VKA_NORM_ACT_RELU ? 0 : d->slope * a->dy[i];
     return *copy;
 }
 
