@@ -19,9 +19,6 @@
 //               sums are converted and added exactly
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
-// With ACT (a fused activation, vka_layer_norm_act) OP_APPLY writes act(y), and
-// OP_GRADSUM and OP_DX read the gradient of the normalised value as dy masked by the
-// activation's output Y, as act.comp's relu/leaky_relu and their bwd compute them.
 //   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
 // Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
 // sample's bits do not depend on the other samples of its micro-batch.
@@ -38,21 +35,6 @@
 
 layout(constant_id = 1) const uint ITEMS = 4;
 const uint PB = WG * ITEMS;
-// enum vka_norm_act: 0 none, 1 relu, 2 leaky_relu (pc.slope)
-layout(constant_id = 2) const uint ACT = 0;
-
-// act(z), and dy through it given y = act(z) (slope >= 0: y > 0 exactly where z > 0)
-vec4 act_fwd(vec4 z, float slope)
-{
-    bvec4 pos = greaterThan(z, vec4(0.0));
-    return ACT == 1u ? mix(vec4(0.0), z, pos) : ACT == 2u ? mix(slope * z, z, pos) : z;
-}
-
-vec4 act_bwd(vec4 dy, vec4 y, float slope)
-{
-    bvec4 pos = greaterThan(y, vec4(0.0));
-    return ACT == 1u ? mix(vec4(0.0), dy, pos) : ACT == 2u ? mix(slope * dy, dy, pos) : dy;
-}
 
 // flags
 const uint F_GAMMA = 1u, F_BETA = 2u, F_MEAN = 4u, F_ISTD = 8u, F_RMEAN = 16u,
@@ -75,8 +57,6 @@ layout(push_constant) uniform PC {
     uint mean_base, istd_base;
     uint flags;      // F_EVAL: ISTD holds the running variance
     float eps;
-    uint y_base;     // OP_GRADSUM with ACT: the same in Y
-    float slope;
 } pc;
 
 IN_BUFFER(0, X)
@@ -85,7 +65,6 @@ IN_BUFFER(1, DY)
 OUT_BUFFER(2, MEAN)
 OUT_BUFFER(3, ISTD)
 OUT_BUFFER(4, PART)
-IN_BUFFER(5, Y)
 #else
 OUT_BUFFER(1, PART)
 #endif
@@ -151,8 +130,6 @@ void main()
         uint i = k * WG + t;
         if (i < n) {
             vec4 dy = LOAD4(DY, pc.dy_base + rel + i * pc.c4s);
-            if (ACT != 0u)
-                dy = act_bwd(dy, LOAD4(Y, pc.y_base + rel + i * pc.c4s), pc.slope);
             vec4 x = LOAD4(X, pc.x_base + rel + i * pc.c4s);
             a += dy;
             b += dy * ((x - mean) * istd);
@@ -332,8 +309,6 @@ layout(push_constant) uniform PC {
     float zero;      // 0.0 (a constant the compiler cannot fold: zero + d keeps d's bits
                      // as the += into a dx filled with +0 does)
     uint ppi;        // pixels per invocation (below)
-    uint y_base;     // OP_DX with ACT: vec4 index in Y
-    float slope;
 } pc;
 
 IN_BUFFER(0, X)
@@ -341,7 +316,6 @@ IN_BUFFER(0, X)
 IN_BUFFER(1, DY)
 IN_BUFFER(2, COEF)
 OUT_BUFFER4(3, DX)
-IN_BUFFER(4, Y)
 #else
 IN_BUFFER(1, COEF)
 OUT_BUFFER4(2, Y)
@@ -375,13 +349,10 @@ void main()
         uint o = pc.out_base / 4u + i;
         vec4 old = DX[o]; // dy itself in place, else the dx added into
         vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
-        if (ACT != 0u)
-            dy = act_bwd(dy, LOAD4(Y, pc.y_base + i), pc.slope);
         vec4 d = a * dy - (x - mean) * b - c;
         DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
 #else
-        vec4 z = mix(vec4(0.0), (x - mean) * a + beta, live);
-        Y[pc.out_base / 4u + i] = ACT != 0u ? act_fwd(z, pc.slope) : z;
+        Y[pc.out_base / 4u + i] = mix(vec4(0.0), (x - mean) * a + beta, live);
 #endif
     }
 }

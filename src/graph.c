@@ -426,28 +426,6 @@ int vka_layer_act(struct vka_graph *g, enum vka_op op, int x, float slope)
     return vka_graph_node(g, op, &p, x, -1, -1);
 }
 
-int vka_layer_norm_act(struct vka_graph *g, int y, enum vka_op act, float slope)
-{
-    struct vka_node *nd = g->nnodes ? &g->nodes[g->nnodes - 1] : NULL;
-    if (!nd || nd->out != y || vka_ops[nd->op].params != VKA_PARAMS_norm ||
-        nd->p.norm.act != VKA_NORM_ACT_NONE) {
-        vka_err("graph: %s fused into a norm: value %d is not the output of the last node, "
-                "a batch_norm or group_norm without an activation", vka_ops[act].name, y);
-        return -EINVAL;
-    }
-    if (act == VKA_OP_relu) {
-        nd->p.norm.act = VKA_NORM_ACT_RELU;
-    } else if (act == VKA_OP_leaky_relu && slope >= 0 && slope <= 1) {
-        nd->p.norm.act = VKA_NORM_ACT_LEAKY_RELU;
-        nd->p.norm.slope = slope;
-    } else {
-        vka_err("graph: %s (slope %g) cannot be fused into %s: relu, or leaky_relu with a "
-                "slope in [0, 1]", vka_ops[act].name, slope, vka_ops[nd->op].name);
-        return -EINVAL;
-    }
-    return y;
-}
-
 static void propagate_grads(struct vka_graph *g)
 {
     for (uint32_t i = 0; i < g->nnodes; i++) {
@@ -967,7 +945,7 @@ static void segments(const struct vka_graph *g, const struct mask *m, bool backw
 static void bwd_reads(const struct vka_graph *g, uint32_t i, int v[SLOTS])
 {
     const struct vka_node *nd = &g->nodes[i];
-    unsigned flags = vka_op_flags(nd->op, &nd->p);
+    unsigned flags = vka_ops[nd->op].flags;
     for (int k = 0; k < 3; k++)
         v[k] = nd->in[k] >= 0 && (flags & (VKA_OP_R_X0 << k)) ? nd->in[k] : -1;
     v[3] = flags & VKA_OP_R_Y ? nd->out : -1;
@@ -1225,7 +1203,7 @@ static void liveness(const struct vka_graph *g, const struct mask *m, const stru
     for (uint32_t t = 0; t < T; t++) {
         const struct event *e = &s->ev[t];
         const struct vka_node *nd = &g->nodes[e->node];
-        unsigned flags = vka_op_flags(nd->op, &nd->p);
+        unsigned flags = vka_ops[nd->op].flags;
         bool bwd = is_bwd(e->kind);
         for (int k = 0; k < 3; k++) {
             int v = nd->in[k];
@@ -1315,7 +1293,7 @@ static void in_place(const struct vka_graph *g, const struct mask *m, const stru
     for (uint32_t t = 0; t < s->nev; t++) {
         const struct event *e = &s->ev[t];
         const struct vka_node *nd = &g->nodes[e->node];
-        unsigned flags = vka_op_flags(nd->op, &nd->p);
+        unsigned flags = vka_ops[nd->op].flags;
         int v0 = nd->in[0];
         uint32_t a, b;
         if (v0 < 0 || e->saved_only)

@@ -243,7 +243,7 @@ static void record(struct vka_cmd *cmd, vka_op_rec_fn fn, const struct vka_op_ar
 static void dev_run(struct vka_ctx *ctx, const struct oc_run *r, const uint32_t *split,
                     bool poison, const bool which[3], struct res *res, const char *what)
 {
-    const unsigned flags = vka_op_flags(r->op, &r->p);
+    const unsigned flags = vka_ops[r->op].flags;
     const struct oc_tensor *h = r->t;
     struct vka_tensor t[OC_NSLOTS] = { 0 };
     for (int s = 0; s < OC_NSLOTS; s++) {
@@ -486,18 +486,9 @@ static void check_case(struct ctxs *cs, enum vka_op op, const struct oc_case *c,
             for (uint64_t j = 0; j < n; j++)
                 saved[i][j] = res[k].f[OC_SAVED0 + i][j];
         }
-        /* a bwd that reads y (R_Y) reads the kernel's on both sides, as saved */
-        double *y = NULL;
-        if (vka_op_flags(op, &r.p) & VKA_OP_R_Y) {
-            uint64_t n = oc_numel(&r.t[OC_Y]);
-            y = calloc(n ? n : 1, sizeof(double));
-            for (uint64_t j = 0; j < n; j++)
-                y[j] = res[k].f[OC_Y][j];
-        }
-        oc_run_ref_bwd(&r, (const double *const *)saved, y, which);
+        oc_run_ref_bwd(&r, (const double *const *)saved, which);
         free(saved[0]);
         free(saved[1]);
-        free(y);
         check_ref(&r, &res[k], which, what);
         for (size_t b = 0; b < NCFG; b++)
             if (cfgs[k].base == cfgs[b].flag && (c->f & cfgs[b].flag))

@@ -35,22 +35,11 @@ struct vka_conv_desc {
     uint32_t out_pad[2]; /* conv_transpose2d only */
 };
 
-/* An activation a norm applies to its own output (vka_layer_norm_act): y = act(z), z the
- * normalised x, from the same pass; bwd masks dy by y (as relu/leaky_relu's bwd does)
- * inside its own passes, and reads y for it (vka_op_flags adds R_Y). */
-enum vka_norm_act {
-    VKA_NORM_ACT_NONE,
-    VKA_NORM_ACT_RELU,
-    VKA_NORM_ACT_LEAKY_RELU, /* slope in [0, 1] */
-};
-
 struct vka_norm_desc {
     uint32_t groups;     /* group_norm */
     float eps;           /* 1e-5 */
     float momentum;      /* batch_norm running statistics, 0.1 */
     bool training;       /* batch_norm: batch statistics and running update */
-    enum vka_norm_act act;
-    float slope;         /* VKA_NORM_ACT_LEAKY_RELU */
 };
 
 struct vka_pool_desc {
@@ -164,9 +153,6 @@ enum vka_op {
 #undef VKA_OP
 
 extern const struct vka_op_info vka_ops[VKA_OP_COUNT];
-
-/* ops.def's flags of op given its params: a norm with an activation also reads y. */
-unsigned vka_op_flags(enum vka_op op, const union vka_op_params *p);
 
 /* The shape of what op's fwd saves in saved[i] (table.c): a FLAT f32 tensor of
  * n*c*h*w values; per_sample: n is x0's N and a sample's c*h*w values are contiguous

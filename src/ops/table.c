@@ -26,14 +26,6 @@ const struct vka_op_info vka_ops[VKA_OP_COUNT] = {
 #undef VKA_OP
 };
 
-unsigned vka_op_flags(enum vka_op op, const union vka_op_params *p)
-{
-    unsigned f = vka_ops[op].flags;
-    if (vka_ops[op].params == VKA_PARAMS_norm && p->norm.act != VKA_NORM_ACT_NONE)
-        f |= VKA_OP_R_Y;
-    return f;
-}
-
 bool vka_op_saved_shape(enum vka_op op, int i, const struct vka_op_args *a,
                         const uint32_t y[4], struct vka_saved_shape *s)
 {
