@@ -44,7 +44,7 @@ static int block(struct seq *s, int x, bool transpose, uint32_t out_c, uint32_t 
     }
     if (ret == 0 && act != VKA_OP_COUNT) {
         s->k++;
-        h = vka_layer_act(s->g, act, h, 0.2f);
+        h = norm ? vka_layer_norm_act(s->g, h, act, 0.2f) : vka_layer_act(s->g, act, h, 0.2f);
     }
     return ret < 0 ? ret : h;
 }

@@ -10,7 +10,7 @@ static int norm_relu(struct vka_graph *g, const struct vka_unet_params *p, const
 {
     int h = p->norm == VKA_UNET_GROUP ? vka_layer_group_norm(g, name, x, p->groups)
                                       : vka_layer_batch_norm(g, name, x);
-    return h < 0 ? h : vka_layer_act(g, VKA_OP_relu, h, 0);
+    return h < 0 ? h : vka_layer_norm_act(g, h, VKA_OP_relu, 0);
 }
 
 /* conv3x3 -> norm -> relu, twice: prefix.conv1, prefix.norm1, prefix.conv2, prefix.norm2 */

@@ -31,6 +31,7 @@
 // variant act_axpy_bwd        OP_AXPY_BWD ACCUMULATE
 // variant act_concat_bwd      OP_CONCAT_BWD ACCUMULATE
 #include "common.glsl"
+#include "act.glsl"
 
 layout(push_constant) uniform PC {
     uint n4;     // output vec4s in this dispatch (whole pixels)
@@ -99,11 +100,10 @@ vec4 compute(uint p, uint k)
 #ifdef HAS_B
     vec4 b = LOAD4(B, pc.b_base + i4);
 #endif
-    bvec4 pos = greaterThan(a, vec4(0.0));
 #if defined(OP_RELU)
-    return mix(vec4(0.0), a, pos);
+    return relu_fwd(a);
 #elif defined(OP_LEAKY_RELU)
-    return mix(pc.alpha * a, a, pos);
+    return leaky_relu_fwd(a, pc.alpha);
 #elif defined(OP_TANH)
     // lavapipe's tanh is (e^2x - 1) / (e^2x + 1), which cancels near 0 (a relative error
     // of 1.6e-4 measured); below |x| = 1/8 the series to x^9 is exact to 1e-11 relative
@@ -121,9 +121,9 @@ vec4 compute(uint p, uint k)
 #elif defined(OP_MUL)
     return a * b;
 #elif defined(OP_RELU_BWD)
-    return mix(vec4(0.0), b, pos);
+    return relu_bwd(a, b);
 #elif defined(OP_LEAKY_RELU_BWD)
-    return mix(pc.alpha * b, b, pos);
+    return leaky_relu_bwd(a, b, pc.alpha);
 #elif defined(OP_TANH_BWD)
     return b * (1.0 - a * a);
 #elif defined(OP_SIGMOID_BWD)

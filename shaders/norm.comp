@@ -20,6 +20,11 @@
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
 //   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
+// With ACT (an activation the norm applies, vka_layer_norm_act) OP_APPLY writes act(z) of
+// the normalised z, and OP_GRADSUM and OP_DX take the gradient of z as dy through the
+// activation (include/act.glsl, which act.comp's ops use too), masked where z > 0 (as
+// where act(z) > 0): they compute z again from x, mean, a = invstd * gamma and beta with
+// the forward's expression (norm_z) and the forward's operands, so they read no y.
 // Every sum has a fixed order (no atomics): the same bits on every run; a group_norm
 // sample's bits do not depend on the other samples of its micro-batch.
 //
@@ -32,9 +37,32 @@
 // variant norm_dx       OP_DX
 #include "common.glsl"
 #include "exact.glsl"
+#include "act.glsl"
 
 layout(constant_id = 1) const uint ITEMS = 4;
 const uint PB = WG * ITEMS;
+// enum vka_norm_act: 0 none, 1 relu, 2 leaky_relu (pc.slope)
+layout(constant_id = 2) const uint ACT = 0;
+
+vec4 act_fwd(vec4 z, float slope)
+{
+    return ACT == 1u ? relu_fwd(z) : ACT == 2u ? leaky_relu_fwd(z, slope) : z;
+}
+
+// dy through the activation at z (with slope >= 0, act(z) > 0 exactly where z > 0)
+vec4 act_bwd(vec4 dy, vec4 z, float slope)
+{
+    return ACT == 1u ? relu_bwd(z, dy) : ACT == 2u ? leaky_relu_bwd(z, dy, slope) : dy;
+}
+
+// The normalised value (x - mean) * a + beta, a = invstd * gamma: OP_APPLY's, and the
+// backward's again for the activation's mask. precise (no multiply-add contraction):
+// every kernel rounds it the same way, so the masks agree bit for bit.
+vec4 norm_z(vec4 x, vec4 mean, vec4 a, vec4 beta)
+{
+    precise vec4 z = (x - mean) * a + beta;
+    return z;
+}
 
 // flags
 const uint F_GAMMA = 1u, F_BETA = 2u, F_MEAN = 4u, F_ISTD = 8u, F_RMEAN = 16u,
@@ -57,6 +85,8 @@ layout(push_constant) uniform PC {
     uint mean_base, istd_base;
     uint flags;      // F_EVAL: ISTD holds the running variance
     float eps;
+    uint gamma_base, beta_base; // OP_GRADSUM with ACT (flags F_GAMMA, F_BETA: given)
+    float slope;
 } pc;
 
 IN_BUFFER(0, X)
@@ -65,6 +95,8 @@ IN_BUFFER(1, DY)
 OUT_BUFFER(2, MEAN)
 OUT_BUFFER(3, ISTD)
 OUT_BUFFER(4, PART)
+OUT_BUFFER(5, GAMMA)
+OUT_BUFFER(6, BETA)
 #else
 OUT_BUFFER(1, PART)
 #endif
@@ -116,7 +148,7 @@ void main()
     }
     b = wg_sum(b);
 #else
-    vec4 mean = vec4(0.0), istd = vec4(0.0);
+    vec4 mean = vec4(0.0), istd = vec4(0.0), gamma = vec4(1.0), beta = vec4(0.0);
     for (uint j = 0u; j < 4u; j++) {
         uint c = c4 * 4u + j;
         if (c < pc.C) {
@@ -124,13 +156,20 @@ void main()
             float v = ISTD[pc.istd_base + at];
             mean[j] = MEAN[pc.mean_base + at];
             istd[j] = (pc.flags & F_EVAL) != 0u ? 1.0 / sqrt(v + pc.eps) : v;
+            if (ACT != 0u && (pc.flags & F_GAMMA) != 0u)
+                gamma[j] = GAMMA[pc.gamma_base + c];
+            if (ACT != 0u && (pc.flags & F_BETA) != 0u)
+                beta[j] = BETA[pc.beta_base + c];
         }
     }
+    vec4 za = istd * gamma; // OP_FIN's coefficient a (and OP_FINBWD's)
     for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
         uint i = k * WG + t;
         if (i < n) {
             vec4 dy = LOAD4(DY, pc.dy_base + rel + i * pc.c4s);
             vec4 x = LOAD4(X, pc.x_base + rel + i * pc.c4s);
+            if (ACT != 0u)
+                dy = act_bwd(dy, norm_z(x, mean, za, beta), pc.slope);
             a += dy;
             b += dy * ((x - mean) * istd);
         }
@@ -309,6 +348,9 @@ layout(push_constant) uniform PC {
     float zero;      // 0.0 (a constant the compiler cannot fold: zero + d keeps d's bits
                      // as the += into a dx filled with +0 does)
     uint ppi;        // pixels per invocation (below)
+    uint beta_base;  // OP_DX with ACT and beta (flags F_BETA)
+    uint flags;
+    float slope;
 } pc;
 
 IN_BUFFER(0, X)
@@ -316,6 +358,7 @@ IN_BUFFER(0, X)
 IN_BUFFER(1, DY)
 IN_BUFFER(2, COEF)
 OUT_BUFFER4(3, DX)
+OUT_BUFFER(4, BETA)
 #else
 IN_BUFFER(1, COEF)
 OUT_BUFFER4(2, Y)
@@ -338,6 +381,10 @@ void main()
     uint at = pc.coef_base + s * 4u * pc.c4s + c4;
     vec4 mean = LOAD4(COEF, at), a = LOAD4(COEF, at + pc.c4s);
     vec4 b = LOAD4(COEF, at + 2u * pc.c4s), c = LOAD4(COEF, at + 3u * pc.c4s);
+    vec4 beta = vec4(0.0);
+    for (uint j = 0u; j < 4u; j++)
+        if (ACT != 0u && (pc.flags & F_BETA) != 0u && c4 * 4u + j < pc.C)
+            beta[j] = BETA[pc.beta_base + c4 * 4u + j];
 #else
     uint at = pc.coef_base + s * 3u * pc.c4s + c4;
     vec4 mean = LOAD4(COEF, at), a = LOAD4(COEF, at + pc.c4s), beta = LOAD4(COEF, at + 2u * pc.c4s);
@@ -349,10 +396,13 @@ void main()
         uint o = pc.out_base / 4u + i;
         vec4 old = DX[o]; // dy itself in place, else the dx added into
         vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
+        if (ACT != 0u)
+            dy = act_bwd(dy, norm_z(x, mean, a, beta), pc.slope);
         vec4 d = a * dy - (x - mean) * b - c;
         DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
 #else
-        Y[pc.out_base / 4u + i] = mix(vec4(0.0), (x - mean) * a + beta, live);
+        vec4 z = mix(vec4(0.0), norm_z(x, mean, a, beta), live);
+        Y[pc.out_base / 4u + i] = ACT != 0u ? act_fwd(z, pc.slope) : z;
 #endif
     }
 }

@@ -426,6 +426,28 @@ int vka_layer_act(struct vka_graph *g, enum vka_op op, int x, float slope)
     return vka_graph_node(g, op, &p, x, -1, -1);
 }
 
+int vka_layer_norm_act(struct vka_graph *g, int y, enum vka_op act, float slope)
+{
+    struct vka_node *nd = g->nnodes ? &g->nodes[g->nnodes - 1] : NULL;
+    if (!nd || nd->out != y || vka_ops[nd->op].params != VKA_PARAMS_norm ||
+        nd->p.norm.act != VKA_NORM_ACT_NONE) {
+        vka_err("graph: %s fused into a norm: value %d is not the output of the last node, "
+                "a batch_norm or group_norm without an activation", vka_ops[act].name, y);
+        return -EINVAL;
+    }
+    if (act == VKA_OP_relu) {
+        nd->p.norm.act = VKA_NORM_ACT_RELU;
+    } else if (act == VKA_OP_leaky_relu && slope >= 0 && slope <= 1) {
+        nd->p.norm.act = VKA_NORM_ACT_LEAKY_RELU;
+        nd->p.norm.slope = slope;
+    } else {
+        vka_err("graph: %s (slope %g) cannot be fused into %s: relu, or leaky_relu with a "
+                "slope in [0, 1]", vka_ops[act].name, slope, vka_ops[nd->op].name);
+        return -EINVAL;
+    }
+    return y;
+}
+
 static void propagate_grads(struct vka_graph *g)
 {
     for (uint32_t i = 0; i < g->nnodes; i++) {

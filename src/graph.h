@@ -125,6 +125,11 @@ int vka_layer_linear(struct vka_graph *g, const char *prefix, int x, uint32_t ou
 int vka_layer_group_norm(struct vka_graph *g, const char *prefix, int x, uint32_t groups);
 int vka_layer_batch_norm(struct vka_graph *g, const char *prefix, int x);
 int vka_layer_act(struct vka_graph *g, enum vka_op op, int x, float slope);
+/* act (relu, or leaky_relu with a slope in [0, 1]) applied by the norm that made y, the
+ * output of the last node added (so nothing has read the value before the activation):
+ * the same bits as vka_layer_act after it, without the activation's two passes over the
+ * tensor. Returns y, now act's output. */
+int vka_layer_norm_act(struct vka_graph *g, int y, enum vka_op act, float slope);
 
 /* Makes every parameter whose name starts with prefix (all if "") trainable or frozen:
  * frozen parameters get no gradient; plans are recorded again after a change. */

@@ -185,6 +185,7 @@ void oc_run_free(struct oc_run *r)
     }
     free(r->bsaved[0]);
     free(r->bsaved[1]);
+    free(r->by);
     memset(r, 0, sizeof(*r));
 }
 
@@ -261,12 +262,21 @@ void oc_run_ref_fwd(struct oc_run *r)
     }
 }
 
-void oc_run_ref_bwd(struct oc_run *r, const double *const saved[2], const bool which[3])
+void oc_run_ref_bwd(struct oc_run *r, const double *const saved[2], const double *y,
+                    const bool which[3])
 {
     struct oc_ref a;
     double *xa[3];
     ref_args(r, &a, xa, false);
     a.dy = r->t[OC_DY].d;
+    free(r->by);
+    r->by = NULL;
+    if (y) {
+        uint64_t n = oc_numel(&r->t[OC_Y]);
+        r->by = xcalloc(n ? n : 1, sizeof(double));
+        memcpy(r->by, y, n * sizeof(double));
+    }
+    a.y = y ? r->by : r->ref[OC_Y];
     for (int i = 0; i < 2; i++) {
         uint64_t n = oc_numel(&r->t[OC_SAVED0 + i]);
         free(r->bsaved[i]);
@@ -334,8 +344,11 @@ void oc_describe(const struct oc_run *r, char *buf, size_t size)
                  p->conv.pad[1], p->conv.out_pad[0], p->conv.out_pad[1]);
         break;
     case VKA_PARAMS_norm:
-        snprintf(more, sizeof(more), " groups %u eps %g %s", p->norm.groups, p->norm.eps,
-                 p->norm.training ? "training" : "eval");
+        snprintf(more, sizeof(more), " groups %u eps %g %s%s", p->norm.groups, p->norm.eps,
+                 p->norm.training ? "training" : "eval",
+                 p->norm.act == VKA_NORM_ACT_RELU         ? " + relu"
+                 : p->norm.act == VKA_NORM_ACT_LEAKY_RELU ? " + leaky_relu"
+                                                          : "");
         break;
     case VKA_PARAMS_pool:
         snprintf(more, sizeof(more), " k %u stride %u pad %u", p->pool.k, p->pool.stride,
@@ -906,6 +919,35 @@ static double *eval_var(const struct oc_ref *a)
     return v;
 }
 
+/* A norm's activation (p.norm.act): y = act(z) over the normalised z, in place. */
+static void norm_act_fwd(const struct oc_ref *a)
+{
+    const struct vka_norm_desc *d = &a->r->p.norm;
+    int n = (int)oc_numel(&a->r->t[OC_Y]);
+    if (d->act == VKA_NORM_ACT_RELU)
+        ref_relu_fwd(n, a->y, a->y);
+    else if (d->act == VKA_NORM_ACT_LEAKY_RELU)
+        ref_leaky_relu_fwd(n, d->slope, a->y, a->y);
+}
+
+/* dy through the activation, masked by the y bwd is given (opcheck: the kernel's, so a z
+ * within rounding of 0 falls on the same side in both; y > 0 exactly where z > 0): a
+ * copy to free, or dy itself. */
+static const double *norm_act_dy(const struct oc_ref *a, double **copy)
+{
+    const struct vka_norm_desc *d = &a->r->p.norm;
+    int n = (int)oc_numel(&a->r->t[OC_Y]);
+    *copy = NULL;
+    if (d->act == VKA_NORM_ACT_NONE)
+        return a->dy;
+    *copy = xcalloc((size_t)n + 1, sizeof(double));
+    if (d->act == VKA_NORM_ACT_RELU)
+        ref_relu_bwd(n, a->y, a->dy, *copy);
+    else
+        ref_leaky_relu_bwd(n, d->slope, a->y, a->dy, *copy);
+    return *copy;
+}
+
 static void batch_norm_fwd(const struct oc_ref *a)
 {
     struct ref_bn p = bn_of(a->r);
@@ -917,33 +959,41 @@ static void batch_norm_fwd(const struct oc_ref *a)
         ref_batch_norm_fwd_eval(&p, a->x[0], a->x[1], a->x[2], a->state[0], var, a->y);
         free(var);
     }
+    norm_act_fwd(a);
 }
 
 static void batch_norm_bwd(const struct oc_ref *a)
 {
     struct ref_bn p = bn_of(a->r);
+    double *copy;
+    const double *dy = norm_act_dy(a, &copy);
     if (a->r->p.norm.training) {
-        ref_batch_norm_bwd(&p, a->x[0], a->x[1], a->saved[0], a->saved[1], a->dy, a->dx[0],
+        ref_batch_norm_bwd(&p, a->x[0], a->x[1], a->saved[0], a->saved[1], dy, a->dx[0],
                            a->dx[1], a->dx[2]);
     } else {
         double *var = eval_var(a);
-        ref_batch_norm_bwd_eval(&p, a->x[0], a->x[1], a->state[0], var, a->dy, a->dx[0],
+        ref_batch_norm_bwd_eval(&p, a->x[0], a->x[1], a->state[0], var, dy, a->dx[0],
                                 a->dx[1], a->dx[2]);
         free(var);
     }
+    free(copy);
 }
 
 static void group_norm_fwd(const struct oc_ref *a)
 {
     struct ref_gn p = gn_of(a->r);
     ref_group_norm_fwd(&p, a->x[0], a->x[1], a->x[2], a->saved[0], a->saved[1], a->y);
+    norm_act_fwd(a);
 }
 
 static void group_norm_bwd(const struct oc_ref *a)
 {
     struct ref_gn p = gn_of(a->r);
-    ref_group_norm_bwd(&p, a->x[0], a->x[1], a->saved[0], a->saved[1], a->dy, a->dx[0],
+    double *copy;
+    const double *dy = norm_act_dy(a, &copy);
+    ref_group_norm_bwd(&p, a->x[0], a->x[1], a->saved[0], a->saved[1], dy, a->dx[0],
                        a->dx[1], a->dx[2]);
+    free(copy);
 }
 
 static double sum_depth(double L, double Cg)
@@ -1006,7 +1056,8 @@ static void norm_tol(const struct oc_run *r, enum oc_slot slot, double *tol)
     if (slot == OC_Y && eval) {
         /* no sums: x - mean, sqrt, division, product with gamma, + beta: 6 roundings of
          * terms up to |x - mean| istd |gamma| + |beta| (running var >= 0.5, |gamma|
-         * <= 1.5, |beta|, |mean| <= 1) */
+         * <= 1.5, |beta|, |mean| <= 1), 7 with a leaky activation's slope * z (which
+         * scales the others by slope <= 1) */
         double iv = 1 / sqrt(0.5 + NORM_EPS);
         for (uint64_t i = 0; i < n; i++)
             tol[i] = 8 * U * ((xmax + 1) * iv * 1.5 + 1);
@@ -1016,7 +1067,14 @@ static void norm_tol(const struct oc_run *r, enum oc_slot slot, double *tol)
          * rounds 3 times */
         double dev = xmax + max_abs(s.mean, s.n);
         double g = fmax(gamma ? max_abs(gamma, c->c) : 1, 1);
-        double t = g * is * (s.d * U * xmax + dev * (s.d / 2 + 4) * U) + 4 * U * max_abs(want, n);
+        /* a fused activation is 1-Lipschitz (slope <= 1); the affine step's roundings are
+           relative to |z|, which leaky_relu's y holds times slope (|z| <= max|y| / slope),
+           plus one rounding of slope * z */
+        double zmax = max_abs(want, n);
+        bool leaky = r->p.norm.act == VKA_NORM_ACT_LEAKY_RELU;
+        if (leaky && r->p.norm.slope > 0)
+            zmax /= r->p.norm.slope;
+        double t = g * is * (s.d * U * xmax + dev * (s.d / 2 + 4) * U) + (4 + leaky) * U * zmax;
         for (uint64_t i = 0; i < n; i++)
             tol[i] = t;
     } else if (slot == OC_SAVED0) { /* mean: d u mean|x| + u |mean| */
@@ -1076,6 +1134,9 @@ static void norm_tol(const struct oc_run *r, enum oc_slot slot, double *tol)
  * 4096-pixel block per channel (batch_norm) and per sample, and 3 random shapes. Affine
  * parameters, running statistics and the gradients asked for vary over the cases. */
 #define NORM(n, c, h, w, g, train, fl) { n, c, h, w, .p.norm = { g, 0, 0, train }, .f = fl }
+/* with a fused activation (vka_layer_norm_act) */
+#define NORM_ACT(n, c, h, w, g, train, fl, act, slope)                                      \
+    { n, c, h, w, .p.norm = { g, 0, 0, train, VKA_NORM_ACT_##act, slope }, .f = fl }
 #define NO_AFFINE (OC_NO_X1 | OC_NO_X2)
 #define ONLY_DX (OC_NO_DX1 | OC_NO_DX2)
 
@@ -1118,6 +1179,16 @@ static const struct oc_case batch_norm_cases[] = {
     NORM(2, 7, 5, 3, 0, false, OC_TS | OC_PARITY),
     NORM(2, 3, 5, 7, 0, true, OC_FD | OC_NO_STATE),
     { 5, 2, 1, 3, .p.norm = { 0, 1e-3f, 0, true }, .f = OC_FD | OC_NO_STATE | NO_AFFINE | ONLY_DX },
+    /* fused activations: training and eval, chunked bindings, PyTorch */
+    NORM_ACT(5, 6, 7, 9, 0, true, OC_TS, RELU, 0),
+    NORM_ACT(2, 13, 9, 11, 0, true, OC_TS | OC_NO_DX2, LEAKY_RELU, 0.2f),
+    NORM_ACT(0, 0, 0, 0, 0, true, OC_TS | OC_RANDOM | NO_AFFINE, LEAKY_RELU, 0.2f),
+    NORM_ACT(3, 16, 8, 8, 0, false, OC_TS, LEAKY_RELU, 0.2f),
+    NORM_ACT(0, 0, 0, 0, 0, false, OC_TS | OC_RANDOM, RELU, 0),
+    { 2, 5, 47, 53, .p.norm = { 0, 0, 0, true, VKA_NORM_ACT_LEAKY_RELU, 0.2f },
+      .f = OC_STORAGE | OC_STORAGE_CHUNKED, .chunk = 139264 },
+    NORM_ACT(3, 5, 6, 7, 0, true, OC_TS | OC_PARITY, RELU, 0),
+    NORM_ACT(2, 7, 5, 3, 0, false, OC_TS | OC_PARITY, LEAKY_RELU, 0.2f),
 };
 
 static const struct oc_case group_norm_cases[] = {
@@ -1145,6 +1216,16 @@ static const struct oc_case group_norm_cases[] = {
     NORM(2, 6, 5, 7, 3, true, OC_FD),
     NORM(1, 4, 3, 5, 1, true, OC_FD | NO_AFFINE | ONLY_DX),
     NORM(5, 3, 2, 3, 3, true, OC_FD),
+    /* fused activations (the U-Net's GroupNorm + ReLU) */
+    NORM_ACT(2, 13, 9, 11, 13, true, OC_TS, RELU, 0),
+    NORM_ACT(5, 6, 7, 9, 3, true, OC_TS | OC_NO_DX1, LEAKY_RELU, 0.2f),
+    NORM_ACT(0, 0, 0, 0, 0, true, OC_TS | OC_RANDOM, RELU, 0),
+    NORM_ACT(0, 0, 0, 0, 0, true, OC_TS | OC_RANDOM | NO_AFFINE | ONLY_DX, LEAKY_RELU, 0.01f),
+    { 2, 5, 47, 53, .p.norm = { 5, 0, 0, true, VKA_NORM_ACT_RELU, 0 },
+      .f = OC_STORAGE | OC_STORAGE_CHUNKED, .chunk = 139264 },
+    NORM_ACT(8, 6, 65, 65, 3, true, OC_TEXEL | OC_SPLIT, RELU, 0),
+    NORM_ACT(2, 6, 5, 7, 3, true, OC_TS | OC_PARITY, RELU, 0),
+    NORM_ACT(3, 10, 4, 3, 5, true, OC_TS | OC_PARITY | ONLY_DX, LEAKY_RELU, 0.2f),
 };
 
 /* dx goes through the statistics, nonlinear in x; y is linear in gamma and in beta */

@@ -102,6 +102,7 @@ struct oc_run {
                                        dx (initial values + gradient); NaN: not written */
     double *absref[OC_NSLOTS];      /* the same on |inputs| from zero (entry->absref) */
     double *bsaved[2];              /* the saved tensors the last reference bwd read */
+    double *by;                     /* the y it read, when given (NULL: its fwd's) */
     double loss;                    /* dy(): the objective it came from, or NaN */
 };
 
@@ -158,9 +159,10 @@ void oc_run_free(struct oc_run *r);
 /* The reference: fwd into r->ref (and r->absref), then the losses' dy ([1 / count, 0],
  * p.loss.scale; parity: [1, 0]) and entry->dy. */
 void oc_run_ref_fwd(struct oc_run *r);
-/* bwd into r->ref[OC_DX*] (from the initial values), reading saved (NULL: the
+/* bwd into r->ref[OC_DX*] (from the initial values), reading saved and y (NULL: the
  * reference's own); which[i]: dx i is wanted. */
-void oc_run_ref_bwd(struct oc_run *r, const double *const saved[2], const bool which[3]);
+void oc_run_ref_bwd(struct oc_run *r, const double *const saved[2], const double *y,
+                    const bool which[3]);
 
 uint64_t oc_numel(const struct oc_tensor *t);
 /* t's device shape without storage: NHWC4, WEIGHT, or FLAT (count, 1, 1, 1). */

@@ -115,6 +115,18 @@ Test(norm, bad_shapes_are_refused)
     gn.saved[1] = &v5;
     REFUSED(vka_group_norm_bwd(cmd, &gn), "group_norm_bwd: saved1 (invstd) holds 5 floats, "
                                           "needs 6 (N*G, N=2 G=3)");
+    gn.saved[1] = &v6;
+    /* a fused activation: known kinds only, a slope in [0, 1], fwd and bwd */
+    gn.p.norm.act = VKA_NORM_ACT_LEAKY_RELU;
+    gn.p.norm.slope = -0.1f;
+    REFUSED(vka_group_norm_fwd(cmd, &gn), "group_norm_fwd: activation 2 (slope -0.1) is none, "
+                                         "relu or leaky_relu with a slope in [0, 1]");
+    gn.p.norm.slope = NAN;
+    REFUSED(vka_group_norm_shape(&gn, shape), "group_norm: activation 2");
+    gn.p.norm.act = (enum vka_norm_act)3;
+    REFUSED(vka_group_norm_fwd(cmd, &gn), "group_norm_fwd: activation 3");
+    REFUSED(vka_group_norm_bwd(cmd, &gn), "group_norm_bwd: activation 3");
+    gn.p.norm.act = VKA_NORM_ACT_NONE;
     test_run(cmd); /* nothing was recorded */
 
     vka_tensor_destroy(&x), vka_tensor_destroy(&y), vka_tensor_destroy(&y2);

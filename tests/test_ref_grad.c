@@ -295,7 +295,7 @@ static void op_grads(enum vka_op op)
         bool which[3];
         for (int i = 0; i < 3; i++)
             which[i] = r.t[OC_DX0 + i].kind != OC_NONE && !(e->cases[ci].f & (OC_NO_DX0 << i));
-        oc_run_ref_bwd(&r, NULL, which);
+        oc_run_ref_bwd(&r, NULL, NULL, which);
         struct op_fd o = { .r = &r, .y = zeros(oc_numel(&r.t[OC_Y])) };
         for (int i = 0; i < 2; i++) {
             o.saved[i] = zeros(oc_numel(&r.t[OC_SAVED0 + i]));

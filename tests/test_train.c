@@ -1,6 +1,7 @@
 /* The accumulation engine: k micro-batches of b give the gradient and the update of one
  * batch of k*b bit for bit (a small U-Net-like graph with GroupNorm and cross-entropy
  * with unevenly ignored pixels), peak memory follows the micro-batch, not the batch. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -202,6 +203,7 @@ static float *mode_window(struct vka_ctx *ctx, net_builder build, const int *spl
  * outside it: the U-Net's double convolution made longer. */
 enum { CHAIN = 5 };
 static int chain_conv[CHAIN], chain_norm[CHAIN], chain_relu[CHAIN]; /* build_chain's values */
+static bool chain_fused; /* build_chain's ReLUs are its norms' (vka_layer_norm_act) */
 
 static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
 {
@@ -218,7 +220,9 @@ static void build_chain(struct vka_ctx *ctx, struct net *n, enum vka_recompute m
         h = chain_conv[i] = vka_layer_conv2d(g, name, h, 16, 3, 1, 1, false);
         snprintf(name, sizeof(name), "chain.%d.norm", i);
         h = chain_norm[i] = vka_layer_group_norm(g, name, h, 4);
-        h = chain_relu[i] = vka_layer_act(g, VKA_OP_relu, h, 0);
+        h = chain_relu[i] = chain_fused ? vka_layer_norm_act(g, h, VKA_OP_relu, 0)
+                                        : vka_layer_act(g, VKA_OP_relu, h, 0);
+        cr_assert_geq(h, 0, "%s", vka_last_error());
     }
     cr_assert_eq(vka_graph_mark(g, VKA_MARK_BLOCK, "head"), 0);
     n->logits = vka_layer_conv2d(g, "head", h, CLASSES, 1, 1, 0, true);
@@ -287,6 +291,69 @@ Test(train, recomputation_inside_a_block_goes_layer_by_layer)
         }
         vka_graph_destroy(&net.g);
     }
+    free(ref);
+    free(x);
+    free(t);
+    test_ctx_done(&ctx);
+}
+
+/* A ReLU fused into its GroupNorm (vka_layer_norm_act) gives the bits of the two ops, in
+ * every recompute mode, and its plan keeps no activation longer than theirs in the same
+ * mode (its backward computes the mask again from what the norm's backward reads anyway;
+ * that it reads no y, which a block's recomputation would keep alive, the op tests check
+ * by poisoning y); what cannot be fused is refused. */
+Test(train, a_norm_with_its_activation_fused_keeps_the_bits)
+{
+    test_seed("train fused activation");
+    float *x;
+    int32_t *t;
+    data(&x, &t);
+    struct vka_ctx *ctx = test_ctx();
+    static const int split[] = { 3, 3, 2, 0 };
+    uint64_t n0, n;
+    struct vka_plan_mem m0, m;
+    chain_fused = false;
+    float *ref = mode_window(ctx, build_chain, split, VKA_RECOMPUTE_NONE, x, t, &n0, &m0);
+    for (int mode = VKA_RECOMPUTE_NONE; mode <= VKA_RECOMPUTE_ALL; mode++) {
+        chain_fused = false;
+        if (mode != VKA_RECOMPUTE_NONE)
+            free(mode_window(ctx, build_chain, split, (enum vka_recompute)mode, x, t, &n0, &m0));
+        chain_fused = true;
+        float *got = mode_window(ctx, build_chain, split, (enum vka_recompute)mode, x, t, &n, &m);
+        cr_assert_eq(n, n0);
+        for (uint64_t i = 0; i < n; i++)
+            if (memcmp(&got[i], &ref[i], 4))
+                cr_assert_fail("recompute %d: value %llu of %llu (gradients, loss) is %a fused, "
+                               "%a with a ReLU node", mode, (unsigned long long)i,
+                               (unsigned long long)n, got[i], ref[i]);
+        free(got);
+        /* no activation kept longer: less than the smallest (a micro-batch of 2) more.
+         * What may differ is a few floats: where a block's input is a norm's output, the
+         * norm is not run again, so its statistics (N*G floats) stay from the forward */
+        uint64_t act = 2ull * 16 * HW * HW * 4;
+        cr_assert_lt(m.live_peak, m0.live_peak + act,
+                     "recompute %d: fused, %llu bytes at the peak, %llu not", mode,
+                     (unsigned long long)m.live_peak, (unsigned long long)m0.live_peak);
+    }
+    chain_fused = false;
+
+    struct vka_graph *g;
+    cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 1 }, &g), 0);
+    int in = vka_graph_input(g, "image", VKA_F32, VKA_LAYOUT_NHWC4, C_IN, HW, HW);
+    int c = vka_layer_conv2d(g, "conv", in, 8, 3, 1, 1, false);
+    vka_clear_error();
+    cr_assert_eq(vka_layer_norm_act(g, c, VKA_OP_relu, 0), -EINVAL);
+    cr_assert(strstr(vka_last_error(), "not the output of the last node, a batch_norm or "
+                                       "group_norm without an activation"), "%s",
+              vka_last_error());
+    int h = vka_layer_group_norm(g, "norm", c, 4);
+    cr_assert_eq(vka_layer_norm_act(g, h, VKA_OP_tanh, 0), -EINVAL);
+    cr_assert(strstr(vka_last_error(), "tanh (slope 0) cannot be fused into group_norm"), "%s",
+              vka_last_error());
+    cr_assert_eq(vka_layer_norm_act(g, h, VKA_OP_leaky_relu, 1.5f), -EINVAL);
+    cr_assert_eq(vka_layer_norm_act(g, h, VKA_OP_leaky_relu, 0.2f), h, "%s", vka_last_error());
+    cr_assert_eq(vka_layer_norm_act(g, h, VKA_OP_relu, 0), -EINVAL, "fused twice");
+    vka_graph_destroy(&g);
     free(ref);
     free(x);
     free(t);

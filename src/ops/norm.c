@@ -31,6 +31,8 @@ struct reduce_push {
     uint32_t c4s, C, K, Cg, P, nblk, gb0, q0, x_base, dy_base, gbs, part_base;
     uint32_t mean_base, istd_base, flags;
     float eps;
+    uint32_t gamma_base, beta_base;
+    float slope;
 };
 
 struct fin_push {
@@ -43,12 +45,18 @@ struct fin_push {
 struct map_push {
     uint32_t n4, e0, c4s, C, P, x_base, dy_base, coef_base, out_base, inplace;
     float zero;
-    uint32_t ppi;
+    uint32_t ppi, beta_base, flags;
+    float slope;
 };
 
 struct plan {
     const char *op;       /* for messages: "group_norm_bwd" */
     const struct vka_tensor *x;
+    /* gamma, beta (NULL: none): bwd with an activation computes the normalised value
+     * again for its mask */
+    const struct vka_tensor *gamma, *beta;
+    uint32_t act;         /* enum vka_norm_act: the kernels' ACT */
+    float slope;
     uint32_t C, Cs, c4s;
     uint32_t S, K, Cg, P; /* see the top of the file */
     uint32_t pb, nblk;    /* pixels per block, blocks per segment */
@@ -119,6 +127,13 @@ static int plan_init(const char *op, const struct vka_op_args *a, bool gn, struc
     if ((a->x[1] && (ret = check_vec(op, "gamma", a->x[1], x->c, what)) < 0) ||
         (a->x[2] && (ret = check_vec(op, "beta", a->x[2], x->c, what)) < 0))
         return ret;
+    const struct vka_norm_desc *d = &a->p.norm;
+    if (d->act > VKA_NORM_ACT_LEAKY_RELU ||
+        (d->act == VKA_NORM_ACT_LEAKY_RELU && !(d->slope >= 0 && d->slope <= 1))) {
+        vka_err("%s: activation %d (slope %g) is none, relu or leaky_relu with a slope in "
+                "[0, 1]", op, (int)d->act, d->slope);
+        return -EINVAL;
+    }
     uint64_t hw = (uint64_t)x->h * x->w, pixels = hw * x->n;
     if (pixels * x->cs > UINT32_MAX) {
         vka_err("%s: x (%u,%u,%u,%u) has more than 2^32 elements", op, x->n, x->c, x->h, x->w);
@@ -127,7 +142,8 @@ static int plan_init(const char *op, const struct vka_op_args *a, bool gn, struc
     *pl = (struct plan){
         .op = op, .x = x, .C = x->c, .Cs = x->cs, .c4s = x->cs / 4,
         .S = gn ? x->n : 1, .K = G, .Cg = x->c / (G ? G : 1),
-        .P = (uint32_t)(gn ? hw : pixels),
+        .P = (uint32_t)(gn ? hw : pixels), .act = d->act, .slope = d->slope,
+        .gamma = a->x[1], .beta = a->x[2],
     };
     return 0;
 }
@@ -193,10 +209,11 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
     struct vka_pipe *pipe;
     bool grad = dy != NULL;
     int ret = vka_pipe_get(ctx, &(struct vka_pipe_params){
-        .shader = grad ? "norm_gradsum" : "norm_stats", .nbind = grad ? 5 : 2,
+        .shader = grad ? "norm_gradsum" : "norm_stats", .nbind = grad ? 7 : 2,
         .bind = { VKA_BIND_IN, grad ? VKA_BIND_IN : VKA_BIND_OUT, VKA_BIND_OUT, VKA_BIND_OUT,
-                  VKA_BIND_OUT },
-        .push_size = sizeof(struct reduce_push), .nspec = 1, .spec = { items(ctx) } }, &pipe);
+                  VKA_BIND_OUT, VKA_BIND_OUT, VKA_BIND_OUT },
+        .push_size = sizeof(struct reduce_push), .nspec = 2,
+        .spec = { items(ctx), grad ? pl->act : 0 } }, &pipe);
     if (ret < 0)
         return ret;
     if (pl->c4s > ctx->info.max_wg_count[1]) {
@@ -206,10 +223,10 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
     }
     struct reduce_push pc = {
         .c4s = pl->c4s, .C = pl->C, .K = pl->K, .Cg = pl->Cg, .P = pl->P, .nblk = pl->nblk,
-        .gbs = pl->S * pl->nblk, .flags = eval ? F_EVAL : 0, .eps = eps,
+        .gbs = pl->S * pl->nblk, .flags = eval ? F_EVAL : 0, .eps = eps, .slope = pl->slope,
     };
     struct vka_tensor part = part_view(pl);
-    struct vka_binding b[5];
+    struct vka_binding b[7];
     uint32_t pslot = grad ? 4 : 1;
     if ((ret = vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[pslot],
                                &pc.part_base)) < 0)
@@ -217,7 +234,12 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
     if (grad && ((ret = vka_op_bind_out(ctx, mean, 0, vka_tensor_stored(mean), &b[2],
                                         &pc.mean_base)) < 0 ||
                  (ret = vka_op_bind_out(ctx, istd, 0, vka_tensor_stored(istd), &b[3],
-                                        &pc.istd_base)) < 0))
+                                        &pc.istd_base)) < 0 ||
+                 /* a fused activation's mask: z again, from gamma and beta too */
+                 (ret = bind_opt(ctx, pl, pl->act ? pl->gamma : NULL, F_GAMMA, &pc.flags,
+                                 &b[5], &pc.gamma_base)) < 0 ||
+                 (ret = bind_opt(ctx, pl, pl->act ? pl->beta : NULL, F_BETA, &pc.flags,
+                                 &b[6], &pc.beta_base)) < 0))
         return ret;
     uint64_t max_pixels = bind_limit(ctx) / pl->Cs;
     uint32_t max_groups = ctx->info.max_wg_count[0];
@@ -315,19 +337,20 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     struct vka_pipe *pipe;
     bool grad = dy != NULL;
-    uint32_t ncoef = grad ? 4 : 3, nb = grad ? 4 : 3;
+    uint32_t ncoef = grad ? 4 : 3, nb = grad ? 5 : 3, ob = grad ? 3 : 2;
     struct vka_pipe_params pp = {
         .shader = grad ? "norm_dx" : "norm_apply", .nbind = nb,
-        .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN }, .push_size = sizeof(struct map_push) };
-    pp.bind[nb - 1] = VKA_BIND_OUT;
+        .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT, VKA_BIND_OUT },
+        .push_size = sizeof(struct map_push), .nspec = 2, .spec = { 4, pl->act } };
+    pp.bind[ob] = VKA_BIND_OUT;
     int ret = vka_pipe_get(ctx, &pp, &pipe);
     if (ret < 0)
         return ret;
     struct vka_tensor coef = coef_view(pl, ncoef);
-    struct vka_binding b[4];
-    struct map_push pc = { .c4s = pl->c4s, .C = pl->C, .P = pl->P,
+    struct vka_binding b[5];
+    struct map_push pc = { .c4s = pl->c4s, .C = pl->C, .P = pl->P, .slope = pl->slope,
                            .inplace = grad && dy->buf == out->buf && dy->off == out->off };
-    if ((ret = vka_op_bind_in(ctx, &coef, 0, vka_tensor_stored(&coef), &b[nb - 2],
+    if ((ret = vka_op_bind_in(ctx, &coef, 0, vka_tensor_stored(&coef), &b[ob - 1],
                               &pc.coef_base)) < 0)
         return ret;
     /* an invocation takes 4 pixels of one segment where segments and chunks come in
@@ -346,7 +369,9 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
         pc.e0 = (uint32_t)(first / 4);
         if ((ret = vka_op_bind_in(ctx, pl->x, first, count, &b[0], &pc.x_base)) < 0 ||
             (grad && (ret = vka_op_bind_in(ctx, dy, first, count, &b[1], &pc.dy_base)) < 0) ||
-            (ret = vka_op_bind_out(ctx, out, first, count, &b[nb - 1], &pc.out_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, out, first, count, &b[ob], &pc.out_base)) < 0 ||
+            (grad && (ret = bind_opt(ctx, pl, pl->act ? pl->beta : NULL, F_BETA, &pc.flags,
+                                     &b[4], &pc.beta_base)) < 0) ||
             (ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc,
                                        (count / pl->Cs + pc.ppi - 1) / pc.ppi * pl->c4s)) < 0)
             return ret;

@@ -35,11 +35,23 @@ struct vka_conv_desc {
     uint32_t out_pad[2]; /* conv_transpose2d only */
 };
 
+/* An activation a norm applies to its own output (vka_layer_norm_act): y = act(z), z the
+ * normalised x, from the same pass; bwd masks dy where z > 0 (where relu/leaky_relu's bwd
+ * finds y > 0) inside its own passes, computing z again from x, the saved statistics,
+ * gamma and beta as fwd did, bit for bit: it reads no more than without an activation. */
+enum vka_norm_act {
+    VKA_NORM_ACT_NONE,
+    VKA_NORM_ACT_RELU,
+    VKA_NORM_ACT_LEAKY_RELU, /* slope in [0, 1] */
+};
+
 struct vka_norm_desc {
     uint32_t groups;     /* group_norm */
     float eps;           /* 1e-5 */
     float momentum;      /* batch_norm running statistics, 0.1 */
     bool training;       /* batch_norm: batch statistics and running update */
+    enum vka_norm_act act;
+    float slope;         /* VKA_NORM_ACT_LEAKY_RELU */
 };
 
 struct vka_pool_desc {

@@ -77,6 +77,8 @@ static void meta_params(struct meta *m, const struct oc_run *r)
         meta_add(m, "momentum", "%.9g", p->norm.momentum);
         meta_add(m, "training", "%d", p->norm.training);
         meta_add(m, "groups", "%u", p->norm.groups);
+        meta_add(m, "act", "%d", (int)p->norm.act); /* enum vka_norm_act */
+        meta_add(m, "act_slope", "%.9g", p->norm.slope);
         break;
     case VKA_PARAMS_pool:
         meta_add(m, "k", "%u", p->pool.k);

@@ -107,12 +107,19 @@ def _stats(v, eps):
     return v.mean(-1), (v.var(-1, unbiased=False) + eps).rsqrt()
 
 
+def _norm_act(y, m):
+    """the activation a norm applies to its output (enum vka_norm_act: 0 none, 1 relu,
+    2 leaky_relu)"""
+    act = m.i("act")
+    return F.relu(y) if act == 1 else F.leaky_relu(y, m.f("act_slope")) if act == 2 else y
+
+
 def ref_batch_norm(c):
     m = c.meta
     x, eps, training = c.t("x0"), m.f("eps"), bool(m.i("training"))
     rm, rv = c.t("state0_in").detach().clone(), c.t("state1_in").detach().clone()
-    y = F.batch_norm(x, rm, rv, c.opt("x1"), c.opt("x2"), training=training,
-                     momentum=m.f("momentum"), eps=eps)
+    y = _norm_act(F.batch_norm(x, rm, rv, c.opt("x1"), c.opt("x2"), training=training,
+                               momentum=m.f("momentum"), eps=eps), m)
     outs, obj = _fwd_dy(y, c)
     outs.update(state0=rm, state1=rv)
     if training:
@@ -124,7 +131,7 @@ def ref_batch_norm(c):
 def ref_group_norm(c):
     m = c.meta
     x, G, eps = c.t("x0"), m.i("groups"), m.f("eps")
-    y = F.group_norm(x, G, c.opt("x1"), c.opt("x2"), eps=eps)
+    y = _norm_act(F.group_norm(x, G, c.opt("x1"), c.opt("x2"), eps=eps), m)
     outs, obj = _fwd_dy(y, c)
     mean, istd = _stats(x.reshape(x.shape[0] * G, -1), eps)
     outs.update(saved0=mean, saved1=istd)
