@@ -51,7 +51,6 @@ struct vka_graph {
     struct phase *phases;  /* phases[0] is unused: phase 0 is the whole graph */
     uint32_t nphases;
     enum vka_recompute recompute;
-    bool keep_concats;     /* vka_graph_set_keep_concats */
     uint8_t next_mark;     /* vka_graph_mark's, for the next node */
     char (*blocks)[32];    /* block names; a node's block indexes them */
     uint32_t nblocks;
@@ -316,13 +315,6 @@ void vka_graph_set_recompute(struct vka_graph *g, enum vka_recompute mode)
     if (g->recompute != mode)
         drop_recordings(g);
     g->recompute = mode;
-}
-
-void vka_graph_set_keep_concats(struct vka_graph *g, bool keep)
-{
-    if (g->keep_concats != keep)
-        drop_recordings(g);
-    g->keep_concats = keep;
 }
 
 /* ---- layers ---------------------------------------------------------------------- */
@@ -943,23 +935,6 @@ static void segments(const struct vka_graph *g, const struct mask *m, bool backw
                   !(vka_ops[g->nodes[i].op].flags & VKA_OP_LOSS);
         seg[i] = ok ? cur : -1;
         lay[i] = layer;
-    }
-    if (g->recompute != VKA_RECOMPUTE_NONE || g->keep_concats)
-        return;
-    /* with nothing else made again, a concat read by the next node only is made again
-     * for that node's backward: a segment of the two (vka_graph_set_keep_concats) */
-    for (uint32_t i = 0; i + 1 < g->nnodes; i++) {
-        const struct vka_node *nd = &g->nodes[i];
-        if (nd->op != VKA_OP_concat || !m->active[i] || !m->active[i + 1] ||
-            !bwd_runs(g, m, backward, i) || !bwd_runs(g, m, backward, i + 1))
-            continue;
-        bool only_next = true;
-        for (uint32_t j = i + 1; j < g->nnodes; j++)
-            for (int k = 0; k < 3; k++)
-                if (m->active[j] && g->nodes[j].in[k] == nd->out)
-                    only_next &= j == i + 1;
-        if (only_next)
-            seg[i] = seg[i + 1] = cur++;
     }
 }
 

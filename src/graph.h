@@ -66,8 +66,7 @@ enum {
     VKA_MARK_BLOCK = 2, /* a model's block of layers (a U-Net level's double conv) */
 };
 
-/* What a training plan keeps for backward (--recompute): everything (none; but a concat
- * read by the next node only, vka_graph_set_keep_concats), the inputs
+/* What a training plan keeps for backward (--recompute): everything (none), the inputs
  * of each block (blocks) or of each layer (all), the rest made again from them in the
  * backward pass: the backward of each layer of a block is preceded by the forward of
  * what that layer's backward reads (and what that is made from), which is kept only
@@ -106,13 +105,6 @@ int vka_graph_node(struct vka_graph *g, enum vka_op op, const union vka_op_param
 int vka_graph_mark(struct vka_graph *g, unsigned mark, const char *block);
 /* The recompute mode of the plans made from now on (drops those made before). */
 void vka_graph_set_recompute(struct vka_graph *g, enum vka_recompute mode);
-/* Under VKA_RECOMPUTE_NONE a concat whose output only the next node reads (a U-Net
- * decoder's, before its first convolution) is made again, a copy, right before that
- * node's backward instead of kept from the forward; its inputs are kept until then
- * instead. A U-Net keeps the skip input for its encoder's backward anyway, so the peak
- * loses the skip's copy. keep: keep it like every other activation (by default it is
- * made again). Drops the plans made before. */
-void vka_graph_set_keep_concats(struct vka_graph *g, bool keep);
 
 /* Layers: parameters named prefix.weight / prefix.bias as PyTorch's modules name them;
  * each starts a layer (VKA_MARK_LAYER). */

@@ -11,7 +11,6 @@
 #include "common.h"
 #include "datasets_files.h"
 #include "exact.h"
-#include "models/unet.h"
 #include "train.h"
 
 enum { B = 8, C_IN = 3, HW = 12, CLASSES = 5 };
@@ -21,8 +20,6 @@ struct net {
     int x, target, logits, loss;
 };
 
-static bool keep_concats; /* build_mode's vka_graph_set_keep_concats */
-
 /* GroupNorm, or BatchNorm (its statistics are the micro-batch's: recomputation, not
  * splits, keeps its bits) */
 static void build_mode(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode, bool bn,
@@ -31,7 +28,6 @@ static void build_mode(struct vka_ctx *ctx, struct net *n, enum vka_recompute mo
     cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 7 }, &n->g), 0);
     struct vka_graph *g = n->g;
     vka_graph_set_recompute(g, mode);
-    vka_graph_set_keep_concats(g, keep_concats);
     cr_assert_eq(vka_graph_set_exact(g, exact), 0);
     n->x = vka_graph_input(g, "image", VKA_F32, VKA_LAYOUT_NHWC4, C_IN, HW, HW);
     n->target = vka_graph_input(g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, HW, HW);
@@ -155,11 +151,6 @@ typedef void (*net_builder)(struct vka_ctx *ctx, struct net *n, enum vka_recompu
 static void build_bn(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
 {
     build_norm(ctx, n, mode, true);
-}
-
-static void build_gn(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode)
-{
-    build_norm(ctx, n, mode, false);
 }
 
 /* Gradients, loss and (BatchNorm) running statistics after micro-batches of split (a
@@ -360,63 +351,6 @@ Test(train, a_norm_with_its_activation_fused_keeps_the_bits)
     test_ctx_done(&ctx);
 }
 
-/* Without recomputation a concat read by the next convolution only is made again for that
- * convolution's backward, the same bits as kept; in a U-Net the peak then holds one copy
- * of each skip less. */
-Test(train, a_concat_is_made_again_instead_of_kept)
-{
-    test_seed("train concat");
-    float *x;
-    int32_t *t;
-    data(&x, &t);
-    struct vka_ctx *ctx = test_ctx();
-    static const int split[] = { 3, 3, 2, 0 };
-    uint64_t n0, n;
-    struct vka_plan_mem mk, mr;
-    keep_concats = true;
-    float *ref = mode_window(ctx, build_gn, split, VKA_RECOMPUTE_NONE, x, t, &n0, &mk);
-    keep_concats = false;
-    float *got = mode_window(ctx, build_gn, split, VKA_RECOMPUTE_NONE, x, t, &n, &mr);
-    cr_assert_eq(n, n0);
-    for (uint64_t i = 0; i < n; i++)
-        if (memcmp(&got[i], &ref[i], 4))
-            cr_assert_fail("value %llu of %llu (gradients, loss) is %a with the concat made "
-                           "again, %a kept", (unsigned long long)i, (unsigned long long)n,
-                           got[i], ref[i]);
-    cr_assert(mk.recomputed == 0 && mr.recomputed == 1, "ops run again: %u kept, %u not",
-              mk.recomputed, mr.recomputed);
-    free(ref);
-    free(got);
-
-    /* a U-Net of depth 2 at micro-batch 2: its two decoder concats (skip and up-sampled
-     * halves of 8 and 16 channels at 32x32 and 16x16) */
-    uint64_t peak[2];
-    for (int keep = 0; keep < 2; keep++) {
-        struct vka_graph *g;
-        struct vka_unet net;
-        cr_assert_eq(vka_graph_create(ctx, &(struct vka_graph_params){ .seed = 3 }, &g), 0);
-        vka_graph_set_keep_concats(g, keep);
-        struct vka_unet_params up = { .in_channels = 3, .classes = 4, .depth = 2, .width = 8,
-                                      .norm = VKA_UNET_GROUP, .groups = 4, .size = 32 };
-        cr_assert_eq(vka_unet_build(g, &up, &net), 0, "%s", vka_last_error());
-        union vka_op_params ce = { .loss = { .ignore_index = 255, .scale = 1.0f } };
-        int target = vka_graph_input(g, "mask", VKA_I32, VKA_LAYOUT_FLAT, 1, 32, 32);
-        cr_assert_geq(vka_graph_node(g, VKA_OP_cross_entropy, &ce, net.logits, target, -1), 0);
-        cr_assert_eq(vka_graph_alloc(g), 0, "%s", vka_last_error());
-        struct vka_plan_mem m;
-        cr_assert_eq(vka_graph_plan_mem(g, 0, 2, true, &m), 0, "%s", vka_last_error());
-        peak[keep] = m.live_peak;
-        vka_graph_destroy(&g);
-    }
-    uint64_t skip0 = 2ull * 8 * 32 * 32 * 4; /* level 0's skip at micro-batch 2, bytes */
-    cr_assert_geq(peak[1], peak[0] + skip0, "U-Net peak %llu bytes with concats made again, "
-                  "%llu kept: not a skip (%llu) less", (unsigned long long)peak[0],
-                  (unsigned long long)peak[1], (unsigned long long)skip0);
-    free(x);
-    free(t);
-    test_ctx_done(&ctx);
-}
-
 /* Recomputation runs forward ops again (a BatchNorm without touching its running
  * statistics) and keeps less alive at the peak, for the same bits. */
 Test(train, recomputation_keeps_less_and_changes_no_bits)
@@ -431,8 +365,7 @@ Test(train, recomputation_keeps_less_and_changes_no_bits)
         uint64_t n0, n;
         struct vka_plan_mem m0, m;
         float *ref = mode_window(ctx, build_bn, bn_splits[sp], VKA_RECOMPUTE_NONE, x, t, &n0, &m0);
-        /* none makes only the concat again, for dec.0's weight gradient */
-        cr_assert_eq(m0.recomputed, 1);
+        cr_assert_eq(m0.recomputed, 0);
         for (int mode = VKA_RECOMPUTE_BLOCKS; mode <= VKA_RECOMPUTE_ALL; mode++) {
             float *got = mode_window(ctx, build_bn, bn_splits[sp], (enum vka_recompute)mode, x, t,
                                      &n, &m);

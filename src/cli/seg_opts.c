@@ -22,7 +22,7 @@ const struct opt_desc seg_opt_table[] = {
     O("classes", OPT_INT, classes, NULL, "classes (default: the dataset's)"),
     O("batch", OPT_INT, batch, NULL, "effective batch B: samples per optimizer step (16)"),
     O("micro-batch", OPT_INT, micro, "auto", "micro-batch b: samples per forward/backward, or auto: the largest whose predicted memory fits the budget (auto)"),
-    O("recompute", OPT_STR, recompute, "auto|none|blocks|all", "keep for backward everything but the decoders' concats, which are copied again (none), the inputs of each block or of each layer (all) and recompute the rest; auto: none unless nothing fits (auto)"),
+    O("recompute", OPT_STR, recompute, "auto|none|blocks|all", "keep for backward everything (none), the inputs of each block or of each layer (all) and recompute the rest; auto: none unless nothing fits (auto)"),
     O("plan", OPT_BOOL, plan, NULL, "print the predicted device memory and the largest micro-batch that fits, and exit"),
     O("accum", OPT_INT, accum, NULL, "micro-batches per step k, instead of --micro-batch (b = B/k)"),
     O("accumulate", OPT_STR, accumulate, "auto|ordered|exact", "how gradients and losses are summed: ordered (float32, in sample order: any micro-batch split gives the same bits) or exact (96-bit fixed point, 16 bytes more per parameter: any split and order, over ranks too, gives the same bits); auto: exact over several ranks (mpirun), else ordered (auto)"),
