@@ -153,6 +153,18 @@ static void build_bn(struct vka_ctx *ctx, struct net *n, enum vka_recompute mode
     build_norm(ctx, n, mode, true);
 }
 
+/* got and ref, n values of mode_window, bit for bit; what names the case and the
+ * reference. Frees got. */
+static void same_bits(float *got, const float *ref, uint64_t n, const char *what)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &ref[i], 4))
+            cr_assert_fail("%s: value %llu of %llu (gradients, running statistics, loss) is "
+                           "%a, %a", what, (unsigned long long)i, (unsigned long long)n,
+                           got[i], ref[i]);
+    free(got);
+}
+
 /* Gradients, loss and (BatchNorm) running statistics after micro-batches of split (a
  * zero-ended list) with the net of build under a recompute mode; *mem is the plan's. */
 static float *mode_window(struct vka_ctx *ctx, net_builder build, const int *split,
@@ -243,12 +255,7 @@ Test(train, recomputation_inside_a_block_goes_layer_by_layer)
         float *got = mode_window(ctx, build_chain, split, (enum vka_recompute)mode, x, t, &n,
                                  &m[mode]);
         cr_assert_eq(n, n0);
-        for (uint64_t i = 0; i < n; i++)
-            if (memcmp(&got[i], &ref[i], 4))
-                cr_assert_fail("recompute %d: value %llu of %llu (gradients, loss) is %a, "
-                               "without recomputation %a", mode, (unsigned long long)i,
-                               (unsigned long long)n, got[i], ref[i]);
-        free(got);
+        same_bits(got, ref, n, test_path("recompute %d, against none", mode));
     }
     /* one activation of the chain at micro-batch 3: 16 channels of HW x HW */
     uint64_t act = 3ull * 16 * HW * HW * 4;
@@ -312,12 +319,7 @@ Test(train, a_norm_with_its_activation_fused_keeps_the_bits)
         chain_fused = true;
         float *got = mode_window(ctx, build_chain, split, (enum vka_recompute)mode, x, t, &n, &m);
         cr_assert_eq(n, n0);
-        for (uint64_t i = 0; i < n; i++)
-            if (memcmp(&got[i], &ref[i], 4))
-                cr_assert_fail("recompute %d: value %llu of %llu (gradients, loss) is %a fused, "
-                               "%a with a ReLU node", mode, (unsigned long long)i,
-                               (unsigned long long)n, got[i], ref[i]);
-        free(got);
+        same_bits(got, ref, n, test_path("recompute %d, fused against a ReLU node", mode));
         /* no activation kept longer: less than the smallest (a micro-batch of 2) more.
          * What may differ is a few floats: where a block's input is a norm's output, the
          * norm is not run again, so its statistics (N*G floats) stay from the forward */
@@ -370,17 +372,11 @@ Test(train, recomputation_keeps_less_and_changes_no_bits)
             float *got = mode_window(ctx, build_bn, bn_splits[sp], (enum vka_recompute)mode, x, t,
                                      &n, &m);
             cr_assert_eq(n, n0);
-            for (uint64_t i = 0; i < n; i++)
-                if (memcmp(&got[i], &ref[i], 4))
-                    cr_assert_fail("split %d, recompute %d: value %llu of %llu (gradients, "
-                                   "running statistics, loss) is %a, without recomputation %a",
-                                   sp, mode, (unsigned long long)i, (unsigned long long)n,
-                                   got[i], ref[i]);
+            same_bits(got, ref, n, test_path("split %d, recompute %d, against none", sp, mode));
             cr_assert_gt(m.recomputed, 0, "recompute %d ran no op again", mode);
             cr_assert_lt(m.live_peak, m0.live_peak, "recompute %d keeps %llu bytes at the "
                          "peak, none %llu", mode, (unsigned long long)m.live_peak,
                          (unsigned long long)m0.live_peak);
-            free(got);
         }
         free(ref);
     }
