@@ -653,9 +653,9 @@ static double *abs_of(const struct oc_tensor *t)
     return a;
 }
 
-/* The magnitudes Winograd F(2x2, 3x3) computes y (s = OC_Y: x, w, bias) or dx (OC_DX0:
+/* The magnitudes Winograd F(t x t, 3x3) computes y (s = OC_Y: x, w, bias) or dx (OC_DX0:
  * dy and the kernel rotated and transposed, padded by 2 - pad) through, into m. */
-static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
+static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, int t, double *m)
 {
     const struct oc_case *c = &r->c;
     const struct vka_conv_desc *d = &r->p.conv;
@@ -673,7 +673,7 @@ static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
                           (int)(y ? c->k : c->c), 3, 3, 1, 1,
                           (int)(y ? d->pad[0] : 2 - d->pad[0]),
                           (int)(y ? d->pad[1] : 2 - d->pad[1]), 0, 0 };
-    ref_conv2d_wino_abs(&p, a, w, m);
+    ref_conv2d_wino_abs(&p, t, a, w, m);
     const double *b = y && r->t[OC_X2].d ? r->t[OC_X2].d : NULL;
     if (b) {
         uint64_t pq = (uint64_t)r->t[OC_Y].h * r->t[OC_Y].w;
@@ -684,15 +684,15 @@ static void conv_wino_abs(const struct oc_run *r, enum oc_slot s, double *m)
     free(w);
 }
 
-/* dw's magnitudes through Winograd F(3x3, 2x2), into m (PyTorch's (K, C, 3, 3)) */
-static void conv_wino_dw_abs(const struct oc_run *r, double *m)
+/* dw's magnitudes through Winograd F(3x3, t x t), into m (PyTorch's (K, C, 3, 3)) */
+static void conv_wino_dw_abs(const struct oc_run *r, int t, double *m)
 {
     const struct oc_case *c = &r->c;
     const struct oc_tensor *x = &r->t[OC_X0], *dy = &r->t[OC_DY];
     double *ax = abs_of(x), *ay = abs_of(dy);
     struct ref_conv p = { (int)x->n, (int)x->c, (int)x->h, (int)x->w, (int)c->k, 3, 3, 1, 1,
                           (int)r->p.conv.pad[0], (int)r->p.conv.pad[1], 0, 0 };
-    ref_conv2d_wino_dw_abs(&p, ax, ay, m);
+    ref_conv2d_wino_dw_abs(&p, t, ax, ay, m);
     free(ax);
     free(ay);
 }
@@ -711,21 +711,25 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
     const float *init = s >= OC_DX0 ? r->t[s].f : NULL;
     const double *absref = r->absref[s];
     double *wabs = NULL;
-    if (r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0 || s == OC_DX1) &&
-        vka_conv2d_winograd_shape(&r->p.conv, c->c, c->k, c->r, c->s, c->h, c->w)) {
-        /* Winograd (whether or not the device took it: its magnitudes hold every term of
-         * the direct sum's, and its depth passes the direct chain's). y, dx: the chain of
-         * L / 9 channel products, 4 roundings in the filter transform, 2 in the input's,
-         * 1 in the product, 4 in the output's and 1 for the bias. dw: a sample's chain of
-         * tiles (ceil(P/2) x ceil(Q/2)), 2 roundings in the input transform, 2 in dy's,
-         * 1 in the product, 4 in the inverse transform. */
+    int t = r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0 || s == OC_DX1)
+                ? (int)vka_conv2d_winograd_tile(&r->p.conv, c->c, c->k, c->r, c->s, c->h, c->w)
+                : 0;
+    if (t) {
+        /* Winograd F(t x t, 3x3) (whether or not the device took it: its magnitudes hold
+         * every term of the direct sum's, and its depth passes the direct chain's), with
+         * the roundings shaders/winograd.comp's transforms take along any one term's path
+         * (a rounded constant 1/6 or 1/24 counts as one). y, dx: the chain of L / 9
+         * channel products, 1 for the product and 1 for the bias, and in the filter,
+         * input and output transforms 4, 2 and 4 (t = 2) or 8, 4 and 6 (t = 4). dw: a
+         * sample's chain of tiles (ceil(P/t) x ceil(Q/t)), 1 for the product, and in the
+         * input, dy and inverse transforms 2, 2 and 4 (t = 2) or 4, 4 and 10 (t = 4). */
         wabs = xcalloc(oc_numel(&r->t[s]), sizeof(double));
         if (s == OC_DX1) {
-            conv_wino_dw_abs(r, wabs);
-            L = (double)((y->h + 1) / 2) * ((y->w + 1) / 2) + 9;
+            conv_wino_dw_abs(r, t, wabs);
+            L = (double)((y->h + t - 1) / t) * ((y->w + t - 1) / t) + (t == 4 ? 19 : 9);
         } else {
-            conv_wino_abs(r, s, wabs);
-            L = L / rs + 10;
+            conv_wino_abs(r, s, t, wabs);
+            L = L / rs + (t == 4 ? 20 : 12) - 2;
         }
         absref = wabs;
     }
@@ -779,6 +783,10 @@ static const struct oc_case conv2d_cases[] = {
     CONV(1, 66, 16, 17, 64, 3, 3, 1, 1, 0, 2, TT | OC_NO_X2),
     CONV(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1, LARGE256),
     CONV(8, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1, OC_TEXEL | OC_SPLIT),
+    /* Winograd F(4x4, 3x3) (4096 pixels and more): partial tiles both ways, chunks and the
+     * filter's 36 positions in three dispatches in 256 KiB bindings; paddings 0 and 2 */
+    CONV(1, 64, 66, 63, 64, 3, 3, 1, 1, 1, 1, LARGE256),
+    CONV(1, 64, 64, 65, 68, 3, 3, 1, 1, 0, 2, OC_TEXEL | OC_NO_X2),
 };
 
 static const struct oc_case conv_transpose2d_cases[] = {

@@ -230,20 +230,10 @@ static void conv2d_run(struct vka_ctx *ctx, const struct shape *s, int n0, int n
  * chunks that start inside a sample's tile rows, each sample's alone in others. Also: the
  * shape takes Winograd, and Winograd's y differs from the direct GEMM's (profile off) by
  * rounding only. */
-Test(conv, winograd_outputs_do_not_depend_on_the_batch)
+static void winograd_batch_case(struct vka_ctx *ctx, struct vka_ctx *direct,
+                                const struct shape *sp)
 {
-    test_seed("conv winograd batch");
-    const struct shape s = { CONV, 3, 64, 17, 16, 64, 3, 3, 1, 1, 1, 1, 0, 0, true };
-    const struct vka_conv_desc d = { .stride = { 1, 1 }, .pad = { 1, 1 } };
-    cr_assert(vka_conv2d_winograd_shape(&d, 64, 64, 3, 3, 17, 16));
-    cr_assert(!vka_conv2d_winograd_shape(&d, 32, 64, 3, 3, 17, 16));
-    cr_assert(!vka_conv2d_winograd_shape(&d, 64, 64, 3, 3, 15, 16));
-    cr_assert(!vka_conv2d_winograd_shape(&(struct vka_conv_desc){ .stride = { 2, 2 } }, 64,
-                                         64, 3, 3, 17, 16));
-    struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
-        .validation = 1, .winograd = VKA_ON, .max_binding = 256 << 10 });
-    struct vka_ctx *direct = test_ctx_params(&(struct vka_ctx_params){
-        .validation = 1, .winograd = VKA_OFF });
+    const struct shape s = *sp;
     size_t sx = (size_t)s.C * s.H * s.W, sy = (size_t)s.K * s.H * s.W;
     float *x = test_rand_floats(s.N * sx, -1, 1), *dy = test_rand_floats(s.N * sy, -1, 1);
     float *w = test_rand_floats((size_t)s.K * s.C * 9, -1, 1), *b = test_rand_floats(s.K, -1, 1);
@@ -253,22 +243,53 @@ Test(conv, winograd_outputs_do_not_depend_on_the_batch)
     conv2d_run(ctx, &s, 0, s.N, x, w, b, dy, y, dx);
     for (int n = 0; n < s.N; n++) {
         conv2d_run(ctx, &s, n, 1, x, w, b, dy, y1, dx1);
-        cr_assert_eq(memcmp(y1, y + n * sy, sy * 4), 0, "y of sample %d alone differs", n);
-        cr_assert_eq(memcmp(dx1, dx + n * sx, sx * 4), 0, "dx of sample %d alone differs", n);
+        cr_assert_eq(memcmp(y1, y + n * sy, sy * 4), 0, "%dx%d: y of sample %d alone differs",
+                     s.H, s.W, n);
+        cr_assert_eq(memcmp(dx1, dx + n * sx, sx * 4), 0,
+                     "%dx%d: dx of sample %d alone differs", s.H, s.W, n);
     }
     /* |y| is about 24 here (576 products of [-1, 1] values) and both paths err by a few
-     * 1e-6: 1e-3 separates rounding from a wrong result */
+     * 1e-6 (F(2x2, 3x3)) to a few 1e-5 (F(4x4, 3x3)): 1e-3 separates rounding from a
+     * wrong result */
     conv2d_run(direct, &s, 0, s.N, x, w, b, dy, yd, dxd);
     bool differs = false;
     for (size_t i = 0; i < s.N * sy; i++) {
-        cr_assert(fabsf(y[i] - yd[i]) < 1e-3f, "y[%zu] %g, direct %g", i, y[i], yd[i]);
+        cr_assert(fabsf(y[i] - yd[i]) < 1e-3f, "%dx%d: y[%zu] %g, direct %g", s.H, s.W, i,
+                  y[i], yd[i]);
         differs |= y[i] != yd[i];
     }
     for (size_t i = 0; i < s.N * sx; i++)
-        cr_assert(fabsf(dx[i] - dxd[i]) < 1e-3f, "dx[%zu] %g, direct %g", i, dx[i], dxd[i]);
-    cr_assert(differs, "Winograd's y has the direct GEMM's bits: was it taken?");
+        cr_assert(fabsf(dx[i] - dxd[i]) < 1e-3f, "%dx%d: dx[%zu] %g, direct %g", s.H, s.W, i,
+                  dx[i], dxd[i]);
+    cr_assert(differs, "%dx%d: Winograd's y has the direct GEMM's bits: was it taken?", s.H,
+              s.W);
     free(x); free(dy); free(w); free(b); free(y); free(dx); free(y1); free(dx1);
     free(yd); free(dxd);
+}
+
+Test(conv, winograd_outputs_do_not_depend_on_the_batch)
+{
+    test_seed("conv winograd batch");
+    /* kind N C H W K R S sh sw ph pw oph opw bias: F(2x2, 3x3), then F(4x4, 3x3) (4096
+     * pixels and more; 66x63 ends in partial tiles both ways) */
+    static const struct shape s[] = {
+        { CONV, 3, 64, 17, 16, 64, 3, 3, 1, 1, 1, 1, 0, 0, true },
+        { CONV, 2, 64, 66, 63, 64, 3, 3, 1, 1, 1, 1, 0, 0, true },
+    };
+    const struct vka_conv_desc d = { .stride = { 1, 1 }, .pad = { 1, 1 } };
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 17, 16), 2);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 66, 63), 4);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 64, 63), 2);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 32, 64, 3, 3, 17, 16), 0);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 15, 16), 0);
+    cr_assert_eq(vka_conv2d_winograd_tile(&(struct vka_conv_desc){ .stride = { 2, 2 } }, 64,
+                                          64, 3, 3, 17, 16), 0);
+    struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
+        .validation = 1, .winograd = VKA_ON, .max_binding = 256 << 10 });
+    struct vka_ctx *direct = test_ctx_params(&(struct vka_ctx_params){
+        .validation = 1, .winograd = VKA_OFF });
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        winograd_batch_case(ctx, direct, &s[i]);
     test_ctx_done(&ctx);
     test_ctx_done(&direct);
 }
@@ -350,6 +371,7 @@ Test(conv, exact_gradients_are_each_samples_sum_added_exactly)
         { CONV,   3, 37, 9, 6, 70, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 54 pixels: direct */
         { CONV,   2, 3, 66, 65, 5, 3, 3, 1, 1, 1, 1, 0, 0, true },  /* 4290: two chunks */
         { CONV,   2, 64, 17, 16, 64, 3, 3, 1, 1, 1, 1, 0, 0, false }, /* Winograd's dw */
+        { CONV,   2, 64, 66, 63, 64, 3, 3, 1, 1, 1, 1, 0, 0, false }, /* F(3x3, 4x4)'s */
         { CONVT,  3, 35, 3, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, true },
         { LINEAR, 5, 130, 1, 1, 129, 1, 1, 1, 1, 0, 0, 0, 0, true },
         /* 70 samples, and out-of-range, infinite and NaN sums planted below */

@@ -18,12 +18,13 @@
  * sample's chain at 0 and adds its sum exactly in the same invocation: no partials.
  *
  * conv2d with a 3x3 kernel and stride 1 (a U-Net's layers from 64 channels) runs as
- * Winograd F(2x2, 3x3) where both sides have WINO_MIN_C channels, the image
+ * Winograd F(m x m, 3x3) where both sides have WINO_MIN_C channels, the image
  * WINO_MIN_PIXELS and the profile's winograd is on (shaders/winograd.comp): the filter,
- * the input tiles and the outputs are transformed by kernels of their own and the 16
- * products in between are conv_gemm0's 1x1 GEMMs, 16 multiplies per 2x2 outputs where
- * the direct GEMM takes 36. The forward and the input gradient so; the weight gradient
- * as F(3x3, 2x2), each sample's sums over its tiles conv_wgrad's 1x1 chains, its dw then
+ * the input tiles and the outputs are transformed by kernels of their own and the
+ * (m+2)^2 products in between are conv_gemm0's 1x1 GEMMs: 16 multiplies per 2x2 outputs
+ * (m = 2) or 36 per 4x4 (m = 4, from WINO4_MIN_PIXELS) where the direct GEMM takes 36 or
+ * 144. The forward and the input gradient so; the weight gradient
+ * as F(3x3, m x m), each sample's sums over its tiles conv_wgrad's 1x1 chains, its dw then
  * added as the chunked path's partials are (reduce). Each result is still one fixed
  * computation of its sample's values (micro-batches and the tile chunks below do not
  * change it); its rounding differs from the direct GEMM's (tests/opcases.c states the
@@ -50,6 +51,10 @@ enum {
                               have too few tiles for 16 GEMM dispatches and the filter's
                               transform (the default job's 8x8 and 4x4 64- and 128-channel
                               layers ran 1.2x slower) */
+    WINO4_MIN_PIXELS = 4096, /* input pixels from which a Winograd conv2d takes F(4x4, 3x3)
+                                (64x64): its three passes at 64x64 and 128x128 took
+                                0.63-0.82x the time of F(2x2, 3x3)'s, at 32x32 and 16x16
+                                0.9-1.4x (too few tiles per GEMM to fill the cores) */
     WINO_BYTES = 16 << 20, /* at most this many bytes each of transformed input tiles (V)
                               and products (M) per chunk of tiles */
 };
@@ -379,7 +384,7 @@ static int bgrad(struct vka_cmd *cmd, uint32_t N, uint32_t P, uint32_t Q, uint32
     return reduce(cmd, &part, N, nchunks, pc.B4, db);
 }
 
-/* ---- Winograd F(2x2, 3x3) ---------------------------------------------------------- */
+/* ---- Winograd F(m x m, 3x3) -------------------------------------------------------- */
 
 struct wino_push {
     uint32_t N, H, W, A4;
@@ -392,27 +397,31 @@ struct wino_push {
     uint32_t o0;
 };
 
-bool vka_conv2d_winograd_shape(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
-                               uint32_t r, uint32_t s, uint32_t h, uint32_t w)
+uint32_t vka_conv2d_winograd_tile(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
+                                  uint32_t r, uint32_t s, uint32_t h, uint32_t w)
 {
-    return r == 3 && s == 3 && d->stride[0] == 1 && d->stride[1] == 1 && d->pad[0] <= 2 &&
-           d->pad[1] <= 2 && c >= WINO_MIN_C && k >= WINO_MIN_C &&
-           (uint64_t)h * w >= WINO_MIN_PIXELS;
+    if (!(r == 3 && s == 3 && d->stride[0] == 1 && d->stride[1] == 1 && d->pad[0] <= 2 &&
+          d->pad[1] <= 2 && c >= WINO_MIN_C && k >= WINO_MIN_C &&
+          (uint64_t)h * w >= WINO_MIN_PIXELS))
+        return 0;
+    return (uint64_t)h * w >= WINO4_MIN_PIXELS ? 4 : 2;
 }
 
 /* conv2d's g (source x): by its shape only, never the batch, so that every split of a
  * batch takes the same path */
-static bool use_wino(struct vka_cmd *cmd, const struct vka_op_args *a, const struct geom *g)
+static uint32_t use_wino(struct vka_cmd *cmd, const struct vka_op_args *a, const struct geom *g)
 {
-    return vka_cmd_ctx(cmd)->profile.winograd &&
-           vka_conv2d_winograd_shape(&a->p.conv, g->A, g->B, g->R, g->S, g->H, g->W);
+    return vka_cmd_ctx(cmd)->profile.winograd
+               ? vka_conv2d_winograd_tile(&a->p.conv, g->A, g->B, g->R, g->S, g->H, g->W)
+               : 0;
 }
 
-static int wino_pipe(struct vka_ctx *ctx, const char *shader, uint32_t nbind,
+static int wino_pipe(struct vka_ctx *ctx, const char *shader, uint32_t m, uint32_t nbind,
                      struct vka_pipe **pipe)
 {
     struct vka_pipe_params pp = { .shader = shader, .nbind = nbind,
-                                  .push_size = sizeof(struct wino_push) };
+                                  .push_size = sizeof(struct wino_push), .nspec = 1,
+                                  .spec = { m } };
     for (uint32_t i = 0; i < nbind; i++)
         pp.bind[i] = i + 1 < nbind ? VKA_BIND_IN : VKA_BIND_OUT;
     return vka_pipe_get(ctx, &pp, pipe);
@@ -424,25 +433,26 @@ static struct vka_tensor block_of(const struct vka_tensor *t, uint64_t i, uint64
     return vka_tensor_flat(t->buf, t->off + i * floats, floats);
 }
 
-/* Tiles per chunk whose 16 transformed blocks of `vec4s` vec4s (the wider side) fit
+/* Tiles per chunk whose npos transformed blocks of `vec4s` vec4s (the wider side) fit
  * WINO_BYTES and one binding. */
-static uint64_t wino_chunk(const struct vka_ctx *ctx, uint32_t vec4s)
+static uint64_t wino_chunk(const struct vka_ctx *ctx, uint32_t npos, uint32_t vec4s)
 {
     uint64_t maxb = ctx->profile.max_binding - 256;
-    return (WINO_BYTES < maxb ? WINO_BYTES : maxb) / (16 * (uint64_t)vec4s * 16);
+    return (WINO_BYTES < maxb ? WINO_BYTES : maxb) / ((uint64_t)npos * vec4s * 16);
 }
 
 /* A tile transform (wino_in, wino_dy) of the chunk's pc->count tiles of src, c4 vec4s a
- * pixel, into dst's 16 blocks. */
+ * pixel, into dst's npos blocks. */
 static int wino_tiles(struct vka_cmd *cmd, struct vka_pipe *pipe, struct wino_push *pc,
-                      const struct vka_tensor *src, const struct vka_tensor *dst, uint32_t c4)
+                      uint32_t npos, const struct vka_tensor *src,
+                      const struct vka_tensor *dst, uint32_t c4)
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     struct vka_binding b[2];
     uint32_t base;
     int ret;
     if ((ret = vka_op_bind_in(ctx, src, 0, vka_tensor_stored(src), &b[0], &pc->x_base)) < 0 ||
-        (ret = vka_op_bind_out(ctx, dst, 0, (uint64_t)pc->count * 16 * c4 * 4, &b[1],
+        (ret = vka_op_bind_out(ctx, dst, 0, (uint64_t)pc->count * npos * c4 * 4, &b[1],
                                &base)) < 0)
         return ret;
     pc->y_base = base / 4;
@@ -451,23 +461,24 @@ static int wino_tiles(struct vka_cmd *cmd, struct vka_pipe *pipe, struct wino_pu
 
 /* y (N, P, Q, B) = (or +=) the 3x3, stride 1 convolution of x (N, H, W, A) padded by
  * ph, pw with w (RSAB4 of A x B; flip: RSAB4 of B x A, read rotated by 180 degrees and
- * transposed: conv2d's input gradient), plus bias, as Winograd F(2x2, 3x3). The tiles
- * (n, th, tw) of 2x2 output pixels go in chunks whose transformed inputs (V) and
+ * transposed: conv2d's input gradient), plus bias, as Winograd F(m x m, 3x3). The tiles
+ * (n, th, tw) of m x m output pixels go in chunks whose transformed inputs (V) and
  * products (M) take at most WINO_BYTES each and whose output rows fit one binding. */
-static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
+static int wino(struct vka_cmd *cmd, const struct geom *g, uint32_t m, bool flip,
                 const struct vka_tensor *x, const struct vka_tensor *w,
                 const struct vka_tensor *bias, const struct vka_tensor *y, bool accumulate)
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
-    uint32_t A4 = div4(g->A), B4 = div4(g->B);
+    uint32_t A4 = div4(g->A), B4 = div4(g->B), npos = (m + 2) * (m + 2);
     struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
-                            .Q = g->Q, .B4 = B4, .TH = (g->P + 1) / 2,
-                            .TW = (g->Q + 1) / 2, .ph = g->ph, .pw = g->pw };
+                            .Q = g->Q, .B4 = B4, .TH = (g->P + m - 1) / m,
+                            .TW = (g->Q + m - 1) / m, .ph = g->ph, .pw = g->pw };
     uint64_t ntiles = (uint64_t)g->N * pc.TH * pc.TW;
-    uint64_t maxb = ctx->profile.max_binding - 256, chunk = wino_chunk(ctx, A4 > B4 ? A4 : B4);
-    /* the output rows of a chunk: 2 per tile row it touches */
+    uint64_t maxb = ctx->profile.max_binding - 256;
+    uint64_t chunk = wino_chunk(ctx, npos, A4 > B4 ? A4 : B4);
+    /* the output rows of a chunk: m per tile row it touches */
     uint64_t out_row = (uint64_t)g->Q * B4 * 16;
-    while (chunk > 1 && ((chunk + pc.TW - 1) / pc.TW + 1) * 2 * out_row > maxb)
+    while (chunk > 1 && ((chunk + pc.TW - 1) / pc.TW + 1) * m * out_row > maxb)
         chunk = chunk > pc.TW ? chunk - pc.TW : chunk / 2;
     if (chunk < 1)
         chunk = 1; /* a tile wider than a binding: vka_op_bind_out reports it */
@@ -478,21 +489,21 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
     struct vka_binding b[3];
     uint32_t base;
     int ret;
-    if ((ret = vka_op_scratch(cmd, (uint64_t)16 * A4 * 4 * B4 * 4, &U)) < 0 ||
-        (ret = vka_op_scratch(cmd, chunk * 16 * A4 * 4, &V)) < 0 ||
-        (ret = vka_op_scratch(cmd, chunk * 16 * B4 * 4, &M)) < 0 ||
-        (ret = wino_pipe(ctx, "wino_filter", 2, &pf)) < 0 ||
-        (ret = wino_pipe(ctx, "wino_in", 2, &pin)) < 0 ||
-        (ret = wino_pipe(ctx, "wino_out", 3, &pout)) < 0)
+    if ((ret = vka_op_scratch(cmd, (uint64_t)npos * A4 * 4 * B4 * 4, &U)) < 0 ||
+        (ret = vka_op_scratch(cmd, chunk * npos * A4 * 4, &V)) < 0 ||
+        (ret = vka_op_scratch(cmd, chunk * npos * B4 * 4, &M)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_filter", m, 2, &pf)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_in", m, 2, &pin)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_out", m, 3, &pout)) < 0)
         return ret;
 
-    /* U = G g G^T: 16 RSAB4 blocks of A x B, as many per dispatch as one binding holds */
+    /* U = G g G^T: npos RSAB4 blocks of A x B, as many per dispatch as one binding holds */
     uint64_t ublock = (uint64_t)A4 * 4 * B4 * 4, per = maxb / (ublock * 4);
     if (per < 1)
         per = 1; /* a block larger than a binding: vka_op_bind_out reports it */
     pc.flags = flip ? 1u : 0u;
-    for (uint64_t ij = 0; ij < 16; ij += per) {
-        uint64_t n = 16 - ij < per ? 16 - ij : per;
+    for (uint64_t ij = 0; ij < npos; ij += per) {
+        uint64_t n = npos - ij < per ? npos - ij : per;
         if ((ret = vka_op_bind_in(ctx, w, 0, vka_tensor_stored(w), &b[0], &pc.x_base)) < 0 ||
             (ret = vka_op_bind_out(ctx, &U, ij * ublock, n * ublock, &b[1], &base)) < 0)
             return ret;
@@ -510,11 +521,11 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
         pc.t0 = (uint32_t)t0;
         pc.count = (uint32_t)count;
         /* V = B^T d B of the chunk's tiles */
-        if ((ret = wino_tiles(cmd, pin, &pc, x, &V, A4)) < 0)
+        if ((ret = wino_tiles(cmd, pin, &pc, npos, x, &V, A4)) < 0)
             return ret;
-        /* M[ij] = V[ij] U[ij], 16 GEMMs of count x A by A x B */
+        /* M[ij] = V[ij] U[ij], npos GEMMs of count x A by A x B */
         gg.W = gg.Q = (uint32_t)count;
-        for (uint64_t ij = 0; ij < 16; ij++) {
+        for (uint64_t ij = 0; ij < npos; ij++) {
             struct vka_tensor xv = block_of(&V, ij, count * A4 * 4);
             struct vka_tensor uv = block_of(&U, ij, ublock);
             struct vka_tensor mv = block_of(&M, ij, count * B4 * 4);
@@ -523,11 +534,11 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
         }
         /* y = A^T M A (+ bias), the output rows of the chunk's tile rows bound */
         uint64_t r0 = t0 / pc.TW, r1 = (t0 + count - 1) / pc.TW; /* tile rows n * TH + th */
-        uint64_t oh1 = (r1 % pc.TH) * 2 + 1 < g->P ? (r1 % pc.TH) * 2 + 1 : g->P - 1;
-        uint64_t first = ((r0 / pc.TH) * g->P + (r0 % pc.TH) * 2) * g->Q;
+        uint64_t oh1 = (r1 % pc.TH) * m + m - 1 < g->P ? (r1 % pc.TH) * m + m - 1 : g->P - 1;
+        uint64_t first = ((r0 / pc.TH) * g->P + (r0 % pc.TH) * m) * g->Q;
         uint64_t last = ((r1 / pc.TH) * g->P + oh1) * g->Q + g->Q - 1;
         const struct vka_tensor *bt = bias ? bias : &M;
-        if ((ret = vka_op_bind_in(ctx, &M, 0, count * 16 * B4 * 4, &b[0], &pc.x_base)) < 0 ||
+        if ((ret = vka_op_bind_in(ctx, &M, 0, count * npos * B4 * 4, &b[0], &pc.x_base)) < 0 ||
             (ret = vka_op_bind_in(ctx, bt, 0, vka_tensor_stored(bt), &b[1], &pc.w_base)) < 0 ||
             (ret = vka_op_bind_out(ctx, y, first * B4 * 4, (last - first + 1) * B4 * 4, &b[2],
                                    &base)) < 0)
@@ -544,21 +555,22 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, bool flip,
 }
 
 /* dw (RSAB4 of A x B) += for each sample in order, G^T [sum over its tiles t of
- * (A dy_t A^T) . (B^T d_t B)] G (Winograd F(3x3, 2x2): the forward's bilinear form read
+ * (A dy_t A^T) . (B^T d_t B)] G (Winograd F(3x3, m x m): the forward's bilinear form read
  * for the weight; x (N, H, W, A) padded by ph, pw, dy (N, P, Q, B)). A sample's tiles go
- * in chunks of at most WGRAD_CHUNK tiles and WINO_BYTES of transforms, each of its 16
- * sums one chain over its tiles in order (conv_wgrad_direct continued from chunk to
- * chunk); its dw block then reaches dw as the chunked path's partials do (reduce: in
+ * in chunks of at most WGRAD_CHUNK tiles and WINO_BYTES of transforms, each of its
+ * (m+2)^2 sums one chain over its tiles in order (conv_wgrad_direct continued from chunk
+ * to chunk); its dw block then reaches dw as the chunked path's partials do (reduce: in
  * sample order, or each converted exactly), so micro-batches give the batch's bits. */
-static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_tensor *x,
-                      const struct vka_tensor *dy, const struct vka_tensor *dw)
+static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, uint32_t m,
+                      const struct vka_tensor *x, const struct vka_tensor *dy,
+                      const struct vka_tensor *dw)
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
-    uint32_t A4 = div4(g->A), B4 = div4(g->B);
+    uint32_t A4 = div4(g->A), B4 = div4(g->B), npos = (m + 2) * (m + 2);
     struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
-                            .Q = g->Q, .B4 = B4, .TH = (g->P + 1) / 2,
-                            .TW = (g->Q + 1) / 2, .ph = g->ph, .pw = g->pw };
-    uint64_t T = (uint64_t)pc.TH * pc.TW, chunk = wino_chunk(ctx, A4 > B4 ? A4 : B4);
+                            .Q = g->Q, .B4 = B4, .TH = (g->P + m - 1) / m,
+                            .TW = (g->Q + m - 1) / m, .ph = g->ph, .pw = g->pw };
+    uint64_t T = (uint64_t)pc.TH * pc.TW, chunk = wino_chunk(ctx, npos, A4 > B4 ? A4 : B4);
     if (chunk > WGRAD_CHUNK)
         chunk = WGRAD_CHUNK;
     if (chunk > T)
@@ -571,13 +583,13 @@ static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vk
     struct vka_binding b[2];
     uint32_t base;
     int ret;
-    if ((ret = vka_op_scratch(cmd, chunk * 16 * A4 * 4, &V)) < 0 ||
-        (ret = vka_op_scratch(cmd, chunk * 16 * B4 * 4, &D)) < 0 ||
-        (ret = vka_op_scratch(cmd, 16 * block, &Mw)) < 0 ||
+    if ((ret = vka_op_scratch(cmd, chunk * npos * A4 * 4, &V)) < 0 ||
+        (ret = vka_op_scratch(cmd, chunk * npos * B4 * 4, &D)) < 0 ||
+        (ret = vka_op_scratch(cmd, npos * block, &Mw)) < 0 ||
         (ret = vka_op_scratch(cmd, (uint64_t)g->N * 9 * block, &part)) < 0 ||
-        (ret = wino_pipe(ctx, "wino_in", 2, &pin)) < 0 ||
-        (ret = wino_pipe(ctx, "wino_dy", 2, &pdy)) < 0 ||
-        (ret = wino_pipe(ctx, "wino_wout", 2, &pout)) < 0)
+        (ret = wino_pipe(ctx, "wino_in", m, 2, &pin)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_dy", m, 2, &pdy)) < 0 ||
+        (ret = wino_pipe(ctx, "wino_wout", m, 2, &pout)) < 0)
         return ret;
     struct geom gg = { 1, 1, 0, A4 * 4, 1, 0, B4 * 4, 1, 1, 1, 1, 0, 0 };
     for (uint32_t n = 0; n < g->N; n++) {
@@ -588,12 +600,12 @@ static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vk
             pc.t0 = (uint32_t)(n * T + t0);
             pc.count = (uint32_t)count;
             /* V = B^T d B and D = A dy A^T of the chunk's tiles */
-            if ((ret = wino_tiles(cmd, pin, &pc, x, &V, A4)) < 0 ||
-                (ret = wino_tiles(cmd, pdy, &pc, dy, &D, B4)) < 0)
+            if ((ret = wino_tiles(cmd, pin, &pc, npos, x, &V, A4)) < 0 ||
+                (ret = wino_tiles(cmd, pdy, &pc, npos, dy, &D, B4)) < 0)
                 return ret;
-            /* Mw[ij] += V[ij]^T D[ij], 16 weight gradients of 1x1 convolutions */
+            /* Mw[ij] += V[ij]^T D[ij], npos weight gradients of 1x1 convolutions */
             gg.W = gg.Q = (uint32_t)count;
-            for (uint64_t ij = 0; ij < 16; ij++) {
+            for (uint64_t ij = 0; ij < npos; ij++) {
                 struct vka_tensor vv = block_of(&V, ij, count * A4 * 4);
                 struct vka_tensor dv = block_of(&D, ij, count * B4 * 4);
                 struct vka_tensor mv = block_of(&Mw, ij, block);
@@ -602,7 +614,7 @@ static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vk
             }
         }
         /* the sample's dw block = G^T Mw G */
-        if ((ret = vka_op_bind_in(ctx, &Mw, 0, 16 * block, &b[0], &pc.x_base)) < 0 ||
+        if ((ret = vka_op_bind_in(ctx, &Mw, 0, npos * block, &b[0], &pc.x_base)) < 0 ||
             (ret = vka_op_bind_out(ctx, &part, n * 9 * block, 9 * block, &b[1], &base)) < 0)
             return ret;
         pc.y_base = base / 4;
@@ -725,8 +737,9 @@ static int conv_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     int ret = conv_geom(op, a, transposed, &g, s);
     if (ret < 0 || (ret = check_out(op, "output", a->y, s)) < 0)
         return ret;
-    if (!transposed && use_wino(cmd, a, &g))
-        return wino(cmd, &g, false, a->x[0], a->x[1], a->x[2], a->y, false);
+    uint32_t m = transposed ? 0 : use_wino(cmd, a, &g);
+    if (m)
+        return wino(cmd, &g, m, false, a->x[0], a->x[1], a->x[2], a->y, false);
     if (!transposed)
         return gemm(cmd, &g, 0, false, a->x[0], a->x[1], a->x[2], a->y, false);
     /* convT: scatter x (small) into y (big) with the weight read as [rs][in][out] */
@@ -754,12 +767,13 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
      * y's side, i.e. dy. The "scatter" geometry sg swaps the two sides. */
     struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
     const struct vka_tensor *dy = a->dy;
-    if (!transposed && use_wino(cmd, a, &g)) {
+    uint32_t m = transposed ? 0 : use_wino(cmd, a, &g);
+    if (m) {
         /* dx is dy convolved with the kernel rotated and transposed, padded by 2 - pad */
         struct geom wg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, 3, 3, 1, 1, 2 - g.ph, 2 - g.pw };
-        if (dx && (ret = wino(cmd, &wg, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
+        if (dx && (ret = wino(cmd, &wg, m, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)
             return ret;
-        if (dw && (ret = wino_wgrad(cmd, &g, x, dy, dw)) < 0)
+        if (dw && (ret = wino_wgrad(cmd, &g, m, x, dy, dw)) < 0)
             return ret;
     } else if (!transposed) {
         if (dx && (ret = gemm(cmd, &sg, 1, true, dy, w, NULL, dx, !a->dx0_fresh)) < 0)

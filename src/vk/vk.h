@@ -101,9 +101,9 @@ struct vka_profile {
     uint32_t reduce_items; /* vec4s per invocation per reduction pass */
     bool conv_tiles;       /* conv GEMMs stage weights in shared memory (GPUs; on lavapipe
                               shared loads are per-lane loops) */
-    bool winograd;         /* conv2d 3x3 stride 1 as Winograd F(2x2, 3x3) and, for the
-                              weight gradient, F(3x3, 2x2) (src/ops/conv.c; on by default
-                              everywhere) */
+    bool winograd;         /* conv2d 3x3 stride 1 as Winograd F(2x2 or 4x4, 3x3) and, for
+                              the weight gradient, F(3x3, 2x2 or 4x4) (src/ops/conv.c; on
+                              by default everywhere) */
     uint64_t max_binding;  /* bytes one storage binding may span: maxStorageBufferRange
                               rounded down to 256; ops split larger tensors into chunks */
 };

@@ -51,29 +51,30 @@ void ref_conv2d_fwd(const struct ref_conv *p,
                     const double *b,   /* (K) or NULL */
                     double *y);        /* (N,K,P,Q) */
 /*
- * The magnitudes Winograd F(2x2, 3x3) computes conv2d's y through (3x3, stride 1; the
- * forward of src/ops/conv.c's wino()): for each 2x2 output tile
- *   m[n,k,tile] = |A^T| [ sum_c (|G| w[k,c] |G^T|) . (|B^T| d[n,c] |B|) ] |A|
- * with d the tile's 4x4 patch of x (zero outside) and the transforms' matrices taken
- * elementwise in magnitude; x and w must hold magnitudes (>= 0). Every rounding of the
- * transformed computation happens at a magnitude below these, which bounds its error
+ * The magnitudes Winograd F(m x m, 3x3) (m = 2 or 4) computes conv2d's y through (3x3,
+ * stride 1; the forward of src/ops/conv.c's wino()): for each m x m output tile
+ *   out[n,k,tile] = |A^T| [ sum_c (|G| w[k,c] |G^T|) . (|B^T| d[n,c] |B|) ] |A|
+ * with d the tile's (m+2) x (m+2) patch of x (zero outside) and the transforms' matrices
+ * taken elementwise in magnitude; x and w must hold magnitudes (>= 0). Every rounding of
+ * the transformed computation happens at a magnitude below these, which bounds its error
  * (tests/opcases.c). No bias.
  */
-void ref_conv2d_wino_abs(const struct ref_conv *p,
+void ref_conv2d_wino_abs(const struct ref_conv *p, int m,
                          const double *x,   /* (N,C,H,W), >= 0 */
                          const double *w,   /* (K,C,3,3), >= 0 */
-                         double *m);        /* (N,K,P,Q) */
+                         double *out);      /* (N,K,P,Q) */
 /*
- * The magnitudes Winograd F(3x3, 2x2) computes conv2d's dw through (the weight gradient of
- * src/ops/conv.c's wino_wgrad()): for each 2x2 tile of dy's
- *   m[k,c] = sum over samples of |G^T| [ sum over tiles of (|A| dy[n,k] |A^T|) .
- *            (|B^T| d[n,c] |B|) ] |G|
- * with d the tile's 4x4 patch of x (zero outside); x and dy must hold magnitudes.
+ * The magnitudes Winograd F(3x3, m x m) computes conv2d's dw through (the weight gradient
+ * of src/ops/conv.c's wino_wgrad()): for each m x m tile of dy's
+ *   out[k,c] = sum over samples of |G^T| [ sum over tiles of (|A| dy[n,k] |A^T|) .
+ *              (|B^T| d[n,c] |B|) ] |G|
+ * with d the tile's (m+2) x (m+2) patch of x (zero outside); x and dy must hold
+ * magnitudes.
  */
-void ref_conv2d_wino_dw_abs(const struct ref_conv *p,
+void ref_conv2d_wino_dw_abs(const struct ref_conv *p, int m,
                             const double *x,   /* (N,C,H,W), >= 0 */
                             const double *dy,  /* (N,K,P,Q), >= 0 */
-                            double *m);        /* (K,C,3,3) */
+                            double *out);      /* (K,C,3,3) */
 void ref_conv2d_bwd(const struct ref_conv *p,
                     const double *x,   /* (N,C,H,W) */
                     const double *w,   /* (K,C,R,S) */

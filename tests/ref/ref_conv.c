@@ -50,107 +50,120 @@ void ref_conv2d_fwd(const struct ref_conv *p,
                 }
 }
 
-/* The 4x4 input patch of Winograd tile (th, tw) of sample n, channel c (zero outside) */
-static void wino_patch(const struct ref_conv *p, const double *x, int n, int c, int th,
-                       int tw, double d[4][4])
+/* The transforms' matrices of Winograd F(m x m, 3x3) in magnitude (shaders/winograd.comp
+ * writes them with their signs), for m = 2 (index 0) and m = 4 (index 1); an m = 2 matrix
+ * uses the first 4 rows and columns. */
+static const double WG[2][6][3] = {
+    { { 1, 0, 0 }, { .5, .5, .5 }, { .5, .5, .5 }, { 0, 0, 1 } },
+    { { 1. / 4, 0, 0 }, { 1. / 6, 1. / 6, 1. / 6 }, { 1. / 6, 1. / 6, 1. / 6 },
+      { 1. / 24, 1. / 12, 1. / 6 }, { 1. / 24, 1. / 12, 1. / 6 }, { 0, 0, 1 } },
+};
+static const double WBT[2][6][6] = {
+    { { 1, 0, 1, 0 }, { 0, 1, 1, 0 }, { 0, 1, 1, 0 }, { 0, 1, 0, 1 } },
+    { { 4, 0, 5, 0, 1, 0 }, { 0, 4, 4, 1, 1, 0 }, { 0, 4, 4, 1, 1, 0 }, { 0, 2, 1, 2, 1, 0 },
+      { 0, 2, 1, 2, 1, 0 }, { 0, 4, 0, 5, 0, 1 } },
+};
+static const double WAT[2][4][6] = {
+    { { 1, 1, 1, 0 }, { 0, 1, 1, 1 } },
+    { { 1, 1, 1, 1, 1, 0 }, { 0, 1, 1, 2, 2, 0 }, { 0, 1, 1, 4, 4, 0 }, { 0, 1, 1, 8, 8, 1 } },
+};
+
+/* The (m+2) x (m+2) input patch of Winograd tile (th, tw) of sample n, channel c (zero
+ * outside) */
+static void wino_patch(const struct ref_conv *p, const double *x, int m, int n, int c,
+                       int th, int tw, double d[6][6])
 {
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) {
-            int h = th * 2 - p->pad_h + i, ww = tw * 2 - p->pad_w + j;
+    for (int i = 0; i < m + 2; i++)
+        for (int j = 0; j < m + 2; j++) {
+            int h = th * m - p->pad_h + i, ww = tw * m - p->pad_w + j;
             int in = h >= 0 && h < p->H && ww >= 0 && ww < p->W;
             d[i][j] = in ? x[idx4(p->C, p->H, p->W, n, c, h, ww)] : 0.0;
         }
 }
 
-void ref_conv2d_wino_abs(const struct ref_conv *p, const double *x, const double *w,
-                         double *m)
+void ref_conv2d_wino_abs(const struct ref_conv *p, int m, const double *x, const double *w,
+                         double *out)
 {
-    static const double G[4][3] = { { 1, 0, 0 }, { .5, .5, .5 }, { .5, .5, .5 }, { 0, 0, 1 } };
-    static const double BT[4][4] = { { 1, 0, 1, 0 }, { 0, 1, 1, 0 }, { 0, 1, 1, 0 },
-                                     { 0, 1, 0, 1 } };
-    static const double AT[2][4] = { { 1, 1, 1, 0 }, { 0, 1, 1, 1 } };
-    int P, Q;
+    int P, Q, al = m + 2, mi = m == 4;
+    const double(*G)[3] = WG[mi], (*BT)[6] = WBT[mi], (*AT)[6] = WAT[mi];
     ref_conv2d_out_size(p, &P, &Q);
     for (int n = 0; n < p->N; n++)
         for (int k = 0; k < p->K; k++)
-            for (int th = 0; th < (P + 1) / 2; th++)
-                for (int tw = 0; tw < (Q + 1) / 2; tw++) {
-                    double sum[4][4] = { { 0 } };
+            for (int th = 0; th < (P + m - 1) / m; th++)
+                for (int tw = 0; tw < (Q + m - 1) / m; tw++) {
+                    double sum[6][6] = { { 0 } };
                     for (int c = 0; c < p->C; c++) {
-                        double u[4][4], v[4][4], d[4][4];
-                        wino_patch(p, x, n, c, th, tw, d);
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
-                                u[i][j] = v[i][j] = 0.0;
+                        double d[6][6];
+                        wino_patch(p, x, m, n, c, th, tw, d);
+                        for (int i = 0; i < al; i++)
+                            for (int j = 0; j < al; j++) {
+                                double u = 0.0, v = 0.0;
                                 for (int r = 0; r < 3; r++)
                                     for (int s = 0; s < 3; s++)
-                                        u[i][j] += G[i][r] * w[idx4(p->C, 3, 3, k, c, r, s)] *
-                                                   G[j][s];
-                                for (int a = 0; a < 4; a++)
-                                    for (int b = 0; b < 4; b++)
-                                        v[i][j] += BT[i][a] * d[a][b] * BT[j][b];
-                                sum[i][j] += u[i][j] * v[i][j];
+                                        u += G[i][r] * w[idx4(p->C, 3, 3, k, c, r, s)] * G[j][s];
+                                for (int a = 0; a < al; a++)
+                                    for (int b = 0; b < al; b++)
+                                        v += BT[i][a] * d[a][b] * BT[j][b];
+                                sum[i][j] += u * v;
                             }
                     }
-                    for (int a = 0; a < 2; a++)
-                        for (int b = 0; b < 2; b++) {
-                            int op = th * 2 + a, oq = tw * 2 + b;
+                    for (int a = 0; a < m; a++)
+                        for (int b = 0; b < m; b++) {
+                            int op = th * m + a, oq = tw * m + b;
                             if (op >= P || oq >= Q)
                                 continue;
                             double t = 0.0;
-                            for (int i = 0; i < 4; i++)
-                                for (int j = 0; j < 4; j++)
+                            for (int i = 0; i < al; i++)
+                                for (int j = 0; j < al; j++)
                                     t += AT[a][i] * sum[i][j] * AT[b][j];
-                            m[idx4(p->K, P, Q, n, k, op, oq)] = t;
+                            out[idx4(p->K, P, Q, n, k, op, oq)] = t;
                         }
                 }
 }
 
-void ref_conv2d_wino_dw_abs(const struct ref_conv *p, const double *x, const double *dy,
-                            double *m)
+void ref_conv2d_wino_dw_abs(const struct ref_conv *p, int m, const double *x,
+                            const double *dy, double *out)
 {
-    static const double GT[3][4] = { { 1, .5, .5, 0 }, { 0, .5, .5, 0 }, { 0, .5, .5, 1 } };
-    static const double BT[4][4] = { { 1, 0, 1, 0 }, { 0, 1, 1, 0 }, { 0, 1, 1, 0 },
-                                     { 0, 1, 0, 1 } };
-    static const double A[4][2] = { { 1, 0 }, { 1, 1 }, { 1, 1 }, { 0, 1 } };
-    int P, Q;
+    int P, Q, al = m + 2, mi = m == 4;
+    const double(*G)[3] = WG[mi], (*BT)[6] = WBT[mi], (*AT)[6] = WAT[mi];
     ref_conv2d_out_size(p, &P, &Q);
     for (int k = 0; k < p->K; k++)
         for (int c = 0; c < p->C; c++) {
-            double out[3][3] = { { 0 } };
+            double o[3][3] = { { 0 } };
             for (int n = 0; n < p->N; n++) {
-                double sum[4][4] = { { 0 } };
-                for (int th = 0; th < (P + 1) / 2; th++)
-                    for (int tw = 0; tw < (Q + 1) / 2; tw++) {
-                        double d[4][4], e[2][2];
-                        wino_patch(p, x, n, c, th, tw, d);
-                        for (int u = 0; u < 2; u++)
-                            for (int v = 0; v < 2; v++) {
-                                int oh = th * 2 + u, ow = tw * 2 + v;
+                double sum[6][6] = { { 0 } };
+                for (int th = 0; th < (P + m - 1) / m; th++)
+                    for (int tw = 0; tw < (Q + m - 1) / m; tw++) {
+                        double d[6][6], e[4][4];
+                        wino_patch(p, x, m, n, c, th, tw, d);
+                        for (int u = 0; u < m; u++)
+                            for (int v = 0; v < m; v++) {
+                                int oh = th * m + u, ow = tw * m + v;
                                 e[u][v] = oh < P && ow < Q ? dy[idx4(p->K, P, Q, n, k, oh, ow)]
                                                            : 0.0;
                             }
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
+                        for (int i = 0; i < al; i++)
+                            for (int j = 0; j < al; j++) {
                                 double vd = 0.0, vy = 0.0;
-                                for (int a = 0; a < 4; a++)
-                                    for (int b = 0; b < 4; b++)
+                                for (int a = 0; a < al; a++)
+                                    for (int b = 0; b < al; b++)
                                         vd += BT[i][a] * d[a][b] * BT[j][b];
-                                for (int u = 0; u < 2; u++)
-                                    for (int v = 0; v < 2; v++)
-                                        vy += A[i][u] * e[u][v] * A[j][v];
+                                /* A = (A^T)^T */
+                                for (int u = 0; u < m; u++)
+                                    for (int v = 0; v < m; v++)
+                                        vy += AT[u][i] * e[u][v] * AT[v][j];
                                 sum[i][j] += vy * vd;
                             }
                     }
                 for (int r = 0; r < 3; r++)
                     for (int s = 0; s < 3; s++)
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++)
-                                out[r][s] += GT[r][i] * sum[i][j] * GT[s][j];
+                        for (int i = 0; i < al; i++)
+                            for (int j = 0; j < al; j++)
+                                o[r][s] += G[i][r] * sum[i][j] * G[j][s];
             }
             for (int r = 0; r < 3; r++)
                 for (int s = 0; s < 3; s++)
-                    m[idx4(p->C, 3, 3, k, c, r, s)] = out[r][s];
+                    out[idx4(p->C, 3, 3, k, c, r, s)] = o[r][s];
         }
 }
 
