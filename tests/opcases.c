@@ -712,7 +712,8 @@ static void conv_tol(const struct oc_run *r, enum oc_slot s, double *tol)
     const double *absref = r->absref[s];
     double *wabs = NULL;
     int t = r->op == VKA_OP_conv2d && (s == OC_Y || s == OC_DX0 || s == OC_DX1)
-                ? (int)vka_conv2d_winograd_tile(&r->p.conv, c->c, c->k, c->r, c->s, c->h, c->w)
+                ? (int)vka_conv2d_winograd_tile(&r->p.conv, c->c, c->k, c->r, c->s, c->h, c->w,
+                                                s != OC_Y)
                 : 0;
     if (t) {
         /* Winograd F(t x t, 3x3) (whether or not the device took it: its magnitudes hold
@@ -783,8 +784,9 @@ static const struct oc_case conv2d_cases[] = {
     CONV(1, 66, 16, 17, 64, 3, 3, 1, 1, 0, 2, TT | OC_NO_X2),
     CONV(2, 64, 23, 21, 64, 3, 3, 1, 1, 1, 1, LARGE256),
     CONV(8, 64, 16, 16, 64, 3, 3, 1, 1, 1, 1, OC_TEXEL | OC_SPLIT),
-    /* Winograd F(4x4, 3x3) (4096 pixels and more): partial tiles both ways, chunks and the
-     * filter's 36 positions in three dispatches in 256 KiB bindings; paddings 0 and 2 */
+    /* Winograd F(4x4, 3x3) for dx and dw (4096 pixels and more): partial tiles both ways,
+     * chunks and the filter's 36 positions in three dispatches in 256 KiB bindings;
+     * paddings 0 and 2 */
     CONV(1, 64, 66, 63, 64, 3, 3, 1, 1, 1, 1, LARGE256),
     CONV(1, 64, 64, 65, 68, 3, 3, 1, 1, 0, 2, OC_TEXEL | OC_NO_X2),
 };

@@ -263,6 +263,11 @@ static void winograd_batch_case(struct vka_ctx *ctx, struct vka_ctx *direct,
                   dx[i], dxd[i]);
     cr_assert(differs, "%dx%d: Winograd's y has the direct GEMM's bits: was it taken?", s.H,
               s.W);
+    differs = false;
+    for (size_t i = 0; i < s.N * sx; i++)
+        differs |= dx[i] != dxd[i];
+    cr_assert(differs, "%dx%d: Winograd's dx has the direct GEMM's bits: was it taken?", s.H,
+              s.W);
     free(x); free(dy); free(w); free(b); free(y); free(dx); free(y1); free(dx1);
     free(yd); free(dxd);
 }
@@ -270,20 +275,25 @@ static void winograd_batch_case(struct vka_ctx *ctx, struct vka_ctx *direct,
 Test(conv, winograd_outputs_do_not_depend_on_the_batch)
 {
     test_seed("conv winograd batch");
-    /* kind N C H W K R S sh sw ph pw oph opw bias: F(2x2, 3x3), then F(4x4, 3x3) (4096
-     * pixels and more; 66x63 ends in partial tiles both ways) */
+    /* kind N C H W K R S sh sw ph pw oph opw bias: F(2x2, 3x3), then F(4x4, 3x3)'s dx
+     * (4096 pixels and more; 66x63 ends in partial tiles both ways) */
     static const struct shape s[] = {
         { CONV, 3, 64, 17, 16, 64, 3, 3, 1, 1, 1, 1, 0, 0, true },
         { CONV, 2, 64, 66, 63, 64, 3, 3, 1, 1, 1, 1, 0, 0, true },
     };
     const struct vka_conv_desc d = { .stride = { 1, 1 }, .pad = { 1, 1 } };
-    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 17, 16), 2);
-    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 66, 63), 4);
-    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 64, 63), 2);
-    cr_assert_eq(vka_conv2d_winograd_tile(&d, 32, 64, 3, 3, 17, 16), 0);
-    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 15, 16), 0);
-    cr_assert_eq(vka_conv2d_winograd_tile(&(struct vka_conv_desc){ .stride = { 2, 2 } }, 64,
-                                          64, 3, 3, 17, 16), 0);
+    /* forward and backward tiles */
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 17, 16, false), 2);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 17, 16, true), 2);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 66, 63, false), 2);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 66, 63, true), 4);
+    cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 64, 63, true), 2);
+    for (int bwd = 0; bwd < 2; bwd++) {
+        cr_assert_eq(vka_conv2d_winograd_tile(&d, 32, 64, 3, 3, 17, 16, bwd), 0);
+        cr_assert_eq(vka_conv2d_winograd_tile(&d, 64, 64, 3, 3, 15, 16, bwd), 0);
+        cr_assert_eq(vka_conv2d_winograd_tile(&(struct vka_conv_desc){ .stride = { 2, 2 } },
+                                              64, 64, 3, 3, 17, 16, bwd), 0);
+    }
     struct vka_ctx *ctx = test_ctx_params(&(struct vka_ctx_params){
         .validation = 1, .winograd = VKA_ON, .max_binding = 256 << 10 });
     struct vka_ctx *direct = test_ctx_params(&(struct vka_ctx_params){

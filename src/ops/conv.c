@@ -22,8 +22,8 @@
  * WINO_MIN_PIXELS and the profile's winograd is on (shaders/winograd.comp): the filter,
  * the input tiles and the outputs are transformed by kernels of their own and the
  * (m+2)^2 products in between are conv_gemm0's 1x1 GEMMs: 16 multiplies per 2x2 outputs
- * (m = 2) or 36 per 4x4 (m = 4, from WINO4_MIN_PIXELS) where the direct GEMM takes 36 or
- * 144. The forward and the input gradient so; the weight gradient
+ * (m = 2) or 36 per 4x4 (m = 4: the backward, from WINO4_MIN_PIXELS) where the direct GEMM
+ * takes 36 or 144. The forward and the input gradient so; the weight gradient
  * as F(3x3, m x m), each sample's sums over its tiles conv_wgrad's 1x1 chains, its dw then
  * added as the chunked path's partials are (reduce). Each result is still one fixed
  * computation of its sample's values (micro-batches and the tile chunks below do not
@@ -51,10 +51,14 @@ enum {
                               have too few tiles for 16 GEMM dispatches and the filter's
                               transform (the default job's 8x8 and 4x4 64- and 128-channel
                               layers ran 1.2x slower) */
-    WINO4_MIN_PIXELS = 4096, /* input pixels from which a Winograd conv2d takes F(4x4, 3x3)
-                                (64x64): its three passes at 64x64 and 128x128 took
-                                0.63-0.82x the time of F(2x2, 3x3)'s, at 32x32 and 16x16
-                                0.9-1.4x (too few tiles per GEMM to fill the cores) */
+    WINO4_MIN_PIXELS = 4096, /* input pixels from which a Winograd conv2d's backward (input
+                                and weight gradients) takes F(4x4, 3x3) (64x64): there it
+                                took 0.63-0.82x the time of F(2x2, 3x3), at 32x32 and
+                                16x16 0.9-1.4x (too few tiles per GEMM to fill the cores).
+                                The forward keeps F(2x2, 3x3): its larger rounding, where a
+                                norm follows on features of small variance, moved the
+                                gradients of tools/parity/accum.py --depth 1 --width 64
+                                from 4.9e-6 to 1.3e-4 of PyTorch's float64 */
     WINO_BYTES = 16 << 20, /* at most this many bytes each of transformed input tiles (V)
                               and products (M) per chunk of tiles */
 };
@@ -398,21 +402,24 @@ struct wino_push {
 };
 
 uint32_t vka_conv2d_winograd_tile(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
-                                  uint32_t r, uint32_t s, uint32_t h, uint32_t w)
+                                  uint32_t r, uint32_t s, uint32_t h, uint32_t w,
+                                  bool backward)
 {
     if (!(r == 3 && s == 3 && d->stride[0] == 1 && d->stride[1] == 1 && d->pad[0] <= 2 &&
           d->pad[1] <= 2 && c >= WINO_MIN_C && k >= WINO_MIN_C &&
           (uint64_t)h * w >= WINO_MIN_PIXELS))
         return 0;
-    return (uint64_t)h * w >= WINO4_MIN_PIXELS ? 4 : 2;
+    return backward && (uint64_t)h * w >= WINO4_MIN_PIXELS ? 4 : 2;
 }
 
 /* conv2d's g (source x): by its shape only, never the batch, so that every split of a
  * batch takes the same path */
-static uint32_t use_wino(struct vka_cmd *cmd, const struct vka_op_args *a, const struct geom *g)
+static uint32_t use_wino(struct vka_cmd *cmd, const struct vka_op_args *a, const struct geom *g,
+                         bool backward)
 {
     return vka_cmd_ctx(cmd)->profile.winograd
-               ? vka_conv2d_winograd_tile(&a->p.conv, g->A, g->B, g->R, g->S, g->H, g->W)
+               ? vka_conv2d_winograd_tile(&a->p.conv, g->A, g->B, g->R, g->S, g->H, g->W,
+                                          backward)
                : 0;
 }
 
@@ -737,7 +744,7 @@ static int conv_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     int ret = conv_geom(op, a, transposed, &g, s);
     if (ret < 0 || (ret = check_out(op, "output", a->y, s)) < 0)
         return ret;
-    uint32_t m = transposed ? 0 : use_wino(cmd, a, &g);
+    uint32_t m = transposed ? 0 : use_wino(cmd, a, &g, false);
     if (m)
         return wino(cmd, &g, m, false, a->x[0], a->x[1], a->x[2], a->y, false);
     if (!transposed)
@@ -767,7 +774,7 @@ static int conv_bwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
      * y's side, i.e. dy. The "scatter" geometry sg swaps the two sides. */
     struct geom sg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, g.R, g.S, g.sh, g.sw, g.ph, g.pw };
     const struct vka_tensor *dy = a->dy;
-    uint32_t m = transposed ? 0 : use_wino(cmd, a, &g);
+    uint32_t m = transposed ? 0 : use_wino(cmd, a, &g, true);
     if (m) {
         /* dx is dy convolved with the kernel rotated and transposed, padded by 2 - pad */
         struct geom wg = { g.N, g.P, g.Q, g.B, g.H, g.W, g.A, 3, 3, 1, 1, 2 - g.ph, 2 - g.pw };

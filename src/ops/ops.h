@@ -216,12 +216,14 @@ int vka_op_bind_exact(struct vka_ctx *ctx, const struct vka_tensor *t, uint64_t 
                       uint64_t count, struct vka_binding *b, uint32_t *base);
 
 /* The output tile side m (2 or 4) with which conv2d with a c -> k channel, r x s kernel,
- * d's stride and padding and an h x w input runs as Winograd (src/ops/conv.c; where the
- * profile's winograd is on: forward and input gradient F(m x m, 3x3), weight gradient
- * F(3x3, m x m)), or 0 where it does not: 3x3, stride 1, padding at most 2, at least 64
- * channels on both sides and 256 input pixels; m = 4 from 4096 input pixels. */
+ * d's stride and padding and an h x w input runs its forward (backward: its input and
+ * weight gradients) as Winograd (src/ops/conv.c; where the profile's winograd is on:
+ * forward and input gradient F(m x m, 3x3), weight gradient F(3x3, m x m)), or 0 where it
+ * does not: 3x3, stride 1, padding at most 2, at least 64 channels on both sides and 256
+ * input pixels; m = 4 for the backward from 4096 input pixels. */
 uint32_t vka_conv2d_winograd_tile(const struct vka_conv_desc *d, uint32_t c, uint32_t k,
-                                  uint32_t r, uint32_t s, uint32_t h, uint32_t w);
+                                  uint32_t r, uint32_t s, uint32_t h, uint32_t w,
+                                  bool backward);
 
 /* A FLAT scratch tensor of `floats` elements (VKA_MEM_OTHER) owned by the recorder: freed
  * when it is destroyed or begun again, after its work. */
