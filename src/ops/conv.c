@@ -434,6 +434,16 @@ static int wino_pipe(struct vka_ctx *ctx, const char *shader, uint32_t m, uint32
     return vka_pipe_get(ctx, &pp, pipe);
 }
 
+/* The push constants every Winograd kernel of geometry g with m x m output tiles shares:
+ * the tensors' shapes, the tile grid per sample and the padding. */
+static struct wino_push wino_geom(const struct geom *g, uint32_t m)
+{
+    return (struct wino_push){ .N = g->N, .H = g->H, .W = g->W, .A4 = div4(g->A),
+                               .P = g->P, .Q = g->Q, .B4 = div4(g->B),
+                               .TH = (g->P + m - 1) / m, .TW = (g->Q + m - 1) / m,
+                               .ph = g->ph, .pw = g->pw };
+}
+
 /* Block i of a FLAT run of equal blocks of `floats` elements in t's buffer. */
 static struct vka_tensor block_of(const struct vka_tensor *t, uint64_t i, uint64_t floats)
 {
@@ -477,9 +487,7 @@ static int wino(struct vka_cmd *cmd, const struct geom *g, uint32_t m, bool flip
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     uint32_t A4 = div4(g->A), B4 = div4(g->B), npos = (m + 2) * (m + 2);
-    struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
-                            .Q = g->Q, .B4 = B4, .TH = (g->P + m - 1) / m,
-                            .TW = (g->Q + m - 1) / m, .ph = g->ph, .pw = g->pw };
+    struct wino_push pc = wino_geom(g, m);
     uint64_t ntiles = (uint64_t)g->N * pc.TH * pc.TW;
     uint64_t maxb = ctx->profile.max_binding - 256;
     uint64_t chunk = wino_chunk(ctx, npos, A4 > B4 ? A4 : B4);
@@ -574,9 +582,7 @@ static int wino_wgrad(struct vka_cmd *cmd, const struct geom *g, uint32_t m,
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     uint32_t A4 = div4(g->A), B4 = div4(g->B), npos = (m + 2) * (m + 2);
-    struct wino_push pc = { .N = g->N, .H = g->H, .W = g->W, .A4 = A4, .P = g->P,
-                            .Q = g->Q, .B4 = B4, .TH = (g->P + m - 1) / m,
-                            .TW = (g->Q + m - 1) / m, .ph = g->ph, .pw = g->pw };
+    struct wino_push pc = wino_geom(g, m);
     uint64_t T = (uint64_t)pc.TH * pc.TW, chunk = wino_chunk(ctx, npos, A4 > B4 ? A4 : B4);
     if (chunk > WGRAD_CHUNK)
         chunk = WGRAD_CHUNK;
