@@ -209,24 +209,32 @@ void main()
                             for (uint l = 0u; l < 4u; l++)
                                 wt[j][l] = LOAD4(Wt, wtap + (min(kb * TN4 + j, pc.B4 - 1u) * 4u + l) * pc.A4 + a4);
 #endif
+                    // the step's weights first, then each output's four multiply-adds in a
+                    // row: acc (TM x TN4 vec4s) does not fit lavapipe's registers, and an
+                    // element loaded and stored once per four multiply-adds instead of once
+                    // per one ran the 32-channel 256x256 layers in 0.54-0.77x the time (the
+                    // same chain per element: the same bits)
+                    vec4 wv[4][TN4];
                     for (uint c = 0u; c < 4u; c++) {
 #if TILED
                         uint wi = ((a4 - ab) * 4u + c) * TW + wcol;
+                        for (uint j = 0u; j < TN4; j++)
+                            wv[c][j] = wtile[wi + j];
 #else
                         uint wi = wtap + (a4 * 4u + c) * pc.B4 + kb * TN4;
-#endif
-                        for (uint j = 0u; j < TN4; j++) {
-#if TILED
-                            vec4 wv = wtile[wi + j];
-#else
-                            vec4 wv = WT != 0u
+                        for (uint j = 0u; j < TN4; j++)
+                            wv[c][j] = WT != 0u
                                 ? vec4(wt[j][0][c], wt[j][1][c], wt[j][2][c], wt[j][3][c])
                                 : LOAD4(Wt, wi + min(j, pc.B4 - 1u - kb * TN4));
 #endif
-                            for (uint i = 0u; i < TM; i++)
-                                acc[i][j] = fma(vec4(xv[i][c]), wv, acc[i][j]);
-                        }
                     }
+                    for (uint i = 0u; i < TM; i++)
+                        for (uint j = 0u; j < TN4; j++) {
+                            vec4 e = acc[i][j];
+                            for (uint c = 0u; c < 4u; c++)
+                                e = fma(vec4(xv[i][c]), wv[c][j], e);
+                            acc[i][j] = e;
+                        }
                 }
             }
         }
