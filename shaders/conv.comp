@@ -260,7 +260,46 @@ void main()
     }
 }
 
-#elif defined(CONV_WGRAD) && DIRECT == 0
+#elif defined(CONV_WGRAD)
+// acc[a][b] += g[n_, pixel o at tap (r, s), a] * d[n_, o, b] over the chunk's pixels o in
+// order, WU pixels at a time: each element takes its WU multiply-adds in a row (a pixel
+// outside the image leaves it as it is), so that it is loaded and stored once per WU
+// pixels (acc does not fit lavapipe's registers). Pairs ran seg256's and gan32's weight
+// gradients in 0.79-0.92x the time of one pixel at a time; four, in 1.03-1.19x.
+const uint WU = 2u;
+#define WGRAD_CHUNK(n_)                                                                    \
+    {                                                                                      \
+        uint pix0 = ch * pc.chunk, pix1 = min(pix0 + pc.chunk, pc.P * pc.Q);               \
+        for (uint pix = pix0; pix < pix1; pix += WU) {                                     \
+            bool ok[WU];                                                                   \
+            vec4 gv[WU][TM / 4u], dv[WU][TN4];                                             \
+            for (uint u = 0u; u < WU; u++) {                                               \
+                uint px = min(pix + u, pix1 - 1u), p = px / pc.Q, q = px % pc.Q;           \
+                int ih = int(p * pc.sh + r) - int(pc.ph), iw = int(q * pc.sw + s) - int(pc.pw); \
+                ok[u] = pix + u < pix1 && ih >= 0 && ih < int(pc.H) && iw >= 0 &&          \
+                        iw < int(pc.W);                                                    \
+                uint gi = ok[u] ? pc.x_base + (((n_) * pc.H + uint(ih)) * pc.W + uint(iw)) * \
+                                                  pc.A4 + ab * TA4                         \
+                                : 0u;                                                      \
+                uint di = pc.w_base + ((n_) * pc.P * pc.Q + px) * pc.B4 + bb * TN4;        \
+                for (uint j = 0u; j < TN4; j++)                                            \
+                    dv[u][j] = LOAD4(D, di + min(j, pc.B4 - 1u - bb * TN4));               \
+                for (uint a4 = 0u; a4 < TA4; a4++)                                         \
+                    gv[u][a4] = LOAD4(G, gi + min(a4, pc.A4 - 1u - ab * TA4));             \
+            }                                                                              \
+            for (uint a4 = 0u; a4 < TA4; a4++)                                             \
+                for (uint c = 0u; c < 4u; c++)                                             \
+                    for (uint j = 0u; j < TN4; j++) {                                      \
+                        vec4 e = acc[a4 * 4u + c][j];                                      \
+                        for (uint u = 0u; u < WU; u++)                                     \
+                            e = ok[u] ? fma(vec4(gv[u][a4][c]), dv[u][j], e) : e;          \
+                        acc[a4 * 4u + c][j] = e;                                           \
+                    }                                                                      \
+        }                                                                                  \
+    }
+#endif
+
+#if defined(CONV_WGRAD) && DIRECT == 0
 // One invocation: tap (r,s), TM/4 vec4s of a (TM channels) and TN4 vec4s of b, over one
 // chunk of one sample's pixels; the partial goes to Part[n][chunk] (RSAB4 blocks) for
 // conv_reduce. Grid: (sample, chunk, r*S+s, a-block, b-block).
@@ -287,24 +326,7 @@ void main()
     for (uint i = 0u; i < TM; i++)
         for (uint j = 0u; j < TN4; j++)
             acc[i][j] = vec4(0.0);
-    uint pix0 = ch * pc.chunk, pix1 = min(pix0 + pc.chunk, pc.P * pc.Q);
-    for (uint pix = pix0; pix < pix1; pix++) {
-        uint p = pix / pc.Q, q = pix % pc.Q;
-        int ih = int(p * pc.sh + r) - int(pc.ph), iw = int(q * pc.sw + s) - int(pc.pw);
-        if (ih < 0 || ih >= int(pc.H) || iw < 0 || iw >= int(pc.W))
-            continue;
-        uint gi = pc.x_base + ((n * pc.H + uint(ih)) * pc.W + uint(iw)) * pc.A4 + ab * TA4;
-        uint di = pc.w_base + (n * pc.P * pc.Q + pix) * pc.B4 + bb * TN4;
-        vec4 dv[TN4];
-        for (uint j = 0u; j < TN4; j++)
-            dv[j] = LOAD4(D, di + min(j, pc.B4 - 1u - bb * TN4));
-        for (uint a4 = 0u; a4 < TA4; a4++) {
-            vec4 gv = LOAD4(G, gi + min(a4, pc.A4 - 1u - ab * TA4));
-            for (uint c = 0u; c < 4u; c++)
-                for (uint j = 0u; j < TN4; j++)
-                    acc[a4 * 4u + c][j] = fma(vec4(gv[c]), dv[j], acc[a4 * 4u + c][j]);
-        }
-    }
+    WGRAD_CHUNK(n)
 
     // part[n][ch] holds this chunk's RSAB4 block; rows past the true a count (pc.aux)
     // stay 0, as the weights' padding rows do
@@ -377,24 +399,7 @@ void main()
             for (uint j = 0u; j < TN4; j++)
                 acc[i][j] = vec4(0.0);
 #endif
-        uint pix0 = ch * pc.chunk, pix1 = min(pix0 + pc.chunk, pc.P * pc.Q);
-        for (uint pix = pix0; pix < pix1; pix++) {
-            uint p = pix / pc.Q, q = pix % pc.Q;
-            int ih = int(p * pc.sh + r) - int(pc.ph), iw = int(q * pc.sw + s) - int(pc.pw);
-            if (ih < 0 || ih >= int(pc.H) || iw < 0 || iw >= int(pc.W))
-                continue;
-            uint gi = pc.x_base + ((nn * pc.H + uint(ih)) * pc.W + uint(iw)) * pc.A4 + ab * TA4;
-            uint di = pc.w_base + (nn * pc.P * pc.Q + pix) * pc.B4 + bb * TN4;
-            vec4 dv[TN4];
-            for (uint j = 0u; j < TN4; j++)
-                dv[j] = LOAD4(D, di + min(j, pc.B4 - 1u - bb * TN4));
-            for (uint a4 = 0u; a4 < TA4; a4++) {
-                vec4 gv = LOAD4(G, gi + min(a4, pc.A4 - 1u - ab * TA4));
-                for (uint c = 0u; c < 4u; c++)
-                    for (uint j = 0u; j < TN4; j++)
-                        acc[a4 * 4u + c][j] = fma(vec4(gv[c]), dv[j], acc[a4 * 4u + c][j]);
-            }
-        }
+        WGRAD_CHUNK(nn)
 #ifdef EXACT
         for (uint i = 0u; i < TM; i++)
             for (uint j = 0u; j < TN4 * 4u; j++)
