@@ -129,21 +129,42 @@ void main()
 
     vec4 acc[TM][TN4];
     int pn[TM], ph0[TM], pw0[TM];
+    uint opix[TM];   // the output pixel
     bool live[TM];
-    for (uint i = 0u; i < TM; i++) {
-        uint m = mb * TM + i;
-        live[i] = m < pc.m_count;
-        m = pc.m0 + min(m, pc.m_count - 1u);
+    // the block's pixels m0 + mb TM + i as (n, row, column) of the output (GEOM 0) or of
+    // its class's grid (GEOM 1): the first by division, the others by counting on (a
+    // pixel past m_count is dead: its loads are masked and it is never stored)
 #if GEOM == 0
-        uint ow = m % pc.Q, oh = (m / pc.Q) % pc.P, n = m / (pc.Q * pc.P);
+    uint QX = pc.Q, PX = pc.P;
+#else
+    uint QX = pc.Qc, PX = pc.Pc;
+#endif
+    uint mf = pc.m0 + mb * TM;
+    uint cw = mf % QX, ch = (mf / QX) % PX, cn = mf / (QX * PX);
+    for (uint i = 0u; i < TM; i++) {
+        live[i] = mb * TM + i < pc.m_count;
+        uint n = cn;
+#if GEOM == 0
+        uint ow = cw, oh = ch;
         ph0[i] = int(oh * pc.sh) - int(pc.ph);
         pw0[i] = int(ow * pc.sw) - int(pc.pw);
+        opix[i] = mf + i;
 #else
-        uint ww = m % pc.Qc, hh = (m / pc.Qc) % pc.Pc, n = m / (pc.Qc * pc.Pc);
-        ph0[i] = int(oh0 + hh * pc.sh + pc.ph);   // (o + pad), divided after the tap
-        pw0[i] = int(ow0 + ww * pc.sw + pc.pw);
+        uint ww = cw, hh = ch;
+        opix[i] = (n * pc.P + oh0 + hh * pc.sh) * pc.Q + ow0 + ww * pc.sw;
+        // the source pixel at the class's first tap (r0, s0): (o + pad - r0) / stride,
+        // which the division makes exact; each further tap is one row (column) less
+        ph0[i] = int(hh + (oh0 + pc.ph) / pc.sh);
+        pw0[i] = int(ww + (ow0 + pc.pw) / pc.sw);
 #endif
         pn[i] = int(n * pc.H * pc.W);
+        cw++;
+        bool wrap = cw == QX;
+        cw = wrap ? 0u : cw;
+        ch = wrap ? ch + 1u : ch;
+        bool wrap2 = ch == PX;
+        ch = wrap2 ? 0u : ch;
+        cn = wrap2 ? cn + 1u : cn;
         for (uint j = 0u; j < TN4; j++) {
             uint k4 = kb * TN4 + j;
             vec4 init = vec4(0.0);
@@ -162,15 +183,15 @@ void main()
     uint r0 = (oh0 + pc.ph) % pc.sh, s0 = (ow0 + pc.pw) % pc.sw;
     uint rstep = pc.sh, sstep = pc.sw;
 #endif
-    for (uint r = r0; r < pc.R; r += rstep) {
-        for (uint s = s0; s < pc.S; s += sstep) {
+    for (uint r = r0, kr = 0u; r < pc.R; r += rstep, kr++) {
+        for (uint s = s0, ks = 0u; s < pc.S; s += sstep, ks++) {
             uint xi[TM];
             bool ok[TM];
             for (uint i = 0u; i < TM; i++) {
 #if GEOM == 0
                 int ih = ph0[i] + int(r), iw = pw0[i] + int(s);
 #else
-                int ih = (ph0[i] - int(r)) / int(pc.sh), iw = (pw0[i] - int(s)) / int(pc.sw);
+                int ih = ph0[i] - int(kr), iw = pw0[i] - int(ks);
 #endif
                 ok[i] = live[i] && ih >= 0 && ih < int(pc.H) && iw >= 0 && iw < int(pc.W);
                 xi[i] = ok[i] ? pc.x_base + uint(pn[i] + ih * int(pc.W) + iw) * pc.A4 : 0u;
@@ -243,18 +264,11 @@ void main()
     for (uint i = 0u; i < TM; i++) {
         if (!live[i])
             continue;
-        uint m = pc.m0 + mb * TM + i;
-#if GEOM == 0
-        uint opix = m;
-#else
-        uint ww = m % pc.Qc, hh = (m / pc.Qc) % pc.Pc, n = m / (pc.Qc * pc.Pc);
-        uint opix = (n * pc.P + oh0 + hh * pc.sh) * pc.Q + ow0 + ww * pc.sw;
-#endif
         for (uint j = 0u; j < TN4; j++) {
             uint k4 = kb * TN4 + j;
             if (k4 >= pc.B4)
                 break;
-            uint yi = pc.y_base + (opix - pc.o0) * pc.B4 + k4;
+            uint yi = pc.y_base + (opix[i] - pc.o0) * pc.B4 + k4;
             Y[yi] = (pc.flags & 2u) != 0u ? Y[yi] + acc[i][j] : acc[i][j];
         }
     }
