@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vkaccum needs to build, test and run (bookworm), only
 # when some are missing. Run as root (or with sudo available).
+#   tools/setup.sh           what vkaccum needs to build and run
+#   tools/setup.sh --tests   and what the test suite needs besides (tools/test.sh): PyTorch,
+#                            onnx and PIL, the references of the ONNX export and bench tests,
+#                            which skip without them
 set -euo pipefail
 
 pkgs=(
@@ -14,6 +18,9 @@ pkgs=(
   libopenmpi-dev openmpi-bin
   python3-numpy python3-matplotlib
 )
+if [ "${1:-}" = --tests ]; then
+  pkgs+=(python3-torch libopenblas0-openmp python3-onnx python3-pil)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# README command 2: installs what is missing (tools/setup.sh), builds with warnings as
+# README command 2: installs what is missing (tools/setup.sh --tests), builds with warnings as
 # errors, runs the whole Criterion suite with the Khronos validation layer on, and ends
 # with one line "N passed, N failed" counting the suite's test cases.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-tools/setup.sh || exit 1
+tools/setup.sh --tests || exit 1
 
 dir=build-test
 opts=(-Dbuildtype=debugoptimized -Dwerror=true -Dtests=true -Dmpi=enabled) # the dist tests need MPI
