@@ -140,17 +140,17 @@ void main()
     uint QX = pc.Qc, PX = pc.Pc;
 #endif
     uint mf = pc.m0 + mb * TM;
-    uint cw = mf % QX, ch = (mf / QX) % PX, cn = mf / (QX * PX);
+    uint cq = mf % QX, cp = (mf / QX) % PX, cn = mf / (QX * PX);
     for (uint i = 0u; i < TM; i++) {
         live[i] = mb * TM + i < pc.m_count;
         uint n = cn;
 #if GEOM == 0
-        uint ow = cw, oh = ch;
+        uint ow = cq, oh = cp;
         ph0[i] = int(oh * pc.sh) - int(pc.ph);
         pw0[i] = int(ow * pc.sw) - int(pc.pw);
         opix[i] = mf + i;
 #else
-        uint ww = cw, hh = ch;
+        uint ww = cq, hh = cp;
         opix[i] = (n * pc.P + oh0 + hh * pc.sh) * pc.Q + ow0 + ww * pc.sw;
         // the source pixel at the class's first tap (r0, s0): (o + pad - r0) / stride,
         // which the division makes exact; each further tap is one row (column) less
@@ -158,12 +158,12 @@ void main()
         pw0[i] = int(ww + (ow0 + pc.pw) / pc.sw);
 #endif
         pn[i] = int(n * pc.H * pc.W);
-        cw++;
-        bool wrap = cw == QX;
-        cw = wrap ? 0u : cw;
-        ch = wrap ? ch + 1u : ch;
-        bool wrap2 = ch == PX;
-        ch = wrap2 ? 0u : ch;
+        cq++;
+        bool wrap = cq == QX;
+        cq = wrap ? 0u : cq;
+        cp = wrap ? cp + 1u : cp;
+        bool wrap2 = cp == PX;
+        cp = wrap2 ? 0u : cp;
         cn = wrap2 ? cn + 1u : cn;
         for (uint j = 0u; j < TN4; j++) {
             uint k4 = kb * TN4 + j;
