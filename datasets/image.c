@@ -375,6 +375,29 @@ int vka_image_sniff(const char *path, const uint8_t *b, size_t n,
     return -EINVAL;
 }
 
+/* stb_image 2.27 copies each IDAT chunk into a buffer that it allocates at the first
+ * non-empty one: an empty IDAT before that makes it offset a null pointer (undefined
+ * behaviour, which the fuzz target's UBSan reports). The compressed stream is the same
+ * without empty IDATs, so they are dropped before decoding (sniff_png has checked that the
+ * chunks are whole up to IEND). */
+static void png_drop_empty_idat(uint8_t *b, size_t *n)
+{
+    size_t p = 8, q = 8; /* read and write offsets */
+    for (;;) {
+        bool end = !memcmp(b + p + 4, "IEND", 4);
+        uint32_t len = be32(b + p);
+        size_t sz = end ? *n - p : 12 + (size_t)len;
+        if (end || len || memcmp(b + p + 4, "IDAT", 4)) {
+            memmove(b + q, b + p, sz);
+            q += sz;
+        }
+        if (end)
+            break;
+        p += sz;
+    }
+    *n = q;
+}
+
 static int probe_mem(const char *path, const uint8_t *b, size_t n,
                      struct vka_image_info *info, char *err)
 {
@@ -430,6 +453,8 @@ int vka_image_read_err(const char *path, uint32_t channels, struct vka_image *im
         free(b);
         return ret;
     }
+    if (info.format == VKA_FMT_PNG)
+        png_drop_empty_idat(b, &n);
     uint32_t c = channels ? channels : info.c >= 3 ? 3 : 1;
     int w, h, c0;
     uint8_t *px = stbi_load_from_memory(b, (int)n, &w, &h, &c0, (int)c);

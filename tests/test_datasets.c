@@ -114,6 +114,38 @@ Test(datasets, image_formats_round_trip)
     free(grey);
 }
 
+/* A PNG may hold empty IDAT chunks (the compressed stream is the concatenation of all
+ * IDATs): one before the data and one after it read the same pixels as without them.
+ * (stb_image 2.27 offsets a null pointer for the first: datasets/image.c drops them.) */
+Test(datasets, png_empty_idat)
+{
+    test_seed("datasets/png_empty_idat");
+    const char *d = tmp_make();
+    uint32_t w = test_rand_range(3, 20), h = test_rand_range(3, 20);
+    uint8_t *rgb = rand_bytes((size_t)w * h * 3, 256);
+    const char *path = P("%s/e.png", d);
+    png(path, w, h, 3, rgb);
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    /* length 0, "IDAT", its CRC-32 */
+    static const uint8_t empty[12] = { 0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e };
+    uint8_t *e = malloc(n + 24);
+    memcpy(e, b, 33); /* signature and IHDR */
+    memcpy(e + 33, empty, 12);
+    memcpy(e + 45, b + 33, n - 45); /* up to IEND */
+    memcpy(e + n, empty, 12);
+    memcpy(e + n + 12, b + n - 12, 12);
+    write_bytes(path, e, n + 24);
+    struct vka_image img;
+    cr_assert_eq(vka_image_read(path, 0, &img), 0, "%s", vka_last_error());
+    cr_assert(img.w == w && img.h == h && img.c == 3, "%ux%ux%u", img.w, img.h, img.c);
+    cr_assert_eq(memcmp(img.data, rgb, (size_t)w * h * 3), 0, "pixels differ");
+    vka_image_free(&img);
+    free(e);
+    free(b);
+    free(rgb);
+}
+
 /* ---- the folder layout ------------------------------------------------------------------ */
 
 Test(datasets, folder_layout_pairs_sorted)

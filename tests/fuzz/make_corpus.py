@@ -6,10 +6,10 @@ rewrites the same bytes. The files are committed; run it after changing it:
 
     python3 tests/fuzz/make_corpus.py
 
-image        PNG (every colour type, 1/8/16 bits, every filter, Adam7), baseline JPEG
-             (grey, YCbCr 4:4:4 and 4:2:0, restart markers), progressive JPEG (DC scan),
-             BMP (1/4/8/16/24/32 bits, core/info/V4 headers, top-down, RLE8), TGA (true
-             colour, grey, colour-mapped, RLE, 16 bits, image id)
+image        PNG (every colour type, 1/8/16 bits, every filter, Adam7, an empty IDAT),
+             baseline JPEG (grey, YCbCr 4:4:4 and 4:2:0, restart markers), progressive
+             JPEG (DC scan), BMP (1/4/8/16/24/32 bits, core/info/V4 headers, top-down,
+             RLE8), TGA (true colour, grey, colour-mapped, RLE, 16 bits, image id)
 mask         grey and indexed PNG class-id masks (1/2/4/8 bits), RGB/RGBA colour masks,
              and masks the reader refuses (16 bits, grey+alpha, a JPEG)
 palette      palette JSON: a list, an object with "ignore", 256 classes, bad entries
@@ -341,6 +341,8 @@ def images():
     full = png(6, 4, 2, 8, pix(6, 4, 3, 12))
     put(t, "png_no_iend.png", full[:-12])
     put(t, "png_short_idat.png", full[:60] + chunk(b"IEND", b""))
+    # an empty IDAT before the data: valid, and stb_image 2.27 offsets a null pointer for it
+    put(t, "png_empty_idat_6x4.png", full[:33] + chunk(b"IDAT", b"") + full[33:])
 
     def lv(k, bx, by):
         return (bx * 70 + by * 40 + k * 90 + 30) & 255
@@ -501,8 +503,9 @@ def safetensors():
 
 
 SEG_DEFAULTS = {
-    "data": "shapes", "out": "runs/shapes", "palette": "", "classes": 4, "batch": 8,
-    "micro-batch": 4, "accum": 0, "crop": 32, "steps": 1500, "epochs": 0, "lr": 0.002,
+    "data": "shapes", "out": "runs/shapes", "palette": "", "reduce-zero-label": False,
+    "classes": 4, "batch": 8, "micro-batch": 4, "recompute": "auto", "plan": False,
+    "accum": 0, "accumulate": "auto", "crop": 32, "steps": 1500, "epochs": 0, "lr": 0.002,
     "optimizer": "adamw", "weight-decay": 0.0001, "momentum": 0.9, "schedule": "poly",
     "warmup": 0, "clip-norm": 0, "eval-every": 250, "save-every": 100, "resume": "",
     "load-from": "", "seed": 0, "device": "", "depth": 3, "width": 16, "norm": "group",
@@ -510,7 +513,8 @@ SEG_DEFAULTS = {
     "mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225", "workers": 2,
     "no-augment": False, "scale-min": 0.75, "scale-max": 1.25, "color-jitter": 0.2,
     "train-count": 0, "val-count": 0, "tile": 0, "skip-bad": False, "drop-last": False,
-    "mem-budget": 0, "dump-grads": "", "json": False,
+    "detect-anomaly": False, "profile": False, "profile-layers": False, "mem-budget": 0,
+    "dump-grads": "", "json": False, "logits": False, "tensorboard": False,
 }
 
 
