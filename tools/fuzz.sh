@@ -95,14 +95,24 @@ for t in "${run[@]}"; do
     ncrash=$((ncrash + 1))
     cp "$a" "$crashes/"
     echo "fuzz $t: crashing input: $crashes/$(basename "$a")  (reproduce: $dir/tests/fuzz/fuzz_$t $crashes/$(basename "$a"))"
+    # the input itself, so that a crash found on a machine whose files are gone (CI)
+    # can be replayed from its log: base64 -d > in; fuzz_TARGET in
+    size=$(stat -c %s "$a")
+    if [ "$size" -le 8192 ]; then
+      echo "fuzz $t: the input ($size bytes), base64: $(base64 -w 0 "$a")"
+    fi
   done
   if [ "$rc" -ne 0 ] && [ "$ncrash" -eq 0 ]; then ncrash=1; fi
   printf 'fuzz %s: %s executions in %s s, %s exec/s, %s, %s corpus files\n' "$t" "${runs:-0}" \
     "$el" "${eps:-0}" "${cov:-cov: ?}" "$(find "$corpus" -type f | wc -l)"
   if [ "$ncrash" -ne 0 ]; then
     status=1
-    grep -m 1 -B 2 -A 30 -E '^==[0-9]+== ?ERROR|runtime error:|invariant broken|deadly signal|ALARM: working on the last Unit' "$log" |
-      head -n 45
+    pat='^==[0-9]+== ?ERROR|runtime error:|invariant broken|deadly signal|ALARM: working on the last Unit'
+    grep -m 1 -B 2 -A 30 -E "$pat" "$log" | head -n 45
+    # the report's first line and the first frame in vkaccum's or stb's code, prefixed
+    # so that tools/test.sh's summary keeps them
+    grep -m 1 -E "$pat" "$log" | sed "s/^/fuzz $t: report: /"
+    grep -m 1 -E '^ +#[0-9]+ .* in .*(datasets|src|stb)/' "$log" | sed "s/^ */fuzz $t: at: /"
     cp "$log" "$crashes/last.log"
     echo "fuzz $t: libFuzzer's log: $crashes/last.log"
   fi
