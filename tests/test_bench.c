@@ -1,10 +1,12 @@
-/* vkaccum bench train and tools/bench/: one tiny step of each workload kind prints every
- * field (the timings themselves are the benchmark's business, not a test's); the
+/* vkaccum bench train, bench ops and tools/bench/: one tiny step of each workload kind
+ * prints every field, bench ops every row and path (the timings themselves are the
+ * benchmark's business, not a test's); the
  * workloads vkaccum embeds are tools/bench/workloads.json; vkaccum and
  * tools/bench/torch_ref.py build the same models (parameters) and count the same FLOPs
  * for them; train's options are refused elsewhere. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +110,37 @@ Test(bench, torch_ref_builds_the_same_workloads)
         cJSON_Delete(t);
         cJSON_Delete(v);
     }
+}
+
+/* bench ops: the best GEMM, the GEMM of the transposed conv forward's shape, then the three
+ * passes of conv2d, conv_transpose2d and linear, each timed on every load path (the tiled
+ * one only where the pass is a GEMM: forward and input gradient). */
+Test(bench, ops_prints_every_row)
+{
+    cJSON *j = bench("bench ops --repeats 1 --json");
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "results");
+    cr_assert(cJSON_IsArray(res) && cJSON_GetArraySize(res) == 11, "%d rows",
+              cJSON_GetArraySize(res));
+    static const char *const op[] = { "gemm M=32768 N=64 K=576", "gemm M=65536 N=32 K=64",
+                                      "conv2d", "conv_transpose2d", "linear" };
+    static const char *const pass[] = { "forward", "input grad", "weight grad" };
+    for (int i = 0; i < 11; i++) {
+        const cJSON *r = cJSON_GetArrayItem(res, i);
+        const char *name = cJSON_GetObjectItemCaseSensitive(r, "op")->valuestring;
+        const char *p = cJSON_GetObjectItemCaseSensitive(r, "pass")->valuestring;
+        const char *want_op = op[i < 2 ? i : 2 + (i - 2) / 3];
+        const char *want_pass = i < 2 ? "forward" : pass[(i - 2) % 3];
+        cr_assert(!strncmp(name, want_op, strlen(want_op)) && !strcmp(p, want_pass),
+                  "row %d: %s %s, expected %s %s", i, name, p, want_op, want_pass);
+        cr_assert_gt(number(r, "gflops_texel"), 0, "row %d", i);
+        cr_assert_gt(number(r, "gflops_storage"), 0, "row %d", i);
+        bool tiled = cJSON_GetObjectItemCaseSensitive(r, "gflops_tiled") != NULL;
+        cr_assert_eq(tiled, strcmp(p, "weight grad") != 0, "row %d (%s %s): tiled %d", i, name,
+                     p, tiled);
+        if (tiled)
+            cr_assert_gt(number(r, "gflops_tiled"), 0, "row %d", i);
+    }
+    cJSON_Delete(j);
 }
 
 Test(bench, train_options_belong_to_train)
