@@ -10,7 +10,9 @@
 # TMPDIR), prints executions, exec/s and libFuzzer's coverage per target, and ends with
 # one line per target "fuzz TARGET: N runs, C crashes". A crash, a leak, a UBSan report or
 # an input running over TIMEOUT seconds is a crash: its input is kept in
-# build-fuzz/crashes/TARGET/ and named in the output, and the exit status is 1.
+# build-fuzz/crashes/TARGET/ and named in the output (with the report's first line and, up to
+# 8 KiB, the input itself in base64, so that a CI log is enough to replay it), and the exit
+# status is 1.
 # Environment: FUZZ_JOBS (ninja jobs, default 2), FUZZ_ARGS (more libFuzzer flags).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
