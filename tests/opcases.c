@@ -789,6 +789,10 @@ static const struct oc_case conv2d_cases[] = {
      * paddings 0 and 2 */
     CONV(1, 64, 66, 63, 64, 3, 3, 1, 1, 1, 1, LARGE256),
     CONV(1, 64, 64, 65, 68, 3, 3, 1, 1, 0, 2, OC_TEXEL | OC_NO_X2),
+    /* dw's per-sample partials (2 chunks of 4900 pixels, 72 KiB a sample) past the
+     * 256 KiB bindings: samples in groups of 3 and 2, the chunked run's bits those of
+     * the unchunked one's single group */
+    CONV(5, 32, 70, 70, 32, 3, 3, 1, 1, 1, 1, LARGE256),
 };
 
 static const struct oc_case conv_transpose2d_cases[] = {
@@ -810,6 +814,9 @@ static const struct oc_case conv_transpose2d_cases[] = {
     CONVT(2, 40, 1, 1, 6, 4, 4, 1, 1, 0, 0, 0, 0, ALL3),
     CONVT(3, 100, 1, 1, 20, 4, 4, 1, 1, 0, 0, 0, 0, TT),
     CONVT(2, 33, 1, 3, 5, 3, 2, 2, 2, 0, 1, 0, 1, TT),
+    /* dw's per-sample partials (2 chunks of 4356 input pixels, 128 KiB a sample) in
+     * 256 KiB bindings: one sample a group */
+    CONVT(3, 64, 66, 66, 64, 2, 2, 2, 2, 0, 0, 0, 0, LARGE256),
 };
 
 /* linear: (N, in) -> (N, out = k) */

@@ -40,6 +40,8 @@
 enum {
     TM = 16,              /* pixels per GEMM invocation; a-channels per wgrad invocation */
     WGRAD_CHUNK = 4096,   /* pixels per per-sample partial of dw and db */
+    WGRAD_PART_BYTES = 32 << 20, /* the most a weight gradient's per-sample partials
+                                    take (whole samples: at least one) */
     TILE_A = 32,          /* weight rows per shared-memory tile (TA4 vec4s in conv.comp) */
     TILE_BYTES = 16384,   /* most shared memory a tile takes: Vulkan's guaranteed minimum,
                              and small enough for several workgroups per GPU core */
@@ -340,31 +342,57 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
      * Larger images keep per-(sample, chunk) partials that conv_reduce adds in sample
      * order. Which way depends on the image size only, never on the batch. */
     bool direct = nchunks == 1, exact = dw->dtype == VKA_EXACT;
-    struct vka_tensor part = *dw;
     struct vka_pipe *pipe;
     struct vka_binding b[3];
     uint32_t base;
-    uint64_t n = (uint64_t)(direct ? 1 : g->N) * nchunks * g->R * g->S * nab * nbb;
+    uint64_t grid = (uint64_t)nchunks * g->R * g->S * nab * nbb; /* invocations a sample */
     const char *shader = !direct ? "conv_wgrad" : exact ? "conv_wgrad_direct_exact"
                                                         : "conv_wgrad_direct";
-    int ret = direct ? 0 : vka_op_scratch(cmd, (uint64_t)g->N * nchunks * per * 4, &part);
-    if (ret < 0 || (ret = pipe_wg(ctx, shader, 3, ta4 * 4, tn4, wg_for(ctx, n), &pipe)) < 0 ||
-        (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
-        (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
-        (ret = direct && exact
-                   ? vka_op_bind_exact(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)
-                   : vka_op_bind_out(ctx, &part, 0, vka_tensor_stored(&part), &b[2], &base)) < 0)
-        return ret;
-    if (direct && part.off % 4) {
-        vka_err("conv: a weight gradient starts at element %" PRIu64 ", not a vec4", part.off);
-        return -EINVAL;
-    }
     pc.chunk = WGRAD_CHUNK;
     pc.aux = g->A;
-    pc.y_base = direct && exact ? base : base / 4;
-    if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, n)) < 0 || direct)
+    if (direct) {
+        int ret = pipe_wg(ctx, shader, 3, ta4 * 4, tn4, wg_for(ctx, grid), &pipe);
+        if (ret < 0 ||
+            (ret = vka_op_bind_in(ctx, gsrc, 0, vka_tensor_stored(gsrc), &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_in(ctx, dpix, 0, vka_tensor_stored(dpix), &b[1], &pc.w_base)) < 0 ||
+            (ret = exact ? vka_op_bind_exact(ctx, dw, 0, vka_tensor_stored(dw), &b[2], &base)
+                         : vka_op_bind_out(ctx, dw, 0, vka_tensor_stored(dw), &b[2], &base)) < 0)
+            return ret;
+        if (dw->off % 4) {
+            vka_err("conv: a weight gradient starts at element %" PRIu64 ", not a vec4", dw->off);
+            return -EINVAL;
+        }
+        pc.y_base = exact ? base : base / 4;
+        return vka_cmd_dispatch_1d(cmd, pipe, b, &pc, grid);
+    }
+    /* The partials of a group of samples at a time, within WGRAD_PART_BYTES and the
+     * storage range (a 1024x1024 level's are 9 MiB a sample), each group's reduced into
+     * dw before the next group's: conv_reduce adds the samples in order, so the groups
+     * continue one chain (the bits of a single group), and the workspace stays the same
+     * whatever the micro-batch. */
+    uint64_t sample_floats = (uint64_t)nchunks * per * 4;
+    uint64_t gs_per = (uint64_t)g->H * g->W * pc.A4 * 4, dp_per = (uint64_t)pq * pc.B4 * 4;
+    uint64_t room = ctx->profile.max_binding - 256 < WGRAD_PART_BYTES
+                        ? ctx->profile.max_binding - 256 : WGRAD_PART_BYTES;
+    uint32_t group = (uint32_t)(room / 4 / sample_floats);
+    group = group < 1 ? 1 : group > g->N ? g->N : group;
+    struct vka_tensor part;
+    int ret = vka_op_scratch(cmd, group * sample_floats, &part);
+    if (ret < 0 || (ret = pipe_wg(ctx, shader, 3, ta4 * 4, tn4, wg_for(ctx, group * grid), &pipe)) < 0)
         return ret;
-    return reduce(cmd, &part, g->N, nchunks, per, dw);
+    for (uint32_t n0 = 0; n0 < g->N; n0 += group) {
+        uint32_t cnt = g->N - n0 < group ? g->N - n0 : group;
+        pc.N = cnt;
+        if ((ret = vka_op_bind_in(ctx, gsrc, n0 * gs_per, cnt * gs_per, &b[0], &pc.x_base)) < 0 ||
+            (ret = vka_op_bind_in(ctx, dpix, n0 * dp_per, cnt * dp_per, &b[1], &pc.w_base)) < 0 ||
+            (ret = vka_op_bind_out(ctx, &part, 0, cnt * sample_floats, &b[2], &base)) < 0)
+            return ret;
+        pc.y_base = base / 4;
+        if ((ret = vka_cmd_dispatch_1d(cmd, pipe, b, &pc, cnt * grid)) < 0 ||
+            (ret = reduce(cmd, &part, cnt, nchunks, per, dw)) < 0)
+            return ret;
+    }
+    return 0;
 }
 
 /* db (B) += sum over samples of sum over pixels of d[n, o, :] */
