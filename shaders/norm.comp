@@ -394,8 +394,13 @@ void main()
         vec4 x = LOAD4(X, pc.x_base + i);
 #ifdef OP_DX
         uint o = pc.out_base / 4u + i;
-        vec4 old = DX[o]; // dy itself in place, else the dx added into
-        vec4 dy = pc.inplace != 0u ? old : LOAD4(DY, pc.dy_base + i);
+        // in place, dy is also DX's old value: read once, on the input path (on lavapipe a
+        // storage load is a lane-by-lane loop, a texel fetch a gather)
+        vec4 dy = LOAD4(DY, pc.dy_base + i), old;
+        if (pc.inplace != 0u)
+            old = dy;
+        else
+            old = DX[o]; // the dx added into
         if (ACT != 0u)
             dy = act_bwd(dy, norm_z(x, mean, a, beta), pc.slope);
         vec4 d = a * dy - (x - mean) * b - c;
