@@ -6,9 +6,9 @@
 // Activations are NHWC4, so a vec4 is 4 channels of one pixel and the per-pixel
 // kernels work on lanes = channels. Pixels of a segment are cut into blocks of PB = WG
 // * ITEMS; block gb = s * nblk + b.
-//   OP_STATS    workgroup (gb, c4): lane sums of x over the block and M2, the sum of
+//   OP_STATS    workgroup (c4, gb): lane sums of x over the block and M2, the sum of
 //               squares about the block's own mean; PART = [sum | m2], each (S*nblk, Cs)
-//   OP_GRADSUM  workgroup (gb, c4): lane sums of dy and of dy * xhat; PART likewise
+//   OP_GRADSUM  workgroup (c4, gb): lane sums of dy and of dy * xhat; PART likewise
 //   OP_FIN      invocation (s, k): blocks and channels combined in a fixed order into
 //               mean, invstd (saved), running statistics, and COEF = [mean | invstd *
 //               gamma | beta], each (S, Cs); with F_EVAL from the running statistics
@@ -125,8 +125,8 @@ vec4 wg_sum(vec4 v)
 void main()
 {
     uint t = gl_LocalInvocationID.x;
-    uint gb = pc.gb0 + gl_WorkGroupID.x;
-    uint c4 = gl_WorkGroupID.y;
+    uint gb = pc.gb0 + gl_WorkGroupID.y;
+    uint c4 = gl_WorkGroupID.x;
     uint s = gb / pc.nblk, first = (gb - s * pc.nblk) * PB;
     uint n = min(PB, pc.P - first);
     uint rel = (s * pc.P + first - pc.q0) * pc.c4s + c4; // vec4 of the block's pixel 0

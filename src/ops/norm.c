@@ -216,9 +216,9 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
         .spec = { items(ctx), grad ? pl->act : 0 } }, &pipe);
     if (ret < 0)
         return ret;
-    if (pl->c4s > ctx->info.max_wg_count[1]) {
-        vka_err("%s: %u vec4s of channels pass the device's %u workgroups along y", pl->op,
-                pl->c4s, ctx->info.max_wg_count[1]);
+    if (pl->c4s > ctx->info.max_wg_count[0]) {
+        vka_err("%s: %u vec4s of channels pass the device's %u workgroups along x", pl->op,
+                pl->c4s, ctx->info.max_wg_count[0]);
         return -EINVAL;
     }
     struct reduce_push pc = {
@@ -242,7 +242,7 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
                                  &b[6], &pc.beta_base)) < 0))
         return ret;
     uint64_t max_pixels = bind_limit(ctx) / pl->Cs;
-    uint32_t max_groups = ctx->info.max_wg_count[0];
+    uint32_t max_groups = ctx->info.max_wg_count[1];
     uint32_t total = pl->S * pl->nblk;
     for (uint32_t gb0 = 0; gb0 < total;) {
         /* blocks are in pixel order: the range grows while it fits */
@@ -270,7 +270,7 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
         if ((ret = vka_op_bind_in(ctx, pl->x, first, count, &b[0], &pc.x_base)) < 0 ||
             (grad && (ret = vka_op_bind_in(ctx, dy, first, count, &b[1], &pc.dy_base)) < 0) ||
             (ret = vka_cmd_dispatch(cmd, pipe, b, &pc,
-                                    (uint32_t[3]){ gb1 - gb0, pl->c4s, 1 })) < 0)
+                                    (uint32_t[3]){ pl->c4s, gb1 - gb0, 1 })) < 0)
             return ret;
         gb0 = gb1;
     }
