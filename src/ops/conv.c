@@ -378,7 +378,8 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
     group = group < 1 ? 1 : group > g->N ? g->N : group;
     struct vka_tensor part;
     int ret = vka_op_scratch(cmd, group * sample_floats, &part);
-    if (ret < 0 || (ret = pipe_wg(ctx, shader, 3, ta4 * 4, tn4, wg_for(ctx, group * grid), &pipe)) < 0)
+    if (ret < 0 ||
+        (ret = pipe_wg(ctx, shader, 3, ta4 * 4, tn4, wg_for(ctx, group * grid), &pipe)) < 0)
         return ret;
     for (uint32_t n0 = 0; n0 < g->N; n0 += group) {
         uint32_t cnt = g->N - n0 < group ? g->N - n0 : group;
