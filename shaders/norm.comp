@@ -125,6 +125,8 @@ vec4 wg_sum(vec4 v)
 void main()
 {
     uint t = gl_LocalInvocationID.x;
+    // channel vec4s along x, which lavapipe runs first: a block's workgroups run one after
+    // the other and find its pixels (a pixel's channel vec4s lie side by side) in the cache
     uint gb = pc.gb0 + gl_WorkGroupID.y;
     uint c4 = gl_WorkGroupID.x;
     uint s = gb / pc.nblk, first = (gb - s * pc.nblk) * PB;
