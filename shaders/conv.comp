@@ -56,7 +56,7 @@ layout(push_constant) uniform PC {
     uint x_base, w_base, b_base, y_base;
     uint m0, m_count;        // output pixels [m0, m0 + m_count) in this dispatch
     uint o0;                 // GEMM: the output pixel at y_base (first of the binding)
-    uint flags;              // GEMM: 1 bias, 2 accumulate into y
+    uint flags;              // GEMM: 1 bias
     uint chunk;              // WGRAD/BGRAD: pixels per chunk; REDUCE: chunks per sample
     uint aux;                // GEMM: true b count (bias lanes past it are 0); WGRAD: true
                              // a count; REDUCE: accumulator vec4s
@@ -74,6 +74,8 @@ OUT_BUFFER4(3, Y)
 #endif
 // 1: Wt holds the weight the other way round, RSAB4 of B x A (see WT above)
 layout(constant_id = 4) const uint WT = 0u;
+// 1: y += the product (a constant: with 0 the kernel reads no y)
+layout(constant_id = 5) const uint ACCUM = 0u;
 
 // The weight vec4 of row a (the reduction) and output vec4 k4 of tap base wtap: a load,
 // or with WT four rows of the transposed weight's column a / 4, lane a % 4.
@@ -139,6 +141,16 @@ void main()
 #else
     uint QX = pc.Qc, PX = pc.Pc;
 #endif
+    // the bias (or 0) each output vec4 starts from, loaded once for the TM pixels
+    vec4 init[TN4];
+    for (uint j = 0u; j < TN4; j++) {
+        uint k4 = kb * TN4 + j;
+        init[j] = vec4(0.0);
+        if ((pc.flags & 1u) != 0u && k4 < pc.B4) {
+            bvec4 real = lessThan(uvec4(k4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.aux));
+            init[j] = mix(vec4(0.0), LOAD4(Bias, pc.b_base + k4), real);
+        }
+    }
     uint mf = pc.m0 + mb * TM;
     uint cq = mf % QX, cp = (mf / QX) % PX, cn = mf / (QX * PX);
     for (uint i = 0u; i < TM; i++) {
@@ -165,16 +177,8 @@ void main()
         bool wrap2 = cp == PX;
         cp = wrap2 ? 0u : cp;
         cn = wrap2 ? cn + 1u : cn;
-        for (uint j = 0u; j < TN4; j++) {
-            uint k4 = kb * TN4 + j;
-            vec4 init = vec4(0.0);
-            if ((pc.flags & 1u) != 0u && k4 < pc.B4) {
-                init = LOAD4(Bias, pc.b_base + k4);
-                bvec4 real = lessThan(uvec4(k4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.aux));
-                init = mix(vec4(0.0), init, real);
-            }
-            acc[i][j] = init;
-        }
+        for (uint j = 0u; j < TN4; j++)
+            acc[i][j] = init[j];
     }
 
 #if GEOM == 0
@@ -269,7 +273,7 @@ void main()
             if (k4 >= pc.B4)
                 break;
             uint yi = pc.y_base + (opix[i] - pc.o0) * pc.B4 + k4;
-            Y[yi] = (pc.flags & 2u) != 0u ? Y[yi] + acc[i][j] : acc[i][j];
+            Y[yi] = ACCUM != 0u ? Y[yi] + acc[i][j] : acc[i][j];
         }
     }
 }

@@ -43,6 +43,9 @@ layout(constant_id = 1) const uint ITEMS = 4;
 const uint PB = WG * ITEMS;
 // enum vka_norm_act: 0 none, 1 relu, 2 leaky_relu (pc.slope)
 layout(constant_id = 2) const uint ACT = 0;
+// OP_DX: 1 in place, dx is dy's memory (dy is read as DX's old value and dx = zero + d).
+// A constant: the other pipeline alone reads DX, a lane-by-lane loop on lavapipe.
+layout(constant_id = 3) const uint INPLACE = 0;
 
 vec4 act_fwd(vec4 z, float slope)
 {
@@ -346,9 +349,8 @@ layout(push_constant) uniform PC {
     uint P;          // pixels per segment (a segment has its own coefficients)
     uint x_base, dy_base, coef_base; // vec4 indices
     uint out_base;   // element index of y / dx (a whole vec4's: both are stored as vec4s)
-    uint inplace;    // OP_DX: dx is dy's memory; dy is read from it and dx = zero + d
-    float zero;      // 0.0 (a constant the compiler cannot fold: zero + d keeps d's bits
-                     // as the += into a dx filled with +0 does)
+    float zero;      // OP_DX in place: 0.0 (a constant the compiler cannot fold: zero + d
+                     // keeps d's bits as the += into a dx filled with +0 does)
     uint ppi;        // pixels per invocation (below)
     uint beta_base;  // OP_DX with ACT and beta (flags F_BETA)
     uint flags;
@@ -398,15 +400,12 @@ void main()
         uint o = pc.out_base / 4u + i;
         // in place, dy is also DX's old value: read once, on the input path (on lavapipe a
         // storage load is a lane-by-lane loop, a texel fetch a gather)
-        vec4 dy = LOAD4(DY, pc.dy_base + i), old;
-        if (pc.inplace != 0u)
-            old = dy;
-        else
-            old = DX[o]; // the dx added into
+        vec4 dy = LOAD4(DY, pc.dy_base + i);
+        vec4 old = INPLACE != 0u ? dy : DX[o]; // the dx added into
         if (ACT != 0u)
             dy = act_bwd(dy, norm_z(x, mean, a, beta), pc.slope);
         vec4 d = a * dy - (x - mean) * b - c;
-        DX[o] = mix(old, (pc.inplace != 0u ? vec4(pc.zero) : old) + d, live);
+        DX[o] = mix(old, (INPLACE != 0u ? vec4(pc.zero) : old) + d, live);
 #else
         vec4 z = mix(vec4(0.0), norm_z(x, mean, a, beta), live);
         Y[pc.out_base / 4u + i] = ACT != 0u ? act_fwd(z, pc.slope) : z;

@@ -141,14 +141,15 @@ static int pipe_for(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uin
     return pipe_wg(ctx, shader, nbind, TM, tn4, 0, pipe);
 }
 
-/* The GEMM's pipeline, untiled: spec ids 1 TM, 2 TN4, 3 TKB (tiled only), 4 WT. */
-static int pipe_gemm(struct vka_ctx *ctx, int scatter, uint32_t tn4, bool wt,
+/* The GEMM's pipeline, untiled: spec ids 1 TM, 2 TN4, 3 TKB (tiled only), 4 WT, 5 ACCUM
+ * (y += rather than =: a constant, so that the other pipeline reads no y). */
+static int pipe_gemm(struct vka_ctx *ctx, int scatter, uint32_t tn4, bool wt, bool accum,
                      struct vka_pipe **pipe)
 {
     struct vka_pipe_params pp = {
         .shader = scatter ? "conv_gemm1" : "conv_gemm0", .nbind = 4,
         .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT },
-        .push_size = sizeof(struct conv_push), .nspec = 4, .spec = { TM, tn4, 1, wt },
+        .push_size = sizeof(struct conv_push), .nspec = 5, .spec = { TM, tn4, 1, wt, accum },
     };
     return vka_pipe_get(ctx, &pp, pipe);
 }
@@ -159,7 +160,7 @@ static int pipe_gemm(struct vka_ctx *ctx, int scatter, uint32_t tn4, bool wt,
  * Vulkan's 16 KiB minimum). Only tn4 and tkb vary, so few pipelines are built: seven
  * (tn4, tkb) pairs can occur per geometry. */
 static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t nkb, bool wt,
-                      struct vka_pipe **pipe, uint32_t *tkb_out)
+                      bool accum, struct vka_pipe **pipe, uint32_t *tkb_out)
 {
     uint32_t tkb = 1;
     uint32_t limit = ctx->props.limits.maxComputeSharedMemorySize;
@@ -171,7 +172,8 @@ static int pipe_tiled(struct vka_ctx *ctx, int scatter, uint32_t tn4, uint32_t n
     struct vka_pipe_params pp = {
         .shader = scatter ? "conv_gemm1_tiled" : "conv_gemm0_tiled", .nbind = 4,
         .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT },
-        .push_size = sizeof(struct conv_push), .nspec = 4, .spec = { TM, tn4, tkb, wt },
+        .push_size = sizeof(struct conv_push), .nspec = 5,
+        .spec = { TM, tn4, tkb, wt, accum },
     };
     *tkb_out = tkb;
     return vka_pipe_get(ctx, &pp, pipe);
@@ -224,8 +226,8 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt
     uint32_t tkb = 1, wg = ctx->profile.wg_size;
     struct vka_pipe *pipe;
     int ret = ctx->profile.conv_tiles
-                  ? pipe_tiled(ctx, scatter, tn4, nkb, wt, &pipe, &tkb)
-                  : pipe_gemm(ctx, scatter, tn4, wt, &pipe);
+                  ? pipe_tiled(ctx, scatter, tn4, nkb, wt, accumulate, &pipe, &tkb)
+                  : pipe_gemm(ctx, scatter, tn4, wt, accumulate, &pipe);
     if (ret < 0)
         return ret;
     struct vka_binding b[4];
@@ -235,7 +237,7 @@ static int gemm(struct vka_cmd *cmd, const struct geom *g0, int scatter, bool wt
     const struct vka_tensor *bt = bias ? bias : w;
     if ((ret = vka_op_bind_in(ctx, bt, 0, vka_tensor_stored(bt), &b[2], &pc.b_base)) < 0)
         return ret;
-    pc.flags = (bias ? 1u : 0u) | (accumulate ? 2u : 0u);
+    pc.flags = bias ? 1u : 0u;
     pc.aux = g->B;
 
     /* Output pixels go in ranges whose binding fits the device's storage range. The

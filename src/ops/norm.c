@@ -43,7 +43,7 @@ struct fin_push {
 };
 
 struct map_push {
-    uint32_t n4, e0, c4s, C, P, x_base, dy_base, coef_base, out_base, inplace;
+    uint32_t n4, e0, c4s, C, P, x_base, dy_base, coef_base, out_base;
     float zero;
     uint32_t ppi, beta_base, flags;
     float slope;
@@ -338,18 +338,18 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
     struct vka_pipe *pipe;
     bool grad = dy != NULL;
     uint32_t ncoef = grad ? 4 : 3, nb = grad ? 5 : 3, ob = grad ? 3 : 2;
+    bool inplace = grad && dy->buf == out->buf && dy->off == out->off;
     struct vka_pipe_params pp = {
         .shader = grad ? "norm_dx" : "norm_apply", .nbind = nb,
         .bind = { VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_IN, VKA_BIND_OUT, VKA_BIND_OUT },
-        .push_size = sizeof(struct map_push), .nspec = 2, .spec = { 4, pl->act } };
+        .push_size = sizeof(struct map_push), .nspec = 3, .spec = { 4, pl->act, inplace } };
     pp.bind[ob] = VKA_BIND_OUT;
     int ret = vka_pipe_get(ctx, &pp, &pipe);
     if (ret < 0)
         return ret;
     struct vka_tensor coef = coef_view(pl, ncoef);
     struct vka_binding b[5];
-    struct map_push pc = { .c4s = pl->c4s, .C = pl->C, .P = pl->P, .slope = pl->slope,
-                           .inplace = grad && dy->buf == out->buf && dy->off == out->off };
+    struct map_push pc = { .c4s = pl->c4s, .C = pl->C, .P = pl->P, .slope = pl->slope };
     if ((ret = vka_op_bind_in(ctx, &coef, 0, vka_tensor_stored(&coef), &b[ob - 1],
                               &pc.coef_base)) < 0)
         return ret;
