@@ -326,10 +326,24 @@ static int reduce(struct vka_cmd *cmd, const struct vka_tensor *part, uint32_t N
 
 /* dw (RSAB4 of A x B) += sum over samples of sum over pixels o of (P, Q):
  * gsrc[n, o*stride - pad + r, a] * dpix[n, o, b] */
-static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_tensor *gsrc,
+static int wgrad(struct vka_cmd *cmd, const struct geom *g0, const struct vka_tensor *gsrc,
                  const struct vka_tensor *dpix, const struct vka_tensor *dw)
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    bool exact = dw->dtype == VKA_EXACT;
+    struct geom g1 = *g0;
+    const struct geom *g = &g1;
+    /* linear (1x1 images, 1x1 kernel), ordered: the samples as the pixels of one image,
+     * which has the same memory. The chain is the same (every sample's one multiply-add,
+     * in sample order: the same bits), but the kernel's pixels come in pairs, two
+     * multiply-adds per load and store of an accumulator where a sample alone gave one.
+     * Up to one image's pixels; a larger batch keeps the per-sample form (the same chain).
+     * Exact mode converts each sample's sum, so it keeps the samples apart. */
+    if (!exact && g1.H == 1 && g1.W == 1 && g1.P == 1 && g1.Q == 1 && g1.R == 1 &&
+        g1.S == 1 && g1.ph == 0 && g1.pw == 0 && g1.N > 1 && g1.N <= WGRAD_CHUNK) {
+        g1.W = g1.Q = g1.N;
+        g1.N = 1;
+    }
     struct conv_push pc;
     push_geom(&pc, g);
     /* a-rows per invocation: TM, or all of a small A (an RGB image's 4) rather than rows
@@ -343,7 +357,7 @@ static int wgrad(struct vka_cmd *cmd, const struct geom *g, const struct vka_ten
      * batch would (exact: each sample's sum added exactly by the same invocation).
      * Larger images keep per-(sample, chunk) partials that conv_reduce adds in sample
      * order. Which way depends on the image size only, never on the batch. */
-    bool direct = nchunks == 1, exact = dw->dtype == VKA_EXACT;
+    bool direct = nchunks == 1;
     struct vka_pipe *pipe;
     struct vka_binding b[3];
     uint32_t base;
