@@ -80,23 +80,7 @@ layout(push_constant) uniform PC {
 const uint P = WG * ITEMS; // items per block
 const float NEG_BIG = -3.4028235e38; // -FLT_MAX: masks padding lanes out of a max
 
-shared vec4 red[WG];
-
-// The workgroup's sum of v by a fixed tree; every invocation gets it.
-vec4 wg_sum(vec4 v)
-{
-    uint t = gl_LocalInvocationID.x;
-    red[t] = v;
-    barrier();
-    for (uint s = WG / 2u; s > 0u; s >>= 1u) {
-        if (t < s)
-            red[t] += red[t + s];
-        barrier();
-    }
-    vec4 r = red[0];
-    barrier(); // red is written again by the next call
-    return r;
-}
+#include "wgsum.glsl"
 
 #if defined(OP_FOLD) && defined(EXACT)
 IN_BUFFER(0, PART)   // partials (samples, B, V4) vec4
@@ -118,7 +102,7 @@ void main()
         vec4 a = vec4(0.0);
         for (uint b = t; b < pc.B; b += WG)
             a += LOAD4(PART, pc.p_base + (s * pc.B + b) * pc.V4 + j);
-        vec4 sample_sum = wg_sum(a);
+        vec4 sample_sum = wg_sum1(a);
         for (uint l = 0u; l < 4u; l++)
             run[l] = exact_add_float(run[l], sample_sum[l]);
     }
@@ -149,7 +133,7 @@ void main()
         vec4 a = vec4(0.0);
         for (uint b = t; b < pc.B; b += WG)
             a += LOAD4(PART, pc.p_base + (s * pc.B + b) * pc.V4 + j);
-        run += wg_sum(a); // acc = ((acc + p_0) + p_1) + ...
+        run += wg_sum1(a); // acc = ((acc + p_0) + p_1) + ...
     }
     if (t == 0u)
         for (uint l = 0u; l < 4u; l++)
@@ -367,8 +351,7 @@ void main()
             inter += p * o;
             card += p + o;
         }
-        inter = wg_sum(inter);
-        card = wg_sum(card);
+        wg_sum(inter, card, true);
         if (t == 0u)
             for (uint l = 0u; l < 4u; l++) {
                 O[pc.o_base + (gl * V4 + q) * 4u + l] = inter[l];
@@ -380,7 +363,7 @@ void main()
     for (uint k = 0u; k < ITEMS; k++)
         if (b * P + k * WG + t < pc.per)
             acc += item_partial(rel0 + k * WG + t, b * P + k * WG + t);
-    acc = wg_sum(acc);
+    acc = wg_sum1(acc);
     if (t == 0u)
         for (uint l = 0u; l < 4u; l++)
             O[pc.o_base + gl * 4u + l] = acc[l];

@@ -104,23 +104,7 @@ OUT_BUFFER(6, BETA)
 OUT_BUFFER(1, PART)
 #endif
 
-shared vec4 red[WG];
-
-// Sum of v over the workgroup by a fixed tree; every invocation gets it.
-vec4 wg_sum(vec4 v)
-{
-    uint t = gl_LocalInvocationID.x;
-    red[t] = v;
-    barrier();
-    for (uint h = WG / 2u; h > 0u; h >>= 1u) {
-        if (t < h)
-            red[t] += red[t + h];
-        barrier();
-    }
-    vec4 r = red[0];
-    barrier(); // red is written again by the next call
-    return r;
-}
+#include "wgsum.glsl"
 
 // The loops over a block's pixels stop after its last one (k * WG < n, the same for the
 // whole workgroup): a batch_norm of a few pixels per channel (DCGAN's 4 x 4 layers) would
@@ -142,7 +126,7 @@ void main()
         if (i < n)
             a += LOAD4(X, pc.x_base + rel + i * pc.c4s);
     }
-    a = wg_sum(a);
+    a = wg_sum1(a);
     vec4 mean = a / float(n);
     for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
         uint i = k * WG + t;
@@ -151,7 +135,7 @@ void main()
             b += d * d;
         }
     }
-    b = wg_sum(b);
+    b = wg_sum1(b);
 #else
     vec4 mean = vec4(0.0), istd = vec4(0.0), gamma = vec4(1.0), beta = vec4(0.0);
     for (uint j = 0u; j < 4u; j++) {
@@ -179,8 +163,7 @@ void main()
             b += dy * ((x - mean) * istd);
         }
     }
-    a = wg_sum(a);
-    b = wg_sum(b);
+    wg_sum(a, b, true);
 #endif
     if (t == 0u) {
         uint o0 = pc.part_base + (gb * pc.c4s + c4) * 4u;
