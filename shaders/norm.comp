@@ -352,8 +352,8 @@ OUT_BUFFER4(2, Y)
 #endif
 
 // One invocation: pc.ppi consecutive pixels of one channel vec4, all in one segment, so
-// their coefficients are read once (4 when the segments and the chunk come in whole
-// groups of 4 pixels, else 1)
+// their coefficients are read once (src/ops/norm.c picks pc.ppi: segments and chunks
+// come in whole groups of it)
 void main()
 {
     uint id = flat_id();

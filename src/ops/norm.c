@@ -353,9 +353,12 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
     if ((ret = vka_op_bind_in(ctx, &coef, 0, vka_tensor_stored(&coef), &b[ob - 1],
                               &pc.coef_base)) < 0)
         return ret;
-    /* an invocation takes 4 pixels of one segment where segments and chunks come in
-     * whole groups of 4 (every U-Net and DCGAN layer), reading their coefficients once */
-    pc.ppi = pl->P % 4 == 0 && bind_limit(ctx) / pl->Cs >= 4 ? 4 : 1;
+    /* an invocation takes ppi pixels of one segment, reading their coefficients once:
+     * the largest power of two up to the profile's map_pixels that divides the segment
+     * and fits a chunk, so that chunks and segments come in whole groups of ppi */
+    pc.ppi = ctx->profile.map_pixels;
+    while (pc.ppi > 1 && (pl->P % pc.ppi || bind_limit(ctx) / pl->Cs < pc.ppi))
+        pc.ppi /= 2;
     uint64_t n = vka_tensor_stored(pl->x);
     uint64_t chunk = bind_limit(ctx) / pl->Cs / pc.ppi * pc.ppi * pl->Cs;
     if (chunk == 0) {

@@ -419,6 +419,10 @@ static int profile_choose(struct vka_ctx *ctx, const struct vka_ctx_params *prm)
     p->load = cpu ? VKA_LOAD_TEXEL : VKA_LOAD_STORAGE;
     p->wg_size = cpu ? 64 : 256;
     p->reduce_items = 4;
+    /* a norm's apply and dx read 3-5 coefficient vec4s per invocation: on lavapipe each
+     * is a gather as dear as a pixel's, and 32 pixels an invocation made both 0.70-0.75x
+     * the time of 4 (README, "Speed"); GPUs keep 4 (more invocations, unmeasured) */
+    p->map_pixels = cpu ? 32 : 4;
     p->max_binding = ctx->info.max_storage_range & ~(uint64_t)255;
     const char *s = getenv("VKACCUM_LOAD_PATH");
     if (s && !strcmp(s, "texel"))
