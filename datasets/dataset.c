@@ -37,6 +37,19 @@ static int read_mask(const struct vka_dataset *ds, uint32_t i, struct vka_image 
     return 0;
 }
 
+/* Mask i alone, into s->mask: a file layout's through read_mask, a generator's without
+ * its image where it can (shapes), else the whole sample's. What the class statistics
+ * and the class checks read. */
+static int get_mask(const struct vka_dataset *ds, uint32_t i, struct vka_sample *s, char *err)
+{
+    *s = (struct vka_sample){ .label = -1 };
+    if (ds->masks)
+        return read_mask(ds, i, &s->mask, err);
+    if (ds->kind == VKA_DATA_SHAPES)
+        return vka_shapes_make(ds, i, true, s, err);
+    return vka_dataset_get_err(ds, i, 0, s, err);
+}
+
 /* vka_mask_check, saying when the ids it names are not the file's own */
 static int check_mask(const struct vka_dataset *ds, const struct vka_image *m, const char *name,
                       uint32_t classes, struct vka_class_stats *st, char *err)
@@ -103,7 +116,7 @@ int vka_dataset_get_err(const struct vka_dataset *ds, uint32_t i, uint32_t chann
         break;
     }
     case VKA_DATA_SHAPES:
-        ret = vka_shapes_make(ds, i, s, err);
+        ret = vka_shapes_make(ds, i, false, s, err);
         break;
     default:
         ret = vka_fashion_make(ds, i, s, err);
@@ -618,7 +631,7 @@ int vka_dataset_class_stats(struct vka_dataset *ds, struct vka_class_stats *st)
         char err[VKA_ERRLEN];
         for (uint32_t i = 0; i < ds->count; i++) {
             struct vka_sample s;
-            int ret = vka_dataset_get_err(ds, i, 0, &s, err);
+            int ret = get_mask(ds, i, &s, err);
             if (!ret)
                 ret = vka_mask_check(&s.mask, vka_dataset_name(ds, i), ds->classes,
                                      ds->ignore_index, &acc, err);
@@ -662,10 +675,7 @@ int vka_dataset_check_classes(struct vka_dataset *ds, uint32_t classes)
         struct vka_sample s = { 0 };
         snprintf(name, sizeof(name), "%s#%u", ds->name, i);
         const char *what = ds->masks ? ds->masks[i] : name;
-        if (ds->masks)
-            ret = read_mask(ds, i, &s.mask, err);
-        else
-            ret = vka_dataset_get_err(ds, i, 0, &s, err);
+        ret = get_mask(ds, i, &s, err);
         if (ret && ds->skip_bad && ret != -ENOMEM) {
             /* a mask that went bad after open: the loader skips it too */
             vka_warn("skipping: %s", err);

@@ -132,9 +132,10 @@ int vka_idx_open(struct vka_dataset *ds, const char *path, char *err);
 int vka_idx_open_labels(struct vka_dataset *ds, const char *path, char *err);
 int vka_fashion_open(struct vka_dataset *ds, const char *dir, char *err);
 
-/* Generators: sample i as RGB image (c = 3) and mask. */
-int vka_shapes_make(const struct vka_dataset *ds, uint32_t i, struct vka_sample *s,
-                    char *err);
+/* Generators: sample i as RGB image (c = 3) and mask; shapes with mask_only: its mask
+ * alone (the image left empty). */
+int vka_shapes_make(const struct vka_dataset *ds, uint32_t i, bool mask_only,
+                    struct vka_sample *s, char *err);
 int vka_fashion_make(const struct vka_dataset *ds, uint32_t i, struct vka_sample *s,
                      char *err);
 

@@ -736,6 +736,19 @@ static void generator_checks(enum vka_data_kind kind, uint32_t classes_expected)
     for (uint32_t k = 0; k < st.classes; k++)
         total += st.pixels[k];
     cr_assert_eq(total, 12ull * 48 * 40);
+    /* the statistics read the masks alone (shapes: drawn without the image): they are
+     * the masks of the whole samples */
+    uint64_t from_samples[VKA_MAX_CLASSES] = { 0 };
+    for (uint32_t i = 0; i < 12; i++) {
+        cr_assert_eq(vka_dataset_get(a, i, 0, &s), 0);
+        for (size_t p = 0; p < (size_t)s.mask.w * s.mask.h; p++)
+            from_samples[s.mask.data[p]]++;
+        vka_sample_free(&s);
+    }
+    for (uint32_t k = 0; k < VKA_MAX_CLASSES; k++)
+        cr_assert_eq(st.pixels[k], from_samples[k], "class %u: %llu pixels in the statistics, "
+                     "%llu in the samples", k, (unsigned long long)st.pixels[k],
+                     (unsigned long long)from_samples[k]);
     vka_dataset_destroy(&a);
     vka_dataset_destroy(&b);
     vka_dataset_destroy(&c);
