@@ -110,6 +110,9 @@ Test(kill, sigint_stops_at_a_boundary_and_the_run_resumes_bitwise, .timeout = 30
     fclose(f);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGINT did not end the run with 0: %s", out);
     cr_assert(strstr(out, "stopped by SIGINT") && strstr(out, "--resume"), "%s", out);
+    /* said when the signal came, before the window ended */
+    const char *said = strstr(out, "stopping at the end of this window");
+    cr_assert(said && said < strstr(out, "stopped by SIGINT"), "%s", out);
     snprintf(args, sizeof(args), "seg train --resume %s/part", dir);
     cr_assert_eq(test_vkaccum("", args, out, sizeof(out)), 0, "%s", out);
     char a[600], b[600];

@@ -214,14 +214,25 @@ bool run_every(uint64_t step, int n, bool last)
 }
 
 static volatile sig_atomic_t stop_signal;
+static bool stop_announce; /* rank 0 says at once what the signal does */
 
 static void on_stop(int sig)
 {
     stop_signal = sig;
+    /* a window can take minutes (1024x1024 on a CPU): say that it is being finished.
+     * write(2) is async-signal-safe; printf is not */
+    static const char msg[] = "\nvkaccum: stopping at the end of this window, where "
+                              "last.safetensors is saved; a second signal ends the process "
+                              "now (the checkpoint on disk stays whole)\n";
+    if (stop_announce) {
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+    }
 }
 
 void run_signals_install(void)
 {
+    stop_announce = run_writes();
     /* SA_RESTART: reads, writes and waits of the run go on; SA_RESETHAND: a second
      * signal takes the default action */
     struct sigaction sa = { .sa_handler = on_stop, .sa_flags = SA_RESTART | SA_RESETHAND };
