@@ -421,8 +421,8 @@ static int profile_choose(struct vka_ctx *ctx, const struct vka_ctx_params *prm)
     p->reduce_items = 4;
     /* a norm's apply and dx read 3-5 coefficient vec4s per invocation: on lavapipe each
      * is a gather as dear as a pixel's, and 32 pixels an invocation instead of 4 made dx
-     * 0.56x and apply 0.68x the time single-threaded (README, "Norms that apply their
-     * activation"); GPUs keep 4 (more invocations; not measured there) */
+     * 0.56x and apply 0.68x the time single-threaded (tools/bench/NOTES.md, "Norms that
+     * apply their activation"); GPUs keep 4 (more invocations; not measured there) */
     p->map_pixels = cpu ? 32 : 4;
     p->max_binding = ctx->info.max_storage_range & ~(uint64_t)255;
     const char *s = getenv("VKACCUM_LOAD_PATH");
