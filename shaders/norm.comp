@@ -18,6 +18,9 @@
 //               dgamma/dbeta are exact elements (include/exact.glsl) and each sample's
 //               sums are converted and added exactly
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
+//   OP_BN1      workgroup c4 of a batch_norm in training whose P pixels are one block:
+//               OP_STATS, OP_FIN and OP_APPLY in one dispatch instead of three, with
+//               their expressions in their order (the same bits)
 //   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
 //   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
 // With ACT (an activation the norm applies, vka_layer_norm_act) OP_APPLY writes act(z) of
@@ -34,6 +37,7 @@
 // variant norm_finbwd   OP_FINBWD
 // variant norm_finbwd_exact  OP_FINBWD EXACT
 // variant norm_apply    OP_APPLY
+// variant norm_bn1      OP_BN1
 // variant norm_dx       OP_DX
 #include "common.glsl"
 #include "exact.glsl"
@@ -66,6 +70,35 @@ vec4 norm_z(vec4 x, vec4 mean, vec4 a, vec4 beta)
     precise vec4 z = (x - mean) * a + beta;
     return z;
 }
+
+// y of one vec4 of x: z, 0 in padding channels (live false), through the activation
+vec4 apply_vec4(vec4 x, vec4 mean, vec4 a, vec4 beta, bvec4 live, float slope)
+{
+    vec4 z = mix(vec4(0.0), norm_z(x, mean, a, beta), live);
+    return ACT != 0u ? act_fwd(z, slope) : z;
+}
+
+// OP_STATS's sums over a block of n pixels whose pixel i is X[at + i * step] (every
+// invocation gets them): sum_ of x, and m2_ of the squares about the block's own mean
+#define BLOCK_STATS(sum_, m2_, at, step, n)                                               \
+    {                                                                                     \
+        uint t_ = gl_LocalInvocationID.x;                                                 \
+        for (uint k = 0u; k < ITEMS && k * WG < (n); k++) {                               \
+            uint i = k * WG + t_;                                                         \
+            if (i < (n))                                                                  \
+                sum_ += LOAD4(X, (at) + i * (step));                                      \
+        }                                                                                 \
+        sum_ = wg_sum1(sum_);                                                             \
+        vec4 bmean_ = sum_ / float(n);                                                    \
+        for (uint k = 0u; k < ITEMS && k * WG < (n); k++) {                               \
+            uint i = k * WG + t_;                                                         \
+            if (i < (n)) {                                                                \
+                vec4 d = LOAD4(X, (at) + i * (step)) - bmean_;                            \
+                m2_ += d * d;                                                             \
+            }                                                                             \
+        }                                                                                 \
+        m2_ = wg_sum1(m2_);                                                               \
+    }
 
 // flags
 const uint F_GAMMA = 1u, F_BETA = 2u, F_MEAN = 4u, F_ISTD = 8u, F_RMEAN = 16u,
@@ -121,21 +154,7 @@ void main()
     uint rel = (s * pc.P + first - pc.q0) * pc.c4s + c4; // vec4 of the block's pixel 0
     vec4 a = vec4(0.0), b = vec4(0.0);
 #ifdef OP_STATS
-    for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
-        uint i = k * WG + t;
-        if (i < n)
-            a += LOAD4(X, pc.x_base + rel + i * pc.c4s);
-    }
-    a = wg_sum1(a);
-    vec4 mean = a / float(n);
-    for (uint k = 0u; k < ITEMS && k * WG < n; k++) {
-        uint i = k * WG + t;
-        if (i < n) {
-            vec4 d = LOAD4(X, pc.x_base + rel + i * pc.c4s) - mean;
-            b += d * d;
-        }
-    }
-    b = wg_sum1(b);
+    BLOCK_STATS(a, b, pc.x_base + rel, pc.c4s, n)
 #else
     vec4 mean = vec4(0.0), istd = vec4(0.0), gamma = vec4(1.0), beta = vec4(0.0);
     for (uint j = 0u; j < 4u; j++) {
@@ -175,7 +194,7 @@ void main()
     }
 }
 
-#elif defined(OP_FIN) || defined(OP_FINBWD)
+#elif defined(OP_FIN) || defined(OP_FINBWD) || defined(OP_BN1)
 
 layout(push_constant) uniform PC {
     uint c4s, C;
@@ -187,17 +206,27 @@ layout(push_constant) uniform PC {
     uint gamma_base, beta_base, mean_base, istd_base;
     uint r0_base, r1_base;  // OP_FIN: running mean, var; OP_FINBWD: dgamma, dbeta
     uint coef_base;
+    uint x_base, y_base;    // OP_BN1: vec4 indices of x and y
+    float slope;            // OP_BN1
 } pc;
 
+#ifdef OP_BN1
+IN_BUFFER(0, X)
+#else
 IN_BUFFER(0, PART)
+#endif
 OUT_BUFFER(1, GAMMA)
-#ifdef OP_FIN
+#if defined(OP_FIN) || defined(OP_BN1)
 OUT_BUFFER(2, BETA)
 OUT_BUFFER(3, MEAN)
 OUT_BUFFER(4, ISTD)
 OUT_BUFFER(5, RMEAN)
 OUT_BUFFER(6, RVAR)
+#ifdef OP_BN1
+OUT_BUFFER4(7, Y)
+#else
 OUT_BUFFER(7, COEF)
+#endif
 #else
 OUT_BUFFER(2, MEAN)
 OUT_BUFFER(3, ISTD)
@@ -211,24 +240,33 @@ OUT_BUFFER(5, DBETA)
 OUT_BUFFER(6, COEF)
 #endif
 
+#ifdef OP_BN1
+#include "wgsum.glsl"
+vec4 bsum[2]; // the workgroup's one block's sums, which OP_STATS would write to PART
+float part(uint j, uint gb, uint c)
+{
+    return bsum[j][c & 3u];
+}
+#else
 // PART array j (0: first sum, 1: second), block gb, channel c
 float part(uint j, uint gb, uint c)
 {
     return LOAD4(PART, pc.part_base + (j * pc.S * pc.nblk + gb) * pc.c4s + c / 4u)[c & 3u];
 }
+#endif
 
 float gamma_at(uint c)
 {
     return (pc.flags & F_GAMMA) != 0u ? GAMMA[pc.gamma_base + c] : 1.0;
 }
 
-#ifdef OP_FIN
-void main()
+#if defined(OP_FIN) || defined(OP_BN1)
+// Statistic (s, k): its mean (mean_out) and 1 / sqrt(var + eps), returned; the blocks'
+// sums combined in a fixed order, or with F_EVAL the running statistics. In training,
+// where `write`, the saved statistics and the running ones are written.
+float fin_stat(uint s, uint k, bool write, out float mean_out)
 {
-    uint id = flat_id();
-    if (id >= pc.S * pc.K)
-        return;
-    uint s = id / pc.K, k = id - s * pc.K;
+    uint id = s * pc.K + k;
     uint c0 = k * pc.Cg;
     float M = float(pc.P) * float(pc.Cg);
     precise float mean, var;
@@ -251,7 +289,7 @@ void main()
         var = m2 / M;
     }
     float istd = 1.0 / sqrt(var + pc.eps);
-    if ((pc.flags & F_EVAL) == 0u) {
+    if ((pc.flags & F_EVAL) == 0u && write) {
         if ((pc.flags & F_MEAN) != 0u)
             MEAN[pc.mean_base + id] = mean;
         if ((pc.flags & F_ISTD) != 0u)
@@ -262,11 +300,68 @@ void main()
         if ((pc.flags & F_RVAR) != 0u)
             RVAR[pc.r1_base + k] = (1.0 - m) * RVAR[pc.r1_base + k] + m * (var * (M / (M - 1.0)));
     }
+    mean_out = mean;
+    return istd;
+}
+
+// The apply's coefficients of channel c: a = invstd * gamma, and beta
+float coef_a(uint c, float istd)
+{
+    return istd * gamma_at(c);
+}
+
+float coef_beta(uint c)
+{
+    return (pc.flags & F_BETA) != 0u ? BETA[pc.beta_base + c] : 0.0;
+}
+#endif
+
+#ifdef OP_FIN
+void main()
+{
+    uint id = flat_id();
+    if (id >= pc.S * pc.K)
+        return;
+    uint s = id / pc.K, k = id - s * pc.K;
+    float mean;
+    float istd = fin_stat(s, k, true, mean);
     uint o = pc.coef_base + s * 3u * pc.c4s * 4u;
-    for (uint c = c0; c < c0 + pc.Cg; c++) {
+    for (uint c = k * pc.Cg; c < (k + 1u) * pc.Cg; c++) {
         COEF[o + c] = mean;
-        COEF[o + pc.c4s * 4u + c] = istd * gamma_at(c);
-        COEF[o + 2u * pc.c4s * 4u + c] = (pc.flags & F_BETA) != 0u ? BETA[pc.beta_base + c] : 0.0;
+        COEF[o + pc.c4s * 4u + c] = coef_a(c, istd);
+        COEF[o + 2u * pc.c4s * 4u + c] = coef_beta(c);
+    }
+}
+#elif defined(OP_BN1)
+// One workgroup per channel vec4 of a batch_norm (S = 1, Cg = 1) in training whose P
+// pixels are one block (P <= PB): OP_STATS's sums, every invocation OP_FIN's statistics
+// of its four channels (the first writing the saved and running ones), then OP_APPLY's y
+// of the block's pixels: no PART or COEF in memory, one dispatch instead of three.
+void main()
+{
+    uint c4 = gl_WorkGroupID.x, t = gl_LocalInvocationID.x;
+    vec4 a = vec4(0.0), b = vec4(0.0);
+    BLOCK_STATS(a, b, pc.x_base + c4, pc.c4s, pc.P)
+    bsum[0] = a;
+    bsum[1] = b;
+    vec4 mean = vec4(0.0), ca = vec4(0.0), beta = vec4(0.0);
+    for (uint j = 0u; j < 4u; j++) {
+        uint c = c4 * 4u + j;
+        if (c < pc.C) {
+            float m;
+            float istd = fin_stat(0u, c, t == 0u, m);
+            mean[j] = m;
+            ca[j] = coef_a(c, istd);
+            beta[j] = coef_beta(c);
+        }
+    }
+    bvec4 live = lessThan(uvec4(c4 * 4u) + uvec4(0u, 1u, 2u, 3u), uvec4(pc.C));
+    for (uint k = 0u; k < ITEMS && k * WG < pc.P; k++) {
+        uint i = k * WG + t;
+        if (i < pc.P) {
+            uint v = c4 + i * pc.c4s;
+            Y[pc.y_base + v] = apply_vec4(LOAD4(X, pc.x_base + v), mean, ca, beta, live, pc.slope);
+        }
     }
 }
 #else
@@ -390,8 +485,7 @@ void main()
         vec4 d = a * dy - (x - mean) * b - c;
         DX[o] = mix(old, (INPLACE != 0u ? vec4(pc.zero) : old) + d, live);
 #else
-        vec4 z = mix(vec4(0.0), norm_z(x, mean, a, beta), live);
-        Y[pc.out_base / 4u + i] = ACT != 0u ? act_fwd(z, pc.slope) : z;
+        Y[pc.out_base / 4u + i] = apply_vec4(x, mean, a, beta, live, pc.slope);
 #endif
     }
 }

@@ -239,3 +239,74 @@ Test(norm, in_place_gradient_and_statistics_only_forward_keep_the_bits)
     }
     test_ctx_done(&ctx);
 }
+
+/* A batch_norm forward in training whose pixels per channel fit one block runs as one
+ * dispatch (norm_bn1, the profile's norm_one_pass): y, the saved statistics and the
+ * running ones have the bits of the three dispatches (norm_stats, norm_fin, norm_apply),
+ * with every activation, padding channels (C = 10) and a full block (4 x 32 x 32 = 4096
+ * pixels, the CPU profile's block). */
+Test(norm, one_pass_batch_norm_keeps_the_bits)
+{
+    test_seed("norm one pass");
+    struct vka_ctx *ctx = test_ctx();
+    cr_assert(ctx->profile.norm_one_pass, "a CPU device runs small batch norms in one pass");
+    uint32_t pb = ctx->profile.wg_size * 16 * ctx->profile.reduce_items; /* norm.c items */
+    const uint32_t shapes[][4] = { { 3, 10, 5, 7 }, { 4, 10, 32, 32 } };
+    for (int si = 0; si < 2; si++) {
+        uint32_t N = shapes[si][0], C = shapes[si][1], H = shapes[si][2], W = shapes[si][3];
+        cr_assert(N * H * W <= pb, "shape %d: %u pixels, a block holds %u", si, N * H * W, pb);
+        size_t n = (size_t)N * C * H * W;
+        float *xh = test_rand_floats(n, -2, 2);
+        float *gh = test_rand_floats(C, 0.5f, 1.5f), *bh = test_rand_floats(C, -0.5f, 0.5f);
+        float *rm = test_rand_floats(C, -0.2f, 0.2f), *rv = test_rand_floats(C, 0.5f, 2);
+        struct vka_tensor x = test_act(ctx, N, C, H, W, xh);
+        struct vka_tensor gamma = test_flat(ctx, C, gh), beta = test_flat(ctx, C, bh);
+        for (int act = 0; act <= VKA_NORM_ACT_LEAKY_RELU; act++) {
+            struct vka_tensor y[2], s[2][4];
+            for (int k = 0; k < 2; k++) {
+                y[k] = test_act(ctx, N, C, H, W, NULL);
+                for (int i = 0; i < 2; i++)
+                    s[k][i] = test_flat(ctx, C, NULL);
+                s[k][2] = test_flat(ctx, C, rm);
+                s[k][3] = test_flat(ctx, C, rv);
+                union vka_op_params p = { .norm = { .eps = EPS, .momentum = MOMENTUM,
+                                                    .training = true, .act = act,
+                                                    .slope = 0.2f } };
+                struct vka_op_args f = { .p = p, .x = { &x, &gamma, &beta }, .y = &y[k],
+                                         .saved = { &s[k][0], &s[k][1] },
+                                         .state = { &s[k][2], &s[k][3] } };
+                ctx->profile.norm_one_pass = k == 0;
+                struct vka_cmd *cmd;
+                cr_assert_eq(vka_cmd_create(ctx, NULL, &cmd), 0);
+                cr_assert_eq(vka_cmd_begin(cmd), 0);
+                cr_assert_eq(vka_batch_norm_fwd(cmd, &f), 0, "%s", vka_last_error());
+                test_run(cmd);
+                vka_cmd_destroy(&cmd);
+            }
+            ctx->profile.norm_one_pass = true;
+            float *got = malloc(n * 4), *want = malloc(n * 4);
+            test_act_read(&y[0], got);
+            test_act_read(&y[1], want);
+            same_bits(got, want, n, act ? "batch_norm with an activation" : "batch_norm",
+                      "one-pass y");
+            static const char *const what[] = { "one-pass mean", "one-pass invstd",
+                                                "one-pass running mean", "one-pass running var" };
+            for (int i = 0; i < 4; i++) {
+                float *g = read_flat(&s[0][i]), *w = read_flat(&s[1][i]);
+                same_bits(g, w, C, "batch_norm", what[i]);
+                free(g);
+                free(w);
+            }
+            free(got);
+            free(want);
+            for (int k = 0; k < 2; k++) {
+                vka_tensor_destroy(&y[k]);
+                for (int i = 0; i < 4; i++)
+                    vka_tensor_destroy(&s[k][i]);
+            }
+        }
+        vka_tensor_destroy(&x), vka_tensor_destroy(&gamma), vka_tensor_destroy(&beta);
+        free(xh), free(gh), free(bh), free(rm), free(rv);
+    }
+    test_ctx_done(&ctx);
+}

@@ -40,6 +40,8 @@ struct fin_push {
     float eps, momentum;
     uint32_t part_base, gamma_base, beta_base, mean_base, istd_base, r0_base, r1_base;
     uint32_t coef_base;
+    uint32_t x_base, y_base; /* norm_bn1 */
+    float slope;             /* norm_bn1 */
 };
 
 struct map_push {
@@ -382,6 +384,43 @@ static int record_map(struct vka_cmd *cmd, const struct plan *pl, const struct v
     return 0;
 }
 
+/* A batch_norm forward in training whose pixels are one block (P <= pb), x and y within
+ * one binding: statistics, their finish and y in one dispatch (norm_bn1, the three
+ * kernels' expressions in their order: the same bits), one workgroup per channel vec4.
+ * t[] as record_fin's (gamma, beta, mean, istd, running mean, running var). */
+static int record_bn1(struct vka_cmd *cmd, const struct plan *pl, float eps, float momentum,
+                      const struct vka_tensor *const *t, const uint32_t *flag,
+                      const struct vka_tensor *y)
+{
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    struct vka_pipe *pipe;
+    struct vka_pipe_params pp = {
+        .shader = "norm_bn1", .nbind = 8, .push_size = sizeof(struct fin_push), .nspec = 2,
+        .spec = { items(ctx), pl->act },
+    };
+    for (uint32_t i = 1; i < pp.nbind; i++)
+        pp.bind[i] = VKA_BIND_OUT;
+    pp.bind[0] = VKA_BIND_IN;
+    int ret = vka_pipe_get(ctx, &pp, &pipe);
+    if (ret < 0)
+        return ret;
+    struct fin_push pc = { .c4s = pl->c4s, .C = pl->C, .S = 1, .K = pl->K, .Cg = 1, .P = pl->P,
+                           .nblk = 1, .eps = eps, .momentum = momentum, .slope = pl->slope };
+    uint32_t *bases[] = { &pc.gamma_base, &pc.beta_base, &pc.mean_base, &pc.istd_base,
+                          &pc.r0_base, &pc.r1_base };
+    struct vka_binding b[8];
+    uint32_t ybase;
+    if ((ret = vka_op_bind_in(ctx, pl->x, 0, vka_tensor_stored(pl->x), &b[0], &pc.x_base)) < 0)
+        return ret;
+    for (uint32_t i = 0; i < 6; i++)
+        if ((ret = bind_opt(ctx, pl, t[i], flag[i], &pc.flags, &b[1 + i], bases[i])) < 0)
+            return ret;
+    if ((ret = vka_op_bind_out(ctx, y, 0, vka_tensor_stored(y), &b[7], &ybase)) < 0)
+        return ret;
+    pc.y_base = ybase / 4;
+    return vka_cmd_dispatch(cmd, pipe, b, &pc, (uint32_t[3]){ pl->c4s, 1, 1 });
+}
+
 /* ---- the ops ------------------------------------------------------------------------ */
 
 /* fwd of both ops; bn_eval: normalise with state0/state1. y NULL: the statistics only
@@ -422,14 +461,21 @@ static int norm_fwd(struct vka_cmd *cmd, const struct vka_op_args *a, const char
     }
     if (!vka_tensor_numel(pl.x))
         return 0;
-    if ((ret = scratch_create(cmd, &pl, !eval, 3)) < 0)
+    struct vka_ctx *ctx = vka_cmd_ctx(cmd);
+    bool one_pass = ctx->profile.norm_one_pass && !gn && !eval && a->y &&
+                    pl.P <= ctx->profile.wg_size * items(ctx) &&
+                    pl.c4s <= ctx->info.max_wg_count[0] &&
+                    vka_tensor_stored(pl.x) <= bind_limit(ctx);
+    if ((ret = scratch_create(cmd, &pl, !eval && !one_pass, 3)) < 0)
         return ret;
-    if (!eval && (ret = record_reduce(cmd, &pl, NULL, NULL, NULL, false, d->eps)) < 0)
-        return ret;
-    struct fin_push pc = { .flags = eval ? F_EVAL : 0, .eps = d->eps, .momentum = d->momentum };
     const struct vka_tensor *t[6] = { a->x[1], a->x[2], eval ? NULL : a->saved[0],
                                       eval ? NULL : a->saved[1], a->state[0], a->state[1] };
     const uint32_t flag[6] = { F_GAMMA, F_BETA, F_MEAN, F_ISTD, F_RMEAN, F_RVAR };
+    if (one_pass)
+        return record_bn1(cmd, &pl, d->eps, d->momentum, t, flag, a->y);
+    if (!eval && (ret = record_reduce(cmd, &pl, NULL, NULL, NULL, false, d->eps)) < 0)
+        return ret;
+    struct fin_push pc = { .flags = eval ? F_EVAL : 0, .eps = d->eps, .momentum = d->momentum };
     if ((ret = record_fin(cmd, &pl, false, !eval, &pc, t, flag, 6)) < 0)
         return ret;
     return a->y ? record_map(cmd, &pl, NULL, a->y) : 0;

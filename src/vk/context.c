@@ -424,6 +424,9 @@ static int profile_choose(struct vka_ctx *ctx, const struct vka_ctx_params *prm)
      * 0.56x and apply 0.68x the time single-threaded (tools/bench/NOTES.md, "Norms that
      * apply their activation"); GPUs keep 4 (more invocations; not measured there) */
     p->map_pixels = cpu ? 32 : 4;
+    /* one workgroup per channel vec4 does a small batch_norm's three passes: on lavapipe
+     * it saves two dispatches a layer; a GPU would run too few workgroups (not measured) */
+    p->norm_one_pass = cpu;
     p->max_binding = ctx->info.max_storage_range & ~(uint64_t)255;
     const char *s = getenv("VKACCUM_LOAD_PATH");
     if (s && !strcmp(s, "texel"))

@@ -100,6 +100,8 @@ struct vka_profile {
     uint32_t wg_size;      /* 1-D elementwise and reduction workgroups */
     uint32_t reduce_items; /* vec4s per invocation per reduction pass */
     uint32_t map_pixels;   /* pixels per invocation of a norm's apply and dx (at most) */
+    bool norm_one_pass;    /* a batch_norm forward whose pixels per channel fit one block
+                              runs as one dispatch, not three (src/ops/norm.c) */
     bool conv_tiles;       /* conv GEMMs stage weights in shared memory (GPUs; on lavapipe
                               shared loads are per-lane loops) */
     bool winograd;         /* conv2d 3x3 stride 1 as Winograd F(2x2 or 4x4, 3x3) and, for
