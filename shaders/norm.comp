@@ -18,11 +18,11 @@
 //               dgamma/dbeta are exact elements (include/exact.glsl) and each sample's
 //               sums are converted and added exactly
 //   OP_APPLY    y = (x - mean) * (invstd * gamma) + beta, padding channels 0
+//   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
+//   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
 //   OP_BN1      workgroup c4 of a batch_norm in training whose P pixels are one block:
 //               OP_STATS, OP_FIN and OP_APPLY in one dispatch instead of three, with
 //               their expressions in their order (the same bits)
-//   OP_DX       dx += a * dy - (x - mean) * b - c, padding channels untouched
-//   (both store whole vec4s: four float stores cost lavapipe four lane-by-lane loops)
 // With ACT (an activation the norm applies, vka_layer_norm_act) OP_APPLY writes act(z) of
 // the normalised z, and OP_GRADSUM and OP_DX take the gradient of z as dy through the
 // activation (include/act.glsl, which act.comp's ops use too), masked where z > 0 (as
