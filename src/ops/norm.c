@@ -5,7 +5,9 @@
  *   batch_norm  S = 1, K = C, Cg = 1,   P = N*H*W  (statistics span the micro-batch)
  *   group_norm  S = N, K = G, Cg = C/G, P = H*W    (statistics per sample)
  * fwd: stats (per block of PB pixels and vec4 of channels) -> fin (per (s, k): mean,
- * invstd, running statistics, per-channel coefficients) -> apply (per vec4).
+ * invstd, running statistics, per-channel coefficients) -> apply (per vec4); a
+ * batch_norm in training whose P fits one block does the three in one dispatch (bn1, on
+ * CPUs: the profile's norm_one_pass).
  * bwd: gradsum (per block: sums of dy and dy * xhat) -> finbwd (per k, samples in
  * order: dgamma/dbeta += per-sample partials, dx coefficients) -> dx (per vec4).
  * Blocks are a fixed PB = WG * items pixels of one segment, so a group_norm
