@@ -281,8 +281,42 @@ static int record_reduce(struct vka_cmd *cmd, const struct plan *pl, const struc
     return 0;
 }
 
+/* The pipeline of fin, finbwd or bn1: binding 0 read through the input path, the other
+ * nbind - 1 storage outputs; the push constants are fin_push. */
+static int pipe_fin(struct vka_ctx *ctx, const char *shader, uint32_t nbind, uint32_t act,
+                    struct vka_pipe **pipe)
+{
+    struct vka_pipe_params pp = { .shader = shader, .nbind = nbind,
+                                  .push_size = sizeof(struct fin_push), .nspec = 2,
+                                  .spec = { items(ctx), act } };
+    for (uint32_t i = 1; i < nbind; i++)
+        pp.bind[i] = VKA_BIND_OUT;
+    pp.bind[0] = VKA_BIND_IN;
+    return vka_pipe_get(ctx, &pp, pipe);
+}
+
+/* The nt storage bindings b[1 .. nt] of fin or bn1 (bwd false: gamma, beta, mean, istd,
+ * running mean, running var) or finbwd (gamma, mean, istd, dgamma, dbeta), their bases in
+ * pc; flag[i] is set when t[i] is given; t[i] NULL with flag[i] 0 binds a stand-in. */
+static int bind_fin_tensors(struct vka_ctx *ctx, const struct plan *pl, bool bwd,
+                            struct fin_push *pc, const struct vka_tensor *const *t,
+                            const uint32_t *flag, uint32_t nt, struct vka_binding *b)
+{
+    uint32_t *bases[] = { &pc->gamma_base, &pc->beta_base, &pc->mean_base, &pc->istd_base,
+                          &pc->r0_base, &pc->r1_base };
+    uint32_t *bwd_bases[] = { &pc->gamma_base, &pc->mean_base, &pc->istd_base, &pc->r0_base,
+                              &pc->r1_base };
+    for (uint32_t i = 0; i < nt; i++) {
+        int ret = bind_opt(ctx, pl, t[i], flag[i], &pc->flags, &b[1 + i],
+                           bwd ? bwd_bases[i] : bases[i]);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 /* fin (bwd false) or finbwd. t[] are the storage bindings after PART, in the shader's
- * order; flag[i] is set when t[i] is given; t[i] NULL with flag[i] 0 binds a stand-in. */
+ * order (bind_fin_tensors). */
 static int record_fin(struct vka_cmd *cmd, const struct plan *pl, bool bwd, bool has_part,
                       struct fin_push *pc, const struct vka_tensor *const *t,
                       const uint32_t *flag, uint32_t nt)
@@ -291,35 +325,22 @@ static int record_fin(struct vka_cmd *cmd, const struct plan *pl, bool bwd, bool
     struct vka_pipe *pipe;
     uint32_t ncoef = bwd ? 4 : 3;
     struct vka_binding b[VKA_MAX_BINDINGS];
-    uint32_t *bases[] = { &pc->gamma_base, &pc->beta_base, &pc->mean_base, &pc->istd_base,
-                          &pc->r0_base, &pc->r1_base };
-    uint32_t *bwd_bases[] = { &pc->gamma_base, &pc->mean_base, &pc->istd_base, &pc->r0_base,
-                              &pc->r1_base };
     /* exact dgamma/dbeta (--accumulate exact): t[3], t[4] of finbwd */
     bool exact = bwd && ((t[3] && t[3]->dtype == VKA_EXACT) || (t[4] && t[4]->dtype == VKA_EXACT));
     if (exact && ((t[3] && t[3]->dtype != VKA_EXACT) || (t[4] && t[4]->dtype != VKA_EXACT))) {
         vka_err("%s: dgamma and dbeta must both be exact accumulators or both f32", pl->op);
         return -EINVAL;
     }
-    struct vka_pipe_params pp = {
-        .shader = !bwd ? "norm_fin" : exact ? "norm_finbwd_exact" : "norm_finbwd",
-        .nbind = nt + 2,
-        .push_size = sizeof(*pc), .nspec = 1, .spec = { items(ctx) } };
-    for (uint32_t i = 1; i < pp.nbind; i++)
-        pp.bind[i] = VKA_BIND_OUT;
-    pp.bind[0] = VKA_BIND_IN;
-    int ret = vka_pipe_get(ctx, &pp, &pipe);
+    int ret = pipe_fin(ctx, !bwd ? "norm_fin" : exact ? "norm_finbwd_exact" : "norm_finbwd",
+                       nt + 2, 0, &pipe);
     if (ret < 0)
         return ret;
     struct vka_tensor part = has_part ? part_view(pl) : coef_view(pl, ncoef);
     struct vka_tensor coef = coef_view(pl, ncoef);
     if ((ret = vka_op_bind_in(ctx, &part, 0, vka_tensor_stored(&part), &b[0],
-                              &pc->part_base)) < 0)
+                              &pc->part_base)) < 0 ||
+        (ret = bind_fin_tensors(ctx, pl, bwd, pc, t, flag, nt, b)) < 0)
         return ret;
-    for (uint32_t i = 0; i < nt; i++)
-        if ((ret = bind_opt(ctx, pl, t[i], flag[i], &pc->flags, &b[1 + i],
-                            bwd ? bwd_bases[i] : bases[i])) < 0)
-            return ret;
     if ((ret = vka_op_bind_out(ctx, &coef, 0, vka_tensor_stored(&coef), &b[nt + 1],
                                &pc->coef_base)) < 0)
         return ret;
@@ -396,28 +417,16 @@ static int record_bn1(struct vka_cmd *cmd, const struct plan *pl, float eps, flo
 {
     struct vka_ctx *ctx = vka_cmd_ctx(cmd);
     struct vka_pipe *pipe;
-    struct vka_pipe_params pp = {
-        .shader = "norm_bn1", .nbind = 8, .push_size = sizeof(struct fin_push), .nspec = 2,
-        .spec = { items(ctx), pl->act },
-    };
-    for (uint32_t i = 1; i < pp.nbind; i++)
-        pp.bind[i] = VKA_BIND_OUT;
-    pp.bind[0] = VKA_BIND_IN;
-    int ret = vka_pipe_get(ctx, &pp, &pipe);
+    int ret = pipe_fin(ctx, "norm_bn1", 8, pl->act, &pipe);
     if (ret < 0)
         return ret;
     struct fin_push pc = { .c4s = pl->c4s, .C = pl->C, .S = 1, .K = pl->K, .Cg = 1, .P = pl->P,
                            .nblk = 1, .eps = eps, .momentum = momentum, .slope = pl->slope };
-    uint32_t *bases[] = { &pc.gamma_base, &pc.beta_base, &pc.mean_base, &pc.istd_base,
-                          &pc.r0_base, &pc.r1_base };
     struct vka_binding b[8];
     uint32_t ybase;
-    if ((ret = vka_op_bind_in(ctx, pl->x, 0, vka_tensor_stored(pl->x), &b[0], &pc.x_base)) < 0)
-        return ret;
-    for (uint32_t i = 0; i < 6; i++)
-        if ((ret = bind_opt(ctx, pl, t[i], flag[i], &pc.flags, &b[1 + i], bases[i])) < 0)
-            return ret;
-    if ((ret = vka_op_bind_out(ctx, y, 0, vka_tensor_stored(y), &b[7], &ybase)) < 0)
+    if ((ret = vka_op_bind_in(ctx, pl->x, 0, vka_tensor_stored(pl->x), &b[0], &pc.x_base)) < 0 ||
+        (ret = bind_fin_tensors(ctx, pl, false, &pc, t, flag, 6, b)) < 0 ||
+        (ret = vka_op_bind_out(ctx, y, 0, vka_tensor_stored(y), &b[7], &ybase)) < 0)
         return ret;
     pc.y_base = ybase / 4;
     return vka_cmd_dispatch(cmd, pipe, b, &pc, (uint32_t[3]){ pl->c4s, 1, 1 });
